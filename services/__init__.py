@@ -1,0 +1,1 @@
+"""Belfry's services, one package each: `python -m services.<name>`."""

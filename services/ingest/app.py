@@ -1,0 +1,81 @@
+"""Composition root of the ingest service: `create_app(settings, deps=None)`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractChannel
+from aiohttp import web
+
+from services.ingest import metrics
+from services.ingest.keys import BROKER, DEPS, HEALTH, HOT, SETTINGS, SPOOL, Hot, IngestDeps
+from services.ingest.routes import click, pixel, track
+from services.ingest.settings import IngestSettings
+from shared.broker import Broker
+from shared.probes import Health, add_probe_routes
+from shared.publisher import BatchPublisher
+from shared.spool import Spool
+from shared.topology import HitTopology, Topology, declare_hits
+
+log = logging.getLogger("belfry.ingest")
+
+
+async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    common = settings.common
+    topo = Topology(common.prefix)
+    spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+    broker = Broker(common.amqp_url, f"belfry-ingest:{settings.spool_dir.name}")
+    declared: dict[str, HitTopology] = {}
+
+    async def on_connect(channel: AbstractChannel) -> None:
+        declared["hits"] = await declare_hits(channel, topo)
+
+    publisher = BatchPublisher(
+        lambda: declared["hits"].hits if broker.available and "hits" in declared else None,
+        topo.HITS_ROUTING_KEY,
+        spool,
+        app_id="belfry-ingest",
+        max_batch=settings.batch_max,
+        max_delay=settings.batch_delay,
+        max_in_flight=settings.max_in_flight,
+        confirm_timeout=settings.confirm_timeout,
+        observer=metrics.IngestObserver(),
+    )
+    broker.on_connect(on_connect)
+    broker.on_available(publisher.kick_replay)
+    app[BROKER] = broker
+    app[SPOOL] = spool
+    app[HOT] = Hot(settings=settings, publisher=publisher, clock=app[DEPS].clock)
+    metrics.SPOOL_BYTES.set_function(lambda: spool.size_bytes)
+
+    async def spool_check() -> str | None:
+        return spool.check()
+
+    health = app[HEALTH]
+    health.add_check("broker", broker.check)
+    health.add_check("spool", spool_check)
+    await broker.start()
+    if spool.pending():
+        log.info("spool has records from a previous run", extra={"bytes": spool.size_bytes})
+    try:
+        yield
+    finally:
+        await publisher.close()
+        await broker.stop()
+        spool.close()
+
+
+def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.Application:
+    app = web.Application(client_max_size=settings.track_max_bytes)
+    app[SETTINGS] = settings
+    app[DEPS] = deps or IngestDeps()
+    health = Health("ingest", settings.common.version)
+    app[HEALTH] = health
+    add_probe_routes(app, health)
+    app.router.add_get("/{tenant}/pixel/{email_id}.gif", pixel.pixel, name="pixel")
+    app.router.add_get("/{tenant}/click/{email_id}", click.click, name="click")
+    app.router.add_post("/v1/track", track.track, name="track")
+    app.cleanup_ctx.append(_broker_ctx)
+    return app

@@ -1,0 +1,46 @@
+"""`GET|HEAD /{tenant}/pixel/{email_id}.gif`: the open-tracking pixel.
+
+Always served: mail clients never retry, so a broker outage must not show as a broken
+image. HEAD answers the same bytes' headers without recording an open.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from aiohttp import web
+
+from services.ingest import metrics
+from services.ingest.keys import HOT
+from services.ingest.routes.common import error, request_hit
+from shared.contracts import HIT_OPEN_V1
+from shared.ids import valid_email_id, valid_tenant
+from shared.publisher import Outcome
+
+# The classic 43-byte transparent 1x1 GIF.
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+assert len(GIF) == 43, "the pixel must stay the standard 43-byte GIF"
+
+HEADERS = {
+    "Content-Type": "image/gif",
+    "Cache-Control": "no-store, no-cache, must-revalidate",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+
+_counted = {o: metrics.events("open", o) for o in Outcome}
+
+
+async def pixel(request: web.Request) -> web.StreamResponse:
+    tenant = request.match_info["tenant"]
+    email_id = request.match_info["email_id"]
+    if not (valid_tenant(tenant) and valid_email_id(email_id)):
+        metrics.REJECTED.labels("bad_id").inc()
+        return error(404, "unknown tenant or email id format")
+    if request.method == "GET":
+        hot = request.app[HOT]
+        outcome = await hot.publisher.submit(
+            request_hit(request, hot.settings, HIT_OPEN_V1, tenant, email_id)
+        )
+        _counted[outcome].inc()
+    return web.Response(body=GIF, headers=HEADERS)

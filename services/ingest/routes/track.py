@@ -1,0 +1,175 @@
+"""`POST /v1/track`: a JSON batch of hits from servers and SDKs.
+
+Body: `[{"type": "open"|"click", "tenant", "email_id", "ts"?, "url"?, "ua"?, "ip"?,
+"props"?, "id"?}]`. `id` (a UUID) makes a retry idempotent: the same id is stored once.
+Too large or too many → 413. Every item is checked; valid ones are published even when
+others are not (400 lists the per-item errors, the counts say what was kept). The answer
+waits for the broker's confirm or the spool's fsync; with the broker away and the spool
+full it is 503 + Retry-After, and nothing of that request was kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from services.ingest import metrics
+from services.ingest.keys import BROKER, HOT, SPOOL
+from services.ingest.routes.click import target_problem
+from services.ingest.routes.common import error, json_response
+from shared.contracts import (
+    HIT_CLICK_V1,
+    HIT_OPEN_V1,
+    ContractError,
+    make_envelope,
+    validate_envelope,
+)
+from shared.ids import new_event_id
+from shared.publisher import Outcome
+
+KINDS = {"open": HIT_OPEN_V1, "click": HIT_CLICK_V1}
+_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class ItemError(ValueError):
+    pass
+
+
+def _timestamp(raw: Any, now: datetime, max_age: timedelta) -> datetime:
+    if isinstance(raw, bool):
+        raise ItemError("ts must be an RFC 3339 string or epoch seconds")
+    if isinstance(raw, int | float):
+        try:
+            ts = datetime.fromtimestamp(raw, UTC)
+        except (OverflowError, ValueError, OSError):
+            raise ItemError("ts is out of range") from None
+    elif isinstance(raw, str):
+        try:
+            ts = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ItemError("ts is not an RFC 3339 timestamp") from None
+        if ts.tzinfo is None:
+            raise ItemError("ts must carry a UTC offset")
+    else:
+        raise ItemError("ts must be an RFC 3339 string or epoch seconds")
+    if ts > now + _FUTURE_SKEW:
+        raise ItemError("ts is in the future")
+    if ts < now - max_age:
+        raise ItemError(f"ts is older than {max_age.days} days")
+    return ts
+
+
+def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
+    """One request item → one envelope; raises ItemError/ContractError with the reason."""
+    if not isinstance(item, dict):
+        raise ItemError("item must be an object")
+    kind = KINDS.get(item.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ItemError("type must be 'open' or 'click'")
+    unknown = set(item) - {"type", "tenant", "email_id", "ts", "url", "ua", "ip", "props", "id"}
+    if unknown:
+        raise ItemError(f"unknown fields: {', '.join(sorted(unknown))}")
+    event_id = item.get("id")
+    if event_id is None:
+        event_id = new_event_id()
+    else:
+        try:
+            event_id = str(uuid.UUID(str(event_id)))
+        except ValueError:
+            raise ItemError("id must be a UUID") from None
+    ts = item.get("ts")
+    occurred = _timestamp(ts, now, max_age) if ts is not None else now
+    data: dict[str, Any] = {"email_id": item.get("email_id")}
+    for key in ("ua", "ip", "props", "url"):
+        if item.get(key) is not None:
+            data[key] = item[key]
+    if kind == HIT_CLICK_V1:
+        url = item.get("url")
+        problem = target_problem(url) if isinstance(url, str) else "url is required for a click"
+        if problem:
+            raise ItemError(problem)
+    elif "url" in data:
+        raise ItemError("url is only for clicks")
+    if isinstance(data.get("ip"), str):
+        try:
+            data["ip"] = str(ipaddress.ip_address(data["ip"]))
+        except ValueError:
+            raise ItemError("ip is not an IP address") from None
+    tenant = item.get("tenant")
+    if not isinstance(tenant, str):
+        raise ItemError("tenant is required")
+    envelope = make_envelope(event_id, kind, tenant, occurred.isoformat(), now.isoformat(), data)
+    validate_envelope(envelope)  # the same contract check the writer applies
+    return envelope
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The body, or None once it passes `limit` bytes (read no further)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def track(request: web.Request) -> web.Response:
+    hot = request.app[HOT]
+    settings = hot.settings
+    body = await _read_body(request, settings.track_max_bytes)
+    if body is None:
+        return error(413, f"body larger than {settings.track_max_bytes} bytes")
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return error(400, f"body is not JSON: {exc}")
+    if not isinstance(items, list):
+        return error(400, "body must be a JSON array of hits")
+    if len(items) > settings.track_max_items:
+        return error(413, f"more than {settings.track_max_items} hits in one request")
+    if not items:
+        return error(400, "no hits in the request")
+    spool, broker = request.app[SPOOL], request.app[BROKER]
+    if not broker.available and spool.full:
+        return _unavailable(settings.retry_after_seconds)
+
+    now = hot.clock()
+    max_age = timedelta(days=settings.track_max_age_days)
+    envelopes, errors = [], []
+    for index, item in enumerate(items):
+        try:
+            envelopes.append(build_item(item, now, max_age))
+        except (ItemError, ContractError) as exc:
+            errors.append({"index": index, "error": str(exc)})
+    futures = hot.publisher.submit_many(envelopes)
+    outcomes = await asyncio.gather(*dict.fromkeys(futures))
+    if Outcome.DROPPED in outcomes:
+        # Part of the request may have been kept: clients retry with the same ids,
+        # which the writer stores once.
+        metrics.REJECTED.labels("spool_full").inc(len(envelopes))
+        return _unavailable(settings.retry_after_seconds)
+    for env, fut in zip(envelopes, futures, strict=True):
+        metrics.events(env["type"].split(".")[1], fut.result()).inc()
+    metrics.REJECTED.labels("invalid").inc(len(errors))
+    answer: dict[str, Any] = {"accepted": len(envelopes), "rejected": len(errors)}
+    if errors:
+        answer["errors"] = errors
+        return json_response(answer, 400)
+    return json_response(answer, 202)
+
+
+def _unavailable(retry_after: int) -> web.Response:
+    return json_response(
+        {"error": "temporarily unable to store hits; retry later"},
+        503,
+        headers={"Retry-After": str(retry_after)},
+    )

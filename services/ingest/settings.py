@@ -1,0 +1,81 @@
+"""IngestSettings: the one frozen configuration object of the ingest service."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from shared.ids import valid_tenant
+from shared.settings import CommonSettings, Env, SettingsError
+from shared.signing import SigningKeys
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    common: CommonSettings
+    signing: SigningKeys
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    spool_dir: Path = Path("var/spool/ingest")
+    spool_max_bytes: int = 1 << 30
+    batch_max: int = 200
+    batch_delay: float = 0.005
+    max_in_flight: int = 64
+    confirm_timeout: float = 2.0
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # tenant -> domains whose unsigned `?url=` links still redirect (Little Bell migration).
+    unsigned_click_domains: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    track_max_bytes: int = 1 << 20
+    track_max_items: int = 1000
+    track_max_age_days: int = 30
+    retry_after_seconds: int = 5
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
+        env = Env(environ)
+        return cls(
+            common=CommonSettings.from_env("ingest", environ),
+            signing=SigningKeys.parse(env.text("CLICK_SIGNING_KEYS", "")),
+            host=env.text("INGEST_HOST", "0.0.0.0"),
+            port=env.integer("INGEST_PORT", 8080, lo=0, hi=65535),
+            workers=env.integer("INGEST_WORKERS", 1, lo=1, hi=64),
+            spool_dir=Path(env.text("INGEST_SPOOL_DIR", "var/spool/ingest")),
+            spool_max_bytes=env.integer("INGEST_SPOOL_MAX_BYTES", 1 << 30, lo=1024),
+            batch_max=env.integer("INGEST_BATCH_MAX", 200, lo=1, hi=10000),
+            batch_delay=env.integer("INGEST_BATCH_DELAY_MS", 5, lo=0, hi=1000) / 1000,
+            max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", 64, lo=1, hi=10000),
+            confirm_timeout=env.integer("INGEST_CONFIRM_TIMEOUT_MS", 2000, lo=10) / 1000,
+            trusted_proxies=env.networks("INGEST_TRUSTED_PROXIES"),  # type: ignore[arg-type]
+            unsigned_click_domains=parse_unsigned_domains(
+                env.text("INGEST_UNSIGNED_CLICK_DOMAINS", "")
+            ),
+            track_max_bytes=env.integer("TRACK_MAX_BYTES", 1 << 20, lo=1024),
+            track_max_items=env.integer("TRACK_MAX_ITEMS", 1000, lo=1),
+            track_max_age_days=env.integer("TRACK_MAX_AGE_DAYS", 30, lo=1),
+        )
+
+
+def parse_unsigned_domains(raw: str) -> dict[str, frozenset[str]]:
+    """`{"tenant": ["example.com", ...]}` → tenant → lowercase domains."""
+    name = "INGEST_UNSIGNED_CLICK_DOMAINS"
+    if not raw:
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise SettingsError(f'{name} must be JSON like {{"acme": ["example.com"]}}') from None
+    if not isinstance(doc, dict):
+        raise SettingsError(f"{name} must be a JSON object of tenant -> list of domains")
+    out: dict[str, frozenset[str]] = {}
+    for tenant, domains in doc.items():
+        if not valid_tenant(tenant):
+            raise SettingsError(f"{name}: {tenant!r} is not a valid tenant id")
+        if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+            raise SettingsError(f"{name}: domains of {tenant!r} must be a list of strings")
+        out[tenant] = frozenset(d.lower().strip(".") for d in domains)
+    return out

@@ -1,0 +1,76 @@
+"""`python -m services.writer [serve | migrate | dlq list|replay|purge [--limit N]]`.
+
+The only place that reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import orjson
+
+from services.writer import dlq
+from services.writer.app import create_app
+from services.writer.settings import WriterSettings
+from shared.db.migrate import MigrationError, migrate_url
+from shared.jsonlog import setup_logging
+from shared.serve import run, serve
+from shared.settings import SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.writer")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="consume hits and store them (default)")
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    dlq_parser = sub.add_parser("dlq", help="dead-letter queue: list, replay or purge")
+    dlq_parser.add_argument("action", choices=["list", "replay", "purge"])
+    dlq_parser.add_argument("--limit", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = WriterSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"writer: configuration error: {exc}", file=sys.stderr)
+        return 2
+    common = settings.common
+    if args.command == "migrate":
+        try:
+            applied = asyncio.run(migrate_url(common.database_url))
+        except (MigrationError, OSError) as exc:
+            print(f"writer: migrate failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"applied migrations {applied}" if applied else "database is up to date")
+        return 0
+    if args.command == "dlq":
+        if args.action == "list":
+            rows = asyncio.run(
+                dlq.list_dead_letters(common.amqp_url, common.prefix, args.limit or 100)
+            )
+            for row in rows:
+                sys.stdout.write(orjson.dumps(row).decode() + "\n")
+            print(f"{len(rows)} dead-lettered message(s)", file=sys.stderr)
+        elif args.action == "replay":
+            count = asyncio.run(dlq.replay_dead_letters(common.amqp_url, common.prefix, args.limit))
+            print(f"replayed {count} message(s)")
+        else:
+            count = asyncio.run(dlq.purge_dead_letters(common.amqp_url, common.prefix))
+            print(f"purged {count} message(s)")
+        return 0
+    setup_logging("writer", common.log_level)
+    run(
+        serve(
+            create_app(settings), settings.host, settings.port, shutdown_grace=common.shutdown_grace
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,81 @@
+"""Composition root of the writer service: `create_app(settings, deps=None)`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractChannel
+from aiohttp import web
+
+from services.writer.consumer import HitConsumer
+from services.writer.keys import BROKER, CONSUMER, DATABASE, DEPS, SETTINGS, WriterDeps
+from services.writer.settings import WriterSettings
+from services.writer.store import PostgresEventStore
+from shared.broker import Broker
+from shared.db import Database
+from shared.probes import Health, add_probe_routes
+from shared.topology import Topology, declare_hits
+
+_HEALTH = web.AppKey("writer_health", Health)
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].common.database_url)
+    app[DATABASE] = db
+    app[_HEALTH].add_check("database", db.check)
+    yield
+    await db.close()
+
+
+async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, deps = app[SETTINGS], app[DEPS]
+    store = deps.store or PostgresEventStore(app[DATABASE], migrate=settings.migrate_on_start)
+    consumer = HitConsumer(settings, store, sleep=deps.sleep)
+    broker = Broker(settings.common.amqp_url, "belfry-writer")
+    topo = Topology(settings.common.prefix)
+    tags: dict[str, str] = {}
+
+    async def on_connect(channel: AbstractChannel) -> None:
+        declared = await declare_hits(channel, topo)
+        consumer.dead_letters = declared.dead_letters
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        tags["hits"] = await declared.writer_queue.consume(consumer.on_message)
+
+    broker.on_connect(on_connect)
+    broker.on_disconnect(consumer.on_disconnect)
+
+    async def inserts_check() -> str | None:
+        return f"inserts failing: {consumer.db_error}" if consumer.db_error else None
+
+    health = app[_HEALTH]
+    health.add_check("broker", broker.check)
+    health.add_check("inserts", inserts_check)
+    app[BROKER] = broker
+    app[CONSUMER] = consumer
+    consumer.start()
+    await broker.start()
+    try:
+        yield
+    finally:
+        # Stop deliveries first, then store and ack what we hold, then disconnect.
+        channel = broker.channel
+        if channel is not None and not channel.is_closed and "hits" in tags:
+            try:
+                queue = await channel.get_queue(topo.writer_queue, ensure=False)
+                await queue.cancel(tags["hits"])
+            except Exception:  # the channel may be gone already; held messages get redelivered
+                pass
+        await consumer.stop()
+        await broker.stop()
+
+
+def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[DEPS] = deps or WriterDeps()
+    health = Health("writer", settings.common.version)
+    app[_HEALTH] = health
+    add_probe_routes(app, health)
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_consumer_ctx)
+    return app

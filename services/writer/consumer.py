@@ -1,0 +1,182 @@
+"""The thin adapter between RabbitMQ and the writer's handler.
+
+Messages are decoded as they arrive and held unacked; a flusher task stores their
+events in one transaction when enough rows wait (or a few ms passed, or the prefetch
+window is full), dead-letters what can't be stored with the reason in its headers, and
+then acks. If Postgres is down the flusher keeps the same batch and retries with jittered
+backoff: nothing is acked or requeued meanwhile, the prefetch window stops the flow, and
+`/readyz` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from services.writer import metrics
+from services.writer.handler import DecodedMessage, decode_message, store_events
+from services.writer.settings import WriterSettings
+from services.writer.store import EventStore
+from shared.contracts import BATCH_V1
+from shared.topology import Topology
+
+log = logging.getLogger("belfry.writer")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Held:
+    message: AbstractIncomingMessage
+    decoded: DecodedMessage
+
+
+def dead_letter_message(
+    body: bytes, reason: str, stage: str, source: AbstractIncomingMessage | None, queue: str
+) -> aio_pika.Message:
+    headers: dict[str, Any] = {
+        "x-belfry-reason": reason[:500],
+        "x-belfry-stage": stage,
+        "x-belfry-source-queue": queue,
+        "x-belfry-failed-at": datetime.now(UTC).isoformat(),
+    }
+    if source is not None and source.message_id:
+        headers["x-belfry-original-message-id"] = source.message_id
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        type=BATCH_V1,
+        headers=headers,
+    )
+
+
+class HitConsumer:
+    def __init__(
+        self,
+        settings: WriterSettings,
+        store: EventStore,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topo = Topology(settings.common.prefix)
+        self.store = store
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._held: list[Held] = []
+        self._rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.dead_letters: AbstractExchange | None = None
+        self.db_error: str | None = None
+        self.stored_batches = 0
+
+    # --- broker side --------------------------------------------------------------------
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        decoded = decode_message(message.body)
+        self._held.append(Held(message, decoded))
+        self._rows += len(decoded.events)
+        if self._rows >= self.settings.batch_rows or len(self._held) >= self.settings.prefetch:
+            self._wake.set()
+        elif len(self._held) == 1:
+            asyncio.get_running_loop().call_later(self.settings.batch_delay, self._wake.set)
+
+    def on_disconnect(self) -> None:
+        # Delivery tags of the dead channel can't be acked; the broker redelivers them.
+        dropped, self._held, self._rows = self._held, [], 0
+        if dropped:
+            log.warning("channel lost with unacked messages", extra={"messages": len(dropped)})
+
+    # --- flushing -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="writer-flusher")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Store and ack what is held (SIGTERM drain), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._held:
+                await self.flush()
+            if self._stopping and not self._held:
+                return
+
+    async def flush(self) -> None:
+        batch, self._held, self._rows = self._held, [], 0
+        events = [e for h in batch for e in h.decoded.events]
+        delay = self.settings.backoff_min
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await store_events(events, self.store)
+                break
+            except Exception as exc:  # Postgres away or failing: keep the batch, back off
+                metrics.DB_FAILURES.inc()
+                self.db_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("insert failed, backing off", extra={"error": self.db_error})
+                if self._stopping:
+                    return  # unacked: the broker redelivers after we are gone
+                await self._sleep(delay * self._rng.uniform(0.5, 1.5))
+                delay = min(delay * 2, self.settings.backoff_max)
+        self.db_error = None
+        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+        metrics.BATCH_ROWS.observe(len(events))
+        metrics.ROWS_INSERTED.inc(result.inserted)
+        metrics.DUPLICATES.inc(result.duplicates)
+        if events:
+            newest = max(e.received_at for e in events)
+            metrics.LAG_SECONDS.set(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
+        self.stored_batches += 1
+        for held in batch:
+            await self._finish(held)
+
+    async def _finish(self, held: Held) -> None:
+        decoded, message = held.decoded, held.message
+        try:
+            if decoded.body_error is not None:
+                await self._dead_letter(message.body, decoded.body_error, "decode", message)
+            for rejected in decoded.rejected:
+                body = orjson.dumps([rejected.item])
+                await self._dead_letter(body, rejected.reason, "validate", message)
+            await message.ack()
+        except Exception as exc:  # channel gone: redelivery stores nothing twice
+            log.warning("ack or dead-letter failed", extra={"error": str(exc)})
+
+    async def _dead_letter(
+        self, body: bytes, reason: str, stage: str, source: AbstractIncomingMessage
+    ) -> None:
+        if self.dead_letters is None:
+            raise ConnectionError("dead-letter exchange not declared")
+        msg = dead_letter_message(body, reason, stage, source, self.topo.writer_queue)
+        await self.dead_letters.publish(msg, self.topo.WRITER_DLQ_KEY)
+        metrics.DEAD_LETTERED.labels(stage).inc()
+        log.warning(
+            "dead-lettered", extra={"reason": reason, "stage": stage, "queue": self.topo.writer_dlq}
+        )

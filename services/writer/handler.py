@@ -1,0 +1,60 @@
+"""The writer's logic, free of the broker: split a batch into rows to store and events
+to dead-letter, and store the rows. A unit test drives it with a fake store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.writer.store import KIND, EventStore
+from shared.contracts import ContractError, Envelope, decode_batch, validate_envelope
+
+
+@dataclass
+class Rejected:
+    item: Any
+    reason: str
+
+
+@dataclass
+class DecodedMessage:
+    """One AMQP message's events: the storable ones and the rejected ones."""
+
+    events: list[Envelope] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    # Set when the whole body is unusable (not JSON, not an array).
+    body_error: str | None = None
+
+
+def decode_message(body: bytes) -> DecodedMessage:
+    out = DecodedMessage()
+    try:
+        items = decode_batch(body)
+    except ContractError as exc:
+        out.body_error = str(exc)
+        return out
+    for item in items:
+        try:
+            event = validate_envelope(item)
+        except ContractError as exc:
+            out.rejected.append(Rejected(item, str(exc)))
+            continue
+        if event.type not in KIND:
+            out.rejected.append(Rejected(item, f"writer does not store {event.type} events"))
+            continue
+        out.events.append(event)
+    return out
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    inserted: int
+    duplicates: int
+
+
+async def store_events(events: list[Envelope], store: EventStore) -> StoreResult:
+    """Insert every event once; events seen before count as duplicates, not errors."""
+    if not events:
+        return StoreResult(0, 0)
+    inserted = await store.insert_hits(events)
+    return StoreResult(inserted, len(events) - inserted)

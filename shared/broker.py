@@ -1,0 +1,142 @@
+"""One supervised AMQP connection per service.
+
+`Broker` connects in the background, runs the service's `on_connect` hooks (declare
+topology, start consumers) on each fresh connection, and reconnects with jittered
+backoff when the connection or channel dies. `available` is true only while a channel
+is open and every hook has run: it is what `/readyz` reports and what the publisher
+checks before choosing between the broker and the spool. A broker that is down at
+start-up does not stop the service from starting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from shared.settings import redact_url
+
+log = logging.getLogger("belfry.broker")
+
+ConnectHook = Callable[[AbstractChannel], Awaitable[None]]
+
+
+class Broker:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        *,
+        reconnect_min: float = 0.2,
+        reconnect_max: float = 5.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.name = name
+        self._hooks: list[ConnectHook] = []
+        self._disconnect_hooks: list[Callable[[], None]] = []
+        self._available_hooks: list[Callable[[], None]] = []
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self._connect_timeout = connect_timeout
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._conn: AbstractRobustConnection | None = None
+        self.channel: AbstractChannel | None = None
+        self.last_error: str | None = "not connected yet"
+        self.connects = 0
+
+    @property
+    def available(self) -> bool:
+        return self._ready.is_set()
+
+    def on_connect(self, hook: ConnectHook) -> None:
+        """Run `hook(channel)` on every fresh connection, in registration order."""
+        self._hooks.append(hook)
+
+    def on_disconnect(self, hook: Callable[[], None]) -> None:
+        self._disconnect_hooks.append(hook)
+
+    def on_available(self, hook: Callable[[], None]) -> None:
+        """Run `hook()` each time the broker becomes available (after the connect hooks)."""
+        self._available_hooks.append(hook)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name=f"broker-{self.name}")
+
+    async def wait_available(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close()
+
+    async def check(self) -> str | None:
+        """Readiness check: None when usable, else why not."""
+        return None if self.available else f"broker unavailable: {self.last_error}"
+
+    async def _close(self) -> None:
+        self._mark_down()
+        conn, self._conn, self.channel = self._conn, None, None
+        if conn is not None and not conn.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2.0)
+
+    def _mark_down(self) -> None:
+        if self._ready.is_set():
+            self._ready.clear()
+            for hook in self._disconnect_hooks:
+                hook()
+
+    async def _supervise(self) -> None:
+        delay = self._reconnect_min
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+            started = time.monotonic()
+            try:
+                conn = await aio_pika.connect(
+                    self.url,
+                    timeout=self._connect_timeout,
+                    client_properties={"connection_name": self.name},
+                )
+                self._conn = conn  # type: ignore[assignment]
+                conn.close_callbacks.add(lambda *_, ev=lost: ev.set())
+                channel = await conn.channel(publisher_confirms=True, on_return_raises=True)
+                channel.close_callbacks.add(lambda *_, ev=lost: ev.set())
+                self.channel = channel
+                for hook in self._hooks:
+                    await hook(channel)
+                self.connects += 1
+                self.last_error = None
+                self._ready.set()
+                for up in self._available_hooks:
+                    up()
+                log.info("broker connected", extra={"broker": redact_url(self.url)})
+                await lost.wait()
+                self.last_error = "connection lost"
+                log.warning("broker connection lost", extra={"broker": redact_url(self.url)})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connect/declare failures: retry, never crash
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("broker connect failed", extra={"error": self.last_error})
+            await self._close()
+            if time.monotonic() - started > 10:
+                delay = self._reconnect_min  # it was up for a while: start the backoff over
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self._reconnect_max)

@@ -1,0 +1,218 @@
+"""Versioned event contracts and the one envelope they travel in.
+
+An envelope is a JSON object::
+
+    {"id": "<uuidv7>", "type": "hit.open.v1", "tenant": "acme",
+     "occurred_at": "<RFC 3339>", "received_at": "<RFC 3339>",
+     "data": {...}, "trace": {"traceparent": "..."}}
+
+Events travel in batches: one AMQP message (type `batch.v1`) whose body is a JSON array
+of envelopes. A contract change is a new type (`hit.open.v2`), never an edit of a
+published one: consumers of v1 keep working while producers move on.
+
+Producers build envelopes as plain dicts (the hot path can't afford objects);
+consumers validate each one with `validate_envelope`, which names what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shared.ids import valid_email_id, valid_tenant
+
+BATCH_V1 = "batch.v1"
+HIT_OPEN_V1 = "hit.open.v1"
+HIT_CLICK_V1 = "hit.click.v1"
+EMAIL_REGISTERED_V1 = "email.registered.v1"
+METRIC_V1 = "metric.v1"
+
+MAX_URL_LEN = 2048
+MAX_UA_LEN = 1024
+MAX_PROPS_BYTES = 4096
+
+
+class ContractError(ValueError):
+    """An event does not match its contract; the message is the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    id: str
+    type: str
+    tenant: str
+    occurred_at: datetime
+    received_at: datetime
+    data: dict[str, Any]
+    trace: dict[str, str]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def make_envelope(
+    event_id: str,
+    event_type: str,
+    tenant: str,
+    occurred_at: str,
+    received_at: str,
+    data: dict[str, Any],
+    trace: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "id": event_id,
+        "type": event_type,
+        "tenant": tenant,
+        "occurred_at": occurred_at,
+        "received_at": received_at,
+        "data": data,
+    }
+    if trace:
+        env["trace"] = trace
+    return env
+
+
+def encode_batch(envelopes: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps(envelopes)
+
+
+def decode_batch(body: bytes) -> list[Any]:
+    """The batch's items, undecoded; raises ContractError if the body is not a JSON array."""
+    try:
+        items = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ContractError(f"body is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ContractError("body is not a JSON array of envelopes")
+    return items
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        return len(value) == 36 and uuid.UUID(value) is not None
+    except ValueError:
+        return False
+
+
+def _timestamp(doc: dict[str, Any], field: str) -> datetime:
+    raw = doc.get(field)
+    if not isinstance(raw, str):
+        raise ContractError(f"{field} must be an RFC 3339 string")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ContractError(f"{field} is not an RFC 3339 timestamp: {raw[:40]!r}") from None
+    if value.tzinfo is None:
+        raise ContractError(f"{field} must carry a UTC offset")
+    return value
+
+
+def _opt_str(data: dict[str, Any], field: str, limit: int) -> None:
+    value = data.get(field)
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > limit:
+        raise ContractError(f"data.{field} must be a string of at most {limit} characters")
+    if "\x00" in value:  # Postgres text can't hold NUL; one would fail the whole batch
+        raise ContractError(f"data.{field} contains a NUL character")
+
+
+def _check_hit(data: dict[str, Any]) -> None:
+    email_id = data.get("email_id")
+    if not isinstance(email_id, str) or not valid_email_id(email_id):
+        raise ContractError("data.email_id is missing or not a valid email id")
+    _opt_str(data, "ip", 64)
+    ip = data.get("ip")
+    if ip is not None:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ContractError("data.ip is not an IP address") from None
+    _opt_str(data, "ua", MAX_UA_LEN)
+    props = data.get("props")
+    if props is not None:
+        if not isinstance(props, dict):
+            raise ContractError("data.props must be an object")
+        encoded = orjson.dumps(props)
+        if len(encoded) > MAX_PROPS_BYTES:
+            raise ContractError(f"data.props larger than {MAX_PROPS_BYTES} bytes")
+        if b"\\u0000" in encoded:  # jsonb rejects NUL
+            raise ContractError("data.props contains a NUL character")
+
+
+def _check_open(data: dict[str, Any]) -> None:
+    _check_hit(data)
+
+
+def _check_click(data: dict[str, Any]) -> None:
+    _check_hit(data)
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ContractError("data.url must be an http(s) URL")
+    if len(url) > MAX_URL_LEN:
+        raise ContractError(f"data.url longer than {MAX_URL_LEN}")
+    _opt_str(data, "url", MAX_URL_LEN)
+
+
+def _check_email_registered(data: dict[str, Any]) -> None:
+    email_id = data.get("email_id")
+    if not isinstance(email_id, str) or not valid_email_id(email_id):
+        raise ContractError("data.email_id is missing or not a valid email id")
+
+
+def _check_metric(data: dict[str, Any]) -> None:
+    if not isinstance(data.get("name"), str):
+        raise ContractError("data.name must be a string")
+    value = data.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ContractError("data.value must be a number")
+    labels = data.get("labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ContractError("data.labels must be an object of strings")
+
+
+CONTRACTS: dict[str, Callable[[dict[str, Any]], None]] = {
+    HIT_OPEN_V1: _check_open,
+    HIT_CLICK_V1: _check_click,
+    EMAIL_REGISTERED_V1: _check_email_registered,
+    METRIC_V1: _check_metric,
+}
+
+
+def validate_envelope(doc: Any) -> Envelope:
+    """Check one envelope against its contract; raises ContractError with the reason."""
+    if not isinstance(doc, dict):
+        raise ContractError("envelope is not an object")
+    event_id = doc.get("id")
+    if not isinstance(event_id, str) or not _is_uuid(event_id):
+        raise ContractError("id must be a UUID string")
+    event_type = doc.get("type")
+    check = CONTRACTS.get(event_type) if isinstance(event_type, str) else None
+    if check is None:
+        raise ContractError(f"unknown event type {str(event_type)[:40]!r}")
+    tenant = doc.get("tenant")
+    if not isinstance(tenant, str) or not valid_tenant(tenant):
+        raise ContractError("tenant is missing or not a valid tenant id")
+    data = doc.get("data")
+    if not isinstance(data, dict):
+        raise ContractError("data must be an object")
+    check(data)
+    trace = doc.get("trace") or {}
+    if not isinstance(trace, dict):
+        raise ContractError("trace must be an object")
+    return Envelope(
+        id=event_id,
+        type=event_type,  # type: ignore[arg-type]
+        tenant=tenant,
+        occurred_at=_timestamp(doc, "occurred_at"),
+        received_at=_timestamp(doc, "received_at"),
+        data=data,
+        trace=trace,
+    )

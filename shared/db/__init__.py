@@ -1,0 +1,6 @@
+"""Postgres access: the connection pool and forward-only SQL migrations."""
+
+from shared.db.migrate import apply_migrations, ensure_database
+from shared.db.pool import Database
+
+__all__ = ["Database", "apply_migrations", "ensure_database"]

@@ -1,0 +1,52 @@
+"""Running an aiohttp app as a service process: uvloop, SIGTERM drain, SO_REUSEPORT.
+
+On SIGTERM/SIGINT: `/readyz` turns 503 at once, we wait `shutdown_grace` seconds so
+load balancers notice, then the listener closes, in-flight requests finish, and the
+app's cleanup contexts run (publishers flush and wait for confirms, consumers ack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import uvloop
+from aiohttp import web
+
+from shared.probes import HEALTH
+
+log = logging.getLogger("belfry.serve")
+
+
+async def serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    shutdown_grace: float = 0.0,
+    reuse_port: bool = False,
+    shutdown_timeout: float = 20.0,
+) -> None:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
+    await site.start()
+    log.info("listening", extra={"host": host, "port": port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: not ready, draining")
+    if HEALTH in app:
+        app[HEALTH].draining = True
+    if shutdown_grace:
+        await asyncio.sleep(shutdown_grace)
+    await runner.cleanup()
+    log.info("stopped")
+
+
+def run(coro_factory: object) -> None:
+    """Run the service's main coroutine on uvloop."""
+    uvloop.run(coro_factory)  # type: ignore[arg-type]

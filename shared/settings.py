@@ -1,0 +1,142 @@
+"""Settings shared by every service, read from the environment once, in `__main__`.
+
+Each service owns one frozen settings object that embeds `CommonSettings`. Parsing
+helpers raise `SettingsError` with the variable's name and what was expected, so a bad
+value stops start-up with one clear line instead of a stack trace later.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from shared import __version__
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/belfry"
+_PREFIX_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Env:
+    """Typed reads of an environment mapping; every error names the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._env = environ
+
+    def text(self, name: str, default: str) -> str:
+        value = self._env.get(name)
+        return default if value is None or value == "" else value
+
+    def integer(
+        self, name: str, default: int, *, lo: int | None = None, hi: int | None = None
+    ) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+        return value
+
+    def number(self, name: str, default: float, *, lo: float = 0.0) -> float:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < lo:
+            raise SettingsError(f"{name} must be >= {lo}, got {value}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._env.get(name)
+        if raw is None or raw == "":
+            return default
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        value = self.text(name, default)
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise SettingsError(
+                f"{name} must be a {'/'.join(schemes)} URL with a host, got {redact_url(value)!r}"
+            )
+        return value
+
+    def networks(self, name: str, default: str = "") -> tuple[ipaddress._BaseNetwork, ...]:
+        raw = self.text(name, default)
+        nets = []
+        for item in filter(None, (p.strip() for p in raw.split(","))):
+            try:
+                nets.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise SettingsError(
+                    f"{name} must be a comma-separated CIDR list, bad item {item!r}"
+                ) from None
+        return tuple(nets)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url
+
+
+@dataclass(frozen=True, slots=True)
+class CommonSettings:
+    """Fields every service has: where the broker and database are, and who we are."""
+
+    service: str
+    amqp_url: str = DEFAULT_AMQP_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    # Prefix of every exchange and queue name, so tests and tenants share one broker.
+    prefix: str = "belfry"
+    log_level: str = "INFO"
+    version: str = __version__
+    environment: str = "dev"
+    # Seconds between "not ready" and closing the listener on SIGTERM, so a load
+    # balancer stops routing to us before we stop accepting.
+    shutdown_grace: float = 0.0
+
+    @classmethod
+    def from_env(cls, service: str, environ: Mapping[str, str]) -> CommonSettings:
+        env = Env(environ)
+        prefix = env.text("BELFRY_PREFIX", "belfry")
+        if not _PREFIX_RE.match(prefix):
+            raise SettingsError(
+                f"BELFRY_PREFIX must match {_PREFIX_RE.pattern} (lowercase, <= 32 chars), "
+                f"got {prefix!r}"
+            )
+        level = env.text("LOG_LEVEL", "INFO").upper()
+        if level not in _LEVELS:
+            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LEVELS)}, got {level!r}")
+        return cls(
+            service=service,
+            amqp_url=env.url("AMQP_URL", DEFAULT_AMQP_URL, ("amqp", "amqps")),
+            database_url=env.url("DATABASE_URL", DEFAULT_DATABASE_URL, ("postgresql", "postgres")),
+            prefix=prefix,
+            log_level=level,
+            environment=env.text("BELFRY_ENVIRONMENT", "dev"),
+            shutdown_grace=env.number("SHUTDOWN_GRACE_SECONDS", 0.0),
+        )

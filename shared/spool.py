@@ -1,0 +1,176 @@
+"""The local spool: where confirmed-by-disk batches wait while the broker is away.
+
+Segment files of length-prefixed, CRC-checked records, appended and fsync'd before the
+caller is told "stored". Appends are group-committed: whatever arrives while one fsync
+runs goes out with the next one, so a broker outage costs one fsync per few ms, not per
+hit. `drain()` replays sealed segments oldest first and deletes a segment only after
+every record in it was published; a crash mid-segment replays it again, and the writer's
+`ON CONFLICT (id)` turns that into no duplicate row. A torn record at the tail (kill -9
+during a write) fails its CRC and is skipped: it was never acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+log = logging.getLogger("belfry.spool")
+
+_HEADER = struct.Struct(">II")  # body length, crc32(body)
+_PREFIX = "seg-"
+_SUFFIX = ".spool"
+
+
+class Spool:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
+        self._lock = threading.Lock()
+        self._queue: list[tuple[bytes, asyncio.Future[bool]]] = []
+        self._writing = False
+        self._segments = sorted(directory.glob(f"{_PREFIX}*{_SUFFIX}"))
+        self.size_bytes = sum(p.stat().st_size for p in self._segments)
+        next_no = int(self._segments[-1].stem[len(_PREFIX) :]) + 1 if self._segments else 1
+        # Segments found at start-up are sealed: they wait for replay.
+        self._current = self._segment_path(next_no)
+        self._current_records = 0
+        self._fh = open(self._current, "ab")  # noqa: SIM115 - lives as long as the spool
+        self.appended = 0
+        self.replayed = 0
+
+    def _segment_path(self, number: int) -> Path:
+        return self.directory / f"{_PREFIX}{number:012d}{_SUFFIX}"
+
+    @property
+    def full(self) -> bool:
+        return self.size_bytes >= self.max_bytes
+
+    def pending(self) -> bool:
+        """True while anything waits for replay (sealed segments, records, queued appends)."""
+        return bool(self._segments or self._current_records or self._queue or self._writing)
+
+    def check(self) -> str | None:
+        if self.full:
+            return f"spool full: {self.size_bytes} of {self.max_bytes} bytes"
+        return None
+
+    async def append(self, body: bytes) -> bool:
+        """Store one batch durably. False (nothing written) when the spool is full."""
+        if self.size_bytes + len(body) + _HEADER.size > self.max_bytes:
+            return False
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        self.size_bytes += len(body) + _HEADER.size
+        self._queue.append((body, fut))
+        if not self._writing:
+            self._writing = True
+            loop.run_in_executor(self._exec, self._write_pending, loop)
+        return await fut
+
+    def _write_pending(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Executor thread: write every queued record, one fsync, then resolve them all."""
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._writing = False
+                    return
+            error: BaseException | None = None
+            try:
+                for body, _ in batch:
+                    self._fh.write(_HEADER.pack(len(body), zlib.crc32(body)))
+                    self._fh.write(body)
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._current_records += len(batch)
+                self.appended += len(batch)
+            except OSError as exc:
+                error = exc
+                log.error("spool write failed", extra={"error": str(exc)})
+            for _, fut in batch:
+                loop.call_soon_threadsafe(_resolve, fut, error is None)
+
+    def _seal(self) -> None:
+        """Executor thread: close the current segment and start the next one."""
+        if self._current_records == 0:
+            return
+        self._fh.close()
+        self._segments.append(self._current)
+        number = int(self._current.stem[len(_PREFIX) :]) + 1
+        self._current = self._segment_path(number)
+        self._current_records = 0
+        self._fh = open(self._current, "ab")  # noqa: SIM115
+        _fsync_dir(self.directory)
+
+    async def drain(self, publish: Callable[[bytes], Awaitable[None]]) -> int:
+        """Publish everything spooled, oldest first. Stops at the first publish error
+        (raised to the caller) with the unfinished segment kept for the next drain."""
+        loop = asyncio.get_running_loop()
+        count = 0
+        while True:
+            await loop.run_in_executor(self._exec, self._seal)
+            if not self._segments:
+                if not (self._queue or self._writing or self._current_records):
+                    return count
+                continue
+            segment = self._segments[0]
+            records = await loop.run_in_executor(self._exec, read_segment, segment)
+            for body in records:
+                await publish(body)
+                count += 1
+                self.replayed += 1
+            size = segment.stat().st_size
+            await loop.run_in_executor(self._exec, _unlink, segment)
+            self._segments.pop(0)
+            self.size_bytes = max(0, self.size_bytes - size)
+            log.info(
+                "spool segment replayed", extra={"segment": segment.name, "records": len(records)}
+            )
+
+    def close(self) -> None:
+        self._exec.shutdown(wait=True)
+        self._fh.close()
+        if self._current_records == 0:
+            self._current.unlink(missing_ok=True)
+
+
+def _resolve(fut: asyncio.Future[bool], ok: bool) -> None:
+    if not fut.done():
+        fut.set_result(ok)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_segment(path: Path) -> list[bytes]:
+    """Every intact record of a segment; stops at a torn or corrupt tail."""
+    data = path.read_bytes()
+    records, offset = [], 0
+    while offset + _HEADER.size <= len(data):
+        length, crc = _HEADER.unpack_from(data, offset)
+        body = data[offset + _HEADER.size : offset + _HEADER.size + length]
+        if len(body) != length or zlib.crc32(body) != crc:
+            log.warning("spool segment has a torn tail", extra={"segment": path.name})
+            break
+        records.append(body)
+        offset += _HEADER.size + length
+    return records
