@@ -1,7 +1,8 @@
 """`POST /v1/track`: a JSON batch of hits from servers and SDKs.
 
 Body: `[{"type": "open"|"click", "tenant", "email_id", "ts"?, "url"?, "ua"?, "ip"?,
-"props"?, "id"?}]`. `id` (a UUID) makes a retry idempotent: the same id is stored once.
+"props"?, "id"?}]`. `id` (a UUID, sent with `ts`) makes a retry idempotent: the same id
+and ts are stored once.
 Too large or too many → 413. Every item is checked; valid ones are published even when
 others are not (400 lists the per-item errors, the counts say what was kept). The answer
 waits for the broker's confirm or the spool's fsync; with the broker away and the spool
@@ -84,6 +85,9 @@ def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
         except ValueError:
             raise ItemError("id must be a UUID") from None
     ts = item.get("ts")
+    if ts is None and "id" in item:
+        # Rows are unique on (id, occurred_at): a retry is the same event only if both match.
+        raise ItemError("ts is required when id is given")
     occurred = _timestamp(ts, now, max_age) if ts is not None else now
     data: dict[str, Any] = {"email_id": item.get("email_id")}
     for key in ("ua", "ip", "props", "url"):

@@ -1,0 +1,175 @@
+"""Fixtures: every test gets its own Postgres database and its own broker topology prefix,
+both removed afterwards, so runs never see each other's data and leave the shared
+servers as they found them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from services.ingest.app import create_app as create_ingest
+from services.ingest.keys import IngestDeps
+from services.ingest.settings import IngestSettings
+from services.writer.app import create_app as create_writer
+from services.writer.keys import WriterDeps
+from services.writer.settings import WriterSettings
+from shared.db.migrate import migrate_url
+from shared.settings import CommonSettings
+from shared.signing import SigningKeys
+from shared.topology import Topology, delete_all
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+RUN_ID = f"{os.getpid()}{secrets.token_hex(2)}"
+_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def _db_url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+async def _drop_database(admin: asyncpg.Connection, name: str) -> None:
+    await admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+    )
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="session")
+async def template_db() -> AsyncIterator[str]:
+    """A migrated database that each test's database is copied from (fast)."""
+    name = f"belfry_t{RUN_ID}_tpl"
+    await migrate_url(_db_url(name))
+    yield name
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await _drop_database(admin, name)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(template_db: str) -> AsyncIterator[str]:
+    name = f"belfry_t{RUN_ID}_{next(_counter)}"
+    admin = await asyncpg.connect(PG_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        yield _db_url(name)
+        await _drop_database(admin, name)
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    name = f"t{RUN_ID}n{next(_counter)}"
+    yield name
+    conn = await aio_pika.connect(AMQP_URL)
+    try:
+        await delete_all(await conn.channel(), Topology(name))
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def amqp() -> AsyncIterator[aio_pika.abc.AbstractConnection]:
+    conn = await aio_pika.connect(AMQP_URL)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+def signing() -> SigningKeys:
+    return SigningKeys.parse("k2:new-secret-0123456789,k1:old-secret-0123456789")
+
+
+@pytest.fixture
+def common(prefix: str, database_url: str) -> CommonSettings:
+    return CommonSettings(
+        service="test", amqp_url=AMQP_URL, database_url=database_url, prefix=prefix
+    )
+
+
+Started = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+async def start_app(
+    common: CommonSettings,
+) -> AsyncIterator[Callable[[web.Application], Awaitable[TestClient]]]:
+    """Serve an app on a real port; every app started is shut down (cleanup_ctx) at the end,
+    before the database and topology it used are removed (hence the `common` dependency)."""
+    clients: list[TestClient] = []
+
+    async def start(app: web.Application) -> TestClient:
+        client = TestClient(TestServer(app, host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in reversed(clients):
+        await client.close()
+
+
+@pytest.fixture
+def ingest_settings(common: CommonSettings, signing: SigningKeys, tmp_path: Path) -> IngestSettings:
+    return IngestSettings(
+        common=replace(common, service="ingest"),
+        signing=signing,
+        spool_dir=tmp_path / "spool",
+        confirm_timeout=1.0,
+    )
+
+
+@pytest.fixture
+def writer_settings(common: CommonSettings) -> WriterSettings:
+    return WriterSettings(common=replace(common, service="writer"), batch_delay=0.005)
+
+
+@pytest.fixture
+def start_ingest(start_app: Any, ingest_settings: IngestSettings) -> Started:
+    async def start(
+        settings: IngestSettings | None = None, deps: IngestDeps | None = None, **overrides: Any
+    ) -> TestClient:
+        s = replace(settings or ingest_settings, **overrides)
+        client: TestClient = await start_app(create_ingest(s, deps))
+        return client
+
+    return start
+
+
+@pytest.fixture
+def start_writer(start_app: Any, writer_settings: WriterSettings) -> Started:
+    async def start(
+        settings: WriterSettings | None = None, deps: WriterDeps | None = None, **overrides: Any
+    ) -> TestClient:
+        s = replace(settings or writer_settings, **overrides)
+        client: TestClient = await start_app(create_writer(s, deps))
+        return client
+
+    return start

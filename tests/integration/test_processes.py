@@ -1,0 +1,145 @@
+"""The services as real processes: SIGTERM drain and INGEST_WORKERS on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from shared.settings import CommonSettings
+from tests.integration.helpers import rows
+from tests.support.eventually import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Proc:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.proc, self.port, self.log = proc, port, log
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def spawn(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    procs: list[Proc] = []
+
+    async def start(service: str, **env: str) -> Proc:
+        port = free_port()
+        log = tmp_path / f"{service}-{port}.log"
+        full_env = {
+            **os.environ,
+            "AMQP_URL": common.amqp_url,
+            "DATABASE_URL": common.database_url,
+            "BELFRY_PREFIX": common.prefix,
+            "CLICK_SIGNING_KEYS": "k1:process-test-secret-0123",
+            "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+            f"{service.upper()}_PORT": str(port),
+            f"{service.upper()}_HOST": "127.0.0.1",
+            **env,
+        }
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                f"services.{service}",
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        p = Proc(proc, port, log)
+        procs.append(p)
+        await wait_ready(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.proc.returncode is None:
+            p.proc.kill()
+            await p.proc.wait()
+
+
+async def wait_ready(p: Proc, timeout: float = 20) -> None:
+    async with aiohttp.ClientSession() as http:
+
+        async def status() -> int:
+            if p.proc.returncode is not None:
+                raise AssertionError(f"process exited: {p.log.read_text()[-2000:]}")
+            try:
+                async with http.get(p.url + "/readyz") as resp:
+                    return resp.status
+            except aiohttp.ClientError:
+                return 0
+
+        await eventually(status, lambda s: s == 200, timeout=timeout, what="/readyz 200")
+
+
+async def test_sigterm_turns_unready_drains_and_exits_with_every_hit_stored(
+    spawn: Callable[..., Any], db: asyncpg.Connection
+) -> None:
+    await spawn("writer")
+    ingest = await spawn("ingest", SHUTDOWN_GRACE_SECONDS="1")
+    async with aiohttp.ClientSession() as http:
+        hits = [
+            asyncio.ensure_future(http.get(f"{ingest.url}/acme/pixel/s{i}.gif")) for i in range(200)
+        ]
+        await asyncio.sleep(0)  # let the requests start before the signal
+        started = time.monotonic()
+        ingest.proc.send_signal(signal.SIGTERM)
+        # Not ready first, while still answering.
+        async with http.get(ingest.url + "/readyz") as resp:
+            assert resp.status == 503
+            assert (await resp.json())["reasons"]["process"] == "shutting down"
+        responses = await asyncio.gather(*hits, return_exceptions=True)
+    code = await asyncio.wait_for(ingest.proc.wait(), 30)
+    assert code == 0, ingest.log.read_text()[-2000:]
+    assert time.monotonic() - started < 30
+    ok = [r for r in responses if isinstance(r, aiohttp.ClientResponse) and r.status == 200]
+    assert len(ok) == 200, "requests in flight at SIGTERM must still be answered"
+    stored = await rows(db, len(ok))
+    assert len(stored) == len(ok)
+
+
+async def test_writer_sigterm_exits_promptly(spawn: Callable[..., Any]) -> None:
+    writer = await spawn("writer")
+    started = time.monotonic()
+    writer.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(writer.proc.wait(), 30) == 0
+    assert time.monotonic() - started < 10
+
+
+async def test_ingest_workers_share_one_port_each_with_its_own_spool(
+    spawn: Callable[..., Any], db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    await spawn("writer")
+    ingest = await spawn("ingest", INGEST_WORKERS="2")
+    async with aiohttp.ClientSession() as http:
+        statuses = await asyncio.gather(
+            *(http.get(f"{ingest.url}/acme/pixel/w{i}.gif") for i in range(100))
+        )
+        assert {r.status for r in statuses} == {200}
+    stored = await rows(db, 100)
+    assert len(stored) == 100
+    spools = sorted(p.name for p in (tmp_path / "spool").iterdir())
+    assert spools == ["worker-0", "worker-1"]
+    ingest.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(ingest.proc.wait(), 30) == 0
