@@ -163,7 +163,8 @@ class BatchPublisher:
                 self.flush()
 
     async def _deliver(self, body: bytes, count: int) -> Outcome:
-        if not self.spool.pending() and self._exchange() is not None:
+        direct = self._exchange() is not None and not self.spool.pending()
+        if direct:
             try:
                 await self._publish(body, count)
                 return Outcome.PUBLISHED
@@ -174,6 +175,13 @@ class BatchPublisher:
         if await self.spool.append(body):
             self.kick_replay()
             return Outcome.SPOOLED
+        if not direct and self._exchange() is not None:
+            # Spool full while it replays: keeping the hit beats keeping arrival order.
+            try:
+                await self._publish(body, count)
+                return Outcome.PUBLISHED
+            except Exception:
+                pass
         log.error("broker unavailable and spool full: batch dropped", extra={"events": count})
         return Outcome.DROPPED
 

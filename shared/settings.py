@@ -8,6 +8,7 @@ value stops start-up with one clear line instead of a stack trace later.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from shared import __version__
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/belfry"
-_PREFIX_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_PREFIX_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -45,8 +46,10 @@ class Env:
             value = int(raw)
         except ValueError:
             raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise SettingsError(f"{name} must be between {lo} and {hi}, got {value}")
+        if lo is not None and value < lo:
+            raise SettingsError(f"{name} must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise SettingsError(f"{name} must be <= {hi}, got {value}")
         return value
 
     def number(self, name: str, default: float, *, lo: float = 0.0) -> float:
@@ -57,8 +60,8 @@ class Env:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if value < lo:
-            raise SettingsError(f"{name} must be >= {lo}, got {value}")
+        if not math.isfinite(value) or value < lo:
+            raise SettingsError(f"{name} must be a finite number >= {lo}, got {raw!r}")
         return value
 
     def flag(self, name: str, default: bool) -> bool:
@@ -74,8 +77,12 @@ class Env:
 
     def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
         value = self.text(name, default)
-        parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
+        try:
+            parts = urlsplit(value)
+            ok = parts.scheme in schemes and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
             raise SettingsError(
                 f"{name} must be a {'/'.join(schemes)} URL with a host, got {redact_url(value)!r}"
             )
@@ -96,9 +103,13 @@ class Env:
 
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if password:
+        netloc = parts.netloc.replace(f":{password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return url
 
@@ -123,7 +134,7 @@ class CommonSettings:
     def from_env(cls, service: str, environ: Mapping[str, str]) -> CommonSettings:
         env = Env(environ)
         prefix = env.text("BELFRY_PREFIX", "belfry")
-        if not _PREFIX_RE.match(prefix):
+        if not _PREFIX_RE.fullmatch(prefix):
             raise SettingsError(
                 f"BELFRY_PREFIX must match {_PREFIX_RE.pattern} (lowercase, <= 32 chars), "
                 f"got {prefix!r}"

@@ -65,7 +65,8 @@ def verify_click(keys: SigningKeys, tenant: str, email_id: str, url: str, sig: s
     secret = keys.keys.get(kid)
     if secret is None or not mac:
         return False
-    return hmac.compare_digest(mac, _mac(secret, tenant, email_id, url))
+    # Bytes: compare_digest refuses non-ASCII str, and the sig comes from a query string.
+    return hmac.compare_digest(mac.encode(), _mac(secret, tenant, email_id, url).encode())
 
 
 def click_path(keys: SigningKeys, tenant: str, email_id: str, url: str) -> str:

@@ -12,6 +12,7 @@ during a write) fails its CRC and is skipped: it was never acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
@@ -20,10 +21,14 @@ import zlib
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("belfry.spool")
 
 _HEADER = struct.Struct(">II")  # body length, crc32(body)
+# A segment is sealed past this size, so a long outage becomes many small files that
+# replay (and free their space) one at a time.
+SEGMENT_BYTES = 16 << 20
 _PREFIX = "seg-"
 _SUFFIX = ".spool"
 
@@ -43,7 +48,7 @@ class Spool:
         # Segments found at start-up are sealed: they wait for replay.
         self._current = self._segment_path(next_no)
         self._current_records = 0
-        self._fh = open(self._current, "ab")  # noqa: SIM115 - lives as long as the spool
+        self._fh: BinaryIO = open(self._current, "ab")  # noqa: SIM115 - lives as long as the spool
         self.appended = 0
         self.replayed = 0
 
@@ -69,12 +74,16 @@ class Spool:
             return False
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        self.size_bytes += len(body) + _HEADER.size
+        size = len(body) + _HEADER.size
+        self.size_bytes += size
         self._queue.append((body, fut))
         if not self._writing:
             self._writing = True
             loop.run_in_executor(self._exec, self._write_pending, loop)
-        return await fut
+        ok = await fut
+        if not ok:
+            self.size_bytes -= size  # nothing of it stayed on disk
+        return ok
 
     def _write_pending(self, loop: asyncio.AbstractEventLoop) -> None:
         """Executor thread: write every queued record, one fsync, then resolve them all."""
@@ -85,6 +94,7 @@ class Spool:
                     self._writing = False
                     return
             error: BaseException | None = None
+            good = self._current.stat().st_size if self._current.exists() else 0
             try:
                 for body, _ in batch:
                     self._fh.write(_HEADER.pack(len(body), zlib.crc32(body)))
@@ -93,17 +103,29 @@ class Spool:
                 os.fsync(self._fh.fileno())
                 self._current_records += len(batch)
                 self.appended += len(batch)
-            except OSError as exc:
+            except Exception as exc:  # every waiter must hear back, whatever broke
                 error = exc
                 log.error("spool write failed", extra={"error": str(exc)})
+                self._truncate(good)
+            if error is None and self._fh.tell() >= SEGMENT_BYTES:
+                self._seal()  # bounded segments: replay memory and space come back sooner
             for _, fut in batch:
                 loop.call_soon_threadsafe(_resolve, fut, error is None)
 
-    def _seal(self) -> None:
+    def _truncate(self, offset: int) -> None:
+        """Cut a partly written batch off, so records appended later stay readable."""
+        try:
+            self._fh = _reopen_truncated(self._fh, self._current, offset)
+        except OSError as exc:  # can't repair this segment: start a new one
+            log.error("spool truncate failed", extra={"error": str(exc)})
+            self._seal(force=True)
+
+    def _seal(self, force: bool = False) -> None:
         """Executor thread: close the current segment and start the next one."""
-        if self._current_records == 0:
+        if self._current_records == 0 and not force:
             return
-        self._fh.close()
+        with contextlib.suppress(OSError):
+            self._fh.close()
         self._segments.append(self._current)
         number = int(self._current.stem[len(_PREFIX) :]) + 1
         self._current = self._segment_path(number)
@@ -141,6 +163,15 @@ class Spool:
         self._fh.close()
         if self._current_records == 0:
             self._current.unlink(missing_ok=True)
+
+
+def _reopen_truncated(fh: BinaryIO, path: Path, offset: int) -> BinaryIO:
+    with contextlib.suppress(OSError):
+        fh.close()
+    with open(path, "r+b") as raw:
+        raw.truncate(offset)
+        os.fsync(raw.fileno())
+    return open(path, "ab")
 
 
 def _resolve(fut: asyncio.Future[bool], ok: bool) -> None:

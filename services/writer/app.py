@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from aio_pika.abc import AbstractChannel
@@ -17,6 +19,7 @@ from shared.probes import Health, add_probe_routes
 from shared.topology import Topology, declare_hits
 
 _HEALTH = web.AppKey("writer_health", Health)
+log = logging.getLogger("belfry.writer")
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -53,6 +56,12 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BROKER] = broker
     app[CONSUMER] = consumer
     consumer.start()
+    if isinstance(store, PostgresEventStore):
+        # Migrate now rather than at the first insert; retried there if Postgres is down.
+        try:
+            await asyncio.wait_for(store.prepare(), 10)
+        except Exception as exc:
+            log.warning("migrations not applied at start-up", extra={"error": str(exc)})
     await broker.start()
     try:
         yield

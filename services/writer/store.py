@@ -38,12 +38,18 @@ class PostgresEventStore:
         self._migrated = False
         self._months: set[tuple[int, int]] = set()
 
+    async def prepare(self) -> None:
+        """Apply pending migrations (start-up); a no-op once done or when disabled."""
+        if self._migrate and not self._migrated:
+            pool = await self.db.pool()
+            async with pool.acquire() as conn:
+                await apply_migrations(conn)
+            self._migrated = True
+
     async def insert_hits(self, events: list[Envelope]) -> int:
+        await self.prepare()  # the database may have been down at start-up
         pool = await self.db.pool()
         async with pool.acquire() as conn:
-            if self._migrate and not self._migrated:
-                await apply_migrations(conn)
-                self._migrated = True
             for event in events:
                 month = _month(event.occurred_at)
                 if month not in self._months:

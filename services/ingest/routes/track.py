@@ -70,7 +70,8 @@ def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
     """One request item → one envelope; raises ItemError/ContractError with the reason."""
     if not isinstance(item, dict):
         raise ItemError("item must be an object")
-    kind = KINDS.get(item.get("type"))  # type: ignore[arg-type]
+    raw_type = item.get("type")
+    kind = KINDS.get(raw_type) if isinstance(raw_type, str) else None
     if kind is None:
         raise ItemError("type must be 'open' or 'click'")
     unknown = set(item) - {"type", "tenant", "email_id", "ts", "url", "ua", "ip", "props", "id"}

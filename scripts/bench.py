@@ -1,0 +1,818 @@
+"""`make bench`: Belfry's ingest against a bare aiohttp pixel under wrk, end to end.
+
+1. wrk against `scripts/bare_pixel.py` (same loop, same bytes, no work): the ceiling.
+2. The same wrk against the real ingest + writer, on a throwaway database
+   (`belfry_bench_<random>`), topology prefix (`bench<random>`) and spool directory.
+3. After the load stops: wait until every recorded open is a row in Postgres, count
+   duplicates, measure how long the last row took, and ingest's peak RSS.
+4. Stop the services with SIGTERM (timed), drop the database, delete the topology.
+
+Results are printed as a table with PASS/FAIL per DESIGN.md hot-path target and written
+to `bench/results/bench-<UTC timestamp>.json`. The exit code is 0 whatever the numbers
+say; it is non-zero only when the benchmark itself could not run (wrk missing, a service
+that did not start, a failed clean-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import aio_pika
+import aiohttp
+import asyncpg
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "bench" / "results"
+PIXEL_PATH = "/acme/pixel/e1.gif"
+
+READY_TIMEOUT = 30.0  # start-up of a service until /readyz (or the pixel) answers 200
+ROWS_TIMEOUT = 60.0  # load stopped until every recorded open must be a row
+STOP_TIMEOUT = 35.0  # DESIGN.md: exit "well inside 30 s" after SIGTERM; then SIGKILL
+POLL = 0.05
+
+# DESIGN.md "Hot path decisions": what the numbers are judged by.
+MIN_RATIO = 0.70
+MAX_P99_MS = 25.0
+MAX_LAST_ROW_S = 5.0
+MAX_RSS_MB = 80.0
+
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+_DURATION = r"([\d.]+)(us|ms|s|m|h)"
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run (as opposed to: it ran and the numbers are bad)."""
+
+
+# --- wrk -------------------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    seconds: float
+    requests_per_s: float
+    latency_ms: dict[str, float]  # "50%", "75%", "90%", "99%"
+    non_2xx_3xx: int
+    socket_errors: dict[str, int]  # connect, read, write, timeout
+    raw: str = field(repr=False)
+
+    @property
+    def p50_ms(self) -> float:
+        return self.latency_ms["50%"]
+
+    @property
+    def p99_ms(self) -> float:
+        return self.latency_ms["99%"]
+
+    @property
+    def ok(self) -> int:
+        """Responses wrk saw as 2xx/3xx (the pixel answers only 200)."""
+        return self.requests - self.non_2xx_3xx
+
+
+def to_ms(value: str, unit: str) -> float:
+    return float(value) * _UNIT_MS[unit]
+
+
+def parse_wrk(text: str) -> WrkResult:
+    """Parse `wrk --latency` output; raises BenchError when a needed line is missing."""
+    total = re.search(rf"^\s*(\d+) requests in {_DURATION}", text, re.M)
+    rate = re.search(r"^Requests/sec:\s+([\d.]+)", text, re.M)
+    latency = {
+        f"{m[1]}%": to_ms(m[2], m[3])
+        for m in re.finditer(rf"^\s*(50|75|90|99)%\s+{_DURATION}\s*$", text, re.M)
+    }
+    if total is None or rate is None or not {"50%", "99%"} <= latency.keys():
+        raise BenchError(f"cannot parse wrk output:\n{text}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    names = ("connect", "read", "write", "timeout")
+    return WrkResult(
+        requests=int(total[1]),
+        seconds=to_ms(total[2], total[3]) / 1000,
+        requests_per_s=float(rate[1]),
+        latency_ms=latency,
+        non_2xx_3xx=int(non_2xx[1]) if non_2xx else 0,
+        socket_errors={n: int(errors[i + 1]) if errors else 0 for i, n in enumerate(names)},
+        raw=text,
+    )
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    if os.geteuid() != 0:
+        raise BenchError("wrk is not installed and we are not root: apt-get install -y wrk")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", "wrk"]
+    print("installing wrk: " + " ".join(install), flush=True)
+    done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        # A fresh machine has no package lists yet: refresh them once and retry.
+        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=False)
+        done = subprocess.run(install, env=env, capture_output=True, text=True, check=False)
+    path = shutil.which("wrk")
+    if done.returncode != 0 or not path:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"apt-get install -y wrk failed: {last}")
+    return path
+
+
+class RssSampler:
+    """Peak VmRSS of a process, sampled in the background while the load runs."""
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kb = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            self.peak_kb = max(self.peak_kb, proc_status_kb(self.pid, "VmRSS") or 0)
+            await asyncio.sleep(self.interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            # Fields after the ")" that closes the command name; utime, stime are 14, 15.
+            fields = fh.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
+    with open("/proc/stat") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hz, sum(ticks) / hz
+
+
+async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> WrkResult:
+    cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    print(f"  $ {' '.join([*cmd, url])}", flush=True)
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        # wrk stops itself after --duration; the margin covers its connection teardown.
+        stdout, _ = await asyncio.wait_for(proc.communicate(), args.duration + 30)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise BenchError(f"wrk did not finish within {args.duration + 30}s") from None
+    finally:
+        if proc.returncode is None:  # cancelled (Ctrl-C): don't leave wrk loading a port
+            proc.kill()
+    text = stdout.decode(errors="replace")
+    await asyncio.to_thread(out.write_text, text)
+    if proc.returncode != 0:
+        raise BenchError(f"wrk exited with {proc.returncode}: {text.strip()[-300:]}")
+    return parse_wrk(text)
+
+
+# --- processes under test --------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    process: asyncio.subprocess.Process
+    log: Path
+    log_fh: TextIO
+    exit_code: int | None = None
+    exit_seconds: float | None = None
+    killed: bool = False
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+async def start_proc(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Proc:
+    log = log_dir / f"{name}.log"
+    fh = log.open("w")
+    # Own session: a Ctrl-C on the terminal reaches only us, and we stop them with SIGTERM
+    # so that their shutdown is part of what is measured.
+    process = await asyncio.create_subprocess_exec(
+        *argv, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    return Proc(name, process, log, fh)
+
+
+async def stop_proc(proc: Proc, timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, then wait for the exit (timed); SIGKILL if it hangs. Idempotent."""
+    if proc.exit_code is None:
+        started = time.monotonic()
+        if proc.process.returncode is None:
+            proc.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.process.wait(), timeout)
+            except TimeoutError:
+                proc.killed = True
+                proc.process.kill()
+                await proc.process.wait()
+        proc.exit_seconds = round(time.monotonic() - started, 3)
+        proc.exit_code = proc.process.returncode
+    proc.log_fh.close()
+
+
+async def wait_http_200(http: aiohttp.ClientSession, url: str, proc: Proc) -> float:
+    """Poll `url` until it answers 200; fail fast if the process dies. Returns seconds."""
+    started = time.monotonic()
+    deadline = started + READY_TIMEOUT
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.process.returncode is not None:
+            raise BenchError(f"{proc.name} exited with {proc.process.returncode} before ready")
+        try:
+            async with http.get(url) as resp:
+                if resp.status == 200:
+                    return time.monotonic() - started
+                last = f"HTTP {resp.status}: {(await resp.text())[:300]}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        await asyncio.sleep(0.1)
+    raise BenchError(f"{proc.name} not ready after {READY_TIMEOUT:.0f}s ({url}): {last}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- Prometheus text -------------------------------------------------------------------
+
+
+async def scrape(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
+    """`/metrics` as {'name{labels}': value} (label order as exposed)."""
+    async with http.get(f"{base}/metrics") as resp:
+        text = await resp.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[key] = float(value)
+    return out
+
+
+def open_counter(metrics: dict[str, float], outcome: str) -> int:
+    return int(metrics.get(f'belfry_ingest_events_total{{kind="open",outcome="{outcome}"}}', 0))
+
+
+# --- the Belfry run --------------------------------------------------------------------
+
+
+@dataclass
+class Persistence:
+    wrk_2xx: int
+    recorded: dict[str, int]  # ingest's open counter by outcome (published/spooled/dropped)
+    rows: int = 0
+    duplicates: int = 0
+    all_landed: bool = False
+    seconds_until_last_row: float | None = None  # observed by polling after wrk ended
+    last_stored_at_s: float | None = None  # max(stored_at) - wrk end, from the database
+
+    @property
+    def recorded_total(self) -> int:
+        return self.recorded["published"] + self.recorded["spooled"]
+
+
+async def wait_for_rows(
+    http: aiohttp.ClientSession, ingest: str, writer: str, db_url: str, wrk_end: float, wrk_2xx: int
+) -> Persistence:
+    """Poll until every open ingest recorded (and at least every 2xx wrk saw) is a row.
+
+    The writer's row counter is cheap to read, so it paces the polling; `count(*)` on
+    the table (the ground truth) runs when that counter says "done", or once a second,
+    so the check itself doesn't slow the writer it is timing.
+    """
+    conn = await asyncpg.connect(db_url, timeout=5)
+    try:
+        result = Persistence(wrk_2xx, {})
+        deadline = wrk_end + ROWS_TIMEOUT
+        next_count = 0.0
+        while True:
+            metrics = await scrape(http, ingest)
+            result.recorded = {o: open_counter(metrics, o) for o in ("published", "spooled")}
+            result.recorded["dropped"] = open_counter(metrics, "dropped")
+            target = max(result.recorded_total, wrk_2xx)
+            inserted = (await scrape(http, writer)).get("belfry_writer_rows_inserted_total", 0)
+            now = time.monotonic()
+            if inserted >= target or now >= next_count or now >= deadline:
+                result.rows = await conn.fetchval("SELECT count(*) FROM events")
+                seen = time.monotonic()
+                next_count = seen + 1.0
+                # Re-read the counters: a late hit must not slip in between the reads.
+                again = await scrape(http, ingest)
+                recorded = open_counter(again, "published") + open_counter(again, "spooled")
+                if result.rows >= target and recorded == result.recorded_total:
+                    result.all_landed = True
+                    result.seconds_until_last_row = round(seen - wrk_end, 3)
+                    break
+                if seen >= deadline:
+                    break
+            await asyncio.sleep(POLL)
+        result.duplicates = await conn.fetchval("SELECT count(*) - count(DISTINCT id) FROM events")
+        last = await conn.fetchval("SELECT extract(epoch FROM max(stored_at)) FROM events")
+        if last is not None:
+            # Same machine, same wall clock; stored_at is the insert transaction's start.
+            wall_end = time.time() - (time.monotonic() - wrk_end)
+            result.last_stored_at_s = round(float(last) - wall_end, 3)
+        return result
+    finally:
+        await conn.close()
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def delete_topology(amqp_url: str, prefix: str) -> None:
+    if str(ROOT) not in sys.path:  # run as a file: the repo root is not on sys.path
+        sys.path.insert(0, str(ROOT))
+    from shared.topology import Topology, delete_all
+
+    conn = await aio_pika.connect(amqp_url, timeout=5)
+    try:
+        await delete_all(await conn.channel(), Topology(prefix))
+    finally:
+        await conn.close()
+
+
+def db_url_for(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+def scan_log(path: Path, limit: int = 5) -> dict[str, Any]:
+    """Warnings, errors and non-JSON lines (tracebacks) a service wrote during the run."""
+    count, samples = 0, list[str]()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {"count": 0, "samples": []}
+    for line in lines:
+        try:
+            doc = orjson.loads(line)
+            bad = not isinstance(doc, dict) or doc.get("level") in {"warning", "error", "critical"}
+        except orjson.JSONDecodeError:
+            bad = bool(line.strip())
+        if bad:
+            count += 1
+            if len(samples) < limit:
+                samples.append(line[:400])
+    return {"count": count, "samples": samples}
+
+
+# --- reporting -------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    name: str
+    value: float | int | None
+    limit: str
+    ok: bool
+    digits: int = 1
+
+
+def git_info() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
+        "dirty": bool(git("status", "--porcelain")),
+    }
+
+
+def fmt(value: float | int | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def print_report(report: dict[str, Any], targets: list[Target]) -> None:
+    base, ing, e2e = report["baseline"], report["ingest"], report["persistence"]
+    rows: list[tuple[str, str, str]] = [
+        ("requests/s", fmt(base["requests_per_s"], 1), fmt(ing["requests_per_s"], 1)),
+        ("latency p50 ms", fmt(base["p50_ms"]), fmt(ing["p50_ms"])),
+        ("latency p99 ms", fmt(base["p99_ms"]), fmt(ing["p99_ms"])),
+        ("requests", fmt(base["requests"]), fmt(ing["requests"])),
+        ("non-2xx/3xx", fmt(base["non_2xx_3xx"]), fmt(ing["non_2xx_3xx"])),
+        (
+            "socket errors",
+            fmt(sum(base["socket_errors"].values())),
+            fmt(sum(ing["socket_errors"].values())),
+        ),
+    ]
+    wrk = report["wrk"]
+    print(
+        f"\nwrk -t{wrk['threads']} -c{wrk['connections']} -d{wrk['duration_s']}s --latency"
+        f"   (commit {report['git']['commit']}, {report['nproc']} cores,"
+        f" load avg {report['loadavg_1m_at_start']} at start)"
+    )
+    print(f"{'':24}{'baseline':>14}{'ingest':>14}")
+    for label, left, right in rows:
+        print(f"{label:24}{left:>14}{right:>14}")
+    rec = e2e["recorded"]
+    shutdown = report["shutdown"]
+    lines = [
+        ("ingest / baseline", fmt(report["ratio"], 3)),
+        ("2xx responses (wrk)", fmt(e2e["wrk_2xx"])),
+        (
+            "opens recorded (ingest)",
+            f"{fmt(rec['published'] + rec['spooled'])} "
+            f"(published {rec['published']:,}, spooled {rec['spooled']:,}, "
+            f"dropped {rec['dropped']:,})",
+        ),
+        ("rows persisted", fmt(e2e["rows"])),
+        ("duplicate rows", fmt(e2e["duplicates"])),
+        ("last row after load, s", fmt(e2e["seconds_until_last_row"], 3)),
+        ("  (max stored_at), s", fmt(e2e["last_stored_at_s"], 3)),
+        ("events per AMQP message", fmt(report["ingest_batch_events_avg"], 1)),
+        ("batch confirm avg ms", fmt(report["ingest_confirm_ms_avg"], 2)),
+        ("ingest peak RSS MB", fmt(report["ingest_peak_rss_mb"], 1)),
+        (
+            "CPU s during load",
+            ", ".join(f"{k} {v:.1f}" for k, v in report["cpu_seconds_during_load"].items()),
+        ),
+        ("writer peak RSS MB", fmt(report["writer_peak_rss_mb"], 1)),
+    ]
+    for name in ("ingest", "writer"):
+        s = shutdown.get(name) or {}
+        killed = " (SIGKILLed)" if s.get("killed") else ""
+        lines.append(
+            (
+                f"{name} SIGTERM → exit",
+                f"{fmt(s.get('seconds'), 3)} s, code {s.get('exit_code')}{killed}",
+            )
+        )
+    print()
+    for label, value in lines:
+        print(f"{label:26}{value}")
+    print("\ntargets (DESIGN.md hot path)")
+    for t in targets:
+        verdict = "PASS" if t.ok else "FAIL"
+        print(f"  {verdict}  {t.name:34}{fmt(t.value, t.digits):>12}  (want {t.limit})")
+    issues = report["service_log_issues"]
+    for name, found in issues.items():
+        if found["count"]:
+            print(f"\n{name} log: {found['count']} warning/error line(s), e.g.:")
+            for sample in found["samples"]:
+                print(f"    {sample}")
+
+
+def evaluate(report: dict[str, Any]) -> list[Target]:
+    e2e = report["persistence"]
+    rows, wrk_2xx = e2e["rows"], e2e["wrk_2xx"]
+    recorded = e2e["recorded"]["published"] + e2e["recorded"]["spooled"]
+    ratio, p99 = report["ratio"], report["ingest"]["p99_ms"]
+    last, rss = e2e["seconds_until_last_row"], report["ingest_peak_rss_mb"]
+    return [
+        Target("ingest/baseline requests/s", ratio, f">= {MIN_RATIO}", ratio >= MIN_RATIO, 3),
+        Target("ingest p99 latency ms", p99, f"<= {MAX_P99_MS}", p99 <= MAX_P99_MS),
+        # wrk doesn't count the responses still in flight when it stops, but ingest records
+        # those hits too: every recorded open must be a row, and no 2xx may be missing.
+        Target(
+            "rows == 2xx (== recorded opens)",
+            rows,
+            f"== {recorded:,}, >= {wrk_2xx:,}",
+            rows == recorded and rows >= wrk_2xx,
+        ),
+        Target("duplicate rows", e2e["duplicates"], "== 0", e2e["duplicates"] == 0),
+        Target(
+            "last row after load stops, s",
+            last,
+            f"<= {MAX_LAST_ROW_S}",
+            last is not None and last <= MAX_LAST_ROW_S,
+            3,
+        ),
+        Target(
+            "ingest peak RSS MB", rss, f"<= {MAX_RSS_MB}", rss is not None and rss <= MAX_RSS_MB
+        ),
+    ]
+
+
+# --- main ------------------------------------------------------------------------------
+
+
+def wrk_summary(result: WrkResult) -> dict[str, Any]:
+    out = asdict(result)
+    out["wrk_output"] = out.pop("raw")
+    out.update(p50_ms=result.p50_ms, p99_ms=result.p99_ms, ok_responses=result.ok)
+    return out
+
+
+@contextlib.contextmanager
+def cleanup_step(name: str, failures: list[str]) -> Iterator[None]:
+    """Run one clean-up step; a failure is reported, and the next steps still run."""
+    try:
+        yield
+    except Exception as exc:
+        failures.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any]:
+    log_dir = work / "logs"
+    log_dir.mkdir()
+    procs: list[Proc] = []
+    failures: list[str] = []
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
+    db_name, prefix = f"belfry_bench_{suffix}", f"bench{suffix}"
+    db_url = db_url_for(args.postgres_url, db_name)
+    spool = work / "spool"
+    report: dict[str, Any] = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "git": git_info(),
+        "nproc": len(os.sched_getaffinity(0)),
+        # Anything else running skews a 2-core benchmark; this shows whether it was quiet.
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
+        "wrk": {
+            "threads": args.threads,
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "path": PIXEL_PATH,
+        },
+        "logs": str(log_dir),
+    }
+    timeout = aiohttp.ClientTimeout(total=5)
+    created_db = False
+
+    def on_failure(exc: BaseException) -> None:
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+            return
+        for proc in procs:
+            if tail := proc.tail():
+                print(f"\n--- {proc.name} log tail ({proc.log}) ---\n{tail}", file=sys.stderr)
+
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        try:
+            # 1. Baseline.
+            print("baseline: scripts/bare_pixel.py", flush=True)
+            port = free_port()
+            bare = await start_proc(
+                "bare_pixel",
+                [sys.executable, str(ROOT / "scripts" / "bare_pixel.py"), "--port", str(port)],
+                dict(os.environ),
+                log_dir,
+            )
+            procs.append(bare)
+            url = f"http://127.0.0.1:{port}{PIXEL_PATH}"
+            await wait_http_200(http, url, bare)
+            baseline = await run_wrk(wrk, url, args, log_dir / "wrk-baseline.txt")
+            await stop_proc(bare)
+
+            # 2. Belfry: a fresh database, topology prefix and spool of its own.
+            print(f"belfry: database {db_name}, prefix {prefix}", flush=True)
+            ingest_port, writer_port = free_port(), free_port()
+            env = dict(
+                os.environ,
+                DATABASE_URL=db_url,
+                AMQP_URL=args.amqp_url,
+                BELFRY_PREFIX=prefix,
+                INGEST_HOST="127.0.0.1",
+                INGEST_PORT=str(ingest_port),
+                # One process: its RSS is what the target is about.
+                INGEST_WORKERS="1",
+                INGEST_SPOOL_DIR=str(spool),
+                WRITER_HOST="127.0.0.1",
+                WRITER_PORT=str(writer_port),
+                CLICK_SIGNING_KEYS="bench:" + secrets.token_urlsafe(24)[:32],
+                LOG_LEVEL="WARNING",
+            )
+            created_db = True  # from here on the database may exist: always drop it
+            migrate = await start_proc(
+                "migrate", [sys.executable, "-m", "shared.db", "migrate"], env, log_dir
+            )
+            procs.append(migrate)
+            if await asyncio.wait_for(migrate.process.wait(), READY_TIMEOUT) != 0:
+                raise BenchError(f"python -m shared.db migrate failed: {migrate.tail(5)}")
+            await stop_proc(migrate)
+            writer = await start_proc(
+                "writer", [sys.executable, "-m", "services.writer"], env, log_dir
+            )
+            procs.append(writer)
+            ingest = await start_proc(
+                "ingest", [sys.executable, "-m", "services.ingest"], env, log_dir
+            )
+            procs.append(ingest)
+            ingest_base = f"http://127.0.0.1:{ingest_port}"
+            writer_base = f"http://127.0.0.1:{writer_port}"
+            await wait_http_200(http, f"{writer_base}/readyz", writer)
+            await wait_http_200(http, f"{ingest_base}/readyz", ingest)
+
+            sampler = RssSampler(ingest.pid)
+            sampler.start()
+            try:
+                # CPU shares during the load show which process the 2 cores went to.
+                cpu_before = {p.name: cpu_seconds(p.pid) for p in (ingest, writer)}
+                busy_before = machine_busy()
+                loaded = await run_wrk(
+                    wrk, ingest_base + PIXEL_PATH, args, log_dir / "wrk-ingest.txt"
+                )
+                wrk_end = time.monotonic()
+                busy_after = machine_busy()
+                cpu_load = {
+                    p.name: round(b - a, 2)
+                    for p in (ingest, writer)
+                    if (a := cpu_before[p.name]) is not None
+                    and (b := cpu_seconds(p.pid)) is not None
+                }
+                cpu_load["machine_busy"] = round(busy_after[0] - busy_before[0], 2)
+                cpu_load["machine_total"] = round(busy_after[1] - busy_before[1], 2)
+                print("  waiting for the rows", flush=True)
+                e2e = await wait_for_rows(
+                    http, ingest_base, writer_base, db_url, wrk_end, loaded.ok
+                )
+            finally:
+                await sampler.stop()
+            metrics = await scrape(http, ingest_base)
+            batches = metrics.get("belfry_ingest_batch_events_count", 0)
+            events = metrics.get("belfry_ingest_batch_events_sum", 0)
+            confirm = 'belfry_ingest_batch_confirm_seconds_{}{{outcome="published"}}'
+            confirms = metrics.get(confirm.format("count"), 0)
+            confirm_s = metrics.get(confirm.format("sum"), 0)
+            hwm = {p.name: proc_status_kb(p.pid, "VmHWM") for p in (ingest, writer)}
+
+            # 3. SIGTERM, timed: both must drain and exit on their own.
+            await stop_proc(ingest)
+            await stop_proc(writer)
+            ingest_peak_kb = max(sampler.peak_kb, hwm["ingest"] or 0)
+            report.update(
+                baseline=wrk_summary(baseline),
+                ingest=wrk_summary(loaded),
+                ratio=round(loaded.requests_per_s / baseline.requests_per_s, 4),
+                persistence=asdict(e2e),
+                cpu_seconds_during_load=cpu_load,
+                ingest_batch_events_avg=round(events / batches, 2) if batches else None,
+                # Flush to broker confirm: the floor under every pixel's latency.
+                ingest_confirm_ms_avg=round(1000 * confirm_s / confirms, 2) if confirms else None,
+                ingest_peak_rss_mb=round(ingest_peak_kb / 1024, 1) if ingest_peak_kb else None,
+                writer_peak_rss_mb=round(hwm["writer"] / 1024, 1) if hwm["writer"] else None,
+                shutdown={
+                    p.name: {
+                        "exit_code": p.exit_code,
+                        "seconds": p.exit_seconds,
+                        "killed": p.killed,
+                    }
+                    for p in (ingest, writer)
+                },
+            )
+            report["service_log_issues"] = {p.name: scan_log(p.log) for p in (ingest, writer)}
+        except BaseException as exc:
+            on_failure(exc)
+            raise
+        finally:
+            for proc in procs:
+                with cleanup_step(f"stop {proc.name}", failures):
+                    await stop_proc(proc)
+            with cleanup_step("delete topology", failures):
+                await delete_topology(args.amqp_url, prefix)
+            if created_db:
+                with cleanup_step("drop database", failures):
+                    await drop_database(args.postgres_url, db_name)
+            with cleanup_step("remove spool", failures):
+                if spool.exists():
+                    shutil.rmtree(spool)
+            for failure in failures:
+                print(f"bench: clean-up failed: {failure}", file=sys.stderr)
+    report["cleanup_failures"] = failures
+    return report
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="wrk seconds per run (15)")
+    parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
+    parser.add_argument("--threads", type=int, default=1, help="wrk -t (1)")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="admin connection; the bench database is created beside it",
+    )
+    parser.add_argument(
+        "--amqp-url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    )
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="belfry-bench-"))
+    try:
+        wrk = ensure_wrk()
+        report = asyncio.run(bench(args, wrk, work))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        print(f"bench: service logs in {work / 'logs'}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        shutil.rmtree(work, ignore_errors=True)
+        print("bench: interrupted (cleaned up)", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print(f"bench: failed; service logs in {work / 'logs'}", file=sys.stderr)
+        return 1
+    targets = evaluate(report)
+    e2e = report["persistence"]
+    # The headline numbers, flat, for comparing runs over time.
+    report["summary"] = {
+        "baseline_rps": report["baseline"]["requests_per_s"],
+        "ingest_rps": report["ingest"]["requests_per_s"],
+        "ratio": report["ratio"],
+        "baseline_p50_ms": report["baseline"]["p50_ms"],
+        "baseline_p99_ms": report["baseline"]["p99_ms"],
+        "ingest_p50_ms": report["ingest"]["p50_ms"],
+        "ingest_p99_ms": report["ingest"]["p99_ms"],
+        "responses_2xx": e2e["wrk_2xx"],
+        "opens_recorded": e2e["recorded"]["published"] + e2e["recorded"]["spooled"],
+        "rows_persisted": e2e["rows"],
+        "duplicates": e2e["duplicates"],
+        "seconds_until_last_row": e2e["seconds_until_last_row"],
+        "ingest_peak_rss_mb": report["ingest_peak_rss_mb"],
+    }
+    report["targets"] = {t.name: {"value": t.value, "want": t.limit, "pass": t.ok} for t in targets}
+    print_report(report, targets)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"bench-{stamp}.json"
+    # Service logs are worth keeping only when they say something.
+    noisy = any(found["count"] for found in report["service_log_issues"].values())
+    if not (noisy or report["cleanup_failures"]):
+        shutil.rmtree(work, ignore_errors=True)
+        report["logs"] = None
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    print(f"\nresults: {path.relative_to(ROOT)}")
+    if report["logs"]:
+        print(f"service logs: {report['logs']}")
+    return 1 if report["cleanup_failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

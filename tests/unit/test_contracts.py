@@ -1,0 +1,251 @@
+"""Event contracts: `validate_envelope` accepts good hits and names what is wrong with bad
+ones; `decode_batch` accepts only a JSON array."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+
+from shared.contracts import (
+    EMAIL_REGISTERED_V1,
+    HIT_CLICK_V1,
+    HIT_OPEN_V1,
+    MAX_PROPS_BYTES,
+    MAX_UA_LEN,
+    METRIC_V1,
+    ContractError,
+    decode_batch,
+    encode_batch,
+    make_envelope,
+    validate_envelope,
+)
+
+EVENT_ID = "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b"
+OCCURRED = "2025-03-01T12:00:00+00:00"
+RECEIVED = "2025-03-01T12:00:01.250000+00:00"
+
+
+def envelope(event_type: str = HIT_OPEN_V1, **data: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"email_id": "em-1", **data}
+    if event_type == HIT_CLICK_V1:
+        body.setdefault("url", "https://example.com/a")
+    return make_envelope(EVENT_ID, event_type, "acme", OCCURRED, RECEIVED, body)
+
+
+def reason(doc: Any) -> str:
+    with pytest.raises(ContractError) as info:
+        validate_envelope(doc)
+    return str(info.value)
+
+
+def test_good_open_is_accepted_with_parsed_fields() -> None:
+    doc = envelope(ip="192.0.2.1", ua="Mozilla/5.0", props={"purpose": "prefetch"})
+    doc["trace"] = {"traceparent": "00-abc-def-01"}
+    env = validate_envelope(doc)
+    assert env.id == EVENT_ID
+    assert env.type == HIT_OPEN_V1
+    assert env.tenant == "acme"
+    assert env.occurred_at == datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    assert env.received_at == datetime(2025, 3, 1, 12, 0, 1, 250000, tzinfo=UTC)
+    assert env.data["ip"] == "192.0.2.1"
+    assert env.trace == {"traceparent": "00-abc-def-01"}
+
+
+def test_good_click_is_accepted() -> None:
+    env = validate_envelope(envelope(HIT_CLICK_V1, url="http://example.com/x?y=1"))
+    assert env.type == HIT_CLICK_V1
+    assert env.data["url"] == "http://example.com/x?y=1"
+
+
+def test_missing_trace_becomes_empty_dict() -> None:
+    assert validate_envelope(envelope()).trace == {}
+
+
+def test_timestamps_with_non_utc_offset_are_accepted() -> None:
+    doc = envelope()
+    doc["occurred_at"] = "2025-03-01T14:00:00+02:00"
+    env = validate_envelope(doc)
+    assert env.occurred_at.utcoffset() == timedelta(hours=2)
+    assert env.occurred_at == datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_email_registered_and_metric_contracts_are_known() -> None:
+    assert validate_envelope(envelope(EMAIL_REGISTERED_V1)).type == EMAIL_REGISTERED_V1
+    metric = make_envelope(
+        EVENT_ID, METRIC_V1, "acme", OCCURRED, RECEIVED, {"name": "m", "value": 1.5}
+    )
+    assert validate_envelope(metric).type == METRIC_V1
+
+
+@pytest.mark.parametrize("data", [{"name": "m", "value": True}, {"name": "m", "value": "1"}])
+def test_metric_value_must_be_a_number(data: dict[str, Any]) -> None:
+    doc = make_envelope(EVENT_ID, METRIC_V1, "acme", OCCURRED, RECEIVED, data)
+    assert reason(doc) == "data.value must be a number"
+
+
+def test_not_an_object() -> None:
+    assert reason(["id"]) == "envelope is not an object"
+
+
+@pytest.mark.parametrize(
+    "event_id",
+    [None, 42, "not-a-uuid", EVENT_ID.replace("-", ""), EVENT_ID + "0", "{" + EVENT_ID[1:] + "}"],
+)
+def test_bad_uuid(event_id: Any) -> None:
+    doc = envelope()
+    doc["id"] = event_id
+    assert reason(doc) == "id must be a UUID string"
+
+
+@pytest.mark.parametrize("event_type", ["hit.open.v9", None, 7, "batch.v1"])
+def test_unknown_type(event_type: Any) -> None:
+    doc = envelope()
+    doc["type"] = event_type
+    assert reason(doc).startswith("unknown event type")
+
+
+def test_unknown_type_reason_is_truncated() -> None:
+    doc = envelope()
+    doc["type"] = "x" * 500
+    assert reason(doc) == f"unknown event type {'x' * 40!r}"
+
+
+@pytest.mark.parametrize("tenant", [None, "", "Acme", "acme corp", "-acme", "a" * 64, 5])
+def test_bad_tenant(tenant: Any) -> None:
+    doc = envelope()
+    doc["tenant"] = tenant
+    assert reason(doc) == "tenant is missing or not a valid tenant id"
+
+
+@pytest.mark.parametrize("field", ["tenant", "email_id"])
+def test_ids_with_trailing_newline_are_rejected(field: str) -> None:
+    doc = envelope()
+    if field == "tenant":
+        doc["tenant"] = "acme\n"
+    else:
+        doc["data"]["email_id"] = "em-1\n"
+    with pytest.raises(ContractError):
+        validate_envelope(doc)
+
+
+def test_data_must_be_an_object() -> None:
+    doc = envelope()
+    doc["data"] = ["em-1"]
+    assert reason(doc) == "data must be an object"
+
+
+@pytest.mark.parametrize("email_id", [None, "", "has space", "x" * 65, 12])
+def test_missing_or_bad_email_id(email_id: Any) -> None:
+    doc = envelope()
+    if email_id is None:
+        del doc["data"]["email_id"]
+    else:
+        doc["data"]["email_id"] = email_id
+    assert reason(doc) == "data.email_id is missing or not a valid email id"
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com/", "javascript:alert(1)", "example.com", None])
+def test_click_with_non_http_url(url: Any) -> None:
+    doc = envelope(HIT_CLICK_V1)
+    doc["data"]["url"] = url
+    assert reason(doc) == "data.url must be an http(s) URL"
+
+
+def test_click_url_too_long() -> None:
+    doc = envelope(HIT_CLICK_V1, url="https://example.com/" + "a" * 2100)
+    assert reason(doc) == "data.url longer than 2048"
+
+
+def test_click_url_with_nul() -> None:
+    doc = envelope(HIT_CLICK_V1, url="https://example.com/\x00")
+    assert reason(doc) == "data.url contains a NUL character"
+
+
+def test_nul_in_ua() -> None:
+    assert reason(envelope(ua="Mozilla\x00")) == "data.ua contains a NUL character"
+
+
+def test_ua_too_long_or_not_a_string() -> None:
+    expected = f"data.ua must be a string of at most {MAX_UA_LEN} characters"
+    assert reason(envelope(ua="u" * (MAX_UA_LEN + 1))) == expected
+    assert reason(envelope(ua=["Mozilla"])) == expected
+
+
+def test_props_with_nul_in_value_or_key() -> None:
+    assert reason(envelope(props={"k": "v\x00"})) == "data.props contains a NUL character"
+    assert reason(envelope(props={"k\x00": "v"})) == "data.props contains a NUL character"
+
+
+def test_props_must_be_an_object() -> None:
+    assert reason(envelope(props=["a"])) == "data.props must be an object"
+
+
+def test_props_too_large() -> None:
+    assert reason(envelope(props={"k": "v" * MAX_PROPS_BYTES})) == (
+        f"data.props larger than {MAX_PROPS_BYTES} bytes"
+    )
+
+
+@pytest.mark.parametrize("ip", ["999.1.1.1", "localhost", "1.2.3"])
+def test_ip_not_an_ip(ip: str) -> None:
+    assert reason(envelope(ip=ip)) == "data.ip is not an IP address"
+
+
+def test_ip_not_a_string() -> None:
+    assert reason(envelope(ip=3232235777)) == "data.ip must be a string of at most 64 characters"
+
+
+def test_naive_timestamp() -> None:
+    doc = envelope()
+    doc["occurred_at"] = "2025-03-01T12:00:00"
+    assert reason(doc) == "occurred_at must carry a UTC offset"
+
+
+def test_unparseable_timestamp() -> None:
+    doc = envelope()
+    doc["received_at"] = "yesterday"
+    assert reason(doc) == "received_at is not an RFC 3339 timestamp: 'yesterday'"
+
+
+@pytest.mark.parametrize("value", [None, 1700000000])
+def test_timestamp_must_be_a_string(value: Any) -> None:
+    doc = envelope()
+    doc["occurred_at"] = value
+    assert reason(doc) == "occurred_at must be an RFC 3339 string"
+
+
+def test_trace_must_be_an_object() -> None:
+    doc = envelope()
+    doc["trace"] = "00-abc"
+    assert reason(doc) == "trace must be an object"
+
+
+# --- batches ---------------------------------------------------------------------------
+
+
+def test_encode_then_decode_batch_roundtrips() -> None:
+    items = [envelope(), envelope(HIT_CLICK_V1)]
+    assert decode_batch(encode_batch(items)) == items
+
+
+def test_decode_batch_returns_items_undecoded() -> None:
+    assert decode_batch(b'[1, "x", {"id": null}]') == [1, "x", {"id": None}]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b"[1,"])
+def test_decode_batch_rejects_non_json(body: bytes) -> None:
+    with pytest.raises(ContractError, match=r"^body is not JSON: "):
+        decode_batch(body)
+
+
+@pytest.mark.parametrize("body", [b"{}", b'"x"', b"42", b"null"])
+def test_decode_batch_rejects_non_array(body: bytes) -> None:
+    with pytest.raises(ContractError, match=r"^body is not a JSON array of envelopes$"):
+        decode_batch(body)
+
+
+def test_encode_batch_is_json_array() -> None:
+    assert orjson.loads(encode_batch([{"a": 1}])) == [{"a": 1}]

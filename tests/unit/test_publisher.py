@@ -1,0 +1,333 @@
+"""BatchPublisher's batching and fallback logic, against a fake exchange and a real spool
+in a temporary directory: no broker is involved."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import orjson
+import pytest
+
+from shared.contracts import BATCH_V1
+from shared.publisher import BatchPublisher, Outcome, PublishObserver
+from shared.spool import Spool, read_segment
+
+ROUTING_KEY = "hit.batch"
+
+
+class FakeExchange:
+    """Records published messages; can fail, or hold chosen publish calls on a gate."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[aio_pika.Message, str]] = []
+        self.calls = 0
+        self.fail = False
+        self.gate = asyncio.Event()
+        self.gated_calls: set[int] = set()
+        self.entered = asyncio.Event()
+
+    async def publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        call = self.calls
+        self.calls += 1
+        self.entered.set()
+        if call in self.gated_calls:
+            await self.gate.wait()
+        if self.fail:
+            raise ConnectionError("channel closed")
+        self.messages.append((message, routing_key))
+
+    @property
+    def bodies(self) -> list[Any]:
+        return [orjson.loads(m.body) for m, _ in self.messages]
+
+
+class Broker:
+    """What the publisher's exchange getter sees: an exchange, or None while away."""
+
+    def __init__(self) -> None:
+        self.exchange: FakeExchange | None = FakeExchange()
+
+    def __call__(self) -> Any:
+        return self.exchange
+
+
+class Observer(PublishObserver):
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, Outcome]] = []
+        self.replays: list[int] = []
+        self.replay_done = asyncio.Event()
+
+    def batch_done(self, size: int, outcome: Outcome, seconds: float) -> None:
+        self.batches.append((size, outcome))
+
+    def replayed(self, records: int) -> None:
+        self.replays.append(records)
+        self.replay_done.set()
+
+
+class Harness:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.broker = Broker()
+        self.observer = Observer()
+        self.publishers: list[BatchPublisher] = []
+        self.spools: list[Spool] = []
+
+    def publisher(self, spool_max_bytes: int = 1 << 20, **kwargs: Any) -> BatchPublisher:
+        spool = Spool(self.tmp_path / f"spool{len(self.spools)}", spool_max_bytes)
+        self.spools.append(spool)
+        kwargs.setdefault("observer", self.observer)
+        pub = BatchPublisher(self.broker, ROUTING_KEY, spool, app_id="ingest-test", **kwargs)
+        self.publishers.append(pub)
+        return pub
+
+    @property
+    def exchange(self) -> FakeExchange:
+        assert self.broker.exchange is not None
+        return self.broker.exchange
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path)
+    yield h
+    if h.broker.exchange is not None:
+        h.broker.exchange.gate.set()
+    for pub in h.publishers:
+        await pub.close(timeout=5)
+    for spool in h.spools:
+        spool.close()
+
+
+def event(n: int) -> dict[str, Any]:
+    return {"id": f"id-{n}", "type": "hit.open.v1", "tenant": "acme", "data": {"n": n}}
+
+
+def spooled_records(spool: Spool) -> list[Any]:
+    return [
+        orjson.loads(body)
+        for path in sorted(spool.directory.glob("seg-*.spool"))
+        for body in read_segment(path)
+    ]
+
+
+async def let_other_tasks_run(turns: int = 10) -> None:
+    """Yield to the loop a few times (not a timed wait)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+async def test_submits_in_one_loop_turn_become_one_message(harness: Harness) -> None:
+    pub = harness.publisher()
+    events = [event(i) for i in range(50)]
+    futures = pub.submit_many(events)
+    assert len(set(map(id, futures))) == 1
+    assert await futures[0] is Outcome.PUBLISHED
+
+    [(message, routing_key)] = harness.exchange.messages
+    assert routing_key == ROUTING_KEY
+    assert orjson.loads(message.body) == events
+    assert message.headers == {"x-belfry-events": 50}
+    assert message.type == BATCH_V1
+    assert message.app_id == "ingest-test"
+    assert message.content_type == "application/json"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.message_id
+    assert harness.observer.batches == [(50, Outcome.PUBLISHED)]
+
+
+async def test_max_batch_splits_into_several_messages_in_order(harness: Harness) -> None:
+    pub = harness.publisher(max_batch=3)
+    futures = pub.submit_many([event(i) for i in range(7)])
+    assert futures[0] is futures[2]
+    assert futures[3] is futures[5]
+    assert futures[2] is not futures[3]
+    assert futures[5] is not futures[6]
+    assert await asyncio.gather(*futures) == [Outcome.PUBLISHED] * 7
+
+    assert harness.exchange.bodies == [
+        [event(0), event(1), event(2)],
+        [event(3), event(4), event(5)],
+        [event(6)],
+    ]
+    assert [m.headers for m, _ in harness.exchange.messages] == [
+        {"x-belfry-events": 3},
+        {"x-belfry-events": 3},
+        {"x-belfry-events": 1},
+    ]
+
+
+async def test_events_queued_while_confirms_outstanding_go_together_when_confirmed(
+    harness: Harness,
+) -> None:
+    # One batch in flight reaches eager_in_flight=1, so later events wait (max_delay is an
+    # hour) until the confirm comes back, then leave as one message.
+    pub = harness.publisher(eager_in_flight=1, max_delay=3600)
+    harness.exchange.gated_calls = {0}
+    first = pub.submit(event(0))
+    await harness.exchange.entered.wait()
+    later = pub.submit_many([event(1), event(2), event(3)])
+    await let_other_tasks_run()
+    assert harness.exchange.messages == []
+    assert not later[0].done()
+
+    harness.exchange.gate.set()
+    assert await first is Outcome.PUBLISHED
+    assert await later[0] is Outcome.PUBLISHED
+    assert harness.exchange.bodies == [[event(0)], [event(1), event(2), event(3)]]
+
+
+async def test_broker_unavailable_spools_the_batch(harness: Harness) -> None:
+    pub = harness.publisher()
+    harness.broker.exchange = None
+    fut = pub.submit(event(1))
+    assert await fut is Outcome.SPOOLED
+    assert pub.spool.pending() is True
+    assert spooled_records(pub.spool) == [[event(1)]]
+    assert harness.observer.batches == [(1, Outcome.SPOOLED)]
+
+
+async def test_publish_error_spools_the_batch(harness: Harness) -> None:
+    pub = harness.publisher()
+    harness.exchange.fail = True
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    assert harness.exchange.messages == []
+    await pub.close()  # stops the replay attempt that the spooling kicked off
+    assert pub.spool.pending() is True
+    assert spooled_records(pub.spool) == [[event(1)]]
+
+
+async def test_confirm_timeout_spools_the_batch(harness: Harness) -> None:
+    pub = harness.publisher(confirm_timeout=0.05)
+    harness.exchange.gated_calls = {0, 1, 2}  # the confirm never comes
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    await pub.close()
+    assert spooled_records(pub.spool) == [[event(1)]]
+
+
+async def test_spool_full_and_broker_away_drops_the_batch(harness: Harness) -> None:
+    pub = harness.publisher(spool_max_bytes=16)
+    harness.broker.exchange = None
+    assert await pub.submit(event(1)) is Outcome.DROPPED
+    assert pub.spool.pending() is False
+    assert harness.observer.batches == [(1, Outcome.DROPPED)]
+
+
+async def test_spool_full_and_publish_failing_drops_the_batch(harness: Harness) -> None:
+    pub = harness.publisher(spool_max_bytes=16)
+    harness.exchange.fail = True
+    assert await pub.submit(event(1)) is Outcome.DROPPED
+
+
+async def test_kick_replay_drains_spool_through_exchange_once_available(
+    harness: Harness,
+) -> None:
+    pub = harness.publisher()
+    exchange = harness.exchange
+    harness.broker.exchange = None
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    assert await pub.submit(event(2)) is Outcome.SPOOLED
+    pub.kick_replay()  # broker still away: nothing to drain into
+    assert exchange.calls == 0
+
+    harness.broker.exchange = exchange
+    pub.kick_replay()
+    await harness.observer.replay_done.wait()
+    assert harness.observer.replays == [2]
+    assert exchange.bodies == [[event(1)], [event(2)]]
+    assert [m.headers for m, _ in exchange.messages] == [{"x-belfry-replayed": True}] * 2
+    assert pub.spool.pending() is False
+
+
+async def test_while_spool_pending_new_batches_are_spooled_to_keep_order(
+    harness: Harness,
+) -> None:
+    pub = harness.publisher()
+    exchange = harness.exchange
+    harness.broker.exchange = None
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    assert await pub.submit(event(2)) is Outcome.SPOOLED
+
+    # Broker is back, but older events wait in the spool: this batch queues behind them
+    # and its append kicks the replay.
+    harness.broker.exchange = exchange
+    assert await pub.submit(event(3)) is Outcome.SPOOLED
+    await harness.observer.replay_done.wait()
+    assert exchange.bodies == [[event(1)], [event(2)], [event(3)]]
+
+    # Spool empty again: straight to the exchange.
+    assert await pub.submit(event(4)) is Outcome.PUBLISHED
+    assert exchange.bodies[-1] == [event(4)]
+    assert exchange.messages[-1][0].headers == {"x-belfry-events": 1}
+
+
+async def test_batch_is_not_dropped_while_broker_is_up_and_replay_runs(
+    harness: Harness,
+) -> None:
+    exchange = harness.exchange
+    harness.broker.exchange = None
+    record = len(orjson.dumps([event(1)])) + 8
+    pub = harness.publisher(spool_max_bytes=record)
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    assert pub.spool.full is True
+
+    harness.broker.exchange = exchange
+    exchange.gated_calls = {0}  # the replay's first publish waits for its confirm
+    pub.kick_replay()
+    await exchange.entered.wait()
+    outcome = await pub.submit(event(2))
+    exchange.gate.set()
+    await harness.observer.replay_done.wait()
+    assert outcome is not Outcome.DROPPED
+
+
+async def test_close_flushes_the_open_batch(harness: Harness) -> None:
+    # With no eager slot the batch would wait max_delay (an hour) before leaving.
+    pub = harness.publisher(eager_in_flight=0, max_delay=3600)
+    fut = pub.submit(event(1))
+    await let_other_tasks_run()
+    assert not fut.done()
+    await pub.close()
+    assert fut.done()
+    assert fut.result() is Outcome.PUBLISHED
+    assert harness.exchange.bodies == [[event(1)]]
+
+
+async def test_close_waits_for_in_flight_confirms(harness: Harness) -> None:
+    pub = harness.publisher()
+    harness.exchange.gated_calls = {0}
+    fut = pub.submit(event(1))
+    await harness.exchange.entered.wait()
+
+    closing = asyncio.create_task(pub.close())
+    await let_other_tasks_run()
+    assert not closing.done()
+    assert not fut.done()
+
+    harness.exchange.gate.set()
+    await closing
+    assert fut.done()
+    assert fut.result() is Outcome.PUBLISHED
+
+
+async def test_submit_after_close_raises(harness: Harness) -> None:
+    pub = harness.publisher()
+    await pub.close()
+    with pytest.raises(RuntimeError, match="publisher is closed"):
+        pub.submit(event(1))
+
+
+async def test_flush_with_nothing_open_is_a_no_op(harness: Harness) -> None:
+    pub = harness.publisher()
+    pub.flush()
+    await pub.close()
+    assert harness.exchange.calls == 0
+
+
+def test_outcome_values_are_stable() -> None:
+    # Metrics label values come from these.
+    assert [o.value for o in Outcome] == ["published", "spooled", "dropped"]

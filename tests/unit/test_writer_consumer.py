@@ -1,0 +1,257 @@
+"""HitConsumer's flush without a broker or database: backoff while the store fails
+(injected sleep, no real waiting), readiness error, dead letters before acks, and the
+flusher task's size trigger and SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from services.writer.consumer import HitConsumer
+from services.writer.settings import WriterSettings
+from shared.contracts import HIT_OPEN_V1, Envelope, make_envelope
+from shared.ids import new_event_id
+from shared.settings import CommonSettings
+
+
+def hit(email_id: str) -> dict[str, Any]:
+    now = datetime.now(UTC).isoformat()
+    return make_envelope(new_event_id(), HIT_OPEN_V1, "acme", now, now, {"email_id": email_id})
+
+
+class Log(list[str]):
+    """Shared record of what happened, in order, across fakes."""
+
+
+class FakeMessage:
+    def __init__(self, body: bytes, log: Log, message_id: str = "msg-1") -> None:
+        self.body = body
+        self.message_id = message_id
+        self.log = log
+        self.acked = asyncio.Event()
+
+    async def ack(self) -> None:
+        self.log.append(f"ack {self.message_id}")
+        self.acked.set()
+
+
+class FakeDeadLetters:
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.published: list[tuple[aio_pika.Message, str]] = []
+
+    async def publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        self.log.append(f"dead-letter {message.headers['x-belfry-stage']}")
+        self.published.append((message, routing_key))
+
+
+class FlakyStore:
+    """Fails the first `failures` inserts, then stores and reports `duplicates` as seen."""
+
+    def __init__(self, failures: int = 0, duplicates: int = 0) -> None:
+        self.failures = failures
+        self.duplicates = duplicates
+        self.calls: list[list[Envelope]] = []
+
+    async def insert_hits(self, events: list[Envelope]) -> int:
+        self.calls.append(list(events))
+        if len(self.calls) <= self.failures:
+            raise ConnectionError("connection refused")
+        return len(events) - self.duplicates
+
+
+class MidpointRng(random.Random):
+    """No jitter: uniform(a, b) is always the midpoint (1.0 for the 0.5..1.5 factor)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return (a + b) / 2
+
+
+class Harness:
+    def __init__(self, store: FlakyStore, rng: random.Random | None = None, **settings: Any):
+        self.log = Log()
+        self.delays: list[float] = []
+        self.errors_while_sleeping: list[str | None] = []
+        self.acks_while_sleeping: list[int] = []
+        self.store = store
+        self.settings = WriterSettings(common=CommonSettings(service="writer"), **settings)
+        self.consumer = HitConsumer(
+            self.settings, store, sleep=self.sleep, rng=rng or MidpointRng()
+        )
+        self.dead_letters = FakeDeadLetters(self.log)
+        self.consumer.dead_letters = self.dead_letters  # type: ignore[assignment]
+
+    async def sleep(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        self.errors_while_sleeping.append(self.consumer.db_error)
+        self.acks_while_sleeping.append(sum(e.startswith("ack") for e in self.log))
+
+    async def deliver(self, body: bytes, message_id: str = "msg-1") -> FakeMessage:
+        message = FakeMessage(body, self.log, message_id)
+        await self.consumer.on_message(message)  # type: ignore[arg-type]
+        return message
+
+
+def counter(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+async def test_flush_backs_off_with_growing_delays_then_stores_and_acks() -> None:
+    h = Harness(FlakyStore(failures=2))
+    message = await h.deliver(orjson.dumps([hit("a"), hit("b")]))
+
+    await h.consumer.flush()
+
+    assert h.delays == pytest.approx([0.2, 0.4])
+    assert len(h.store.calls) == 3
+    assert h.store.calls[0] == h.store.calls[2]  # the same batch is retried
+    assert h.errors_while_sleeping == ["ConnectionError: connection refused"] * 2
+    assert h.acks_while_sleeping == [0, 0]  # nothing acked while the database is away
+    assert h.consumer.db_error is None
+    assert message.acked.is_set()
+    assert h.consumer.stored_batches == 1
+
+
+async def test_backoff_is_capped_at_backoff_max() -> None:
+    h = Harness(FlakyStore(failures=5), backoff_min=0.2, backoff_max=0.5)
+    await h.deliver(orjson.dumps([hit("a")]))
+    await h.consumer.flush()
+    assert h.delays == pytest.approx([0.2, 0.4, 0.5, 0.5, 0.5])
+
+
+async def test_backoff_jitter_stays_within_half_to_one_and_a_half() -> None:
+    h = Harness(FlakyStore(failures=4), rng=random.Random(7), backoff_min=1.0, backoff_max=100)
+    await h.deliver(orjson.dumps([hit("a")]))
+    await h.consumer.flush()
+    bases = [1.0, 2.0, 4.0, 8.0]
+    assert len(h.delays) == 4
+    for delay, base in zip(h.delays, bases, strict=True):
+        assert 0.5 * base <= delay <= 1.5 * base
+
+
+async def test_db_failures_are_counted() -> None:
+    before = counter("belfry_writer_db_failures_total")
+    h = Harness(FlakyStore(failures=3))
+    await h.deliver(orjson.dumps([hit("a")]))
+    await h.consumer.flush()
+    assert counter("belfry_writer_db_failures_total") - before == 3
+
+
+async def test_duplicates_and_inserted_rows_are_counted() -> None:
+    rows_before = counter("belfry_writer_rows_inserted_total")
+    dups_before = counter("belfry_writer_duplicates_total")
+    h = Harness(FlakyStore(duplicates=2))
+    await h.deliver(orjson.dumps([hit("a"), hit("b"), hit("c")]))
+    await h.consumer.flush()
+    assert counter("belfry_writer_rows_inserted_total") - rows_before == 1
+    assert counter("belfry_writer_duplicates_total") - dups_before == 2
+
+
+async def test_failure_while_stopping_gives_up_without_acking() -> None:
+    h = Harness(FlakyStore(failures=1))
+    message = await h.deliver(orjson.dumps([hit("a")]))
+    await h.consumer.stop()  # never started: only marks the consumer as stopping
+    await h.consumer.flush()
+    assert h.delays == []
+    assert not message.acked.is_set()
+    assert h.consumer.db_error == "ConnectionError: connection refused"
+
+
+async def test_rejected_item_is_dead_lettered_with_reason_before_ack() -> None:
+    h = Harness(FlakyStore())
+    bad = hit("x")
+    bad["tenant"] = "Not A Tenant!"
+    good = hit("ok")
+    message = await h.deliver(orjson.dumps([good, bad]), message_id="m-42")
+
+    await h.consumer.flush()
+
+    assert h.log == ["dead-letter validate", "ack m-42"]
+    assert [e.id for e in h.store.calls[0]] == [good["id"]]
+    [(dead, routing_key)] = h.dead_letters.published
+    assert routing_key == "writer.hits"
+    assert orjson.loads(dead.body) == [bad]
+    assert dead.headers is not None
+    assert dead.headers["x-belfry-reason"] == "tenant is missing or not a valid tenant id"
+    assert dead.headers["x-belfry-stage"] == "validate"
+    assert dead.headers["x-belfry-source-queue"] == "belfry.writer.hits"
+    assert dead.headers["x-belfry-original-message-id"] == "m-42"
+    assert datetime.fromisoformat(str(dead.headers["x-belfry-failed-at"])).tzinfo is not None
+    assert dead.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.acked.is_set()
+
+
+async def test_each_rejected_item_is_its_own_dead_letter() -> None:
+    h = Harness(FlakyStore())
+    await h.deliver(orjson.dumps([42, hit("ok"), "x"]))
+    await h.consumer.flush()
+    assert [orjson.loads(m.body) for m, _ in h.dead_letters.published] == [[42], ["x"]]
+    assert h.log == ["dead-letter validate", "dead-letter validate", "ack msg-1"]
+
+
+async def test_unparseable_body_is_dead_lettered_whole_at_decode_stage() -> None:
+    h = Harness(FlakyStore())
+    await h.deliver(b"{not json", message_id="m-bad")
+    await h.consumer.flush()
+    [(dead, _)] = h.dead_letters.published
+    assert dead.body == b"{not json"
+    assert dead.headers is not None
+    assert dead.headers["x-belfry-stage"] == "decode"
+    assert str(dead.headers["x-belfry-reason"]).startswith("body is not JSON")
+    assert h.log == ["dead-letter decode", "ack m-bad"]
+
+
+async def test_dead_letter_reason_is_truncated_to_500_characters() -> None:
+    h = Harness(FlakyStore())
+    await h.deliver(b"x" * 2000)
+    await h.consumer.flush()
+    [(dead, _)] = h.dead_letters.published
+    assert dead.headers is not None
+    assert len(str(dead.headers["x-belfry-reason"])) <= 500
+
+
+async def test_without_dead_letter_exchange_message_is_not_acked() -> None:
+    h = Harness(FlakyStore())
+    h.consumer.dead_letters = None
+    message = await h.deliver(orjson.dumps([hit("ok"), 42]))
+    await h.consumer.flush()
+    assert len(h.store.calls) == 1  # the good event is stored (idempotently)
+    assert not message.acked.is_set()  # the broker redelivers; nothing lost
+
+
+async def test_flusher_stores_as_soon_as_batch_rows_wait() -> None:
+    h = Harness(FlakyStore(), batch_rows=3, batch_delay=3600)
+    h.consumer.start()
+    try:
+        first = await h.deliver(orjson.dumps([hit("a"), hit("b")]), "m1")
+        second = await h.deliver(orjson.dumps([hit("c")]), "m2")
+        await second.acked.wait()
+        assert first.acked.is_set()
+        assert [len(c) for c in h.store.calls] == [3]
+    finally:
+        await h.consumer.stop()
+
+
+async def test_stop_stores_and_acks_what_is_held() -> None:
+    h = Harness(FlakyStore(), batch_delay=3600)
+    h.consumer.start()
+    message = await h.deliver(orjson.dumps([hit("a")]))
+    await h.consumer.stop()
+    assert message.acked.is_set()
+    assert len(h.store.calls) == 1
+
+
+async def test_on_disconnect_forgets_held_messages() -> None:
+    h = Harness(FlakyStore())
+    message = await h.deliver(orjson.dumps([hit("a")]))
+    h.consumer.on_disconnect()
+    await h.consumer.flush()
+    assert h.store.calls == []
+    assert not message.acked.is_set()
