@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import struct
@@ -34,10 +35,16 @@ _SUFFIX = ".spool"
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, owner: str = "") -> None:
         self.directory = directory
         self.max_bytes = max_bytes
         directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_directory(directory)
+        try:
+            _check_owner(directory, owner)
+        except SpoolError:
+            os.close(self._lock_fd)
+            raise
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool")
         self._lock = threading.Lock()
         self._queue: list[tuple[bytes, asyncio.Future[bool]]] = []
@@ -163,6 +170,38 @@ class Spool:
         self._fh.close()
         if self._current_records == 0:
             self._current.unlink(missing_ok=True)
+        os.close(self._lock_fd)  # releases the flock
+
+
+class SpoolError(RuntimeError):
+    """The spool directory can't be used; the message says why and what to do."""
+
+
+def _lock_directory(directory: Path) -> int:
+    """One process per spool directory: two writers would interleave segment files."""
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpoolError(
+            f"spool directory {directory} is in use by another process; "
+            "give each ingest process its own INGEST_SPOOL_DIR"
+        ) from None
+    return fd
+
+
+def _check_owner(directory: Path, owner: str) -> None:
+    """Records spooled for one topology prefix must not replay into another's exchange."""
+    marker = directory / ".owner"
+    if marker.exists():
+        found = marker.read_text().strip()
+        if found != owner and any(directory.glob(f"{_PREFIX}*{_SUFFIX}")):
+            raise SpoolError(
+                f"spool directory {directory} holds records of {found!r}, not {owner!r}; "
+                "replay them with that configuration or choose another INGEST_SPOOL_DIR"
+            )
+    marker.write_text(owner + "\n")
 
 
 def _reopen_truncated(fh: BinaryIO, path: Path, offset: int) -> BinaryIO:

@@ -17,6 +17,7 @@ from services.ingest.settings import IngestSettings
 from shared.jsonlog import setup_logging
 from shared.serve import run, serve
 from shared.settings import SettingsError
+from shared.spool import SpoolError
 
 
 def _supervise(settings: IngestSettings) -> int:
@@ -50,15 +51,19 @@ def main() -> int:
         settings = dataclasses.replace(settings, spool_dir=settings.spool_dir / f"worker-{worker}")
     setup_logging("ingest", settings.common.log_level)
     app = create_app(settings)
-    run(
-        serve(
-            app,
-            settings.host,
-            settings.port,
-            shutdown_grace=settings.common.shutdown_grace,
-            reuse_port=worker is not None,
+    try:
+        run(
+            serve(
+                app,
+                settings.host,
+                settings.port,
+                shutdown_grace=settings.common.shutdown_grace,
+                reuse_port=worker is not None,
+            )
         )
-    )
+    except SpoolError as exc:
+        print(f"ingest: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

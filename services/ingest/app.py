@@ -25,7 +25,7 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     common = settings.common
     topo = Topology(common.prefix)
-    spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+    spool = Spool(settings.spool_dir, settings.spool_max_bytes, owner=f"prefix={common.prefix}")
     broker = Broker(common.amqp_url, f"belfry-ingest:{settings.spool_dir.name}")
     declared: dict[str, HitTopology] = {}
 

@@ -28,12 +28,17 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="create the database if missing and apply migrations")
     dlq_parser = sub.add_parser("dlq", help="dead-letter queue: list, replay or purge")
     dlq_parser.add_argument("action", choices=["list", "replay", "purge"])
-    dlq_parser.add_argument("--limit", type=int, default=None)
+    dlq_parser.add_argument(
+        "--limit", type=int, default=None, help="list/replay at most N messages"
+    )
     return parser
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "dlq" and args.action == "purge" and args.limit is not None:
+        parser.error("--limit applies to list and replay; purge empties the whole queue")
     try:
         settings = WriterSettings.from_env(os.environ)
     except SettingsError as exc:

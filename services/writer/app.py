@@ -56,12 +56,9 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     app[BROKER] = broker
     app[CONSUMER] = consumer
     consumer.start()
-    if isinstance(store, PostgresEventStore):
-        # Migrate now rather than at the first insert; retried there if Postgres is down.
-        try:
-            await asyncio.wait_for(store.prepare(), 10)
-        except Exception as exc:
-            log.warning("migrations not applied at start-up", extra={"error": str(exc)})
+    migrating = (
+        asyncio.create_task(_migrate(store)) if isinstance(store, PostgresEventStore) else None
+    )
     await broker.start()
     try:
         yield
@@ -76,6 +73,17 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
                 pass
         await consumer.stop()
         await broker.stop()
+        if migrating is not None:
+            migrating.cancel()
+
+
+async def _migrate(store: PostgresEventStore) -> None:
+    """Apply migrations at start-up without holding up the probes; the first insert
+    retries them if Postgres was down all along."""
+    try:
+        await store.prepare()
+    except Exception as exc:
+        log.warning("migrations not applied at start-up", extra={"error": str(exc)})
 
 
 def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.Application:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.spool import Spool, read_segment
+from shared.spool import Spool, SpoolError, read_segment
 
 HEADER = 8  # length + crc32
 
@@ -303,3 +303,24 @@ async def test_records_acknowledged_after_a_short_write_are_replayed(spool: Spoo
     published, publish = collector()
     await spool.drain(publish)
     assert published == [b"first", b"third"]
+
+
+def test_a_second_spool_on_the_same_directory_is_refused(tmp_path: Path) -> None:
+    first = Spool(tmp_path / "s", 1 << 20, owner="prefix=a")
+    try:
+        with pytest.raises(SpoolError, match="in use by another process"):
+            Spool(tmp_path / "s", 1 << 20, owner="prefix=a")
+    finally:
+        first.close()
+    Spool(tmp_path / "s", 1 << 20, owner="prefix=a").close()  # free again after close
+
+
+async def test_records_of_another_prefix_are_not_replayed_into_this_one(tmp_path: Path) -> None:
+    first = Spool(tmp_path / "s", 1 << 20, owner="prefix=a")
+    assert await first.append(b"for a") is True
+    first.close()
+    with pytest.raises(SpoolError, match="holds records of 'prefix=a'"):
+        Spool(tmp_path / "s", 1 << 20, owner="prefix=b")
+    again = Spool(tmp_path / "s", 1 << 20, owner="prefix=a")
+    assert again.pending()
+    again.close()
