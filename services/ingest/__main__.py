@@ -13,11 +13,13 @@ import subprocess
 import sys
 
 from services.ingest.app import create_app
+from services.ingest.keys import IngestDeps
 from services.ingest.settings import IngestSettings
 from shared.jsonlog import setup_logging
 from shared.serve import run, serve
 from shared.settings import SettingsError
 from shared.spool import SpoolError
+from shared.telemetry import build_tracer_provider
 
 
 def _supervise(settings: IngestSettings) -> int:
@@ -50,7 +52,10 @@ def main() -> int:
     if worker is not None:
         settings = dataclasses.replace(settings, spool_dir=settings.spool_dir / f"worker-{worker}")
     setup_logging("ingest", settings.common.log_level)
-    app = create_app(settings)
+    provider = build_tracer_provider(
+        "ingest", settings.common.version, settings.common.environment, os.environ
+    )
+    app = create_app(settings, IngestDeps(tracer_provider=provider))
     try:
         run(
             serve(
@@ -64,6 +69,9 @@ def main() -> int:
     except SpoolError as exc:
         print(f"ingest: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
     return 0
 
 

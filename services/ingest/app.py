@@ -13,9 +13,11 @@ from services.ingest.keys import BROKER, DEPS, HEALTH, HOT, SETTINGS, SPOOL, Hot
 from services.ingest.routes import click, pixel, track
 from services.ingest.settings import IngestSettings
 from shared.broker import Broker
+from shared.httpobs import add_observability
 from shared.probes import Health, add_probe_routes
 from shared.publisher import BatchPublisher
 from shared.spool import Spool
+from shared.telemetry import tracer_for
 from shared.topology import HitTopology, Topology, declare_hits
 
 log = logging.getLogger("belfry.ingest")
@@ -70,7 +72,8 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.track_max_bytes)
     app[SETTINGS] = settings
-    app[DEPS] = deps or IngestDeps()
+    app[DEPS] = deps = deps or IngestDeps()
+    add_observability(app, "ingest", tracer_for(deps.tracer_provider))
     health = Health("ingest", settings.common.version)
     app[HEALTH] = health
     add_probe_routes(app, health)

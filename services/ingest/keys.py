@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
+from opentelemetry.trace import TracerProvider
 
 from services.ingest.settings import IngestSettings
 from shared.broker import Broker
@@ -24,6 +25,8 @@ class IngestDeps:
     """What tests may replace; production builds everything from settings."""
 
     clock: Callable[[], datetime] = field(default=_utcnow)
+    # None: tracing off (no OTLP endpoint configured); __main__ passes the real one.
+    tracer_provider: TracerProvider | None = None
 
 
 @dataclass

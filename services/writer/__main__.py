@@ -14,11 +14,13 @@ import orjson
 
 from services.writer import dlq
 from services.writer.app import create_app
+from services.writer.keys import WriterDeps
 from services.writer.settings import WriterSettings
 from shared.db.migrate import MigrationError, migrate_url
 from shared.jsonlog import setup_logging
 from shared.serve import run, serve
 from shared.settings import SettingsError
+from shared.telemetry import build_tracer_provider
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,11 +71,13 @@ def main(argv: list[str]) -> int:
             print(f"purged {count} message(s)")
         return 0
     setup_logging("writer", common.log_level)
-    run(
-        serve(
-            create_app(settings), settings.host, settings.port, shutdown_grace=common.shutdown_grace
-        )
-    )
+    provider = build_tracer_provider("writer", common.version, common.environment, os.environ)
+    app = create_app(settings, WriterDeps(tracer_provider=provider))
+    try:
+        run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
     return 0
 
 

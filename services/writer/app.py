@@ -15,7 +15,9 @@ from services.writer.settings import WriterSettings
 from services.writer.store import PostgresEventStore
 from shared.broker import Broker
 from shared.db import Database
+from shared.httpobs import add_observability
 from shared.probes import Health, add_probe_routes
+from shared.telemetry import tracer_for
 from shared.topology import Topology, declare_hits
 
 _HEALTH = web.AppKey("writer_health", Health)
@@ -89,7 +91,8 @@ async def _migrate(store: PostgresEventStore) -> None:
 def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
-    app[DEPS] = deps or WriterDeps()
+    app[DEPS] = deps = deps or WriterDeps()
+    add_observability(app, "writer", tracer_for(deps.tracer_provider))
     health = Health("writer", settings.common.version)
     app[_HEALTH] = health
     add_probe_routes(app, health)

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from opentelemetry.trace import TracerProvider
 
 from services.writer.consumer import HitConsumer
 from services.writer.settings import WriterSettings
@@ -21,6 +22,8 @@ class WriterDeps:
 
     store: EventStore | None = None
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
+    # None: tracing off (no OTLP endpoint configured); __main__ passes the real one.
+    tracer_provider: TracerProvider | None = None
 
 
 SETTINGS = web.AppKey("settings", WriterSettings)

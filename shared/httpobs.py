@@ -1,0 +1,171 @@
+"""HTTP observability for every service: one middleware for Prometheus metrics, the
+server span, and the figures the service reports about itself.
+
+Route templates (`/{tenant}/pixel/{email_id}.gif`), never raw paths, label the metrics
+and name the spans, so cardinality stays bounded. Probes and `/metrics` are neither
+traced nor counted: Kubernetes polls them all day and they would drown the real traffic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Histogram
+
+from shared.probes import PROBE_PATHS
+
+REQUESTS = Counter(
+    "http_requests", "HTTP requests answered", ["service", "method", "route", "status"]
+)
+DURATION = Histogram(
+    "http_request_duration_seconds",
+    "HTTP request duration",
+    ["service", "method", "route"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+class HttpStats:
+    """Counts and durations since the last `take()`: the self-reported request rate,
+    error rate and p95 latency."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.durations: list[float] = []
+        self.started = time.monotonic()
+
+    def observe(self, status: int, seconds: float) -> None:
+        self.count += 1
+        if status >= 500:
+            self.errors += 1
+        if len(self.durations) < 100_000:  # bounded memory between two reports
+            self.durations.append(seconds)
+
+    def take(self) -> tuple[float, float, float, int]:
+        """(requests/s, error ratio, p95 seconds, count) since the previous take."""
+        now = time.monotonic()
+        elapsed = max(now - self.started, 1e-6)
+        count, errors, durations = self.count, self.errors, sorted(self.durations)
+        self.count, self.errors, self.durations, self.started = 0, 0, [], now
+        p95 = durations[min(len(durations) - 1, int(len(durations) * 0.95))] if durations else 0.0
+        return count / elapsed, (errors / count if count else 0.0), p95, count
+
+
+def _route(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None:
+        return "unmatched"
+    resource = info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def observability_middleware(
+    service: str, tracer: trace.Tracer | None, stats: HttpStats
+) -> Middleware:
+    metric_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def children(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
+        key = (method, route, status)
+        found = metric_children.get(key)
+        if found is None:
+            found = (
+                REQUESTS.labels(service, method, route, str(status)),
+                DURATION.labels(service, method, route),
+            )
+            metric_children[key] = found
+        return found
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PROBE_PATHS:
+            return await handler(request)
+        started = time.perf_counter()
+        route = _route(request)
+        status = 500
+        if tracer is None:
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                counter, histogram = children(request.method, route, status)
+                counter.inc()
+                histogram.observe(elapsed)
+                stats.observe(status, elapsed)
+        parent = propagate.extract(request.headers)
+        attributes: dict[str, str | int] = {
+            "http.request.method": request.method,
+            "http.route": route,
+            "url.path": request.path,
+            "url.scheme": request.scheme,
+            "network.protocol.version": f"{request.version.major}.{request.version.minor}",
+        }
+        if request.remote:
+            attributes["client.address"] = request.remote
+        user_agent = request.headers.get("User-Agent")
+        if user_agent:
+            attributes["user_agent.original"] = user_agent[:256]
+        for key in ("tenant", "email_id"):
+            value = request.match_info.get(key)
+            if value:
+                attributes[f"belfry.{key}"] = value
+        with tracer.start_as_current_span(
+            f"{request.method} {route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes=attributes,
+            record_exception=True,
+            set_status_on_exception=True,
+        ) as span:
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                elapsed = time.perf_counter() - started
+                counter, histogram = children(request.method, route, status)
+                counter.inc()
+                histogram.observe(elapsed)
+                stats.observe(status, elapsed)
+
+    return middleware
+
+
+def current_trace_headers() -> dict[str, str]:
+    """W3C traceparent/tracestate of the current span, for an event or a message."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=otel_context.get_current())
+    return carrier
+
+
+HTTP_STATS = web.AppKey("http_stats", HttpStats)
+TRACER = web.AppKey("tracer", trace.Tracer)
+
+
+def add_observability(app: web.Application, service: str, tracer: trace.Tracer | None) -> None:
+    """Install the middleware; the app's HttpStats (for self-reports) live under HTTP_STATS,
+    and its tracer, when tracing is on, under TRACER."""
+    stats = HttpStats()
+    app[HTTP_STATS] = stats
+    if tracer is not None:
+        app[TRACER] = tracer
+    app.middlewares.append(observability_middleware(service, tracer, stats))  # type: ignore[arg-type]
