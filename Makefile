@@ -20,7 +20,9 @@ run: install
 	$(BIN)/python scripts/run.py
 
 ## make test: lint, then unit and integration tests against the real RabbitMQ and Postgres.
+## promtool (Debian package `prometheus`) checks the /metrics text in the tests.
 test: lint
+	command -v promtool >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus))
 	$(BIN)/python -m pytest
 
 lint: install

@@ -129,6 +129,8 @@ class CommonSettings:
     # Seconds between "not ready" and closing the listener on SIGTERM, so a load
     # balancer stops routing to us before we stop accepting.
     shutdown_grace: float = 0.0
+    # Seconds between two rounds of self-reported metric events (shared.selfreport).
+    metrics_interval: float = 5.0
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str]) -> CommonSettings:
@@ -150,4 +152,5 @@ class CommonSettings:
             log_level=level,
             environment=env.text("BELFRY_ENVIRONMENT", "dev"),
             shutdown_grace=env.number("SHUTDOWN_GRACE_SECONDS", 0.0),
+            metrics_interval=env.number("METRICS_REPORT_INTERVAL_SECONDS", 5.0, lo=0.1),
         )

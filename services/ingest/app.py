@@ -13,14 +13,24 @@ from services.ingest.keys import BROKER, DEPS, HEALTH, HOT, SETTINGS, SPOOL, Hot
 from services.ingest.routes import click, pixel, track
 from services.ingest.settings import IngestSettings
 from shared.broker import Broker
-from shared.httpobs import add_observability
+from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
 from shared.publisher import BatchPublisher
+from shared.selfreport import Collector, MetricReporter, Sample, broker_exchange
 from shared.spool import Spool
 from shared.telemetry import tracer_for
 from shared.topology import HitTopology, Topology, declare_hits
 
 log = logging.getLogger("belfry.ingest")
+
+
+def _spool_figures(spool: Spool) -> Collector:
+    """The ingest's own self-reported figure: bytes waiting in the spool."""
+
+    async def collect() -> list[Sample]:
+        return [Sample("belfry_ingest_spool_bytes", spool.size_bytes)]
+
+    return collect
 
 
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -58,12 +68,21 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     health = app[HEALTH]
     health.add_check("broker", broker.check)
     health.add_check("spool", spool_check)
+    reporter = MetricReporter(
+        "ingest",
+        broker_exchange(broker, topo.metrics_exchange),
+        stats=app[HTTP_STATS],
+        collectors=[_spool_figures(spool)],
+        interval=common.metrics_interval,
+    )
     await broker.start()
+    reporter.start()
     if spool.pending():
         log.info("spool has records from a previous run", extra={"bytes": spool.size_bytes})
     try:
         yield
     finally:
+        await reporter.stop()
         await publisher.close()
         await broker.stop()
         spool.close()

@@ -9,19 +9,33 @@ from collections.abc import AsyncIterator
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
 
+from services.writer import metrics
 from services.writer.consumer import HitConsumer
 from services.writer.keys import BROKER, CONSUMER, DATABASE, DEPS, SETTINGS, WriterDeps
 from services.writer.settings import WriterSettings
 from services.writer.store import PostgresEventStore
 from shared.broker import Broker
 from shared.db import Database
-from shared.httpobs import add_observability
+from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
+from shared.selfreport import (
+    MetricReporter,
+    Sample,
+    broker_channel,
+    broker_exchange,
+    queue_depth,
+)
 from shared.telemetry import tracer_for
 from shared.topology import Topology, declare_hits
 
 _HEALTH = web.AppKey("writer_health", Health)
 log = logging.getLogger("belfry.writer")
+
+
+async def _lag_figures() -> list[Sample]:
+    """The writer's own self-reported figure: lag of the newest stored batch."""
+    (family,) = metrics.LAG_SECONDS.collect()  # the gauge the consumer sets per batch
+    return [Sample("belfry_writer_lag_seconds", family.samples[0].value)]
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -57,14 +71,26 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     health.add_check("inserts", inserts_check)
     app[BROKER] = broker
     app[CONSUMER] = consumer
+    reporter = MetricReporter(
+        "writer",
+        broker_exchange(broker, topo.metrics_exchange),
+        stats=app[HTTP_STATS],
+        collectors=[
+            _lag_figures,
+            queue_depth(broker_channel(broker), (topo.writer_queue, topo.writer_dlq)),
+        ],
+        interval=settings.common.metrics_interval,
+    )
     consumer.start()
     migrating = (
         asyncio.create_task(_migrate(store)) if isinstance(store, PostgresEventStore) else None
     )
     await broker.start()
+    reporter.start()
     try:
         yield
     finally:
+        await reporter.stop()
         # Stop deliveries first, then store and ack what we hold, then disconnect.
         channel = broker.channel
         if channel is not None and not channel.is_closed and "hits" in tags:
