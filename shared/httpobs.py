@@ -8,6 +8,8 @@ traced nor counted: Kubernetes polls them all day and they would drown the real 
 
 from __future__ import annotations
 
+import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -28,6 +30,8 @@ DURATION = Histogram(
     ["service", "method", "route"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+
+access_log = logging.getLogger("belfry.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -69,7 +73,7 @@ def _route(request: web.Request) -> str:
 
 
 def observability_middleware(
-    service: str, tracer: trace.Tracer | None, stats: HttpStats
+    service: str, tracer: trace.Tracer | None, stats: HttpStats, access_log_sample: float = 0.0
 ) -> Middleware:
     metric_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -105,6 +109,8 @@ def observability_middleware(
                 counter.inc()
                 histogram.observe(elapsed)
                 stats.observe(status, elapsed)
+                if access_log_sample and random.random() < access_log_sample:
+                    _access_log(request, route, status, elapsed)
         parent = propagate.extract(request.headers)
         attributes: dict[str, str | int] = {
             "http.request.method": request.method,
@@ -146,8 +152,24 @@ def observability_middleware(
                 counter.inc()
                 histogram.observe(elapsed)
                 stats.observe(status, elapsed)
+                if access_log_sample and random.random() < access_log_sample:
+                    _access_log(request, route, status, elapsed)
 
     return middleware
+
+
+def _access_log(request: web.Request, route: str, status: int, seconds: float) -> None:
+    # Inside the span (when tracing), so the line carries the request's trace id.
+    access_log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            **{k: v for k, v in request.match_info.items() if k in ("tenant", "email_id")},
+        },
+    )
 
 
 def current_trace_headers() -> dict[str, str]:
@@ -161,11 +183,16 @@ HTTP_STATS = web.AppKey("http_stats", HttpStats)
 TRACER = web.AppKey("tracer", trace.Tracer)
 
 
-def add_observability(app: web.Application, service: str, tracer: trace.Tracer | None) -> None:
+def add_observability(
+    app: web.Application,
+    service: str,
+    tracer: trace.Tracer | None,
+    access_log_sample: float = 0.0,
+) -> None:
     """Install the middleware; the app's HttpStats (for self-reports) live under HTTP_STATS,
     and its tracer, when tracing is on, under TRACER."""
     stats = HttpStats()
     app[HTTP_STATS] = stats
     if tracer is not None:
         app[TRACER] = tracer
-    app.middlewares.append(observability_middleware(service, tracer, stats))  # type: ignore[arg-type]
+    app.middlewares.append(observability_middleware(service, tracer, stats, access_log_sample))  # type: ignore[arg-type]

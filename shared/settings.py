@@ -101,6 +101,13 @@ class Env:
         return tuple(nets)
 
 
+def _fraction(env: Env, name: str) -> float:
+    value = env.number(name, 0.0)
+    if value > 1:
+        raise SettingsError(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and error messages."""
     try:
@@ -131,6 +138,9 @@ class CommonSettings:
     shutdown_grace: float = 0.0
     # Seconds between two rounds of self-reported metric events (shared.selfreport).
     metrics_interval: float = 5.0
+    # Share of requests logged as access-log lines (0 = none): sampled so they don't
+    # cost the hot path.
+    access_log_sample: float = 0.0
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str]) -> CommonSettings:
@@ -153,4 +163,5 @@ class CommonSettings:
             environment=env.text("BELFRY_ENVIRONMENT", "dev"),
             shutdown_grace=env.number("SHUTDOWN_GRACE_SECONDS", 0.0),
             metrics_interval=env.number("METRICS_REPORT_INTERVAL_SECONDS", 5.0, lo=0.1),
+            access_log_sample=_fraction(env, "ACCESS_LOG_SAMPLE"),
         )

@@ -43,6 +43,8 @@ def _supervise(settings: IngestSettings) -> int:
 def main() -> int:
     try:
         settings = IngestSettings.from_env(os.environ)
+        common = settings.common
+        provider = build_tracer_provider("ingest", common.version, common.environment, os.environ)
     except SettingsError as exc:
         print(f"ingest: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -52,9 +54,6 @@ def main() -> int:
     if worker is not None:
         settings = dataclasses.replace(settings, spool_dir=settings.spool_dir / f"worker-{worker}")
     setup_logging("ingest", settings.common.log_level)
-    provider = build_tracer_provider(
-        "ingest", settings.common.version, settings.common.environment, os.environ
-    )
     app = create_app(settings, IngestDeps(tracer_provider=provider))
     try:
         run(

@@ -92,7 +92,12 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
     app = web.Application(client_max_size=settings.track_max_bytes)
     app[SETTINGS] = settings
     app[DEPS] = deps = deps or IngestDeps()
-    add_observability(app, "ingest", tracer_for(deps.tracer_provider))
+    add_observability(
+        app,
+        "ingest",
+        tracer_for(deps.tracer_provider),
+        settings.common.access_log_sample,
+    )
     health = Health("ingest", settings.common.version)
     app[HEALTH] = health
     add_probe_routes(app, health)

@@ -71,7 +71,11 @@ def main(argv: list[str]) -> int:
             print(f"purged {count} message(s)")
         return 0
     setup_logging("writer", common.log_level)
-    provider = build_tracer_provider("writer", common.version, common.environment, os.environ)
+    try:
+        provider = build_tracer_provider("writer", common.version, common.environment, os.environ)
+    except SettingsError as exc:
+        print(f"writer: configuration error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings, WriterDeps(tracer_provider=provider))
     try:
         run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))

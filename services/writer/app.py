@@ -118,7 +118,12 @@ def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.
     app = web.Application()
     app[SETTINGS] = settings
     app[DEPS] = deps = deps or WriterDeps()
-    add_observability(app, "writer", tracer_for(deps.tracer_provider))
+    add_observability(
+        app,
+        "writer",
+        tracer_for(deps.tracer_provider),
+        settings.common.access_log_sample,
+    )
     health = Health("writer", settings.common.version)
     app[_HEALTH] = health
     add_probe_routes(app, health)

@@ -1,0 +1,99 @@
+"""The observability middleware: route-template metrics, self-report figures, sampled
+access logs, probes left alone."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
+
+from shared.httpobs import HTTP_STATS, HttpStats, add_observability
+from shared.probes import Health, add_probe_routes
+
+
+async def _client(sample: float) -> TestClient:
+    app = web.Application()
+    add_probe_routes(app, Health("unit", "0"))
+    add_observability(app, "unit-obs", None, sample)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hi")
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    app.router.add_get("/{tenant}/hello/{email_id}", hello)
+    app.router.add_get("/boom", boom)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+def _count(route: str, status: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "http_requests_total",
+        {"service": "unit-obs", "method": "GET", "route": route, "status": status},
+    )
+    return value or 0.0
+
+
+async def test_requests_are_counted_by_route_template_and_probes_are_not() -> None:
+    client = await _client(0.0)
+    try:
+        before = _count("/{tenant}/hello/{email_id}", "200")
+        for i in range(3):
+            assert (await client.get(f"/acme/hello/e{i}")).status == 200
+        assert (await client.get("/livez")).status == 200
+        assert (await client.get("/nowhere")).status == 404
+        assert _count("/{tenant}/hello/{email_id}", "200") == before + 3
+        assert _count("unmatched", "404") >= 1
+        rate, errors, p95, count = client.app[HTTP_STATS].take()  # type: ignore[index]
+        assert count == 4  # 3 hellos + the 404; the probe is not counted
+        assert errors == 0.0
+        assert rate > 0 and p95 > 0
+    finally:
+        await client.close()
+
+
+async def test_server_errors_count_as_errors_in_the_self_report() -> None:
+    client = await _client(0.0)
+    try:
+        assert (await client.get("/boom")).status == 500
+        assert (await client.get("/acme/hello/x")).status == 200
+        _, errors, _, count = client.app[HTTP_STATS].take()  # type: ignore[index]
+        assert (errors, count) == (0.5, 2)
+        assert _count("/boom", "500") >= 1
+    finally:
+        await client.close()
+
+
+async def test_sampled_access_log_lines_carry_route_and_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = await _client(1.0)
+    try:
+        with caplog.at_level(logging.INFO, logger="belfry.access"):
+            await client.get("/acme/hello/e9")
+            await client.get("/readyz")
+        lines = [r for r in caplog.records if r.name == "belfry.access"]
+        assert len(lines) == 1
+        line = lines[0]
+        assert line.__dict__["route"] == "/{tenant}/hello/{email_id}"
+        assert line.__dict__["status"] == 200
+        assert line.__dict__["tenant"] == "acme"
+        assert line.__dict__["email_id"] == "e9"
+    finally:
+        await client.close()
+
+
+def test_http_stats_take_resets_the_window() -> None:
+    stats = HttpStats()
+    for ms in range(1, 101):
+        stats.observe(200, ms / 1000)
+    _, _, p95, count = stats.take()
+    assert count == 100
+    assert p95 == pytest.approx(0.096)
+    assert stats.take()[3] == 0
