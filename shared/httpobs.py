@@ -111,6 +111,8 @@ def observability_middleware(
                 stats.observe(status, elapsed)
                 if access_log_sample and random.random() < access_log_sample:
                     _access_log(request, route, status, elapsed)
+                elif access_log.isEnabledFor(logging.DEBUG):
+                    _access_log(request, route, status, elapsed, logging.DEBUG)
         parent = propagate.extract(request.headers)
         attributes: dict[str, str | int] = {
             "http.request.method": request.method,
@@ -154,13 +156,18 @@ def observability_middleware(
                 stats.observe(status, elapsed)
                 if access_log_sample and random.random() < access_log_sample:
                     _access_log(request, route, status, elapsed)
+                elif access_log.isEnabledFor(logging.DEBUG):
+                    _access_log(request, route, status, elapsed, logging.DEBUG)
 
     return middleware
 
 
-def _access_log(request: web.Request, route: str, status: int, seconds: float) -> None:
+def _access_log(
+    request: web.Request, route: str, status: int, seconds: float, level: int = logging.INFO
+) -> None:
     # Inside the span (when tracing), so the line carries the request's trace id.
-    access_log.info(
+    access_log.log(
+        level,
         "request",
         extra={
             "method": request.method,

@@ -49,7 +49,9 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, deps = app[SETTINGS], app[DEPS]
     store = deps.store or PostgresEventStore(app[DATABASE], migrate=settings.migrate_on_start)
-    consumer = HitConsumer(settings, store, sleep=deps.sleep)
+    consumer = HitConsumer(
+        settings, store, sleep=deps.sleep, tracer=tracer_for(deps.tracer_provider)
+    )
     broker = Broker(settings.common.amqp_url, "belfry-writer")
     topo = Topology(settings.common.prefix)
     tags: dict[str, str] = {}

@@ -23,13 +23,16 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from services.writer import metrics
-from services.writer.handler import DecodedMessage, decode_message, store_events
+from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
-from shared.contracts import BATCH_V1
+from shared.contracts import BATCH_V1, Envelope
 from shared.topology import Topology
+from shared.tracing import links_to, messaging_attributes, postgres_attributes
 
 log = logging.getLogger("belfry.writer")
 
@@ -70,7 +73,9 @@ class HitConsumer:
         *,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        tracer: trace.Tracer | None = None,
     ) -> None:
+        self.tracer = tracer
         self.settings = settings
         self.topo = Topology(settings.common.prefix)
         self.store = store
@@ -131,11 +136,44 @@ class HitConsumer:
     async def flush(self) -> None:
         batch, self._held, self._rows = self._held, [], 0
         events = [e for h in batch for e in h.decoded.events]
+        if self.tracer is None:
+            await self._store_and_ack(batch, events)
+            return
+        # One consumer span per stored batch, linked to every event's producing request
+        # (and to each message's producer span), so Jaeger connects the hit to its row.
+        links = links_to([e.trace for e in events] + [dict(h.message.headers or {}) for h in batch])
+        attributes = messaging_attributes(
+            self.topo.hits_exchange,
+            self.topo.HITS_ROUTING_KEY,
+            "process",
+            len(events),
+            queue=self.topo.writer_queue,
+        )
+        with self.tracer.start_as_current_span(
+            f"process {self.topo.writer_queue}",
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes=attributes,
+        ):
+            await self._store_and_ack(batch, events)
+
+    async def _insert(self, events: list[Envelope]) -> StoreResult:
+        if self.tracer is None:
+            return await store_events(events, self.store)
+        attributes = postgres_attributes(
+            self.settings.common.database_url, "INSERT", "events", len(events)
+        )
+        with self.tracer.start_as_current_span(
+            "INSERT events", kind=SpanKind.CLIENT, attributes=attributes
+        ):
+            return await store_events(events, self.store)
+
+    async def _store_and_ack(self, batch: list[Held], events: list[Envelope]) -> None:
         delay = self.settings.backoff_min
         while True:
             started = time.perf_counter()
             try:
-                result = await store_events(events, self.store)
+                result = await self._insert(events)
                 break
             except Exception as exc:  # Postgres away or failing: keep the batch, back off
                 metrics.DB_FAILURES.inc()
@@ -154,6 +192,14 @@ class HitConsumer:
             newest = max(e.received_at for e in events)
             metrics.LAG_SECONDS.set(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
         self.stored_batches += 1
+        log.debug(
+            "batch stored",
+            extra={
+                "rows": result.inserted,
+                "duplicates": result.duplicates,
+                "queue": self.topo.writer_queue,
+            },
+        )
         for held in batch:
             await self._finish(held)
 
