@@ -54,6 +54,8 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
         max_in_flight=settings.max_in_flight,
         confirm_timeout=settings.confirm_timeout,
         observer=metrics.IngestObserver(),
+        tracer=tracer_for(app[DEPS].tracer_provider),
+        exchange_name=topo.hits_exchange,
     )
     broker.on_connect(on_connect)
     broker.on_available(publisher.kick_replay)
