@@ -108,11 +108,10 @@ class BatchPublisher:
                 self._timer = loop.call_later(self._max_delay, self.flush)
         if self._tracer is not None:
             span = trace.get_current_span()
-            ctx = span.get_span_context()
-            if ctx.is_valid:
+            if span.is_recording():  # unsampled requests have no trace to link to
                 # The event carries its request's context so the consumer can link to it.
-                event["trace"] = {"traceparent": traceparent(ctx)}
-            self._spans.append(span)
+                event["trace"] = {"traceparent": traceparent(span.get_span_context())}
+                self._spans.append(span)
         self._buffer.append(event)
         if len(self._buffer) >= self._max_batch:
             self.flush()
@@ -191,9 +190,13 @@ class BatchPublisher:
         """`_send` inside a PRODUCER span linked to each event's request; a spooled batch
         also marks every request span, so a hit's own trace shows where it went."""
         assert self._tracer is not None
-        links = [Link(s.get_span_context()) for s in spans if s.get_span_context().is_valid]
+        links = [Link(s.get_span_context()) for s in spans]
+        # A child of the first sampled request (so sampling follows the hits and that
+        # hit's trace shows its publish), linked to all of them.
+        parent = trace.set_span_in_context(spans[0]) if spans else None
         with self._tracer.start_as_current_span(
             f"publish {self._exchange_name}",
+            context=parent,
             kind=SpanKind.PRODUCER,
             links=links,
             attributes=messaging_attributes(

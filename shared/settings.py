@@ -141,6 +141,8 @@ class CommonSettings:
     # Share of requests logged as access-log lines (0 = none): sampled so they don't
     # cost the hot path.
     access_log_sample: float = 0.0
+    # Client IPs in spans cut to their network (/24, /48): telemetry keeps no full IPs.
+    truncate_ips: bool = False
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str]) -> CommonSettings:
@@ -164,4 +166,5 @@ class CommonSettings:
             shutdown_grace=env.number("SHUTDOWN_GRACE_SECONDS", 0.0),
             metrics_interval=env.number("METRICS_REPORT_INTERVAL_SECONDS", 5.0, lo=0.1),
             access_log_sample=_fraction(env, "ACCESS_LOG_SAMPLE"),
+            truncate_ips=env.flag("TELEMETRY_TRUNCATE_IPS", False),
         )

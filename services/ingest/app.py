@@ -99,6 +99,7 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
         "ingest",
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
+        settings.common.truncate_ips,
     )
     health = Health("ingest", settings.common.version)
     app[HEALTH] = health

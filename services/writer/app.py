@@ -125,6 +125,7 @@ def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.
         "writer",
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
+        settings.common.truncate_ips,
     )
     health = Health("writer", settings.common.version)
     app[_HEALTH] = health

@@ -24,7 +24,7 @@ import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import NonRecordingSpan, SpanKind
 
 from services.writer import metrics
 from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
@@ -142,6 +142,11 @@ class HitConsumer:
         # One consumer span per stored batch, linked to every event's producing request
         # (and to each message's producer span), so Jaeger connects the hit to its row.
         links = links_to([e.trace for e in events] + [dict(h.message.headers or {}) for h in batch])
+        # A child of the first event's request (so sampling follows the hits and that
+        # hit's trace runs through to its row), linked to every producing context.
+        parent = next(
+            (trace.set_span_in_context(NonRecordingSpan(ln.context)) for ln in links), None
+        )
         attributes = messaging_attributes(
             self.topo.hits_exchange,
             self.topo.HITS_ROUTING_KEY,
@@ -151,6 +156,7 @@ class HitConsumer:
         )
         with self.tracer.start_as_current_span(
             f"process {self.topo.writer_queue}",
+            context=parent,
             kind=SpanKind.CONSUMER,
             links=links,
             attributes=attributes,

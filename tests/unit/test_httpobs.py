@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
 
-from shared.httpobs import HTTP_STATS, HttpStats, add_observability
+from shared.httpobs import HTTP_STATS, HttpStats, add_observability, truncate_ip
 from shared.probes import Health, add_probe_routes
 
 
@@ -97,3 +97,11 @@ def test_http_stats_take_resets_the_window() -> None:
     assert count == 100
     assert p95 == pytest.approx(0.096)
     assert stats.take()[3] == 0
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("203.0.113.77", "203.0.113.0"), ("2001:db8:abcd:12::1", "2001:db8:abcd::"), ("x", "invalid")],
+)
+def test_truncate_ip_keeps_only_the_network(address: str, expected: str) -> None:
+    assert truncate_ip(address) == expected
