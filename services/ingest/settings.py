@@ -38,13 +38,15 @@ class IngestSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
         env = Env(environ)
+        common = CommonSettings.from_env("ingest", environ)
         return cls(
-            common=CommonSettings.from_env("ingest", environ),
+            common=common,
             signing=SigningKeys.parse(env.text("CLICK_SIGNING_KEYS", "")),
             host=env.text("INGEST_HOST", "0.0.0.0"),
             port=env.integer("INGEST_PORT", 8080, lo=0, hi=65535),
             workers=env.integer("INGEST_WORKERS", 1, lo=1, hi=64),
-            spool_dir=Path(env.text("INGEST_SPOOL_DIR", "var/spool/ingest")),
+            # Per prefix by default: two systems on one checkout never share a spool.
+            spool_dir=Path(env.text("INGEST_SPOOL_DIR", f"var/spool/{common.prefix}/ingest")),
             spool_max_bytes=env.integer("INGEST_SPOOL_MAX_BYTES", 1 << 30, lo=1024),
             batch_max=env.integer("INGEST_BATCH_MAX", 200, lo=1, hi=10000),
             batch_delay=env.integer("INGEST_BATCH_DELAY_MS", 5, lo=0, hi=1000) / 1000,
