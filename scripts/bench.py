@@ -1,16 +1,22 @@
 """`make bench`: Belfry's ingest against a bare aiohttp pixel under wrk, end to end.
 
 1. wrk against `scripts/bare_pixel.py` (same loop, same bytes, no work): the ceiling.
-2. The same wrk against the real ingest + writer, on a throwaway database
+2. The same wrk against the real ingest + writer, tracing off, on a throwaway database
    (`belfry_bench_<random>`), topology prefix (`bench<random>`) and spool directory.
 3. After the load stops: wait until every recorded open is a row in Postgres, count
    duplicates, measure how long the last row took, and ingest's peak RSS.
 4. Stop the services with SIGTERM (timed), drop the database, delete the topology.
+5. Unless `--no-tracing`: steps 2-4 twice more with tracing on in both services
+   (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, ratio 0.01 then 1.0), exporting
+   OTLP/HTTP to `scripts/otlp_sink.py`, each run on fresh resources of its own.
 
-Results are printed as a table with PASS/FAIL per DESIGN.md hot-path target and written
-to `bench/results/bench-<UTC timestamp>.json`. The exit code is 0 whatever the numbers
-say; it is non-zero only when the benchmark itself could not run (wrk missing, a service
-that did not start, a failed clean-up).
+Before every wrk run the bench waits (up to 10 min) until no other wrk runs on the
+machine, and it records any that started during one of its runs.
+
+Results are printed as a table with PASS/FAIL per DESIGN.md hot-path target and for the
+tracing overhead, and written to `bench/results/bench-<UTC timestamp>.json`. The exit
+code is 0 whatever the numbers say; it is non-zero only when the benchmark itself could
+not run (wrk missing, a service that did not start, a failed clean-up).
 """
 
 from __future__ import annotations
@@ -49,12 +55,16 @@ READY_TIMEOUT = 30.0  # start-up of a service until /readyz (or the pixel) answe
 ROWS_TIMEOUT = 60.0  # load stopped until every recorded open must be a row
 STOP_TIMEOUT = 35.0  # DESIGN.md: exit "well inside 30 s" after SIGTERM; then SIGKILL
 POLL = 0.05
+OTHER_WRK_TIMEOUT = 600.0  # wait this long for someone else's wrk to finish before ours
 
 # DESIGN.md "Hot path decisions": what the numbers are judged by.
 MIN_RATIO = 0.70
 MAX_P99_MS = 25.0
 MAX_LAST_ROW_S = 5.0
 MAX_RSS_MB = 80.0
+# Tracing overhead: with 1 % sampling, ingest keeps >= 90 % of its tracing-off throughput.
+MIN_TRACED_RATIO = 0.90
+SAMPLER = "parentbased_traceidratio"
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _DURATION = r"([\d.]+)(us|ms|s|m|h)"
@@ -76,6 +86,10 @@ class WrkResult:
     non_2xx_3xx: int
     socket_errors: dict[str, int]  # connect, read, write, timeout
     raw: str = field(repr=False)
+    # Another agent's wrk on the same cores would skew both runs: we wait until none runs
+    # before starting ours, and record any that started while ours was running.
+    waited_for_other_wrk_s: float = 0.0
+    other_wrk_during_run: list[str] = field(default_factory=list)
 
     @property
     def p50_ms(self) -> float:
@@ -198,12 +212,62 @@ def machine_busy() -> tuple[float, float]:
     return (sum(ticks) - idle) / hz, sum(ticks) / hz
 
 
+def other_wrk(exclude: int | None = None) -> list[str]:
+    """`<pid> <command line>` of every wrk process on the machine but `exclude`."""
+    found: list[str] = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == exclude:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as fh:
+                if fh.read().strip() != "wrk":
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # exited meanwhile
+            continue
+        found.append(f"{entry.name} {cmdline}")
+    return found
+
+
+async def wait_for_no_other_wrk() -> float:
+    """Wait until no wrk runs on the machine (someone else benchmarking); seconds waited."""
+    started = time.monotonic()
+    announced = False
+    while running := other_wrk():
+        waited = time.monotonic() - started
+        if waited >= OTHER_WRK_TIMEOUT:
+            raise BenchError(
+                f"another wrk still running after {OTHER_WRK_TIMEOUT:.0f}s: {'; '.join(running)}"
+            )
+        if not announced:
+            print(f"  waiting for another wrk to finish: {'; '.join(running)}", flush=True)
+            announced = True
+        await asyncio.sleep(1.0)
+    waited = round(time.monotonic() - started, 1)
+    if announced:
+        print(f"  ... it finished after {waited:.0f}s", flush=True)
+    return waited
+
+
+async def watch_other_wrk(ours: int, seen: list[str]) -> None:
+    """Until cancelled: note every other wrk that runs while ours does."""
+    while True:
+        for found in await asyncio.to_thread(other_wrk, ours):
+            if found not in seen:
+                seen.append(found)
+        await asyncio.sleep(1.0)
+
+
 async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> WrkResult:
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    waited = await wait_for_no_other_wrk()
     print(f"  $ {' '.join([*cmd, url])}", flush=True)
     proc = await asyncio.create_subprocess_exec(
         *cmd, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
+    overlapping: list[str] = []
+    watcher = asyncio.create_task(watch_other_wrk(proc.pid, overlapping))
     try:
         # wrk stops itself after --duration; the margin covers its connection teardown.
         stdout, _ = await asyncio.wait_for(proc.communicate(), args.duration + 30)
@@ -212,13 +276,21 @@ async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> Wr
         await proc.wait()
         raise BenchError(f"wrk did not finish within {args.duration + 30}s") from None
     finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
         if proc.returncode is None:  # cancelled (Ctrl-C): don't leave wrk loading a port
             proc.kill()
     text = stdout.decode(errors="replace")
     await asyncio.to_thread(out.write_text, text)
     if proc.returncode != 0:
         raise BenchError(f"wrk exited with {proc.returncode}: {text.strip()[-300:]}")
-    return parse_wrk(text)
+    result = parse_wrk(text)
+    result.waited_for_other_wrk_s = waited
+    result.other_wrk_during_run = overlapping
+    if overlapping:
+        print(f"  WARNING: another wrk ran during this run: {'; '.join(overlapping)}", flush=True)
+    return result
 
 
 # --- processes under test --------------------------------------------------------------
@@ -529,6 +601,90 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
                 print(f"    {sample}")
 
 
+def print_tracing(report: dict[str, Any], targets: list[Target]) -> None:
+    """Tracing off / 1 % / 100 % side by side, then the overhead target."""
+    tracing = report["tracing"]
+    # The tracing-off column is the main run, reported at the top level.
+    off = {k: report[k] for k in TRACED_RUN_KEYS} | {"sink": None, "ratio_vs_off": 1.0}
+    columns = [off] + [tracing["runs"][m.key] for m in TRACED]
+
+    def row(label: str, get: Any, digits: int = 2) -> tuple[str, list[str]]:
+        cells = []
+        for col in columns:
+            try:
+                cells.append(fmt(get(col), digits))
+            except (KeyError, TypeError):
+                cells.append("-")
+        return label, cells
+
+    def cpu(name: str) -> Any:
+        return lambda c: c["cpu_seconds_during_load"][name]
+
+    rows = [
+        row("requests/s", lambda c: c["ingest"]["requests_per_s"], 1),
+        row("latency p50 ms", lambda c: c["ingest"]["p50_ms"]),
+        row("latency p99 ms", lambda c: c["ingest"]["p99_ms"]),
+        row("requests/s ÷ tracing off", lambda c: c["ratio_vs_off"], 3),
+        row("requests", lambda c: c["ingest"]["requests"]),
+        row("non-2xx/3xx", lambda c: c["ingest"]["non_2xx_3xx"]),
+        row("socket errors", lambda c: sum(c["ingest"]["socket_errors"].values())),
+        row("sink: export requests", lambda c: c["sink"]["requests"]),
+        row("sink: MB received", lambda c: c["sink"]["bytes"] / 1e6, 2),
+        row(
+            "opens recorded (ingest)",
+            lambda c: (
+                c["persistence"]["recorded"]["published"] + c["persistence"]["recorded"]["spooled"]
+            ),
+        ),
+        row("rows persisted", lambda c: c["persistence"]["rows"]),
+        row("duplicate rows", lambda c: c["persistence"]["duplicates"]),
+        row("last row after load, s", lambda c: c["persistence"]["seconds_until_last_row"], 3),
+        row("batch confirm avg ms", lambda c: c["ingest_confirm_ms_avg"]),
+        row("ingest peak RSS MB", lambda c: c["ingest_peak_rss_mb"], 1),
+        row("writer peak RSS MB", lambda c: c["writer_peak_rss_mb"], 1),
+        row("CPU s: ingest", cpu("ingest"), 1),
+        row("CPU s: writer", cpu("writer"), 1),
+        row("CPU s: otlp_sink", cpu("otlp_sink"), 1),
+        row("CPU s: machine busy", cpu("machine_busy"), 1),
+        row("ingest SIGTERM → exit s", lambda c: c["shutdown"]["ingest"]["seconds"], 3),
+        row("writer SIGTERM → exit s", lambda c: c["shutdown"]["writer"]["seconds"], 3),
+    ]
+    print(
+        f"\ntracing overhead: OTEL_TRACES_SAMPLER={tracing['sampler']}, OTLP http/protobuf"
+        " to scripts/otlp_sink.py, same wrk"
+    )
+    print(f"{'':26}" + "".join(f"{'tracing ' + m.label:>14}" for m in (TRACING_OFF, *TRACED)))
+    for label, cells in rows:
+        print(f"{label:26}" + "".join(f"{cell:>14}" for cell in cells))
+    print("\ntargets (tracing overhead)")
+    for t in targets:
+        verdict = "PASS" if t.ok else "FAIL"
+        print(f"  {verdict}  {t.name:40}{fmt(t.value, t.digits):>12}  (want {t.limit})")
+    for mode in TRACED:
+        for name, found in tracing["runs"][mode.key]["service_log_issues"].items():
+            if found["count"]:
+                print(
+                    f"\n{name} log (tracing {mode.label}): {found['count']} warning/error"
+                    " line(s), e.g.:"
+                )
+                for sample in found["samples"]:
+                    print(f"    {sample}")
+    if tracing["sink_log_issues"]["count"]:
+        print("\notlp_sink log:")
+        for sample in tracing["sink_log_issues"]["samples"]:
+            print(f"    {sample}")
+
+
+def overlapping_wrk(report: dict[str, Any]) -> dict[str, list[str]]:
+    """Runs during which someone else's wrk ran too (their numbers are suspect)."""
+    found = {name: report[name]["other_wrk_during_run"] for name in ("baseline", "ingest")}
+    for mode in TRACED if report.get("tracing") else ():
+        found[f"ingest, tracing {mode.label}"] = report["tracing"]["runs"][mode.key]["ingest"][
+            "other_wrk_during_run"
+        ]
+    return {name: seen for name, seen in found.items() if seen}
+
+
 def evaluate(report: dict[str, Any]) -> list[Target]:
     e2e = report["persistence"]
     rows, wrk_2xx = e2e["rows"], e2e["wrk_2xx"]
@@ -560,6 +716,40 @@ def evaluate(report: dict[str, Any]) -> list[Target]:
     ]
 
 
+def evaluate_tracing(tracing: dict[str, Any]) -> list[Target]:
+    runs = tracing["runs"]
+    one = runs[TRACED[0].key]
+    ratio = one["ratio_vs_off"]
+    targets = [
+        Target(
+            f"tracing {TRACED[0].label} / off requests/s",
+            ratio,
+            f">= {MIN_TRACED_RATIO}",
+            ratio >= MIN_TRACED_RATIO,
+            3,
+        )
+    ]
+    for mode in TRACED:
+        run = runs[mode.key]
+        e2e = run["persistence"]
+        recorded = e2e["recorded"]["published"] + e2e["recorded"]["spooled"]
+        rows = e2e["rows"]
+        targets.append(
+            Target(
+                f"tracing {mode.label}: rows == recorded opens",
+                rows,
+                f"== {recorded:,}, >= {e2e['wrk_2xx']:,}, 0 dup",
+                rows == recorded and rows >= e2e["wrk_2xx"] and e2e["duplicates"] == 0,
+            )
+        )
+        # Otherwise the run did not measure tracing at all.
+        exports = run["sink"]["requests"]
+        targets.append(
+            Target(f"tracing {mode.label}: exports at the sink", exports, "> 0", exports > 0)
+        )
+    return targets
+
+
 # --- main ------------------------------------------------------------------------------
 
 
@@ -579,15 +769,245 @@ def cleanup_step(name: str, failures: list[str]) -> Iterator[None]:
         failures.append(f"{name}: {type(exc).__name__}: {exc}")
 
 
+@dataclass(frozen=True)
+class Mode:
+    """One Belfry run: tracing off, or on with a trace-id ratio sampler."""
+
+    key: str  # in the JSON: "off", "ratio_0.01", "ratio_1.0"
+    label: str  # in the table: "off", "1%", "100%"
+    sampler_arg: str | None  # OTEL_TRACES_SAMPLER_ARG; None: tracing off
+
+    @property
+    def tag(self) -> str:
+        """Suffix of this run's log files (empty for the tracing-off run, as before)."""
+        return "" if self.sampler_arg is None else f"-ratio{self.sampler_arg}"
+
+    @property
+    def short(self) -> str:
+        """`1pct`, `100pct`: for the flat summary keys."""
+        return self.label.replace("%", "pct")
+
+
+TRACING_OFF = Mode("off", "off", None)
+TRACED = (Mode("ratio_0.01", "1%", "0.01"), Mode("ratio_1.0", "100%", "1.0"))
+# What a run reports; for the tracing-off run these are the report's top-level keys.
+TRACED_RUN_KEYS = (
+    "ingest",
+    "persistence",
+    "cpu_seconds_during_load",
+    "ingest_confirm_ms_avg",
+    "ingest_peak_rss_mb",
+    "writer_peak_rss_mb",
+    "shutdown",
+)
+
+
+@dataclass
+class Ctx:
+    """What every run shares: where logs go, which processes to stop, clean-up failures."""
+
+    args: argparse.Namespace
+    wrk: str
+    http: aiohttp.ClientSession
+    work: Path
+    log_dir: Path
+    procs: list[Proc] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def service_env() -> dict[str, str]:
+    """Our environment without any OTEL_* of the caller's: the runs decide about tracing."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+
+
+async def sink_stats(http: aiohttp.ClientSession, sink_base: str) -> dict[str, int]:
+    async with http.get(f"{sink_base}/stats") as resp:
+        resp.raise_for_status()
+        doc = await resp.json()
+    return {k: int(v) for k, v in doc.items()}
+
+
+async def run_belfry(
+    ctx: Ctx, mode: Mode, sink: Proc | None = None, sink_base: str | None = None
+) -> tuple[WrkResult, dict[str, Any]]:
+    """Ingest + writer on a database, topology prefix and spool of their own, under wrk.
+
+    Everything the run creates is removed before it returns, also on failure.
+    """
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
+    db_name, prefix = f"belfry_bench_{suffix}", f"bench{suffix}"
+    db_url = db_url_for(ctx.args.postgres_url, db_name)
+    spool = ctx.work / f"spool{mode.tag}"
+    print(f"belfry, tracing {mode.label}: database {db_name}, prefix {prefix}", flush=True)
+    ingest_port, writer_port = free_port(), free_port()
+    env = dict(
+        service_env(),
+        DATABASE_URL=db_url,
+        AMQP_URL=ctx.args.amqp_url,
+        BELFRY_PREFIX=prefix,
+        INGEST_HOST="127.0.0.1",
+        INGEST_PORT=str(ingest_port),
+        # One process: its RSS is what the target is about.
+        INGEST_WORKERS="1",
+        INGEST_SPOOL_DIR=str(spool),
+        WRITER_HOST="127.0.0.1",
+        WRITER_PORT=str(writer_port),
+        CLICK_SIGNING_KEYS="bench:" + secrets.token_urlsafe(24)[:32],
+        LOG_LEVEL="WARNING",
+    )
+    if mode.sampler_arg is not None:
+        if sink_base is None:
+            raise BenchError("a traced run needs the OTLP sink")
+        # The standard variables, read by the SDK (shared/telemetry.py): both services.
+        env.update(
+            OTEL_EXPORTER_OTLP_ENDPOINT=sink_base,
+            OTEL_TRACES_SAMPLER=SAMPLER,
+            OTEL_TRACES_SAMPLER_ARG=mode.sampler_arg,
+        )
+    procs: list[Proc] = []
+
+    async def start(name: str, argv: list[str]) -> Proc:
+        proc = await start_proc(name + mode.tag, argv, env, ctx.log_dir)
+        procs.append(proc)
+        ctx.procs.append(proc)  # so that a failure shows its log tail
+        return proc
+
+    created_db = True  # from here on the database may exist: always drop it
+    try:
+        migrate = await start("migrate", [sys.executable, "-m", "shared.db", "migrate"])
+        if await asyncio.wait_for(migrate.process.wait(), READY_TIMEOUT) != 0:
+            raise BenchError(f"python -m shared.db migrate failed: {migrate.tail(5)}")
+        await stop_proc(migrate)
+        # Exports are counted from before the services start until after they stopped
+        # (they flush their last spans on SIGTERM).
+        sink_before = await sink_stats(ctx.http, sink_base) if sink_base else None
+        writer = await start("writer", [sys.executable, "-m", "services.writer"])
+        ingest = await start("ingest", [sys.executable, "-m", "services.ingest"])
+        ingest_base = f"http://127.0.0.1:{ingest_port}"
+        writer_base = f"http://127.0.0.1:{writer_port}"
+        await wait_http_200(ctx.http, f"{writer_base}/readyz", writer)
+        await wait_http_200(ctx.http, f"{ingest_base}/readyz", ingest)
+
+        # CPU shares during the load show which process the 2 cores went to.
+        watched = {"ingest": ingest, "writer": writer}
+        if sink is not None:
+            watched["otlp_sink"] = sink
+        sampler = RssSampler(ingest.pid)
+        sampler.start()
+        try:
+            cpu_before = {name: cpu_seconds(p.pid) for name, p in watched.items()}
+            busy_before = machine_busy()
+            loaded = await run_wrk(
+                ctx.wrk,
+                ingest_base + PIXEL_PATH,
+                ctx.args,
+                ctx.log_dir / f"wrk-ingest{mode.tag}.txt",
+            )
+            wrk_end = time.monotonic()
+            busy_after = machine_busy()
+            cpu_load = {
+                name: round(b - a, 2)
+                for name, p in watched.items()
+                if (a := cpu_before[name]) is not None and (b := cpu_seconds(p.pid)) is not None
+            }
+            cpu_load["machine_busy"] = round(busy_after[0] - busy_before[0], 2)
+            cpu_load["machine_total"] = round(busy_after[1] - busy_before[1], 2)
+            print("  waiting for the rows", flush=True)
+            e2e = await wait_for_rows(
+                ctx.http, ingest_base, writer_base, db_url, wrk_end, loaded.ok
+            )
+        finally:
+            await sampler.stop()
+        metrics = await scrape(ctx.http, ingest_base)
+        batches = metrics.get("belfry_ingest_batch_events_count", 0)
+        events = metrics.get("belfry_ingest_batch_events_sum", 0)
+        confirm = 'belfry_ingest_batch_confirm_seconds_{}{{outcome="published"}}'
+        confirms = metrics.get(confirm.format("count"), 0)
+        confirm_s = metrics.get(confirm.format("sum"), 0)
+        hwm = {name: proc_status_kb(p.pid, "VmHWM") for name, p in watched.items()}
+
+        # SIGTERM, timed: both must drain and exit on their own.
+        await stop_proc(ingest)
+        await stop_proc(writer)
+        ingest_peak_kb = max(sampler.peak_kb, hwm["ingest"] or 0)
+        result: dict[str, Any] = {
+            "tracing": mode.label,
+            "env": {k: v for k, v in env.items() if k.startswith("OTEL_")},
+            "database": db_name,
+            "prefix": prefix,
+            "persistence": asdict(e2e),
+            "cpu_seconds_during_load": cpu_load,
+            "ingest_batch_events_avg": round(events / batches, 2) if batches else None,
+            # Flush to broker confirm: the floor under every pixel's latency.
+            "ingest_confirm_ms_avg": round(1000 * confirm_s / confirms, 2) if confirms else None,
+            "ingest_peak_rss_mb": round(ingest_peak_kb / 1024, 1) if ingest_peak_kb else None,
+            "writer_peak_rss_mb": round(hwm["writer"] / 1024, 1) if hwm["writer"] else None,
+            "shutdown": {
+                name: {"exit_code": p.exit_code, "seconds": p.exit_seconds, "killed": p.killed}
+                for name, p in (("ingest", ingest), ("writer", writer))
+            },
+            "service_log_issues": {"ingest": scan_log(ingest.log), "writer": scan_log(writer.log)},
+        }
+        if sink_base is not None and sink_before is not None:
+            after = await sink_stats(ctx.http, sink_base)
+            result["sink"] = {k: after[k] - sink_before.get(k, 0) for k in after}
+        return loaded, result
+    finally:
+        for proc in procs:
+            with cleanup_step(f"stop {proc.name}", ctx.failures):
+                await stop_proc(proc)
+        with cleanup_step(f"delete topology {prefix}", ctx.failures):
+            await delete_topology(ctx.args.amqp_url, prefix)
+        if created_db:
+            with cleanup_step(f"drop database {db_name}", ctx.failures):
+                await drop_database(ctx.args.postgres_url, db_name)
+        with cleanup_step(f"remove spool {spool}", ctx.failures):
+            if spool.exists():
+                shutil.rmtree(spool)
+
+
+async def run_tracing(ctx: Ctx, off: WrkResult, off_run: dict[str, Any]) -> dict[str, Any]:
+    """The same ingest run with tracing on, exporting to scripts/otlp_sink.py."""
+    port = free_port()
+    sink = await start_proc(
+        "otlp_sink",
+        [sys.executable, str(ROOT / "scripts" / "otlp_sink.py"), "--port", str(port)],
+        service_env(),
+        ctx.log_dir,
+    )
+    ctx.procs.append(sink)
+    sink_base = f"http://127.0.0.1:{port}"
+    print(f"tracing: OTLP/HTTP sink {sink_base} (scripts/otlp_sink.py)", flush=True)
+    await wait_http_200(ctx.http, f"{sink_base}/stats", sink)
+    runs: dict[str, Any] = {
+        # The tracing-off run is the report's top-level `ingest` / `persistence`.
+        TRACING_OFF.key: {
+            "tracing": TRACING_OFF.label,
+            "ingest": {
+                "requests_per_s": off.requests_per_s,
+                "p50_ms": off.p50_ms,
+                "p99_ms": off.p99_ms,
+            },
+            "ratio_vs_off": 1.0,
+        }
+    }
+    for mode in TRACED:
+        loaded, run = await run_belfry(ctx, mode, sink, sink_base)
+        run["ingest"] = wrk_summary(loaded)
+        run["ratio_vs_off"] = round(loaded.requests_per_s / off.requests_per_s, 4)
+        runs[mode.key] = run
+    await stop_proc(sink)
+    return {
+        "sampler": SAMPLER,
+        "exporter": "otlp http/protobuf to scripts/otlp_sink.py (counts, does not decode)",
+        "runs": runs,
+        "sink_log_issues": scan_log(sink.log),
+    }
+
+
 async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any]:
     log_dir = work / "logs"
     log_dir.mkdir()
-    procs: list[Proc] = []
-    failures: list[str] = []
-    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(10))
-    db_name, prefix = f"belfry_bench_{suffix}", f"bench{suffix}"
-    db_url = db_url_for(args.postgres_url, db_name)
-    spool = work / "spool"
     report: dict[str, Any] = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "git": git_info(),
@@ -603,16 +1023,9 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
         "logs": str(log_dir),
     }
     timeout = aiohttp.ClientTimeout(total=5)
-    created_db = False
-
-    def on_failure(exc: BaseException) -> None:
-        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
-            return
-        for proc in procs:
-            if tail := proc.tail():
-                print(f"\n--- {proc.name} log tail ({proc.log}) ---\n{tail}", file=sys.stderr)
 
     async with aiohttp.ClientSession(timeout=timeout) as http:
+        ctx = Ctx(args, wrk, http, work, log_dir)
         try:
             # 1. Baseline.
             print("baseline: scripts/bare_pixel.py", flush=True)
@@ -620,130 +1033,48 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
             bare = await start_proc(
                 "bare_pixel",
                 [sys.executable, str(ROOT / "scripts" / "bare_pixel.py"), "--port", str(port)],
-                dict(os.environ),
+                service_env(),
                 log_dir,
             )
-            procs.append(bare)
+            ctx.procs.append(bare)
             url = f"http://127.0.0.1:{port}{PIXEL_PATH}"
             await wait_http_200(http, url, bare)
             baseline = await run_wrk(wrk, url, args, log_dir / "wrk-baseline.txt")
             await stop_proc(bare)
 
-            # 2. Belfry: a fresh database, topology prefix and spool of its own.
-            print(f"belfry: database {db_name}, prefix {prefix}", flush=True)
-            ingest_port, writer_port = free_port(), free_port()
-            env = dict(
-                os.environ,
-                DATABASE_URL=db_url,
-                AMQP_URL=args.amqp_url,
-                BELFRY_PREFIX=prefix,
-                INGEST_HOST="127.0.0.1",
-                INGEST_PORT=str(ingest_port),
-                # One process: its RSS is what the target is about.
-                INGEST_WORKERS="1",
-                INGEST_SPOOL_DIR=str(spool),
-                WRITER_HOST="127.0.0.1",
-                WRITER_PORT=str(writer_port),
-                CLICK_SIGNING_KEYS="bench:" + secrets.token_urlsafe(24)[:32],
-                LOG_LEVEL="WARNING",
-            )
-            created_db = True  # from here on the database may exist: always drop it
-            migrate = await start_proc(
-                "migrate", [sys.executable, "-m", "shared.db", "migrate"], env, log_dir
-            )
-            procs.append(migrate)
-            if await asyncio.wait_for(migrate.process.wait(), READY_TIMEOUT) != 0:
-                raise BenchError(f"python -m shared.db migrate failed: {migrate.tail(5)}")
-            await stop_proc(migrate)
-            writer = await start_proc(
-                "writer", [sys.executable, "-m", "services.writer"], env, log_dir
-            )
-            procs.append(writer)
-            ingest = await start_proc(
-                "ingest", [sys.executable, "-m", "services.ingest"], env, log_dir
-            )
-            procs.append(ingest)
-            ingest_base = f"http://127.0.0.1:{ingest_port}"
-            writer_base = f"http://127.0.0.1:{writer_port}"
-            await wait_http_200(http, f"{writer_base}/readyz", writer)
-            await wait_http_200(http, f"{ingest_base}/readyz", ingest)
-
-            sampler = RssSampler(ingest.pid)
-            sampler.start()
-            try:
-                # CPU shares during the load show which process the 2 cores went to.
-                cpu_before = {p.name: cpu_seconds(p.pid) for p in (ingest, writer)}
-                busy_before = machine_busy()
-                loaded = await run_wrk(
-                    wrk, ingest_base + PIXEL_PATH, args, log_dir / "wrk-ingest.txt"
-                )
-                wrk_end = time.monotonic()
-                busy_after = machine_busy()
-                cpu_load = {
-                    p.name: round(b - a, 2)
-                    for p in (ingest, writer)
-                    if (a := cpu_before[p.name]) is not None
-                    and (b := cpu_seconds(p.pid)) is not None
-                }
-                cpu_load["machine_busy"] = round(busy_after[0] - busy_before[0], 2)
-                cpu_load["machine_total"] = round(busy_after[1] - busy_before[1], 2)
-                print("  waiting for the rows", flush=True)
-                e2e = await wait_for_rows(
-                    http, ingest_base, writer_base, db_url, wrk_end, loaded.ok
-                )
-            finally:
-                await sampler.stop()
-            metrics = await scrape(http, ingest_base)
-            batches = metrics.get("belfry_ingest_batch_events_count", 0)
-            events = metrics.get("belfry_ingest_batch_events_sum", 0)
-            confirm = 'belfry_ingest_batch_confirm_seconds_{}{{outcome="published"}}'
-            confirms = metrics.get(confirm.format("count"), 0)
-            confirm_s = metrics.get(confirm.format("sum"), 0)
-            hwm = {p.name: proc_status_kb(p.pid, "VmHWM") for p in (ingest, writer)}
-
-            # 3. SIGTERM, timed: both must drain and exit on their own.
-            await stop_proc(ingest)
-            await stop_proc(writer)
-            ingest_peak_kb = max(sampler.peak_kb, hwm["ingest"] or 0)
+            # 2. Belfry, tracing off: a fresh database, topology prefix and spool of its own.
+            loaded, off = await run_belfry(ctx, TRACING_OFF)
             report.update(
                 baseline=wrk_summary(baseline),
                 ingest=wrk_summary(loaded),
                 ratio=round(loaded.requests_per_s / baseline.requests_per_s, 4),
-                persistence=asdict(e2e),
-                cpu_seconds_during_load=cpu_load,
-                ingest_batch_events_avg=round(events / batches, 2) if batches else None,
-                # Flush to broker confirm: the floor under every pixel's latency.
-                ingest_confirm_ms_avg=round(1000 * confirm_s / confirms, 2) if confirms else None,
-                ingest_peak_rss_mb=round(ingest_peak_kb / 1024, 1) if ingest_peak_kb else None,
-                writer_peak_rss_mb=round(hwm["writer"] / 1024, 1) if hwm["writer"] else None,
-                shutdown={
-                    p.name: {
-                        "exit_code": p.exit_code,
-                        "seconds": p.exit_seconds,
-                        "killed": p.killed,
-                    }
-                    for p in (ingest, writer)
-                },
+                persistence=off["persistence"],
+                cpu_seconds_during_load=off["cpu_seconds_during_load"],
+                ingest_batch_events_avg=off["ingest_batch_events_avg"],
+                ingest_confirm_ms_avg=off["ingest_confirm_ms_avg"],
+                ingest_peak_rss_mb=off["ingest_peak_rss_mb"],
+                writer_peak_rss_mb=off["writer_peak_rss_mb"],
+                shutdown=off["shutdown"],
             )
-            report["service_log_issues"] = {p.name: scan_log(p.log) for p in (ingest, writer)}
+            report["service_log_issues"] = off["service_log_issues"]
+
+            # 3. The same with tracing on: 1 % and 100 % sampling, each on fresh resources.
+            report["tracing"] = None if args.no_tracing else await run_tracing(ctx, loaded, off)
         except BaseException as exc:
-            on_failure(exc)
+            if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+                for proc in ctx.procs:
+                    if tail := proc.tail():
+                        print(
+                            f"\n--- {proc.name} log tail ({proc.log}) ---\n{tail}", file=sys.stderr
+                        )
             raise
         finally:
-            for proc in procs:
-                with cleanup_step(f"stop {proc.name}", failures):
+            for proc in ctx.procs:
+                with cleanup_step(f"stop {proc.name}", ctx.failures):
                     await stop_proc(proc)
-            with cleanup_step("delete topology", failures):
-                await delete_topology(args.amqp_url, prefix)
-            if created_db:
-                with cleanup_step("drop database", failures):
-                    await drop_database(args.postgres_url, db_name)
-            with cleanup_step("remove spool", failures):
-                if spool.exists():
-                    shutil.rmtree(spool)
-            for failure in failures:
+            for failure in ctx.failures:
                 print(f"bench: clean-up failed: {failure}", file=sys.stderr)
-    report["cleanup_failures"] = failures
+    report["cleanup_failures"] = ctx.failures
     return report
 
 
@@ -752,6 +1083,11 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="wrk seconds per run (15)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (1)")
+    parser.add_argument(
+        "--no-tracing",
+        action="store_true",
+        help="skip the two ingest runs with tracing on (1 %% and 100 %% sampling)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get(
@@ -797,13 +1133,41 @@ def main() -> int:
         "seconds_until_last_row": e2e["seconds_until_last_row"],
         "ingest_peak_rss_mb": report["ingest_peak_rss_mb"],
     }
-    report["targets"] = {t.name: {"value": t.value, "want": t.limit, "pass": t.ok} for t in targets}
+    tracing_targets: list[Target] = []
+    if report["tracing"]:
+        tracing_targets = evaluate_tracing(report["tracing"])
+        for mode in TRACED:
+            run = report["tracing"]["runs"][mode.key]
+            report["summary"].update(
+                {
+                    f"ingest_rps_tracing_{mode.short}": run["ingest"]["requests_per_s"],
+                    f"ingest_p50_ms_tracing_{mode.short}": run["ingest"]["p50_ms"],
+                    f"ingest_p99_ms_tracing_{mode.short}": run["ingest"]["p99_ms"],
+                    f"tracing_{mode.short}_ratio_vs_off": run["ratio_vs_off"],
+                    f"sink_requests_tracing_{mode.short}": run["sink"]["requests"],
+                    f"sink_bytes_tracing_{mode.short}": run["sink"]["bytes"],
+                }
+            )
+    report["targets"] = {
+        t.name: {"value": t.value, "want": t.limit, "pass": t.ok}
+        for t in (*targets, *tracing_targets)
+    }
+    report["other_wrk_during_runs"] = overlapping_wrk(report)
     print_report(report, targets)
+    if report["tracing"]:
+        print_tracing(report, tracing_targets)
+    for name, seen in report["other_wrk_during_runs"].items():
+        print(f"\nWARNING: another wrk ran during the {name} run: {'; '.join(seen)}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = RESULTS_DIR / f"bench-{stamp}.json"
     # Service logs are worth keeping only when they say something.
-    noisy = any(found["count"] for found in report["service_log_issues"].values())
+    issues = list(report["service_log_issues"].values())
+    if report["tracing"]:
+        issues.append(report["tracing"]["sink_log_issues"])
+        for mode in TRACED:
+            issues.extend(report["tracing"]["runs"][mode.key]["service_log_issues"].values())
+    noisy = any(found["count"] for found in issues)
     if not (noisy or report["cleanup_failures"]):
         shutil.rmtree(work, ignore_errors=True)
         report["logs"] = None

@@ -93,6 +93,17 @@ def observability_middleware(
             metric_children[key] = found
         return found
 
+    def observe(request: web.Request, route: str, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        counter, histogram = children(request.method, route, status)
+        counter.inc()
+        histogram.observe(elapsed)
+        stats.observe(status, elapsed)
+        if access_log_sample and random.random() < access_log_sample:
+            _access_log(request, route, status, elapsed)
+        elif access_log.isEnabledFor(logging.DEBUG):
+            _access_log(request, route, status, elapsed, logging.DEBUG)
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path in PROBE_PATHS:
@@ -100,7 +111,14 @@ def observability_middleware(
         started = time.perf_counter()
         route = _route(request)
         status = 500
-        if tracer is None:
+        span = None
+        if tracer is not None:
+            # Mail clients send no traceparent: skip the extract then (the hot path).
+            headers = request.headers
+            parent = propagate.extract(headers) if "traceparent" in headers else None
+            span = tracer.start_span(f"{request.method} {route}", parent, SpanKind.SERVER)
+        if span is None or not span.is_recording():
+            # Untraced, or not sampled: no context to carry, so 1% sampling costs ~nothing.
             try:
                 response = await handler(request)
                 status = response.status
@@ -109,20 +127,8 @@ def observability_middleware(
                 status = exc.status
                 raise
             finally:
-                elapsed = time.perf_counter() - started
-                counter, histogram = children(request.method, route, status)
-                counter.inc()
-                histogram.observe(elapsed)
-                stats.observe(status, elapsed)
-                if access_log_sample and random.random() < access_log_sample:
-                    _access_log(request, route, status, elapsed)
-                elif access_log.isEnabledFor(logging.DEBUG):
-                    _access_log(request, route, status, elapsed, logging.DEBUG)
-        # Mail clients send no traceparent: skip the extract then (the hot path).
-        parent = propagate.extract(request.headers) if "traceparent" in request.headers else None
-        span = tracer.start_span(f"{request.method} {route}", context=parent, kind=SpanKind.SERVER)
-        if span.is_recording():  # attributes only for sampled spans: 1% sampling stays cheap
-            span.set_attributes(_server_attributes(request, route, truncate_ips))
+                observe(request, route, status, started)
+        span.set_attributes(_server_attributes(request, route, truncate_ips))
         with trace.use_span(
             span, end_on_exit=True, record_exception=True, set_status_on_exception=True
         ):
@@ -137,15 +143,7 @@ def observability_middleware(
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
-                elapsed = time.perf_counter() - started
-                counter, histogram = children(request.method, route, status)
-                counter.inc()
-                histogram.observe(elapsed)
-                stats.observe(status, elapsed)
-                if access_log_sample and random.random() < access_log_sample:
-                    _access_log(request, route, status, elapsed)
-                elif access_log.isEnabledFor(logging.DEBUG):
-                    _access_log(request, route, status, elapsed, logging.DEBUG)
+                observe(request, route, status, started)
 
     return middleware
 
