@@ -17,6 +17,8 @@ consumers validate each one with `validate_envelope`, which names what is wrong.
 from __future__ import annotations
 
 import ipaddress
+import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,8 +55,20 @@ class Envelope:
     trace: dict[str, str]
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
+    """`datetime.now(UTC).isoformat()`, the same string, at a third of the cost (every hit
+    needs one): the date and time up to the second are formatted once a second."""
+    global _second
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    if _second[0] != seconds:
+        stamp = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")[:-6]
+        _second = (seconds, stamp)
+    if micros:
+        return f"{_second[1]}.{micros:06d}+00:00"
+    return f"{_second[1]}+00:00"
 
 
 def make_envelope(
@@ -94,11 +108,34 @@ def decode_batch(body: bytes) -> list[Any]:
     return items
 
 
+# Fast paths for the common, canonical spellings. Each accepts only strings the general
+# check below accepts too, and everything else still goes through that check, so what is
+# valid does not change; a regex match is ~10x cheaper than uuid.UUID / ipaddress.
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+# Dotted-quad IPv4 as ipaddress accepts it: ASCII digits, 0-255, no leading zeros.
+IPV4_DOTTED = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _is_uuid(value: str) -> bool:
+    if _CANONICAL_UUID.fullmatch(value) is not None:
+        return True
     try:
         return len(value) == 36 and uuid.UUID(value) is not None
     except ValueError:
         return False
+
+
+def _is_ip(value: str) -> bool:
+    if IPV4_DOTTED.fullmatch(value) is not None:
+        return True
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _timestamp(doc: dict[str, Any], field: str) -> datetime:
@@ -130,11 +167,8 @@ def _check_hit(data: dict[str, Any]) -> None:
         raise ContractError("data.email_id is missing or not a valid email id")
     _opt_str(data, "ip", 64)
     ip = data.get("ip")
-    if ip is not None:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            raise ContractError("data.ip is not an IP address") from None
+    if ip is not None and not _is_ip(ip):
+        raise ContractError("data.ip is not an IP address")
     _opt_str(data, "ua", MAX_UA_LEN)
     props = data.get("props")
     if props is not None:

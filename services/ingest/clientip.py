@@ -22,6 +22,14 @@ def _parse(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return None
 
 
+@lru_cache(maxsize=4096)
+def _text(value: str) -> str | None:
+    """`value` as the address's canonical text, None if it is not one (cached: a hit
+    from a direct peer needs nothing else)."""
+    addr = _parse(value)
+    return None if addr is None else str(addr)
+
+
 def _trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, nets: Sequence[Network]) -> bool:
     return any(addr in net for net in nets)
 
@@ -32,10 +40,14 @@ def client_ip(
     real_ip: str | None,
     trusted: Sequence[Network],
 ) -> str | None:
-    peer_addr = _parse(peer) if peer else None
+    if not peer:
+        return None
+    if not trusted:
+        return _text(peer)
+    peer_addr = _parse(peer)
     if peer_addr is None:
         return None
-    if not trusted or not _trusted(peer_addr, trusted):
+    if not _trusted(peer_addr, trusted):
         return str(peer_addr)
     if forwarded_for:
         for hop in reversed(forwarded_for.split(",")):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
-from shared.contracts import HIT_CLICK_V1, HIT_OPEN_V1, Envelope
+from shared.contracts import HIT_CLICK_V1, HIT_OPEN_V1, IPV4_DOTTED, Envelope
 from shared.db import Database, apply_migrations
 
 KIND = {HIT_OPEN_V1: "open", HIT_CLICK_V1: "click"}
@@ -16,7 +17,8 @@ INSERT_EVENTS = """
 INSERT INTO events (id, occurred_at, received_at, tenant_id, email_id, kind, ip,
                     user_agent, url, props)
 SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],
-                     $5::text[], $6::text[], $7::inet[], $8::text[], $9::text[], $10::jsonb[])
+                     $5::text[], $6::text[], $7::text[]::inet[], $8::text[], $9::text[],
+                     $10::jsonb[])
 ON CONFLICT (id, occurred_at) DO NOTHING
 """
 
@@ -29,6 +31,37 @@ class EventStore(Protocol):
 
 def _month(ts: datetime) -> tuple[int, int]:
     return ts.year, ts.month
+
+
+def _inet_text(ip: str | None) -> str | None:
+    """`ip` as Postgres `inet` input. Validation accepted it (contracts); a dotted quad
+    goes as is, anything else in ipaddress's canonical form without an IPv6 zone, which
+    is what asyncpg's binary `inet` encoding stored before (it parsed the string with
+    ipaddress, once more per row, in Python)."""
+    if ip is None or IPV4_DOTTED.fullmatch(ip) is not None:
+        return ip
+    return str(ipaddress.ip_address(ipaddress.ip_address(ip).packed))
+
+
+def _props_text(props: object) -> str | None:
+    return None if props is None else orjson.dumps(props).decode()
+
+
+def _columns(events: list[Envelope]) -> tuple[list[Any], ...]:
+    """The unnest() arrays of INSERT_EVENTS, one list per column."""
+    datas = [e.data for e in events]
+    return (
+        [e.id for e in events],
+        [e.occurred_at for e in events],
+        [e.received_at for e in events],
+        [e.tenant for e in events],
+        [d["email_id"] for d in datas],
+        [KIND[e.type] for e in events],
+        [_inet_text(d.get("ip")) for d in datas],
+        [d.get("ua") for d in datas],
+        [d.get("url") for d in datas],
+        [_props_text(d.get("props")) for d in datas],
+    )
 
 
 class PostgresEventStore:
@@ -50,34 +83,13 @@ class PostgresEventStore:
         await self.prepare()  # the database may have been down at start-up
         pool = await self.db.pool()
         async with pool.acquire() as conn:
-            for event in events:
-                month = _month(event.occurred_at)
+            # Month -> its first event's timestamp (reversed: the first one is set last).
+            months = {_month(e.occurred_at): e.occurred_at for e in reversed(events)}
+            for month, occurred_at in months.items():
                 if month not in self._months:
-                    await conn.execute(
-                        "SELECT belfry_ensure_events_partition($1)", event.occurred_at
-                    )
+                    await conn.execute("SELECT belfry_ensure_events_partition($1)", occurred_at)
                     self._months.add(month)
-            cols: tuple[list[object], ...] = tuple([] for _ in range(10))
-            for e in events:
-                d = e.data
-                props = d.get("props")
-                for col, value in zip(
-                    cols,
-                    (
-                        e.id,
-                        e.occurred_at,
-                        e.received_at,
-                        e.tenant,
-                        d["email_id"],
-                        KIND[e.type],
-                        d.get("ip"),
-                        d.get("ua"),
-                        d.get("url"),
-                        orjson.dumps(props).decode() if props is not None else None,
-                    ),
-                    strict=True,
-                ):
-                    col.append(value)
+            cols = _columns(events)
             async with conn.transaction():
                 status = await conn.execute(INSERT_EVENTS, *cols)
         self.db.mark_ok()
