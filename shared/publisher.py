@@ -139,9 +139,9 @@ class BatchPublisher:
         batch, fut, spans = self._buffer, self._future, self._spans
         self._buffer, self._future, self._spans = [], None, []
         self._in_flight += 1
-        coro = (
-            self._send(batch, fut) if self._tracer is None else self._traced_send(batch, fut, spans)
-        )
+        # A producer span only for batches with a sampled hit: at 1 % sampling most
+        # batches carry none, and an unlinked root span would trace nothing useful.
+        coro = self._traced_send(batch, fut, spans) if spans else self._send(batch, fut)
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -142,6 +142,9 @@ class HitConsumer:
         # One consumer span per stored batch, linked to every event's producing request
         # (and to each message's producer span), so Jaeger connects the hit to its row.
         links = links_to([e.trace for e in events] + [dict(h.message.headers or {}) for h in batch])
+        if not links:  # no sampled hit in this batch: nothing to connect, no span
+            await self._store_and_ack(batch, events)
+            return
         # A child of the first event's request (so sampling follows the hits and that
         # hit's trace runs through to its row), linked to every producing context.
         parent = next(
