@@ -37,3 +37,12 @@ async def rows(db: asyncpg.Connection, n: int, timeout: float = 15.0) -> list[An
 
     await eventually(count, lambda c: c >= n, timeout=timeout, what=f"{n} event rows")
     return list(await db.fetch("SELECT * FROM events ORDER BY received_at, id"))
+
+
+async def start_pipeline(start_writer: Any, start_ingest: Any) -> tuple[TestClient, TestClient]:
+    """Writer and ingest with default test settings, both ready."""
+    writer = await start_writer()
+    ingest = await start_ingest()
+    await ready(writer)
+    await ready(ingest)
+    return writer, ingest

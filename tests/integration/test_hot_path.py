@@ -10,7 +10,7 @@ import asyncpg
 from services.ingest.routes.pixel import GIF
 from shared.signing import SigningKeys, click_path
 from tests.conftest import Started
-from tests.integration.helpers import ready, rows
+from tests.integration.helpers import rows, start_pipeline
 
 UA = "Mozilla/5.0 (Belfry test)"
 
@@ -18,10 +18,7 @@ UA = "Mozilla/5.0 (Belfry test)"
 async def test_pixel_and_signed_click_store_one_row_each(
     start_ingest: Started, start_writer: Started, db: asyncpg.Connection, signing: SigningKeys
 ) -> None:
-    writer = await start_writer()
-    ingest = await start_ingest()
-    await ready(writer)
-    await ready(ingest)
+    _, ingest = await start_pipeline(start_writer, start_ingest)
 
     # Refused or not recorded first: the valid hits after them prove nothing was queued.
     target = "https://example.com/offer?utm=1&x=%2F"
@@ -68,10 +65,7 @@ async def test_pixel_and_signed_click_store_one_row_each(
 async def test_bad_ids_are_refused_without_publishing(
     start_ingest: Started, start_writer: Started, db: asyncpg.Connection
 ) -> None:
-    writer = await start_writer()
-    ingest = await start_ingest()
-    await ready(writer)
-    await ready(ingest)
+    _, ingest = await start_pipeline(start_writer, start_ingest)
     for path in ("/ACME/pixel/e1.gif", "/acme/pixel/e%20x.gif", "/acme/pixel/" + "x" * 65 + ".gif"):
         resp = await ingest.get(path)
         assert resp.status == 404, path
@@ -85,10 +79,7 @@ async def test_bad_ids_are_refused_without_publishing(
 async def test_many_concurrent_pixels_become_exactly_as_many_rows(
     start_ingest: Started, start_writer: Started, db: asyncpg.Connection
 ) -> None:
-    writer = await start_writer()
-    ingest = await start_ingest()
-    await ready(writer)
-    await ready(ingest)
+    _, ingest = await start_pipeline(start_writer, start_ingest)
     statuses = await asyncio.gather(*(ingest.get(f"/acme/pixel/m{i}.gif") for i in range(300)))
     assert {r.status for r in statuses} == {200}
     stored = await rows(db, 300)

@@ -8,16 +8,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from tests.conftest import Started
-from tests.integration.helpers import ready, rows
+from tests.integration.helpers import ready, rows, start_pipeline
 
 
 async def test_valid_batch_is_accepted_after_confirmation(
     start_ingest: Started, start_writer: Started, db: asyncpg.Connection
 ) -> None:
-    writer = await start_writer()
-    ingest = await start_ingest()
-    await ready(writer)
-    await ready(ingest)
+    _, ingest = await start_pipeline(start_writer, start_ingest)
     ts = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
     items = [
         {
@@ -51,10 +48,7 @@ async def test_valid_batch_is_accepted_after_confirmation(
 async def test_invalid_items_are_listed_and_valid_ones_kept(
     start_ingest: Started, start_writer: Started, db: asyncpg.Connection
 ) -> None:
-    writer = await start_writer()
-    ingest = await start_ingest()
-    await ready(writer)
-    await ready(ingest)
+    _, ingest = await start_pipeline(start_writer, start_ingest)
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     items = [
         {"type": "open", "tenant": "acme", "email_id": "good"},
@@ -80,10 +74,7 @@ async def test_invalid_items_are_listed_and_valid_ones_kept(
 async def test_client_ids_make_retries_idempotent(
     start_ingest: Started, start_writer: Started, db: asyncpg.Connection
 ) -> None:
-    writer = await start_writer()
-    ingest = await start_ingest()
-    await ready(writer)
-    await ready(ingest)
+    _, ingest = await start_pipeline(start_writer, start_ingest)
     item = {"type": "open", "tenant": "acme", "email_id": "e1", "id": str(uuid.uuid4())}
     resp = await ingest.post("/v1/track", json=[item])
     assert resp.status == 400, "an id without ts can't be idempotent"
