@@ -46,7 +46,7 @@ import asyncpg
 from shared.db.migrate import MigrationError, ensure_database, migrate_url
 from shared.settings import CommonSettings, Env, SettingsError, redact_url
 from shared.signing import SigningKeys, click_path
-from shared.topology import Topology, declare_hits
+from shared.topology import Topology, declare_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,12 +410,15 @@ async def prepare(common: CommonSettings) -> tuple[str, str]:
     try:
         conn = await aio_pika.connect(common.amqp_url, timeout=5)
         async with conn:
-            await declare_hits(await conn.channel(), topo)
+            await declare_all(await conn.channel(), topo)
     except Exception as exc:  # e.g. PRECONDITION_FAILED: a queue exists with other arguments
         raise Fatal(
             f"declaring the topology under prefix {common.prefix!r} failed: {_why(exc)}"
         ) from None
-    return db_line, f"topology {topo.hits_exchange} → {topo.writer_queue} declared"
+    return (
+        db_line,
+        f"topology under prefix {topo.prefix!r} declared ({len(topo.spec().queues)} queues)",
+    )
 
 
 # --- the services -----------------------------------------------------------------------

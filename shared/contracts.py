@@ -34,6 +34,8 @@ HIT_OPEN_V1 = "hit.open.v1"
 HIT_CLICK_V1 = "hit.click.v1"
 EMAIL_REGISTERED_V1 = "email.registered.v1"
 METRIC_V1 = "metric.v1"
+ALERT_NOTIFICATION_V1 = "alert.notification.v1"
+ALERT_STATUSES = ("firing", "resolved")
 
 MAX_URL_LEN = 2048
 MAX_UA_LEN = 1024
@@ -213,11 +215,56 @@ def _check_metric(data: dict[str, Any]) -> None:
         raise ContractError("data.labels must be an object of strings")
 
 
+def _str_map(value: Any, field: str) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ContractError(f"{field} must be an object of strings")
+
+
+def _check_notification(data: dict[str, Any]) -> None:
+    """One notification: a group of alerts of one rule, for one channel.
+
+    data = {notification_id (uuid, stable across retries: the webhook-id), channel,
+    channel_type, rule_id, rule_name, status (firing|resolved), group_key, group_labels,
+    alerts: [{fingerprint, status, labels, annotations, starts_at, ends_at|null,
+    generator_url, value|null, severity}]}
+    """
+    if not isinstance(data.get("notification_id"), str) or not _is_uuid(data["notification_id"]):
+        raise ContractError("data.notification_id must be a UUID string")
+    for name in ("channel", "channel_type", "rule_id", "rule_name", "group_key"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise ContractError(f"data.{name} must be a non-empty string")
+    if data.get("status") not in ALERT_STATUSES:
+        raise ContractError("data.status must be 'firing' or 'resolved'")
+    _str_map(data.get("group_labels"), "data.group_labels")
+    alerts = data.get("alerts")
+    if not isinstance(alerts, list) or not alerts:
+        raise ContractError("data.alerts must be a non-empty array")
+    for i, alert in enumerate(alerts):
+        where = f"data.alerts[{i}]"
+        if not isinstance(alert, dict):
+            raise ContractError(f"{where} must be an object")
+        if not isinstance(alert.get("fingerprint"), str):
+            raise ContractError(f"{where}.fingerprint must be a string")
+        if alert.get("status") not in ALERT_STATUSES:
+            raise ContractError(f"{where}.status must be 'firing' or 'resolved'")
+        _str_map(alert.get("labels"), f"{where}.labels")
+        _str_map(alert.get("annotations"), f"{where}.annotations")
+        _timestamp(alert, "starts_at")
+        if alert.get("ends_at") is not None:
+            _timestamp(alert, "ends_at")
+        value = alert.get("value")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ContractError(f"{where}.value must be a number or null")
+
+
 CONTRACTS: dict[str, Callable[[dict[str, Any]], None]] = {
     HIT_OPEN_V1: _check_open,
     HIT_CLICK_V1: _check_click,
     EMAIL_REGISTERED_V1: _check_email_registered,
     METRIC_V1: _check_metric,
+    ALERT_NOTIFICATION_V1: _check_notification,
 }
 
 
