@@ -10,6 +10,12 @@ Events travel in batches: one AMQP message (type `batch.v1`) whose body is a JSO
 of envelopes. A contract change is a new type (`hit.open.v2`), never an edit of a
 published one: consumers of v1 keep working while producers move on.
 
+Hits: `hit.open.v1` / `hit.click.v1` data = {email_id, ip?, ua?, props?, url (click)}.
+`hit.open.v2` / `hit.click.v2` add `hints` = {purpose?: str, dnt?: bool, gpc?: bool}: what
+the request said about itself (a prefetch, Do Not Track, Global Privacy Control), read by
+the writer's machine-open classifier and privacy rules. v1 events stay valid; the writer
+reads a v1 `props.purpose` as the hint it was before v2 existed.
+
 Producers build envelopes as plain dicts (the hot path can't afford objects);
 consumers validate each one with `validate_envelope`, which names what is wrong.
 """
@@ -32,6 +38,9 @@ from shared.ids import valid_email_id, valid_tenant
 BATCH_V1 = "batch.v1"
 HIT_OPEN_V1 = "hit.open.v1"
 HIT_CLICK_V1 = "hit.click.v1"
+HIT_OPEN_V2 = "hit.open.v2"
+HIT_CLICK_V2 = "hit.click.v2"
+MAX_PURPOSE_LEN = 64
 EMAIL_REGISTERED_V1 = "email.registered.v1"
 METRIC_V1 = "metric.v1"
 ALERT_NOTIFICATION_V1 = "alert.notification.v1"
@@ -198,6 +207,35 @@ def _check_click(data: dict[str, Any]) -> None:
     _opt_str(data, "url", MAX_URL_LEN)
 
 
+def _check_hints(data: dict[str, Any]) -> None:
+    hints = data.get("hints")
+    if hints is None:
+        return
+    if not isinstance(hints, dict):
+        raise ContractError("data.hints must be an object")
+    unknown = set(hints) - {"purpose", "dnt", "gpc"}
+    if unknown:
+        raise ContractError(f"data.hints has unknown fields: {', '.join(sorted(unknown))[:80]}")
+    purpose = hints.get("purpose")
+    if purpose is not None and (
+        not isinstance(purpose, str) or len(purpose) > MAX_PURPOSE_LEN or "\x00" in purpose
+    ):
+        raise ContractError(f"data.hints.purpose must be a string of at most {MAX_PURPOSE_LEN}")
+    for flag in ("dnt", "gpc"):
+        if flag in hints and not isinstance(hints[flag], bool):
+            raise ContractError(f"data.hints.{flag} must be true or false")
+
+
+def _check_open_v2(data: dict[str, Any]) -> None:
+    _check_hit(data)
+    _check_hints(data)
+
+
+def _check_click_v2(data: dict[str, Any]) -> None:
+    _check_click(data)
+    _check_hints(data)
+
+
 def _check_email_registered(data: dict[str, Any]) -> None:
     email_id = data.get("email_id")
     if not isinstance(email_id, str) or not valid_email_id(email_id):
@@ -262,6 +300,8 @@ def _check_notification(data: dict[str, Any]) -> None:
 CONTRACTS: dict[str, Callable[[dict[str, Any]], None]] = {
     HIT_OPEN_V1: _check_open,
     HIT_CLICK_V1: _check_click,
+    HIT_OPEN_V2: _check_open_v2,
+    HIT_CLICK_V2: _check_click_v2,
     EMAIL_REGISTERED_V1: _check_email_registered,
     METRIC_V1: _check_metric,
     ALERT_NOTIFICATION_V1: _check_notification,

@@ -8,17 +8,26 @@ from typing import Any, Protocol
 
 import orjson
 
-from shared.contracts import HIT_CLICK_V1, HIT_OPEN_V1, IPV4_DOTTED, Envelope
+from services.writer.privacy import DEFAULT, Privacy, TenantPrivacy
+from services.writer.verdicts import ALL_LINKS_AT_ONCE_SQL, CLICK_TOO_SOON_SQL, classify
+from shared.contracts import (
+    HIT_CLICK_V1,
+    HIT_CLICK_V2,
+    HIT_OPEN_V1,
+    HIT_OPEN_V2,
+    IPV4_DOTTED,
+    Envelope,
+)
 from shared.db import Database, apply_migrations
 
-KIND = {HIT_OPEN_V1: "open", HIT_CLICK_V1: "click"}
+KIND = {HIT_OPEN_V1: "open", HIT_CLICK_V1: "click", HIT_OPEN_V2: "open", HIT_CLICK_V2: "click"}
 
 INSERT_EVENTS = """
 INSERT INTO events (id, occurred_at, received_at, tenant_id, email_id, kind, ip,
-                    user_agent, url, props)
+                    user_agent, url, props, verdict, verdict_reason)
 SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],
                      $5::text[], $6::text[], $7::text[]::inet[], $8::text[], $9::text[],
-                     $10::jsonb[])
+                     $10::jsonb[], $11::text[], $12::text[])
 ON CONFLICT (id, occurred_at) DO NOTHING
 """
 
@@ -47,8 +56,27 @@ def _props_text(props: object) -> str | None:
     return None if props is None else orjson.dumps(props).decode()
 
 
-def _columns(events: list[Envelope]) -> tuple[list[Any], ...]:
-    """The unnest() arrays of INSERT_EVENTS, one list per column."""
+def _columns(
+    events: list[Envelope], privacy: dict[str, Privacy] | None = None
+) -> tuple[list[Any], ...]:
+    """The unnest() arrays of INSERT_EVENTS, one list per column. The verdict is decided
+    on the full data; then the tenant's privacy settings decide what of it is kept."""
+    privacy = privacy or {}
+    kinds = [KIND[e.type] for e in events]
+    ips: list[str | None] = []
+    uas: list[str | None] = []
+    verdicts: list[str] = []
+    reasons: list[str | None] = []
+    for event, kind in zip(events, kinds, strict=True):
+        data = event.data
+        verdict, reason = classify(kind, data)
+        verdicts.append(verdict)
+        reasons.append(reason)
+        ip, ua = privacy.get(event.tenant, DEFAULT).apply(
+            _inet_text(data.get("ip")), data.get("ua"), data.get("hints")
+        )
+        ips.append(ip)
+        uas.append(ua)
     datas = [e.data for e in events]
     return (
         [e.id for e in events],
@@ -56,17 +84,22 @@ def _columns(events: list[Envelope]) -> tuple[list[Any], ...]:
         [e.received_at for e in events],
         [e.tenant for e in events],
         [d["email_id"] for d in datas],
-        [KIND[e.type] for e in events],
-        [_inet_text(d.get("ip")) for d in datas],
-        [d.get("ua") for d in datas],
+        kinds,
+        ips,
+        uas,
         [d.get("url") for d in datas],
         [_props_text(d.get("props")) for d in datas],
+        verdicts,
+        reasons,
     )
 
 
 class PostgresEventStore:
-    def __init__(self, db: Database, *, migrate: bool = True) -> None:
+    def __init__(
+        self, db: Database, *, migrate: bool = True, privacy: TenantPrivacy | None = None
+    ) -> None:
         self.db = db
+        self.privacy = privacy or TenantPrivacy()
         self._migrate = migrate
         self._migrated = False
         self._months: set[tuple[int, int]] = set()
@@ -89,8 +122,14 @@ class PostgresEventStore:
                 if month not in self._months:
                     await conn.execute("SELECT belfry_ensure_events_partition($1)", occurred_at)
                     self._months.add(month)
-            cols = _columns(events)
+            privacy = await self.privacy.for_tenants(conn, {e.tenant for e in events})
+            cols = _columns(events, privacy)
+            clicks = [e for e, kind in zip(events, cols[5], strict=True) if kind == "click"]
             async with conn.transaction():
                 status = await conn.execute(INSERT_EVENTS, *cols)
+                if clicks:  # the verdict rules that need other rows
+                    ids, times = [e.id for e in clicks], [e.occurred_at for e in clicks]
+                    await conn.execute(CLICK_TOO_SOON_SQL, ids, times)
+                    await conn.execute(ALL_LINKS_AT_ONCE_SQL, ids, times)
         self.db.mark_ok()
         return int(status.rsplit(" ", 1)[1])

@@ -57,7 +57,7 @@ async def test_pixel_and_signed_click_store_one_row_each(
         assert str(row["ip"]) == "127.0.0.1"
         assert row["user_agent"] == UA
         assert row["occurred_at"] <= row["received_at"] <= row["stored_at"]
-        assert row["verdict"] is None
+        assert (row["verdict"], row["verdict_reason"]) == ("human", None)
     assert opened["url"] is None
     assert clicked["url"] == target
 

@@ -12,7 +12,9 @@ import pytest
 from shared.contracts import (
     EMAIL_REGISTERED_V1,
     HIT_CLICK_V1,
+    HIT_CLICK_V2,
     HIT_OPEN_V1,
+    HIT_OPEN_V2,
     MAX_PROPS_BYTES,
     MAX_UA_LEN,
     METRIC_V1,
@@ -249,3 +251,28 @@ def test_decode_batch_rejects_non_array(body: bytes) -> None:
 
 def test_encode_batch_is_json_array() -> None:
     assert orjson.loads(encode_batch([{"a": 1}])) == [{"a": 1}]
+
+
+@pytest.mark.parametrize("event_type", [HIT_OPEN_V2, HIT_CLICK_V2])
+def test_v2_hits_carry_hints(event_type: str) -> None:
+    doc = envelope(HIT_OPEN_V1 if event_type == HIT_OPEN_V2 else HIT_CLICK_V1)
+    doc["type"] = event_type
+    doc["data"]["hints"] = {"purpose": "prefetch", "dnt": True, "gpc": False}
+    assert validate_envelope(doc).data["hints"]["dnt"] is True
+
+
+@pytest.mark.parametrize(
+    ("hints", "why"),
+    [
+        ("prefetch", "data.hints must be an object"),
+        ({"purpose": 1}, "data.hints.purpose must be a string of at most 64"),
+        ({"purpose": "p" * 65}, "data.hints.purpose must be a string of at most 64"),
+        ({"dnt": "1"}, "data.hints.dnt must be true or false"),
+        ({"tracking": True}, "data.hints has unknown fields: tracking"),
+    ],
+)
+def test_bad_hints(hints: Any, why: str) -> None:
+    doc = envelope()
+    doc["type"] = HIT_OPEN_V2
+    doc["data"]["hints"] = hints
+    assert reason(doc) == why

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from services.ingest.routes.track import ItemError, build_item
-from shared.contracts import HIT_CLICK_V1, HIT_OPEN_V1, ContractError, validate_envelope
+from shared.contracts import HIT_CLICK_V2, HIT_OPEN_V2, ContractError, validate_envelope
 
 NOW = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 MAX_AGE = timedelta(days=30)
@@ -35,7 +35,7 @@ def error_of(raw: Any) -> str:
 
 def test_valid_open_becomes_an_envelope() -> None:
     env = build(ua="Mozilla/5.0", props={"campaign": "spring"})
-    assert env["type"] == HIT_OPEN_V1
+    assert env["type"] == HIT_OPEN_V2
     assert env["tenant"] == "acme"
     assert env["data"] == {"email_id": "em-1", "ua": "Mozilla/5.0", "props": {"campaign": "spring"}}
     assert env["occurred_at"] == NOW.isoformat()
@@ -50,7 +50,7 @@ def test_each_item_without_id_gets_a_fresh_id() -> None:
 
 def test_valid_click_keeps_url() -> None:
     env = build(type="click", url="https://example.com/landing?x=1")
-    assert env["type"] == HIT_CLICK_V1
+    assert env["type"] == HIT_CLICK_V2
     assert env["data"]["url"] == "https://example.com/landing?x=1"
 
 

@@ -17,7 +17,7 @@ from services.ingest import metrics
 from services.ingest.keys import HOT
 from services.ingest.routes.common import error, request_hit
 from services.ingest.settings import IngestSettings
-from shared.contracts import HIT_CLICK_V1, MAX_URL_LEN
+from shared.contracts import HIT_CLICK_V2, MAX_URL_LEN
 from shared.ids import valid_email_id, valid_tenant
 from shared.publisher import Outcome
 from shared.signing import verify_click
@@ -81,7 +81,7 @@ async def click(request: web.Request) -> web.StreamResponse:
     elif not unsigned_allowed(hot.settings, tenant, url):
         return _refuse(request, "link is not signed")
     if request.method == "GET":
-        event = request_hit(request, hot.settings, HIT_CLICK_V1, tenant, email_id)
+        event = request_hit(request, hot.settings, HIT_CLICK_V2, tenant, email_id)
         event["data"]["url"] = url
         _counted[await hot.publisher.submit(event)].inc()
     return web.Response(

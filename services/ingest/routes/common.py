@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -9,7 +10,7 @@ from aiohttp import web
 
 from services.ingest.clientip import client_ip
 from services.ingest.settings import IngestSettings
-from shared.contracts import now_iso
+from shared.contracts import MAX_PURPOSE_LEN, now_iso
 from shared.ids import new_event_id
 
 
@@ -23,6 +24,28 @@ def json_response(
 
 def error(status: int, reason: str, **extra: Any) -> web.Response:
     return json_response({"error": reason, **extra}, status)
+
+
+def request_hints(headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """What the request says about itself (hit v2 `hints`): a prefetch announces itself
+    (read by the writer's machine-open classifier); DNT / Sec-GPC ask not to keep personal
+    fields (applied by the writer per tenant settings). None for most requests."""
+    hints: dict[str, Any] | None = None
+    purpose = (
+        headers.get("Sec-Purpose")
+        or headers.get("Purpose")
+        or headers.get("X-Purpose")
+        or headers.get("X-Moz")
+    )
+    if purpose:
+        hints = {"purpose": purpose[:MAX_PURPOSE_LEN]}
+    if headers.get("DNT") == "1":
+        hints = hints or {}
+        hints["dnt"] = True
+    if headers.get("Sec-GPC") == "1":
+        hints = hints or {}
+        hints["gpc"] = True
+    return hints
 
 
 def request_hit(
@@ -50,10 +73,9 @@ def request_hit(
     ua = headers.get("User-Agent")
     if ua:
         data["ua"] = ua[:1024]
-    # Prefetchers announce themselves; the machine-open classifier reads this.
-    purpose = headers.get("Sec-Purpose") or headers.get("Purpose")
-    if purpose:
-        data["props"] = {"purpose": purpose[:64]}
+    hints = request_hints(headers)
+    if hints:
+        data["hints"] = hints
     now = now_iso()
     return {
         "id": new_event_id(),

@@ -13,7 +13,7 @@ from aiohttp import web
 from services.ingest import metrics
 from services.ingest.keys import HOT
 from services.ingest.routes.common import error, request_hit
-from shared.contracts import HIT_OPEN_V1
+from shared.contracts import HIT_OPEN_V2
 from shared.ids import valid_email_id, valid_tenant
 from shared.publisher import Outcome
 
@@ -40,7 +40,7 @@ async def pixel(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         hot = request.app[HOT]
         outcome = await hot.publisher.submit(
-            request_hit(request, hot.settings, HIT_OPEN_V1, tenant, email_id)
+            request_hit(request, hot.settings, HIT_OPEN_V2, tenant, email_id)
         )
         _counted[outcome].inc()
     return web.Response(body=GIF, headers=HEADERS)

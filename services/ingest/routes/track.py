@@ -1,8 +1,8 @@
 """`POST /v1/track`: a JSON batch of hits from servers and SDKs.
 
 Body: `[{"type": "open"|"click", "tenant", "email_id", "ts"?, "url"?, "ua"?, "ip"?,
-"props"?, "id"?}]`. `id` (a UUID, sent with `ts`) makes a retry idempotent: the same id
-and ts are stored once.
+"props"?, "hints"?, "id"?}]` (`hints`: {purpose?, dnt?, gpc?}, as in hit v2).
+`id` (a UUID, sent with `ts`) makes a retry idempotent: the same id and ts are stored once.
 Too large or too many → 413. Every item is checked; valid ones are published even when
 others are not (400 lists the per-item errors, the counts say what was kept). The answer
 waits for the broker's confirm or the spool's fsync; with the broker away and the spool
@@ -25,8 +25,8 @@ from services.ingest.keys import BROKER, HOT, SPOOL
 from services.ingest.routes.click import target_problem
 from services.ingest.routes.common import error, json_response
 from shared.contracts import (
-    HIT_CLICK_V1,
-    HIT_OPEN_V1,
+    HIT_CLICK_V2,
+    HIT_OPEN_V2,
     ContractError,
     make_envelope,
     validate_envelope,
@@ -34,7 +34,7 @@ from shared.contracts import (
 from shared.ids import new_event_id
 from shared.publisher import Outcome
 
-KINDS = {"open": HIT_OPEN_V1, "click": HIT_CLICK_V1}
+KINDS = {"open": HIT_OPEN_V2, "click": HIT_CLICK_V2}
 _FUTURE_SKEW = timedelta(minutes=5)
 
 
@@ -66,6 +66,9 @@ def _timestamp(raw: Any, now: datetime, max_age: timedelta) -> datetime:
     return ts
 
 
+_FIELDS = {"type", "tenant", "email_id", "ts", "url", "ua", "ip", "props", "hints", "id"}
+
+
 def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
     """One request item → one envelope; raises ItemError/ContractError with the reason."""
     if not isinstance(item, dict):
@@ -74,7 +77,7 @@ def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
     kind = KINDS.get(raw_type) if isinstance(raw_type, str) else None
     if kind is None:
         raise ItemError("type must be 'open' or 'click'")
-    unknown = set(item) - {"type", "tenant", "email_id", "ts", "url", "ua", "ip", "props", "id"}
+    unknown = set(item) - _FIELDS
     if unknown:
         raise ItemError(f"unknown fields: {', '.join(sorted(unknown))}")
     event_id = item.get("id")
@@ -91,10 +94,10 @@ def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
         raise ItemError("ts is required when id is given")
     occurred = _timestamp(ts, now, max_age) if ts is not None else now
     data: dict[str, Any] = {"email_id": item.get("email_id")}
-    for key in ("ua", "ip", "props", "url"):
+    for key in ("ua", "ip", "props", "url", "hints"):
         if item.get(key) is not None:
             data[key] = item[key]
-    if kind == HIT_CLICK_V1:
+    if kind == HIT_CLICK_V2:
         url = item.get("url")
         problem = target_problem(url) if isinstance(url, str) else "url is required for a click"
         if problem:
