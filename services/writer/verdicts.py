@@ -23,7 +23,6 @@ The rules, in the order they are tried (the first that matches gives the reason)
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,33 +45,41 @@ BURST_LINKS = 2
 BURST_SECONDS = 1.0
 
 # Apple Mail Privacy Protection fetches images with exactly this user agent, from Apple's
-# network (AS714, 17.0.0.0/8).
+# network (AS714: 17.0.0.0/8; IPv6 2620:149::/32, 2a01:b740::/32).
 _MPP_UA = "Mozilla/5.0"
-_APPLE_NET = ipaddress.ip_network("17.0.0.0/8")
+_APPLE_V6 = (ipaddress.ip_network("2620:149::/32"), ipaddress.ip_network("2a01:b740::/32"))
 
-_IMAGE_PROXY = re.compile(
-    r"GoogleImageProxy|ggpht\.com"  # Gmail
-    r"|YahooMailProxy|Yahoo!? ?Mail ?Proxy"  # Yahoo Mail
-    r"|OutlookImageProxy|Outlook-?Web-?App|Microsoft-Exchange",  # Outlook.com / OWA proxies
-    re.IGNORECASE,
+# Needles are matched lowercased with `in` (C substring search, ~40x cheaper per hit than
+# one case-insensitive regex alternation; the writer classifies every stored hit).
+_IMAGE_PROXY = (
+    "googleimageproxy",  # Gmail
+    "ggpht.com",
+    "yahoomailproxy",  # Yahoo Mail
+    "yahoo mail proxy",
+    "outlookimageproxy",  # Outlook.com / OWA proxies
+    "outlookwebapp",
+    "microsoft-exchange",
 )
-
-_SCANNER = re.compile(
+_SCANNER = (
     # Mail security gateways and link checkers
-    r"Barracuda|Mimecast|Proofpoint|urldefense|MessageLabs|Symantec|Trend ?Micro|IronPort"
-    r"|FireEye|Forcepoint|Zscaler|Sophos|Bitdefender|Fortinet|FortiGuard|Check ?Point|SafeLinks"
+    "barracuda", "mimecast", "proofpoint", "urldefense", "messagelabs", "symantec",
+    "trendmicro", "trend micro", "ironport", "fireeye", "forcepoint", "zscaler", "sophos",
+    "bitdefender", "fortinet", "fortiguard", "checkpoint", "check point", "safelinks",
     # HTTP libraries and command-line clients
-    r"|python-requests|python-urllib|aiohttp|httpx|curl/|Wget|Go-http-client|Java/|okhttp"
-    r"|libwww-perl|node-fetch|axios"
+    "python-requests", "python-urllib", "aiohttp", "httpx", "curl/", "wget", "go-http-client",
+    "java/", "okhttp", "libwww-perl", "node-fetch", "axios",
     # Headless browsers and automation
-    r"|HeadlessChrome|PhantomJS|Puppeteer|Playwright|Selenium"
-    # Crawlers and link-preview bots
-    r"|bot\b|bot/|crawler|spider|facebookexternalhit|Slackbot|LinkedInBot|Twitterbot"
-    r"|Discordbot|WhatsApp|TelegramBot|SkypeUriPreview|preview",
-    re.IGNORECASE,
-)
+    "headlesschrome", "phantomjs", "puppeteer", "playwright", "selenium",
+    # Crawlers and link-preview bots ("bot" alone would also match e.g. "Cubot" phones)
+    "bot/", "bot;", "bot)", "bot ", "crawler", "spider", "facebookexternalhit", "slackbot",
+    "linkedinbot", "twitterbot", "discordbot", "whatsapp", "telegrambot", "skypeuripreview",
+    "preview",
+)  # fmt: skip
+_PREFETCH = ("prefetch", "prerender", "preview")
 
-_PREFETCH = re.compile(r"prefetch|prerender|preview", re.IGNORECASE)
+
+def _has(text: str, needles: tuple[str, ...]) -> bool:
+    return any(needle in text for needle in needles)
 
 
 def purpose_of(data: Mapping[str, Any]) -> str | None:
@@ -86,28 +93,32 @@ def purpose_of(data: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _from_apple(ip: str | None) -> bool:
-    if not ip:
+def _from_apple(ip: Any) -> bool:
+    if not isinstance(ip, str):
         return False
+    if ":" not in ip:  # contracts admit only dotted quads here
+        return ip.startswith("17.")
     try:
-        return ipaddress.ip_address(ip) in _APPLE_NET
+        address = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    return any(address in net for net in _APPLE_V6)
 
 
 def classify(kind: str, data: Mapping[str, Any]) -> tuple[str, str | None]:
     """(verdict, reason) of one hit from its own data; `kind` is 'open' or 'click'."""
     purpose = purpose_of(data)
-    if purpose and _PREFETCH.search(purpose):
+    if purpose and _has(purpose.lower(), _PREFETCH):
         return MACHINE, PREFETCH
     ua = data.get("ua")
     ua = ua.strip() if isinstance(ua, str) else ""
+    lowered = ua.lower()
     if kind == "open":
         if ua == _MPP_UA or _from_apple(data.get("ip")):
             return MACHINE, APPLE_MPP
-        if _IMAGE_PROXY.search(ua):
+        if _has(lowered, _IMAGE_PROXY):
             return MACHINE, IMAGE_PROXY
-    if not ua or _SCANNER.search(ua):
+    if not ua or lowered.endswith("bot") or _has(lowered, _SCANNER):
         return MACHINE, SCANNER
     return HUMAN, None
 

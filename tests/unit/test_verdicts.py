@@ -33,6 +33,8 @@ IPHONE_MAIL = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKi
         # Apple Mail Privacy Protection: the bare UA, or Apple's network
         ("open", {"ua": "Mozilla/5.0"}, ("machine", "apple_mpp")),
         ("open", {"ua": IPHONE_MAIL, "ip": "17.58.1.2"}, ("machine", "apple_mpp")),
+        ("open", {"ua": IPHONE_MAIL, "ip": "2620:149:a:1::5"}, ("machine", "apple_mpp")),
+        ("open", {"ua": IPHONE_MAIL, "ip": "170.1.2.3"}, ("human", None)),
         ("click", {"ua": CHROME, "ip": "17.58.1.2"}, ("human", None)),  # MPP only prefetches
         # image proxies
         (
@@ -50,6 +52,8 @@ IPHONE_MAIL = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKi
         ("open", {"ua": "Mozilla/5.0 HeadlessChrome/126.0"}, ("machine", "scanner")),
         ("click", {"ua": "Slackbot-LinkExpanding 1.0"}, ("machine", "scanner")),
         ("click", {"ua": "Mozilla/5.0 (compatible; bingbot/2.0)"}, ("machine", "scanner")),
+        ("click", {"ua": "SomeCheckerBot"}, ("machine", "scanner")),
+        ("open", {"ua": "Mozilla/5.0 (Linux; Android 12; CUBOT_X30) Mobile"}, ("human", None)),
         ("click", {}, ("machine", "scanner")),
         ("open", {"ua": "   "}, ("machine", "scanner")),
     ],
