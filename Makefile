@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint format unit integration bench migrate clean
+.PHONY: install run test lint format unit integration bench migrate clean up down
 
 # The virtualenv, rebuilt when pyproject.toml (the pinned dependencies) changes.
 $(STAMP): pyproject.toml
@@ -20,9 +20,19 @@ run: install
 	$(BIN)/python scripts/run.py
 
 ## make test: lint, then unit and integration tests against the real RabbitMQ and Postgres.
-## promtool (Debian package `prometheus`) checks the /metrics text in the tests.
+## Debian packages the tests use, installed in one apt-get when any is missing:
+## prometheus (promtool: /metrics text, rules, config), prometheus-alertmanager (alerting
+## tests), chromium (the api dashboard test).
 test: lint
-	command -v promtool >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus))
+	@missing=""; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "make test: installing$$missing (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
+	  || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing); \
+	fi
 	$(BIN)/python -m pytest
 
 lint: install
@@ -43,6 +53,22 @@ integration: install
 ## make bench: ingest vs a bare aiohttp app under wrk; results in bench/results/.
 bench: install
 	$(BIN)/python scripts/bench.py
+
+## make up / make down: everything in Docker Compose (infra/compose.yaml, docs/deploy.md).
+COMPOSE := docker compose -f infra/compose.yaml
+DOCKER_CHECK = docker compose version >/dev/null 2>&1 || { \
+	  echo "make $@: needs Docker with the compose plugin ('docker compose version' failed); without Docker, 'make run' runs Belfry on this machine"; exit 1; }; \
+	docker info >/dev/null 2>&1 || { \
+	  echo "make $@: the Docker daemon is not reachable ('docker info' failed): start it, or use 'make run'"; exit 1; }
+
+up:
+	@$(DOCKER_CHECK)
+	$(COMPOSE) up -d --build --wait
+	@echo "Belfry is up: http://127.0.0.1:8000 (pixel/click/api), Grafana http://127.0.0.1:3000, Jaeger http://127.0.0.1:16686, RabbitMQ http://127.0.0.1:15672, Mailpit http://127.0.0.1:8025"
+
+down:
+	@$(DOCKER_CHECK)
+	$(COMPOSE) down
 
 migrate: install
 	$(BIN)/python -m shared.db migrate
