@@ -13,7 +13,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import orjson
@@ -102,9 +101,8 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def _unauthorized(reason: str) -> web.HTTPUnauthorized:
-    body: Any = orjson.dumps({"error": reason})
     return web.HTTPUnauthorized(
-        body=body,
+        text=orjson.dumps({"error": reason}).decode(),
         content_type="application/json",
         headers={"WWW-Authenticate": 'Bearer realm="belfry"'},
     )
