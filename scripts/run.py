@@ -73,6 +73,7 @@ class Service:
 SERVICES: tuple[Service, ...] = (
     Service("ingest", 8080),
     Service("writer", 8081),
+    Service("alerting", 8082),
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -586,6 +587,8 @@ async def supervise(config: Config) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     env = dict(os.environ, CLICK_SIGNING_KEYS=config.signing_keys, PYTHONUNBUFFERED="1")
+    # Belfry watches itself from the first run: the default rule pack (tenant `belfry`).
+    env.setdefault("ALERTING_RULES_FILE", str(REPO / "infra" / "alerting" / "rules.yaml"))
     label = labels(color=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     children: list[Child] = []
     code = 1

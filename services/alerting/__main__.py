@@ -1,0 +1,112 @@
+"""`python -m services.alerting [serve | migrate | rules load FILE | rules check FILE]`.
+
+The only place that reads the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import asyncpg
+
+from services.alerting.app import create_app
+from services.alerting.files import FileError, load_channels_file, load_rules_file
+from services.alerting.keys import AlertingDeps
+from services.alerting.settings import AlertingSettings
+from services.alerting.store import upsert_rule
+from shared.db.migrate import MigrationError, migrate_url
+from shared.jsonlog import setup_logging
+from shared.serve import run, serve
+from shared.settings import SettingsError
+from shared.telemetry import build_tracer_provider
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.alerting")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="evaluate rules and serve the API (default)")
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    rules = sub.add_parser("rules", help="rule files: check one, or load it into the database")
+    rules.add_argument("action", choices=["load", "check"])
+    rules.add_argument("file")
+    return parser
+
+
+async def _load(database_url: str, path: str) -> int:
+    rules = load_rules_file(path)
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        async with conn.transaction():
+            for rule in rules:
+                await upsert_rule(conn, rule, source="file")
+    finally:
+        await conn.close()
+    return len(rules)
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "rules" and args.action == "check":
+        try:
+            rules = load_rules_file(args.file)
+        except FileError as exc:
+            print(f"alerting: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.file}: {len(rules)} valid rule(s)")
+        return 0
+    try:
+        settings = AlertingSettings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"alerting: configuration error: {exc}", file=sys.stderr)
+        return 2
+    common = settings.common
+    if args.command == "migrate":
+        try:
+            applied = asyncio.run(migrate_url(common.database_url))
+        except (MigrationError, OSError) as exc:
+            print(f"alerting: migrate failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"applied migrations {applied}" if applied else "database is up to date")
+        return 0
+    if args.command == "rules":
+        try:
+            count = asyncio.run(_load(common.database_url, args.file))
+        except FileError as exc:
+            print(f"alerting: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, asyncpg.PostgresError) as exc:
+            print(f"alerting: rules load failed: {exc}", file=sys.stderr)
+            return 1
+        print(
+            f"loaded {count} rule(s) from {args.file} (a running service picks them up on restart)"
+        )
+        return 0
+    # Fail fast on a bad file, before anything starts.
+    try:
+        if settings.rules_file:
+            load_rules_file(settings.rules_file)
+        if settings.channels_file:
+            load_channels_file(settings.channels_file)
+    except FileError as exc:
+        print(f"alerting: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging("alerting", common.log_level)
+    try:
+        provider = build_tracer_provider("alerting", common.version, common.environment, os.environ)
+    except SettingsError as exc:
+        print(f"alerting: configuration error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, AlertingDeps(tracer_provider=provider))
+    try:
+        run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))
+    finally:
+        if provider is not None:
+            provider.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,207 @@
+"""Composition root of the alerting service: `create_app(settings, deps=None)`.
+
+Cleanup contexts, in order: the database (migrations, the rule and channel files), the
+core (broker connection, metric consumer, evaluation ticks, outbox relay, self-reports),
+then notification delivery (`setup_notify`, last). Shutdown runs them backwards: delivery
+stops, the consumer stops taking messages, a last relay pass publishes what is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractChannel
+from aiohttp import web
+
+from services.alerting import store
+from services.alerting.consumer import MetricConsumer
+from services.alerting.evaluator import AlertEngine
+from services.alerting.files import load_channels_file, load_rules_file
+from services.alerting.hub import TransitionHub
+from services.alerting.keys import (
+    BROKER,
+    CONSUMER,
+    DATABASE,
+    DEPS,
+    ENGINE,
+    HEALTH,
+    HUB,
+    RELAY,
+    SETTINGS,
+    AlertingDeps,
+)
+from services.alerting.notify import failure_figures, setup_notify
+from services.alerting.outbox import OutboxRelay
+from services.alerting.routes import add_routes
+from services.alerting.settings import AlertingSettings
+from shared.broker import Broker
+from shared.db import Database, apply_migrations
+from shared.httpobs import HTTP_STATS, add_observability
+from shared.probes import Health, add_probe_routes
+from shared.selfreport import MetricReporter, broker_channel, broker_exchange, queue_depth
+from shared.telemetry import tracer_for
+from shared.topology import Topology, declare
+
+log = logging.getLogger("belfry.alerting")
+
+
+async def prepare(app: web.Application) -> None:
+    """Migrations, then the rule and channel files into the database."""
+    settings = app[SETTINGS]
+    pool = await app[DATABASE].pool()
+    async with pool.acquire() as conn:
+        if settings.migrate_on_start:
+            await apply_migrations(conn)
+        if settings.rules_file:
+            for rule in load_rules_file(settings.rules_file):
+                await store.upsert_rule(conn, rule, source="file")
+        if settings.channels_file:
+            for ch in load_channels_file(settings.channels_file):
+                await conn.execute(
+                    """INSERT INTO alert_channels (tenant_id, name, type, config, enabled)
+                       VALUES ($1, $2, $3, $4, $5)
+                       ON CONFLICT (tenant_id, name) DO UPDATE SET type = EXCLUDED.type,
+                           config = EXCLUDED.config, enabled = EXCLUDED.enabled,
+                           updated_at = now()""",
+                    ch.tenant,
+                    ch.name,
+                    ch.type,
+                    store.dumps(ch.config),
+                    ch.enabled,
+                )
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].common.database_url)
+    app[DATABASE] = db
+    app[HEALTH].add_check("database", db.check)
+    # Once now, so notify (next context) finds its tables; if Postgres is away the
+    # engine's start-up loop retries.
+    try:
+        await asyncio.wait_for(prepare(app), 15)
+        app[_PREPARED] = True
+    except Exception as exc:
+        log.warning("database not prepared at start-up", extra={"error": str(exc)[:300]})
+    yield
+    await db.close()
+
+
+_PREPARED = web.AppKey("alerting_prepared", bool)
+
+
+async def _start_engine(app: web.Application, engine: AlertEngine, interval: float) -> None:
+    """Prepare (if the database was away), load, then tick every `interval` seconds."""
+    delay = 0.5
+    while not app.get(_PREPARED, False) or not engine.loaded:
+        try:
+            if not app.get(_PREPARED, False):
+                await prepare(app)
+                app[_PREPARED] = True
+            await engine.load()
+        except Exception as exc:
+            engine.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            log.warning(
+                "alerting start-up waits for the database", extra={"error": engine.last_error}
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+    engine.start(interval)
+
+
+async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, deps = app[SETTINGS], app[DEPS]
+    tracer = tracer_for(deps.tracer_provider)
+    topo = Topology(settings.common.prefix)
+    db = app[DATABASE]
+    broker = Broker(settings.common.amqp_url, "belfry-alerting")
+    relay = OutboxRelay(
+        db, broker, topo, interval=settings.outbox_interval, tracer=tracer, clock=deps.clock
+    )
+    engine = AlertEngine(
+        db,
+        clock=deps.clock,
+        group_wait=settings.group_wait,
+        external_url=settings.external_url,
+        hub=app[HUB],
+        tracer=tracer,
+        on_outbox=relay.wake,
+    )
+    consumer = MetricConsumer(engine, topo, tracer)
+    spec = topo.spec()
+    tags: dict[str, str] = {}
+
+    async def on_connect(channel: AbstractChannel) -> None:
+        exchanges, queues = await declare(channel, spec.part(topo.alerting_queue))
+        await declare(channel, spec.part(f"{topo.notify_exchange}."))
+        consumer.dead_letters = exchanges[topo.dead_letter_exchange]
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        tags["metrics"] = await queues[topo.alerting_queue].consume(consumer.on_message)
+
+    broker.on_connect(on_connect)
+    broker.on_available(relay.wake)
+
+    async def engine_check() -> str | None:
+        return None if engine.loaded else f"rules not loaded: {engine.last_error}"
+
+    health = app[HEALTH]
+    health.add_check("broker", broker.check)
+    health.add_check("engine", engine_check)
+    app[BROKER], app[RELAY], app[ENGINE], app[CONSUMER] = broker, relay, engine, consumer
+    reporter = MetricReporter(
+        "alerting",
+        broker_exchange(broker, topo.metrics_exchange),
+        stats=app[HTTP_STATS],
+        collectors=[
+            queue_depth(broker_channel(broker), (topo.alerting_queue, topo.alerting_dlq)),
+            failure_figures,  # notify's belfry_notifications_failed
+        ],
+        interval=settings.common.metrics_interval,
+    )
+    starting = asyncio.create_task(_start_engine(app, engine, settings.eval_interval))
+    await broker.start()
+    relay.start()
+    reporter.start()
+    try:
+        yield
+    finally:
+        await reporter.stop()
+        channel = broker.channel
+        if channel is not None and not channel.is_closed and "metrics" in tags:
+            with contextlib.suppress(Exception):
+                queue = await channel.get_queue(topo.alerting_queue, ensure=False)
+                await queue.cancel(tags["metrics"])
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+        await engine.stop()
+        await relay.stop()  # a last pass: committed notifications go out
+        await broker.stop()
+
+
+def create_app(settings: AlertingSettings, deps: AlertingDeps | None = None) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[DEPS] = deps = deps or AlertingDeps()
+    add_observability(
+        app,
+        "alerting",
+        tracer_for(deps.tracer_provider),
+        settings.common.access_log_sample,
+        settings.common.truncate_ips,
+    )
+    add_probe_routes(app, Health("alerting", settings.common.version))
+    hub = TransitionHub()
+    app[HUB] = hub
+
+    async def close_streams(app: web.Application) -> None:
+        hub.close()
+
+    app.on_shutdown.append(close_streams)
+    app.cleanup_ctx.append(_database_ctx)
+    app.cleanup_ctx.append(_core_ctx)
+    add_routes(app)
+    setup_notify(app)
+    return app

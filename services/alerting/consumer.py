@@ -1,0 +1,140 @@
+"""The thin adapter between the metrics queue and the engine's sample windows.
+
+A message is a `batch.v1` array of `metric.v1` envelopes. Each valid event becomes a
+sample (tenant = the envelope's tenant, time = its occurred_at, never later than now);
+the message is acked once its samples are in the windows. A body that isn't a JSON array
+is dead-lettered whole, each bad event alone (with `x-belfry-reason`), so one bad event
+never costs the batch. Samples live in memory: after a restart the windows refill, and
+alert state, which is what must survive, is in Postgres.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from services.alerting import metrics
+from services.alerting.evaluator import AlertEngine
+from shared.contracts import BATCH_V1, METRIC_V1, ContractError, decode_batch, validate_envelope
+from shared.topology import Topology
+from shared.tracing import links_to, messaging_attributes, traceparent
+
+log = logging.getLogger("belfry.alerting.consumer")
+
+
+class MetricConsumer:
+    def __init__(
+        self, engine: AlertEngine, topo: Topology, tracer: trace.Tracer | None = None
+    ) -> None:
+        self.engine = engine
+        self.topo = topo
+        self.tracer = tracer
+        self.dead_letters: AbstractExchange | None = None
+        self.messages = 0
+        self.samples = 0
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            if self.tracer is None:
+                await self._handle(message, None)
+            else:
+                await self._traced(message)
+            await message.ack()
+        except Exception as exc:
+            # A bug, or a dead-letter publish that failed: let the broker dead-letter the
+            # message (queue DLX) rather than hold it unacked; if the channel is gone,
+            # the broker redelivers it anyway.
+            log.warning("metric message not processed", extra={"error": str(exc)[:300]})
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=False)
+        self.messages += 1
+
+    async def _traced(self, message: AbstractIncomingMessage) -> None:
+        assert self.tracer is not None
+        try:
+            items = orjson.loads(message.body)
+        except orjson.JSONDecodeError:
+            items = []
+        carriers: list[Any] = [dict(message.headers or {})]
+        if isinstance(items, list):
+            carriers += [i.get("trace") for i in items if isinstance(i, dict)]
+        attributes = messaging_attributes(
+            self.topo.metrics_exchange,
+            message.routing_key or "",
+            "process",
+            len(items) if isinstance(items, list) else 0,
+            queue=self.topo.alerting_queue,
+        )
+        with self.tracer.start_as_current_span(
+            f"process {self.topo.alerting_queue}",
+            kind=SpanKind.CONSUMER,
+            links=links_to(c if isinstance(c, dict) else None for c in carriers),
+            attributes=attributes,
+        ) as span:
+            ctx = span.get_span_context()
+            await self._handle(message, {"traceparent": traceparent(ctx)} if ctx.is_valid else None)
+
+    async def _handle(
+        self, message: AbstractIncomingMessage, carrier: dict[str, str] | None
+    ) -> None:
+        try:
+            items = decode_batch(message.body)
+        except ContractError as exc:
+            await self._dead_letter(message.body, str(exc), "decode", message)
+            return
+        for item in items:
+            try:
+                envelope = validate_envelope(item)
+                if envelope.type != METRIC_V1:
+                    raise ContractError(f"{envelope.type} is not a metric event")
+            except ContractError as exc:
+                await self._dead_letter(orjson.dumps([item]), str(exc), "validate", message)
+                continue
+            data = envelope.data
+            kept = self.engine.observe(
+                envelope.tenant,
+                data["name"],
+                data.get("labels") or {},
+                envelope.occurred_at,
+                float(data["value"]),
+                carrier,
+            )
+            metrics.SAMPLES.labels("kept" if kept else "ignored").inc()
+            self.samples += 1
+
+    async def _dead_letter(
+        self, body: bytes, reason: str, stage: str, source: AbstractIncomingMessage
+    ) -> None:
+        if self.dead_letters is None:
+            raise ConnectionError("dead-letter exchange not declared")
+        headers: dict[str, Any] = {
+            "x-belfry-reason": reason[:500],
+            "x-belfry-stage": stage,
+            "x-belfry-source-queue": self.topo.alerting_queue,
+            "x-belfry-failed-at": datetime.now(UTC).isoformat(),
+        }
+        if source.message_id:
+            headers["x-belfry-original-message-id"] = source.message_id
+        await self.dead_letters.publish(
+            aio_pika.Message(
+                body,
+                content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                type=BATCH_V1,
+                headers=headers,
+            ),
+            self.topo.ALERTING_DLQ_KEY,
+        )
+        metrics.DEAD_LETTERED.labels(stage).inc()
+        log.warning(
+            "dead-lettered",
+            extra={"reason": reason[:300], "stage": stage, "queue": self.topo.alerting_dlq},
+        )

@@ -1,0 +1,268 @@
+"""The alert state machine, pure: (alert, rule, observation, now) → new alert + changes.
+
+States: inactive → pending (condition holds, waiting `for`) → firing → resolved, plus
+acknowledged (firing, a human is on it: no repeats) and silenced (firing, but a silence
+matches: no notifications). `announced` records that a `firing` notification went out and
+no `resolved` yet, so a `resolved` is sent exactly for alerts that were announced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from services.alerting.rules.model import Rule, compare
+
+INACTIVE, PENDING, FIRING, ACKNOWLEDGED, SILENCED, RESOLVED = (
+    "inactive",
+    "pending",
+    "firing",
+    "acknowledged",
+    "silenced",
+    "resolved",
+)
+STATES = (INACTIVE, PENDING, FIRING, ACKNOWLEDGED, SILENCED, RESOLVED)
+SEVERITIES_FOR_METRICS = ("info", "warning", "critical")
+# States in which the alert counts as firing (hysteresis, keep_firing_for, resolve).
+ACTIVE = (FIRING, ACKNOWLEDGED, SILENCED)
+
+
+class StateError(ValueError):
+    """An action that the alert's state does not allow (API: 409)."""
+
+
+@dataclass
+class Alert:
+    fingerprint: str
+    rule_id: str
+    tenant: str
+    labels: dict[str, str]
+    severity: str
+    state: str = INACTIVE
+    value: float | None = None
+    pending_since: datetime | None = None
+    fired_at: datetime | None = None
+    resolved_at: datetime | None = None
+    last_breach_at: datetime | None = None
+    last_notified_at: datetime | None = None
+    announced: bool = False
+    no_data: bool = False
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    silence_id: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
+    # In memory only: when a sample of the series was last seen (engine start for alerts
+    # loaded from the database), for no-data detection.
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change (or a repeat notification: from_state == to_state == firing)."""
+
+    alert: Alert  # the alert after the change
+    from_state: str
+    to_state: str
+    at: datetime
+    reason: str
+    notify: str | None = None  # "firing" | "resolved": a notification item is due
+    fired_at: datetime | None = None
+    actor: str | None = None
+    trace: dict[str, str] | None = None
+
+    @property
+    def is_transition(self) -> bool:
+        return self.from_state != self.to_state
+
+    def describe(self) -> dict[str, Any]:
+        a = self.alert
+        return {
+            "fingerprint": a.fingerprint,
+            "rule_id": a.rule_id,
+            "from": self.from_state,
+            "to": self.to_state,
+            "at": self.at.isoformat(),
+            "reason": self.reason,
+            "value": a.value,
+            "labels": a.labels,
+            "severity": a.severity,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What the window says about one series at `now`: a value, or none; `stale` when
+    there were no samples for the rule's no-data period."""
+
+    value: float | None
+    stale: bool = False
+
+
+class _Step:
+    def __init__(self, alert: Alert, now: datetime) -> None:
+        self.alert = replace(alert, labels=dict(alert.labels), annotations=dict(alert.annotations))
+        self.now = now
+        self.changes: list[Change] = []
+
+    def move(
+        self,
+        to: str,
+        reason: str,
+        notify: str | None = None,
+        fired_at: datetime | None = None,
+        actor: str | None = None,
+    ) -> None:
+        a = self.alert
+        if notify is not None:
+            a.last_notified_at = self.now
+        self.changes.append(Change(a, a.state, to, self.now, reason, notify, fired_at, actor))
+        a.state = to
+
+    def fire(self, reason: str, silence_id: str | None) -> None:
+        a = self.alert
+        a.fired_at = self.now
+        a.resolved_at = None
+        a.acknowledged_by = a.acknowledged_at = None
+        if silence_id is not None:
+            a.silence_id = silence_id
+            self.move(SILENCED, f"{reason}; silenced")
+        else:
+            a.announced = True
+            self.move(FIRING, reason, notify="firing")
+
+    def resolve(self, reason: str, actor: str | None = None) -> None:
+        a = self.alert
+        notify = "resolved" if a.announced else None
+        fired_at = a.fired_at
+        a.announced = False
+        a.resolved_at = self.now
+        a.pending_since = None
+        a.silence_id = None
+        a.no_data = False
+        self.move(RESOLVED, reason, notify=notify, fired_at=fired_at, actor=actor)
+
+
+def _breach(alert: Alert, rule: Rule, obs: Observation) -> bool | None:
+    """True/False, or None when nothing should change (no data yet, or mode keep)."""
+    if obs.value is None:
+        if not obs.stale or rule.no_data == "keep":
+            return None
+        return rule.no_data == "alert"
+    threshold = rule.threshold
+    if alert.state in ACTIVE and rule.clear_threshold is not None:
+        threshold = rule.clear_threshold
+    return compare(obs.value, rule.op, threshold)
+
+
+def evaluate(
+    alert: Alert,
+    rule: Rule,
+    obs: Observation,
+    now: datetime,
+    silence_id: str | None = None,
+) -> tuple[Alert, list[Change]]:
+    """One evaluation of one alert. Returns the alert after it and what changed."""
+    step = _Step(alert, now)
+    a = step.alert
+    if obs.value is not None:
+        a.value = obs.value
+    breach = _breach(alert, rule, obs)
+    if breach is not None:
+        a.no_data = breach and obs.value is None
+        reason = "no data" if a.no_data else f"{rule.condition} (value {a.value})"
+        if breach:
+            a.last_breach_at = now
+            if a.state in (INACTIVE, RESOLVED):
+                a.pending_since = now
+                if rule.for_ <= 0:
+                    step.fire(reason, silence_id)
+                else:
+                    step.move(PENDING, reason)
+            elif a.state == PENDING:
+                if a.pending_since is None or (now - a.pending_since).total_seconds() >= rule.for_:
+                    step.fire(reason, silence_id)
+            elif (
+                a.state == FIRING
+                and a.announced
+                and rule.repeat_interval > 0
+                and a.last_notified_at is not None
+                and (now - a.last_notified_at).total_seconds() >= rule.repeat_interval
+            ):
+                step.move(FIRING, "repeat", notify="firing")
+        elif a.state == PENDING:
+            a.pending_since = None
+            step.move(INACTIVE, "condition no longer holds")
+        elif a.state in ACTIVE:
+            held = (now - a.last_breach_at).total_seconds() if a.last_breach_at else None
+            if held is None or held >= rule.keep_firing_for:
+                step.resolve("no data" if obs.value is None else "condition no longer holds")
+    # Silences apply to firing alerts; an acknowledged alert stays acknowledged.
+    if a.state == FIRING and silence_id is not None:
+        a.silence_id = silence_id
+        step.move(SILENCED, "silenced")
+    elif a.state == SILENCED and silence_id is None:
+        a.silence_id = None
+        if a.announced:
+            step.move(FIRING, "silence ended")
+        else:
+            a.announced = True
+            step.move(FIRING, "silence ended", notify="firing")
+    elif a.state == SILENCED:
+        a.silence_id = silence_id
+    return a, step.changes
+
+
+def acknowledge(alert: Alert, now: datetime, actor: str) -> tuple[Alert, list[Change]]:
+    """firing → acknowledged (repeats stop); idempotent on an acknowledged alert."""
+    if alert.state == ACKNOWLEDGED:
+        return alert, []
+    if alert.state != FIRING:
+        raise StateError(f"only a firing alert can be acknowledged (this one is {alert.state})")
+    step = _Step(alert, now)
+    step.alert.acknowledged_by = actor
+    step.alert.acknowledged_at = now
+    step.move(ACKNOWLEDGED, "acknowledged", actor=actor)
+    return step.alert, step.changes
+
+
+def resolve_manually(alert: Alert, now: datetime, actor: str) -> tuple[Alert, list[Change]]:
+    """Any pending or firing-like alert → resolved (a `resolved` goes out if it was
+    announced); idempotent on resolved and inactive alerts."""
+    if alert.state in (RESOLVED, INACTIVE):
+        return alert, []
+    step = _Step(alert, now)
+    step.resolve("resolved by hand", actor=actor)
+    step.alert.last_breach_at = None
+    return step.alert, step.changes
+
+
+def notification_alert(alert: Alert, rule: Rule, status: str, external_url: str) -> dict[str, Any]:
+    """The alert as the `alert.notification.v1` contract carries it."""
+    from services.alerting.rules.template import render
+
+    labels = {"alertname": rule.name, "severity": rule.severity, **rule.labels, **alert.labels}
+    annotations = {
+        key: render(
+            text,
+            value=None if alert.no_data else alert.value,
+            labels=labels,
+            threshold=rule.threshold,
+            rule=rule.name,
+            severity=rule.severity,
+        )
+        for key, text in rule.annotations.items()
+    }
+    starts = alert.fired_at or alert.pending_since
+    ends = alert.resolved_at if status == "resolved" else None
+    return {
+        "fingerprint": alert.fingerprint,
+        "status": status,
+        "labels": labels,
+        "annotations": annotations,
+        "starts_at": (starts or ends or datetime.now().astimezone()).isoformat(),
+        "ends_at": ends.isoformat() if ends else None,
+        "generator_url": f"{external_url.rstrip('/')}/api/v1/alerts/{alert.fingerprint}",
+        "value": None if alert.no_data else alert.value,
+        "severity": rule.severity,
+    }

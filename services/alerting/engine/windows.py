@@ -1,0 +1,153 @@
+"""Sliding windows of metric samples, per series, and the aggregations over them.
+
+A series is one (tenant, metric name, label set). Only metrics some rule watches are kept,
+each for the longest window a rule needs, so memory follows the rules, not the traffic.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+LabelKey = tuple[tuple[str, str], ...]
+
+
+def label_key(labels: Mapping[str, str]) -> LabelKey:
+    return tuple(sorted(labels.items()))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (the value below which q of the samples lie)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _rate(points: list[tuple[float, float]]) -> float | None:
+    """Per-second increase of a counter over the window; a drop counts as a reset."""
+    if len(points) < 2:
+        return None
+    elapsed = points[-1][0] - points[0][0]
+    if elapsed <= 0:
+        return None
+    increase = 0.0
+    for (_, before), (_, after) in itertools.pairwise(points):
+        increase += after - before if after >= before else after
+    return increase / elapsed
+
+
+def aggregate(name: str, points: list[tuple[float, float]]) -> float | None:
+    """The aggregation `name` of (timestamp, value) points in time order; None = no data."""
+    if not points:
+        return None
+    values = [v for _, v in points]
+    if name == "avg":
+        return sum(values) / len(values)
+    if name == "min":
+        return min(values)
+    if name == "max":
+        return max(values)
+    if name == "sum":
+        return sum(values)
+    if name == "count":
+        return float(len(values))
+    if name == "last":
+        return values[-1]
+    if name == "rate":
+        return _rate(points)
+    if name in ("p50", "p95", "p99"):
+        return _percentile(values, int(name[1:]) / 100)
+    raise ValueError(f"unknown aggregation {name!r}")
+
+
+@dataclass
+class Series:
+    labels: dict[str, str]
+    # (epoch seconds, value), in time order.
+    points: deque[tuple[float, float]] = field(default_factory=deque)
+    last_seen: float = 0.0
+    # traceparent carrier of the consumer span that brought the latest sample.
+    trace: dict[str, str] | None = None
+
+    def add(self, at: float, value: float) -> None:
+        if not self.points or at >= self.points[-1][0]:
+            self.points.append((at, value))
+        else:  # late sample: keep time order
+            items = list(self.points)
+            bisect.insort(items, (at, value))
+            self.points = deque(items)
+        self.last_seen = max(self.last_seen, at)
+
+    def prune(self, before: float) -> None:
+        while self.points and self.points[0][0] < before:
+            self.points.popleft()
+
+    def window(self, start: float, end: float) -> list[tuple[float, float]]:
+        return [p for p in self.points if start < p[0] <= end]
+
+
+class SampleStore:
+    """Every watched series' recent samples. `watch()` says which metrics to keep and for
+    how long; everything else is dropped on arrival."""
+
+    def __init__(self, max_series_per_metric: int = 10_000) -> None:
+        self._retention: dict[tuple[str, str], float] = {}
+        self._series: dict[tuple[str, str], dict[LabelKey, Series]] = {}
+        self.max_series = max_series_per_metric
+        self.dropped_series = 0
+
+    def watch(self, retention: Mapping[tuple[str, str], float]) -> None:
+        """(tenant, metric) → seconds to keep; series of metrics no longer watched go."""
+        self._retention = dict(retention)
+        for key in list(self._series):
+            if key not in self._retention:
+                del self._series[key]
+
+    def watched(self, tenant: str, metric: str) -> bool:
+        return (tenant, metric) in self._retention
+
+    def add(
+        self,
+        tenant: str,
+        metric: str,
+        labels: Mapping[str, str],
+        at: datetime,
+        value: float,
+        trace: dict[str, str] | None = None,
+    ) -> bool:
+        """Record one sample; False when nobody watches the metric (or too many series)."""
+        key = (tenant, metric)
+        retention = self._retention.get(key)
+        if retention is None or not math.isfinite(value):
+            return False
+        by_labels = self._series.setdefault(key, {})
+        lk = label_key(labels)
+        series = by_labels.get(lk)
+        if series is None:
+            if len(by_labels) >= self.max_series:
+                self.dropped_series += 1
+                return False
+            series = by_labels[lk] = Series(dict(labels))
+        ts = at.timestamp()
+        series.add(ts, value)
+        series.prune(series.last_seen - retention)
+        if trace:
+            series.trace = trace
+        return True
+
+    def series(self, tenant: str, metric: str) -> Iterator[Series]:
+        yield from self._series.get((tenant, metric), {}).values()
+
+    def find(self, tenant: str, metric: str, labels: Mapping[str, str]) -> Series | None:
+        return self._series.get((tenant, metric), {}).get(label_key(labels))
+
+    def forget_older_than(self, cutoff: float) -> None:
+        """Drop series not seen since `cutoff` (their alerts keep their own last state)."""
+        for by_labels in self._series.values():
+            for lk in [k for k, s in by_labels.items() if s.last_seen < cutoff]:
+                del by_labels[lk]

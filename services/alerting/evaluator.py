@@ -1,0 +1,402 @@
+"""The alert engine at run time: rules, alerts and sample windows in memory, evaluated on
+each tick of the injectable clock, with every state change committed to Postgres (with its
+outbox items) before memory, SSE subscribers and metrics see it.
+
+One lock serialises ticks, API actions (ack, resolve) and rule changes, so an alert never
+changes twice at once. Only one alerting process should evaluate a database's rules (the
+state in memory is the writer's cache of the alerts table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import Link, NonRecordingSpan
+
+from services.alerting import metrics
+from services.alerting.engine.observe import observe
+from services.alerting.engine.state import (
+    ACTIVE,
+    PENDING,
+    SEVERITIES_FOR_METRICS,
+    STATES,
+    Alert,
+    Change,
+    acknowledge,
+    evaluate,
+    notification_alert,
+    resolve_manually,
+)
+from services.alerting.engine.windows import SampleStore
+from services.alerting.hub import TransitionHub
+from services.alerting.outbox import group_due
+from services.alerting.rules.model import Matcher, Rule
+from services.alerting.store import (
+    OutboxItem,
+    active_silences,
+    load_alerts,
+    load_rules,
+    save_evaluation,
+)
+from shared.db import Database
+from shared.tracing import span_context_of, traceparent
+
+log = logging.getLogger("belfry.alerting.engine")
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Pending:
+    before: Alert | None
+    after: Alert
+    changes: list[Change]
+    rule: Rule
+    trace: dict[str, str] | None = None
+
+
+def silence_for(
+    silences: Iterable[Mapping[str, Any]], tenant: str, labels: Mapping[str, str]
+) -> str | None:
+    """The first active silence of `tenant` whose matchers all match `labels`."""
+    for silence in silences:
+        if silence["tenant"] != tenant:
+            continue
+        matchers = [Matcher(m["label"], m["op"], m["value"]) for m in silence["matchers"]]
+        if all(m.matches(labels) for m in matchers):
+            return str(silence["id"])
+    return None
+
+
+def full_labels(rule: Rule, alert: Alert) -> dict[str, str]:
+    return {"alertname": rule.name, "severity": rule.severity, **rule.labels, **alert.labels}
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        clock: Callable[[], datetime],
+        group_wait: float,
+        external_url: str,
+        hub: TransitionHub | None = None,
+        tracer: trace.Tracer | None = None,
+        on_outbox: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.group_wait = group_wait
+        self.external_url = external_url
+        self.hub = hub or TransitionHub()
+        self.tracer = tracer
+        self.on_outbox = on_outbox
+        self.rules: dict[str, Rule] = {}
+        self.alerts: dict[str, Alert] = {}
+        self.samples = SampleStore()
+        self.lock = asyncio.Lock()
+        self.loaded = False
+        self.ticks = 0
+        self.last_error: str | None = "not loaded yet"
+        self._task: asyncio.Task[None] | None = None
+
+    # --- loading -------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Rules and alerts from the database (start-up, or after it was away)."""
+        async with self.lock:
+            await self._load()
+
+    async def _load(self) -> None:
+        pool = await self.db.pool()
+        rules = await load_rules(pool)
+        alerts = await load_alerts(pool)
+        started = self.clock().timestamp()
+        self.rules = {r.id: r for r in rules}
+        for alert in alerts:
+            # No-data counts from now: samples seen before the restart are gone.
+            alert.last_seen = started
+        self.alerts = {a.fingerprint: a for a in alerts}
+        self._watch()
+        self.loaded = True
+        self.last_error = None
+        self._update_gauge()
+        log.info("rules loaded", extra={"rules": len(rules), "alerts": len(alerts)})
+
+    def _watch(self) -> None:
+        retention: dict[tuple[str, str], float] = {}
+        for rule in self.rules.values():
+            if rule.enabled:
+                key = (rule.tenant, rule.metric)
+                retention[key] = max(retention.get(key, 0.0), rule.window)
+        self.samples.watch(retention)
+
+    # --- samples -------------------------------------------------------------------
+
+    def observe(
+        self,
+        tenant: str,
+        metric: str,
+        labels: Mapping[str, str],
+        at: datetime,
+        value: float,
+        trace_carrier: dict[str, str] | None = None,
+    ) -> bool:
+        now = self.clock()
+        return self.samples.add(tenant, metric, labels, min(at, now), value, trace_carrier)
+
+    # --- the tick ------------------------------------------------------------------
+
+    def start(self, interval: float) -> None:
+        self._task = asyncio.create_task(self._run(interval), name="alerting-ticks")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self, interval: float) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception as exc:  # database away: state stays as committed; retry
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("evaluation failed", extra={"error": self.last_error})
+            await asyncio.sleep(interval)
+
+    async def tick(self) -> list[Change]:
+        """Evaluate every enabled rule at the clock's now; commit; group due outbox items."""
+        with metrics.TICK_SECONDS.time():
+            async with self.lock:
+                if not self.loaded:
+                    await self._load()
+                if self.tracer is None:
+                    changes = await self._tick()
+                else:
+                    with self.tracer.start_as_current_span(
+                        "evaluate rules", attributes={"belfry.rules": len(self.rules)}
+                    ):
+                        changes = await self._tick()
+                await self._group()
+        self.ticks += 1
+        self.last_error = None
+        return changes
+
+    async def _tick(self) -> list[Change]:
+        now = self.clock()
+        pool = await self.db.pool()
+        silences = await active_silences(pool, now)
+        by_rule: dict[str, dict[str, Alert]] = {}
+        for alert in self.alerts.values():
+            by_rule.setdefault(alert.rule_id, {})[alert.fingerprint] = alert
+        work: list[_Pending] = []
+        for rule in self.rules.values():
+            if not rule.enabled:
+                continue
+            metrics.EVALUATIONS.inc()
+            for seen in observe(rule, self.samples, by_rule.get(rule.id, {}), now):
+                current = self.alerts.get(seen.fingerprint)
+                base = current or Alert(
+                    seen.fingerprint, rule.id, rule.tenant, dict(seen.labels), rule.severity
+                )
+                base.last_seen = seen.last_seen
+                silence = silence_for(silences, rule.tenant, full_labels(rule, base))
+                after, changes = evaluate(base, rule, seen.observation, now, silence)
+                after.severity = rule.severity
+                if current is None or changes or current.severity != rule.severity:
+                    work.append(_Pending(current, after, changes, rule, seen.trace))
+                else:
+                    current.value = after.value  # shown by the API; not worth a write
+        await self._commit(work, now)
+        return [c for w in work for c in w.changes]
+
+    async def _group(self) -> None:
+        made = await group_due(self.db, self.clock(), self.group_wait, self.external_url)
+        if made:
+            self.on_outbox()
+
+    async def flush_groups(self) -> int:
+        """Group what is due now (tests with a fake clock call this after advancing it)."""
+        async with self.lock:
+            made = await group_due(self.db, self.clock(), self.group_wait, self.external_url)
+        if made:
+            self.on_outbox()
+        return made
+
+    # --- commit ----------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        work: list[_Pending],
+        now: datetime,
+        extra: Callable[[asyncpg.Connection], Awaitable[Any]] | None = None,
+    ) -> Any:
+        items: list[OutboxItem] = []
+        changes: list[Change] = []
+        for entry in work:
+            for change in entry.changes:
+                carrier = self._state_span(entry, change)
+                changes.append(change)
+                if change.notify is not None:
+                    items.append(
+                        OutboxItem(
+                            tenant=entry.rule.tenant,
+                            rule_id=entry.rule.id,
+                            status=change.notify,
+                            fingerprint=change.alert.fingerprint,
+                            alert=notification_alert(
+                                change.alert, entry.rule, change.notify, self.external_url
+                            ),
+                            rule={"name": entry.rule.name, "channels": list(entry.rule.channels)},
+                            traceparent=carrier,
+                            created_at=now,
+                        )
+                    )
+        result = None
+        if work or extra is not None:
+            pool = await self.db.pool()
+            async with pool.acquire() as conn, conn.transaction():
+                await save_evaluation(conn, [w.after for w in work], changes, items)
+                if extra is not None:
+                    result = await extra(conn)
+        for entry in work:
+            self.alerts[entry.after.fingerprint] = entry.after
+        for change in changes:
+            if not change.is_transition:
+                continue
+            metrics.TRANSITIONS.labels(change.to_state).inc()
+            alert = change.alert
+            log.info(
+                f"alert {change.to_state}",
+                extra={
+                    "rule_id": alert.rule_id,
+                    "rule": self.rules[alert.rule_id].name if alert.rule_id in self.rules else "",
+                    "alert": alert.fingerprint,
+                    "tenant": alert.tenant,
+                    "from_state": change.from_state,
+                    "state": change.to_state,
+                    "reason": change.reason,
+                    "value": alert.value,
+                },
+            )
+            self.hub.publish(alert.tenant, change.describe())
+        if changes:
+            self._update_gauge()
+        return result
+
+    def _state_span(self, entry: _Pending, change: Change) -> str | None:
+        """A span for the state change, a child of the consumer span that brought the
+        series' latest sample (so the trace runs metric → evaluation → change → publish),
+        linked to the evaluation; returns its traceparent for the outbox."""
+        if self.tracer is None:
+            return None
+        current = trace.get_current_span().get_span_context()
+        producer = span_context_of(entry.trace)
+        parent = trace.set_span_in_context(NonRecordingSpan(producer)) if producer else None
+        attributes = {
+            "belfry.tenant": change.alert.tenant,
+            "belfry.rule.id": entry.rule.id,
+            "belfry.rule.name": entry.rule.name,
+            "belfry.alert.fingerprint": change.alert.fingerprint,
+            "belfry.alert.from_state": change.from_state,
+            "belfry.alert.state": change.to_state,
+            "belfry.alert.reason": change.reason[:200],
+        }
+        with self.tracer.start_as_current_span(
+            f"alert {change.to_state}",
+            context=parent,
+            links=[Link(current)] if current.is_valid and producer else None,
+            attributes=attributes,
+        ) as span:
+            ctx = span.get_span_context()
+            return traceparent(ctx) if ctx.is_valid else None
+
+    def _update_gauge(self) -> None:
+        counts = Counter(
+            (a.state, a.severity) for a in self.alerts.values() if a.rule_id in self.rules
+        )
+        for state in STATES:
+            for severity in SEVERITIES_FOR_METRICS:
+                metrics.ALERTS.labels(state, severity).set(counts.get((state, severity), 0))
+
+    # --- API actions -------------------------------------------------------------------
+
+    async def act(self, tenant: str, fp: str, action: str, actor: str) -> Alert | None:
+        """ack | resolve one alert; None when the tenant has no such alert. Raises
+        StateError when the state does not allow the action."""
+        async with self.lock:
+            alert = self.alerts.get(fp)
+            rule = self.rules.get(alert.rule_id) if alert else None
+            if alert is None or rule is None or alert.tenant != tenant:
+                return None
+            now = self.clock()
+            step = acknowledge if action == "ack" else resolve_manually
+            after, changes = step(alert, now, actor)
+            if changes:
+                await self._commit([_Pending(alert, after, changes, rule)], now)
+                await self._group()
+            return self.alerts[fp]
+
+    async def change_rule(
+        self,
+        rule_id: str,
+        new: Rule | None,
+        write: Callable[[asyncpg.Connection], Awaitable[T]],
+        actor: str,
+    ) -> T:
+        """Apply a rule change: `write(conn)` stores it, in the same transaction as the
+        resolution of the rule's alerts when it is deleted, disabled, or watches other
+        series now (so they still get their `resolved`)."""
+        async with self.lock:
+            old = self.rules.get(rule_id)
+            now = self.clock()
+            work: list[_Pending] = []
+            drop = False
+            if old is not None:
+                drop = new is None or (new.metric, new.matchers) != (old.metric, old.matchers)
+                if drop or (new is not None and not new.enabled):
+                    reason = "rule deleted" if new is None else "rule changed"
+                    for alert in self.alerts.values():
+                        if alert.rule_id == rule_id and alert.state in (*ACTIVE, PENDING):
+                            after, changes = resolve_manually(alert, now, actor)
+                            changes = [_with_reason(c, reason) for c in changes]
+                            work.append(_Pending(alert, after, changes, old))
+
+            async def extra(conn: asyncpg.Connection) -> T:
+                result = await write(conn)
+                if drop and new is not None:
+                    await conn.execute("DELETE FROM alerts WHERE rule_id = $1", rule_id)
+                return result
+
+            result: T = await self._commit(work, now, extra)
+            if drop:
+                for fp in [fp for fp, a in self.alerts.items() if a.rule_id == rule_id]:
+                    del self.alerts[fp]
+            if new is None:
+                self.rules.pop(rule_id, None)
+            else:
+                self.rules[new.id] = new
+            self._watch()
+            self._update_gauge()
+            await self._group()
+            return result
+
+    def current_value(self, fp: str) -> float | None:
+        alert = self.alerts.get(fp)
+        return alert.value if alert else None
+
+
+def _with_reason(change: Change, reason: str) -> Change:
+    from dataclasses import replace
+
+    return replace(change, reason=reason)

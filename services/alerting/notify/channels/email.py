@@ -1,0 +1,138 @@
+"""Email channel: a multipart (text + HTML) message over SMTP with aiosmtplib, with
+STARTTLS, implicit TLS or (for a local relay) none. The subject says state, severity and
+rule. SMTP replies decide retries the way SMTP means them: 4xx transient, 5xx permanent.
+
+The egress guard of the HTTP channels does not apply here: an SMTP relay is an
+operator's own, usually internal, server (a local postfix, a cluster relay).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+import aiosmtplib
+
+from services.alerting.notify.channels import Outcome, SendContext
+from services.alerting.notify.model import Alert, Notification
+
+DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
+
+
+def subject(n: Notification) -> str:
+    count = f" ({len(n.alerts)} alerts)" if len(n.alerts) > 1 else ""
+    return f"[{n.status.upper()}] {n.severity}: {n.rule_name}{count}"
+
+
+def _alert_lines(n: Notification, alert: Alert) -> list[str]:
+    lines = [f"- {alert.status.upper()} since {alert.starts_at.isoformat(timespec='seconds')}"]
+    for key, value in sorted(alert.annotations.items()):
+        lines.append(f"  {key}: {value}")
+    if alert.value is not None:
+        lines.append(f"  value: {alert.value:g}")
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(n.labels_of(alert).items()))
+    lines.append(f"  labels: {labels}")
+    if alert.generator_url:
+        lines.append(f"  source: {alert.generator_url}")
+    return lines
+
+
+def text_body(n: Notification, external_url: str) -> str:
+    lines = [subject(n), ""]
+    for alert in n.alerts:
+        lines += _alert_lines(n, alert)
+        lines.append("")
+    lines.append(f"Belfry alerting: {external_url}")
+    return "\n".join(lines) + "\n"
+
+
+def html_body(n: Notification, external_url: str) -> str:
+    e = html.escape
+    color = {"firing": "#c0392b", "resolved": "#27ae60"}[n.status]
+    rows = []
+    for alert in n.alerts:
+        labels = ", ".join(
+            f"<code>{e(k)}={e(v)}</code>" for k, v in sorted(n.labels_of(alert).items())
+        )
+        notes = "".join(
+            f"<div><b>{e(k)}</b>: {e(v)}</div>" for k, v in sorted(alert.annotations.items())
+        )
+        value = f"{alert.value:g}" if alert.value is not None else ""
+        link = f'<a href="{e(alert.generator_url)}">source</a>' if alert.generator_url else ""
+        rows.append(
+            f"<tr><td>{e(alert.status)}</td><td>{notes}<div>{labels}</div></td>"
+            f"<td>{e(value)}</td><td>{link}</td></tr>"
+        )
+    return (
+        f'<html><body><h2 style="color:{color}">{e(subject(n))}</h2>'
+        '<table border="1" cellpadding="4" cellspacing="0">'
+        "<tr><th>State</th><th>Alert</th><th>Value</th><th>Link</th></tr>"
+        f"{''.join(rows)}</table>"
+        f'<p><a href="{e(external_url)}">Belfry alerting</a></p></body></html>'
+    )
+
+
+def recipients(config: dict[str, Any]) -> list[str]:
+    to = config["to"]
+    return [to] if isinstance(to, str) else list(to)
+
+
+def build_message(n: Notification, config: dict[str, Any], external_url: str) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = subject(n)
+    msg["From"] = config["from"]
+    msg["To"] = ", ".join(recipients(config))
+    msg["Date"] = formatdate(time.time(), usegmt=True)
+    sender_domain = str(config["from"]).rpartition("@")[2] or "belfry"
+    msg["Message-ID"] = make_msgid(idstring=n.id, domain=sender_domain)
+    # Receivers can drop duplicates of a retried message by this header.
+    msg["X-Belfry-Notification-Id"] = n.id
+    msg.set_content(text_body(n, external_url))
+    msg.add_alternative(html_body(n, external_url), subtype="html")
+    return msg
+
+
+def _smtp_outcome(exc: Exception) -> Outcome:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        transient = all(400 <= c < 500 for c in codes)
+        error = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+        return Outcome(
+            False, status_code=codes[0] if codes else None, error=error[:500], retryable=transient
+        )
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        transient = 400 <= exc.code < 500
+        return Outcome(
+            False,
+            status_code=exc.code,
+            error=f"SMTP {exc.code} {exc.message}"[:500],
+            retryable=transient,
+        )
+    # Connection refused, timeouts, disconnects: try again later.
+    return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+
+
+async def send(n: Notification, config: dict[str, Any], ctx: SendContext) -> Outcome:
+    tls = config.get("tls", "starttls")
+    message = build_message(n, config, ctx.settings.external_url)
+    try:
+        await aiosmtplib.send(
+            message,
+            sender=config["from"],
+            recipients=recipients(config),
+            hostname=config["host"],
+            port=int(config.get("port") or DEFAULT_PORTS[tls]),
+            username=config.get("username"),
+            password=config.get("password"),
+            use_tls=tls == "implicit",
+            start_tls=tls == "starttls",
+            validate_certs=bool(config.get("verify_tls", True)),
+            tls_context=ctx.ssl_context,
+            timeout=ctx.settings.request_timeout,
+        )
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        return _smtp_outcome(exc)
+    return Outcome(True, status_code=250)

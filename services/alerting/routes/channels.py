@@ -1,0 +1,141 @@
+"""Notification channels CRUD: /api/v1/channels[/{name}], named per tenant. Configs are
+checked by the notify package's `validate_channel_config` and shown only through
+`redact_channel_config`, so a secret given once is never shown again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from services.alerting.keys import DATABASE
+from services.alerting.notify.config import redact_channel_config, validate_channel_config
+from services.alerting.routes.common import fail, iso, json_response, read_object, tenant_of
+from services.alerting.rules.validate import CHANNEL_NAME
+from services.alerting.store import dumps, loads
+
+_SELECT = "SELECT name, type, config, enabled, created_at, updated_at FROM alert_channels"
+_FIELDS = {"name", "type", "config", "enabled"}
+
+
+def channel_json(row: Any) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "type": row["type"],
+        "config": redact_channel_config(row["type"], loads(row["config"])),
+        "enabled": row["enabled"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def _check(body: dict[str, Any], *, stored: Any = None) -> tuple[str, dict[str, Any], bool]:
+    errors: dict[str, str] = {}
+    for key in body:
+        if key not in _FIELDS:
+            errors[str(key)] = "unknown field"
+    kind = body.get("type", stored["type"] if stored is not None else None)
+    config = body.get("config")
+    if config is None and stored is not None and kind == stored["type"]:
+        config = loads(stored["config"])  # PUT without config keeps the stored one (secrets)
+    if config is None:
+        errors["config"] = "required: an object"
+    else:
+        for field, problem in validate_channel_config(str(kind), config).items():
+            errors[field if field == "type" else f"config.{field}"] = problem
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors["enabled"] = "must be true or false"
+    if errors:
+        fail(400, "invalid channel", errors)
+    assert config is not None
+    return str(kind), dict(config), enabled
+
+
+async def list_channels(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    pool = await request.app[DATABASE].pool()
+    rows = await pool.fetch(f"{_SELECT} WHERE tenant_id = $1 ORDER BY name", tenant)
+    return json_response({"channels": [channel_json(r) for r in rows]})
+
+
+async def create_channel(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    body = await read_object(request)
+    name = body.get("name")
+    if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
+        fail(400, "invalid channel", {"name": f"required: matching {CHANNEL_NAME.pattern}"})
+    kind, config, enabled = _check(body)
+    pool = await request.app[DATABASE].pool()
+    try:
+        row = await pool.fetchrow(
+            "INSERT INTO alert_channels (tenant_id, name, type, config, enabled)"
+            " VALUES ($1, $2, $3, $4, $5)"
+            " RETURNING name, type, config, enabled, created_at, updated_at",
+            tenant,
+            name,
+            kind,
+            dumps(config),
+            enabled,
+        )
+    except asyncpg.UniqueViolationError:
+        fail(409, "a channel with this name exists", {"name": "already used"})
+    return json_response(channel_json(row), 201)
+
+
+async def _fetch(request: web.Request, tenant: str) -> Any:
+    pool = await request.app[DATABASE].pool()
+    row = await pool.fetchrow(
+        f"{_SELECT} WHERE tenant_id = $1 AND name = $2", tenant, request.match_info["name"]
+    )
+    if row is None:
+        fail(404, "no such channel")
+    return row
+
+
+async def get_channel(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    return json_response(channel_json(await _fetch(request, tenant)))
+
+
+async def replace_channel(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    stored = await _fetch(request, tenant)
+    body = await read_object(request)
+    if body.get("name", stored["name"]) != stored["name"]:
+        fail(400, "invalid channel", {"name": "a channel cannot be renamed"})
+    kind, config, enabled = _check(body, stored=stored)
+    pool = await request.app[DATABASE].pool()
+    row = await pool.fetchrow(
+        "UPDATE alert_channels SET type = $3, config = $4, enabled = $5, updated_at = now()"
+        " WHERE tenant_id = $1 AND name = $2"
+        " RETURNING name, type, config, enabled, created_at, updated_at",
+        tenant,
+        stored["name"],
+        kind,
+        dumps(config),
+        enabled,
+    )
+    return json_response(channel_json(row))
+
+
+async def delete_channel(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    pool = await request.app[DATABASE].pool()
+    status = await pool.execute(
+        "DELETE FROM alert_channels WHERE tenant_id = $1 AND name = $2",
+        tenant,
+        request.match_info["name"],
+    )
+    if not status.endswith(" 1"):
+        fail(404, "no such channel")
+    return web.Response(status=204)
+
+
+def add_channel_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/channels", list_channels)
+    app.router.add_post("/api/v1/channels", create_channel)
+    app.router.add_get("/api/v1/channels/{name}", get_channel)
+    app.router.add_put("/api/v1/channels/{name}", replace_channel)
+    app.router.add_delete("/api/v1/channels/{name}", delete_channel)

@@ -1,0 +1,128 @@
+"""What every management route shares: the tenant of the bearer key, JSON in and out,
+errors as `{"error": ..., "fields": {...}}`, and timestamps."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+from typing import Any, NoReturn
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from services.alerting.keys import DATABASE
+from shared.auth import require_tenant
+
+log = logging.getLogger("belfry.alerting.api")
+MAX_LIMIT = 1000
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data, default=_default),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def fail(status: int, message: str, fields: dict[str, str] | None = None) -> NoReturn:
+    body: dict[str, Any] = {"error": message}
+    if fields:
+        body["fields"] = fields
+    raise _ERRORS[status](text=orjson.dumps(body).decode(), content_type="application/json")
+
+
+_ERRORS: dict[int, type[web.HTTPException]] = {
+    400: web.HTTPBadRequest,
+    404: web.HTTPNotFound,
+    409: web.HTTPConflict,
+}
+
+
+async def tenant_of(request: web.Request) -> str:
+    return await require_tenant(request, await request.app[DATABASE].pool())
+
+
+async def read_json(request: web.Request) -> Any:
+    if not request.can_read_body:
+        fail(400, "a JSON body is required")
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        fail(400, f"body is not JSON: {exc}")
+
+
+async def read_object(request: web.Request) -> dict[str, Any]:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        fail(400, "body must be a JSON object")
+    return body
+
+
+def parse_uuid(value: str) -> str | None:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def parse_time(raw: Any, field: str) -> datetime:
+    if not isinstance(raw, str):
+        fail(400, "invalid parameters", {field: "must be an RFC 3339 timestamp"})
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        fail(400, "invalid parameters", {field: "must be an RFC 3339 timestamp"})
+    if value.tzinfo is None:
+        fail(400, "invalid parameters", {field: "must carry a UTC offset"})
+    return value
+
+
+def parse_limit(request: web.Request, default: int = 100) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        fail(400, "invalid parameters", {"limit": "must be an integer"})
+    if not 1 <= value <= MAX_LIMIT:
+        fail(400, "invalid parameters", {"limit": f"must be between 1 and {MAX_LIMIT}"})
+    return value
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@web.middleware
+async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Under /api/: the database away is a 503, a bug a 500, both as JSON."""
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == "application/json" or exc.status < 400:
+            raise
+        # aiohttp's own 404/405 are text: API clients get JSON everywhere.
+        response = json_response({"error": exc.reason.lower()}, exc.status)
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError) as exc:
+        log.warning("api: database unavailable", extra={"error": str(exc)[:300]})
+        return json_response({"error": "database unavailable; retry later"}, 503)
+    except TimeoutError:
+        return json_response({"error": "database unavailable; retry later"}, 503)
+    except Exception:
+        log.exception("api: unexpected error", extra={"path": request.path})
+        return json_response({"error": "internal error"}, 500)

@@ -1,0 +1,134 @@
+"""The rule model: what a rule watches, how it aggregates, when it fires and whom it tells.
+
+Rules are immutable values; the API and the YAML loader build them through
+`services.alerting.rules.validate.rule_from_doc`, which is the only place that checks
+them, and `Rule.to_doc()` is the JSON they are stored and shown as.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import orjson
+
+AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99", "last")
+COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
+SEVERITIES = ("info", "warning", "critical")
+NO_DATA_MODES = ("alert", "keep", "resolve")
+MATCH_OPS = ("=", "!=", "=~", "!~")
+
+
+def compare(value: float, op: str, threshold: float) -> bool:
+    if op == ">":
+        return value > threshold
+    if op == ">=":
+        return value >= threshold
+    if op == "<":
+        return value < threshold
+    if op == "<=":
+        return value <= threshold
+    if op == "==":
+        return value == threshold
+    return value != threshold
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher; regexes match the whole value (as in Prometheus)."""
+
+    label: str
+    op: str
+    value: str
+
+    @cached_property
+    def _regex(self) -> re.Pattern[str]:
+        return re.compile(self.value)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        actual = labels.get(self.label, "")
+        if self.op == "=":
+            return actual == self.value
+        if self.op == "!=":
+            return actual != self.value
+        found = self._regex.fullmatch(actual) is not None
+        return found if self.op == "=~" else not found
+
+    def to_doc(self) -> dict[str, str]:
+        return {"label": self.label, "op": self.op, "value": self.value}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    tenant: str
+    name: str
+    metric: str
+    matchers: tuple[Matcher, ...] = ()
+    aggregation: str = "last"
+    window: float = 60.0  # seconds
+    op: str = ">"
+    threshold: float = 0.0
+    for_: float = 0.0
+    keep_firing_for: float = 0.0
+    # Hysteresis: once firing, the alert stays until the value no longer passes this.
+    clear_threshold: float | None = None
+    no_data: str = "alert"
+    no_data_windows: int = 3
+    severity: str = "warning"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    channels: tuple[str, ...] = ()
+    repeat_interval: float = 4 * 3600.0  # 0 = never repeat
+    enabled: bool = True
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    @property
+    def condition(self) -> str:
+        """The rule's condition in shorthand form (for display)."""
+        sel = ",".join(f'{m.label}{m.op}"{m.value}"' for m in self.matchers)
+        expr = f"{self.metric}{{{sel}}}" if sel else self.metric
+        text = f"{self.aggregation}({expr}[{_dur(self.window)}]) {self.op} {self.threshold:g}"
+        return f"{text} for {_dur(self.for_)}" if self.for_ else text
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "metric": self.metric,
+            "matchers": [m.to_doc() for m in self.matchers],
+            "aggregation": self.aggregation,
+            "window": self.window,
+            "op": self.op,
+            "threshold": self.threshold,
+            "for": self.for_,
+            "keep_firing_for": self.keep_firing_for,
+            "clear_threshold": self.clear_threshold,
+            "no_data": {"mode": self.no_data, "windows": self.no_data_windows},
+            "severity": self.severity,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "channels": list(self.channels),
+            "repeat_interval": self.repeat_interval,
+            "enabled": self.enabled,
+            "condition": self.condition,
+        }
+
+
+def _dur(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def fingerprint(rule_id: str, labels: Mapping[str, str]) -> str:
+    """Stable id of one alert: a hash of the rule id and the series' labels."""
+    body = orjson.dumps([rule_id, sorted(labels.items())])
+    return hashlib.sha256(body).hexdigest()[:16]

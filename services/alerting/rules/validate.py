@@ -1,0 +1,274 @@
+"""Building a `Rule` from a JSON/YAML document, with an error per field.
+
+Accepted document (every field but `name` and the condition is optional)::
+
+    {"name": "high error rate",
+     "condition": "belfry_http_error_rate > 5% for 5m",      # shorthand, or the fields:
+     "metric": "...", "matchers": [{"label", "op", "value"}] | {"label": "value"},
+     "aggregation": "avg", "window": "5m", "op": ">", "threshold": 0.05, "for": "5m",
+     "keep_firing_for": "1m", "clear_threshold": 0.03,
+     "no_data": {"mode": "alert|keep|resolve", "windows": 3} | "alert",
+     "severity": "warning", "labels": {}, "annotations": {"summary": "{{ value }}"},
+     "channels": ["ops"], "repeat_interval": "4h", "enabled": true}
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from services.alerting.rules.model import (
+    AGGREGATIONS,
+    COMPARISONS,
+    MATCH_OPS,
+    NO_DATA_MODES,
+    SEVERITIES,
+    Matcher,
+    Rule,
+)
+from services.alerting.rules.parse import (
+    LABEL_NAME,
+    METRIC_NAME,
+    ParseError,
+    parse_condition,
+    parse_duration,
+)
+from services.alerting.rules.template import template_errors
+
+FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "condition",
+        "metric",
+        "matchers",
+        "aggregation",
+        "window",
+        "op",
+        "threshold",
+        "for",
+        "keep_firing_for",
+        "clear_threshold",
+        "no_data",
+        "severity",
+        "labels",
+        "annotations",
+        "channels",
+        "repeat_interval",
+        "enabled",
+        "tenant",
+    }
+)
+# Set by a condition; giving one of them beside it is ambiguous.
+CONDITION_FIELDS = ("metric", "matchers", "aggregation", "window", "op", "threshold", "for")
+RESERVED_LABELS = frozenset({"alertname", "severity"})
+MAX_WINDOW = 24 * 3600.0
+CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+class RuleError(ValueError):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _str_map(value: Any, field: str, errors: dict[str, str]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors[field] = "must be an object of strings"
+        return {}
+    out = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not LABEL_NAME.fullmatch(key):
+            errors[f"{field}.{key}"] = "not a valid name ([a-zA-Z_][a-zA-Z0-9_]*)"
+        elif not isinstance(item, str) or len(item) > 4096:
+            errors[f"{field}.{key}"] = "must be a string of at most 4096 characters"
+        else:
+            out[key] = item
+    return out
+
+
+def matchers_from_doc(value: Any, errors: dict[str, str]) -> tuple[Matcher, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):  # {"service": "api"} means service="api"
+        value = [{"label": k, "op": "=", "value": v} for k, v in value.items()]
+    if not isinstance(value, list):
+        errors["matchers"] = "must be a list of {label, op, value} or an object of label values"
+        return ()
+    out = []
+    for i, item in enumerate(value):
+        where = f"matchers.{i}"
+        if not isinstance(item, dict):
+            errors[where] = "must be an object {label, op, value}"
+            continue
+        label, op, text = item.get("label"), item.get("op", "="), item.get("value")
+        if not isinstance(label, str) or not LABEL_NAME.fullmatch(label):
+            errors[f"{where}.label"] = "must be a label name"
+        elif op not in MATCH_OPS:
+            errors[f"{where}.op"] = f"must be one of {', '.join(MATCH_OPS)}"
+        elif not isinstance(text, str):
+            errors[f"{where}.value"] = "must be a string"
+        else:
+            matcher = Matcher(label, op, text)
+            if op in ("=~", "!~"):
+                try:
+                    matcher.matches({})
+                except re.error as exc:
+                    errors[f"{where}.value"] = f"not a valid regular expression: {exc}"
+                    continue
+            out.append(matcher)
+    return tuple(out)
+
+
+def _duration(doc: Mapping[str, Any], field: str, default: float, errors: dict[str, str]) -> float:
+    if doc.get(field) is None:
+        return default
+    try:
+        return parse_duration(doc[field])
+    except ParseError as exc:
+        errors[field] = str(exc)
+        return default
+
+
+def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
+    """The rule a document describes; raises RuleError with every field's problem."""
+    if not isinstance(doc, dict):
+        raise RuleError({"body": "must be a JSON object"})
+    errors: dict[str, str] = {}
+    for key in doc:
+        if key not in FIELDS:
+            errors[str(key)] = "unknown field"
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        errors["name"] = "required: a non-empty string of at most 200 characters"
+        name = ""
+    values: dict[str, Any] = {}
+    condition = doc.get("condition")
+    if condition is not None:
+        try:
+            cond = parse_condition(condition)
+        except ParseError as exc:
+            errors["condition"] = str(exc)
+        else:
+            for field in CONDITION_FIELDS:
+                if doc.get(field) is not None:
+                    errors[field] = "already given by condition; set one or the other"
+            values.update(metric=cond.metric, op=cond.op, threshold=cond.threshold)
+            values["matchers"] = cond.matchers
+            if cond.aggregation:
+                values["aggregation"] = cond.aggregation
+            if cond.window is not None:
+                values["window"] = cond.window
+            if cond.for_ is not None:
+                values["for_"] = cond.for_
+    else:
+        metric = doc.get("metric")
+        if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):
+            errors["metric"] = "required (or a condition): a metric name"
+        else:
+            values["metric"] = metric
+        op = doc.get("op")
+        if op not in COMPARISONS:
+            errors["op"] = f"required (or a condition): one of {' '.join(COMPARISONS)}"
+        else:
+            values["op"] = op
+        threshold = _number(doc.get("threshold"))
+        if threshold is None:
+            errors["threshold"] = "required (or a condition): a finite number"
+        else:
+            values["threshold"] = threshold
+        values["matchers"] = matchers_from_doc(doc.get("matchers"), errors)
+        if doc.get("aggregation") is not None:
+            values["aggregation"] = doc["aggregation"]
+        values["window"] = _duration(doc, "window", 60.0, errors)
+        values["for_"] = _duration(doc, "for", 0.0, errors)
+    aggregation = values.get("aggregation", "last")
+    if aggregation not in AGGREGATIONS:
+        errors["aggregation"] = f"must be one of {', '.join(AGGREGATIONS)}"
+    window = values.get("window", 60.0)
+    if not 1 <= window <= MAX_WINDOW:
+        errors["window"] = "must be between 1s and 24h"
+    clear = doc.get("clear_threshold")
+    if clear is not None and _number(clear) is None:
+        errors["clear_threshold"] = "must be a finite number"
+    no_data = doc.get("no_data", {})
+    if isinstance(no_data, str):
+        no_data = {"mode": no_data}
+    mode, windows = "alert", 3
+    if not isinstance(no_data, dict):
+        errors["no_data"] = "must be {mode, windows} or a mode"
+    else:
+        mode = no_data.get("mode", "alert")
+        windows = no_data.get("windows", 3)
+        if mode not in NO_DATA_MODES:
+            errors["no_data.mode"] = f"must be one of {', '.join(NO_DATA_MODES)}"
+        if isinstance(windows, bool) or not isinstance(windows, int) or not 1 <= windows <= 1000:
+            errors["no_data.windows"] = "must be an integer between 1 and 1000"
+    severity = doc.get("severity", "warning")
+    if severity not in SEVERITIES:
+        errors["severity"] = f"must be one of {', '.join(SEVERITIES)}"
+    labels = _str_map(doc.get("labels"), "labels", errors)
+    for key in labels:
+        if key in RESERVED_LABELS:
+            errors[f"labels.{key}"] = "set by Belfry (alertname, severity)"
+    annotations = _str_map(doc.get("annotations"), "annotations", errors)
+    for key, text in annotations.items():
+        problem = template_errors(text)
+        if problem:
+            errors[f"annotations.{key}"] = problem
+    channels = doc.get("channels", [])
+    if not isinstance(channels, list) or len(channels) > 20:
+        errors["channels"] = "must be a list of at most 20 channel names"
+        channels = []
+    for i, channel in enumerate(channels):
+        if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
+            errors[f"channels.{i}"] = "not a channel name ([a-z0-9][a-z0-9_.-]*)"
+    enabled = doc.get("enabled", True)
+    if not isinstance(enabled, bool):
+        errors["enabled"] = "must be true or false"
+    keep_firing_for = _duration(doc, "keep_firing_for", 0.0, errors)
+    repeat = _duration(doc, "repeat_interval", 4 * 3600.0, errors)
+    if 0 < repeat < 1:
+        errors["repeat_interval"] = "must be 0 (never) or at least 1s"
+    if errors:
+        raise RuleError(errors)
+    return Rule(
+        id=rule_id,
+        tenant=tenant,
+        name=name.strip(),
+        metric=values["metric"],
+        matchers=values.get("matchers", ()),
+        aggregation=aggregation,
+        window=window,
+        op=values["op"],
+        threshold=values["threshold"],
+        for_=values.get("for_", 0.0),
+        keep_firing_for=keep_firing_for,
+        clear_threshold=None if clear is None else float(clear),
+        no_data=mode,
+        no_data_windows=windows,
+        severity=severity,
+        labels=labels,
+        annotations=annotations,
+        channels=tuple(dict.fromkeys(channels)),
+        repeat_interval=repeat,
+        enabled=enabled,
+    )
+
+
+def stored_doc(rule: Rule) -> dict[str, Any]:
+    """What the database keeps (`alert_rules.spec`): the fields rule_from_doc reads back."""
+    doc = rule.to_doc()
+    for key in ("id", "condition"):
+        doc.pop(key)
+    return doc

@@ -1,0 +1,291 @@
+"""Delivery logic that needs no broker or database: channel config validation and
+redaction, the retry schedule, the egress policy, the payload builders (checked against
+the reference Standard Webhooks verifier) and the Slack rate limiter on a fake clock."""
+
+from __future__ import annotations
+
+import base64
+import email
+import ipaddress
+import os
+import random
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from services.alerting.notify.channels import RateLimiter, alertmanager, slack, webhook
+from services.alerting.notify.channels import email as email_channel
+from services.alerting.notify.config import redact_channel_config, validate_channel_config
+from services.alerting.notify.metrics import failure_figures
+from services.alerting.notify.model import Notification
+from services.alerting.notify.retry import backoff, parse_retry_after, retry_delay
+from services.alerting.notify.settings import NotifySettings
+from services.alerting.notify.ssrf import EgressPolicy, EgressRefused, refusal
+from shared.contracts import validate_envelope
+from shared.settings import Env, SettingsError
+from tests.alerting.notify.conftest import notification
+
+
+def secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+def parsed(env: dict[str, Any]) -> Notification:
+    return Notification.from_envelope(validate_envelope(env))
+
+
+# --- config ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "config"),
+    [
+        ("webhook", {"url": "https://example.com/hook", "secrets": [], "headers": {"X-A": "b"}}),
+        ("slack", {"url": "https://hooks.slack.com/services/T/B/x"}),
+        ("email", {"host": "smtp.example.com", "from": "a@example.com", "to": ["b@example.com"]}),
+        ("alertmanager", {"url": "http://am:9093"}),
+    ],
+)
+def test_valid_configs_have_no_errors(kind: str, config: dict[str, Any]) -> None:
+    assert validate_channel_config(kind, config) == {}
+
+
+def test_config_errors_name_the_fields() -> None:
+    errors = validate_channel_config(
+        "webhook",
+        {"url": "ftp://x", "secrets": ["whsec_short", secret()], "headers": {"Content-Type": "x"}},
+    )
+    assert set(errors) == {"url", "secrets.0", "headers.Content-Type"}
+    errors = validate_channel_config(
+        "email", {"host": "", "port": 70000, "tls": "ssl", "from": "nobody", "to": []}
+    )
+    assert set(errors) == {"host", "port", "tls", "from", "to"}
+    assert set(validate_channel_config("pager", {})) == {"type"}
+    assert validate_channel_config("slack", "nope") == {"config": "must be an object"}
+
+
+def test_redaction_masks_every_secret() -> None:
+    s = secret()
+    shown = redact_channel_config(
+        "webhook",
+        {"url": "https://u:pw@h.example/p?token=abc", "secrets": [s], "headers": {"X-K": "v"}},
+    )
+    text = repr(shown)
+    assert s not in text and "pw" not in text and "abc" not in text and "'v'" not in text
+    assert shown["secrets"][0].startswith("whsec_")
+    slack_shown = redact_channel_config("slack", {"url": "https://hooks.slack.com/services/T/B/X"})
+    assert "T/B/X" not in slack_shown["url"]
+    mail = redact_channel_config("email", {"host": "h", "username": "u", "password": "pw"})
+    assert mail["password"] == "***" and mail["username"] == "u"
+
+
+# --- retry schedule --------------------------------------------------------------------
+
+
+def test_backoff_grows_exponentially_capped_with_bounded_jitter() -> None:
+    s = NotifySettings(backoff_base=1, backoff_factor=4, backoff_max=60, backoff_jitter=0.2)
+    rng = random.Random(1)
+    for attempt, base in [(1, 1), (2, 4), (3, 16), (4, 60), (9, 60)]:
+        delays = [backoff(attempt, s, rng) for _ in range(200)]
+        assert min(delays) >= base * 0.8 and max(delays) <= base * 1.2
+        assert max(delays) - min(delays) > base * 0.2  # jitter really spreads them
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    now = 1_700_000_000.0
+    assert parse_retry_after("2", now) == 2.0
+    assert parse_retry_after(formatdate(now + 30, usegmt=True), now) == pytest.approx(30)
+    assert parse_retry_after(formatdate(now - 30, usegmt=True), now) == 0.0
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after(None, now) is None
+    s = NotifySettings(backoff_base=0.01, retry_after_max=100)
+    assert retry_delay(1, 2.0, s, random.Random()) == 2.0  # honoured, not jittered
+    assert retry_delay(1, 10_000.0, s, random.Random()) == 100  # capped
+
+
+def test_settings_from_env_fail_fast_naming_the_variable() -> None:
+    s = NotifySettings.from_env(
+        Env(
+            {
+                "ALERTING_EGRESS_ALLOW_CIDRS": "127.0.0.0/8, 10.1.0.0/16",
+                "ALERTING_NOTIFY_MAX_ATTEMPTS": "4",
+            }
+        )
+    )
+    assert s.max_attempts == 4 and ipaddress.ip_network("10.1.0.0/16") in s.egress_allow
+    with pytest.raises(SettingsError, match="ALERTING_EGRESS_ALLOW_CIDRS"):
+        NotifySettings.from_env(Env({"ALERTING_EGRESS_ALLOW_CIDRS": "10.0.0.0/99"}))
+    with pytest.raises(SettingsError, match="ALERTING_NOTIFY_MAX_ATTEMPTS"):
+        NotifySettings.from_env(Env({"ALERTING_NOTIFY_MAX_ATTEMPTS": "0"}))
+    assert NotifySettings.from_env(Env({})) == NotifySettings()
+
+
+# --- egress policy ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",  # cloud metadata
+        "10.0.0.1",
+        "172.16.0.1",
+        "192.168.1.1",
+        "127.0.0.1",
+        "0.0.0.0",
+        "100.64.0.1",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "fe80::1",
+        "fd00:ec2::254",
+        "::ffff:10.0.0.1",  # IPv4-mapped form of a private address
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_internal_addresses_are_refused(address: str) -> None:
+    with pytest.raises(EgressRefused):
+        EgressPolicy().check(address)
+
+
+def test_public_addresses_pass_and_allow_list_admits() -> None:
+    EgressPolicy().check("93.184.215.14")
+    EgressPolicy().check("2606:4700::1111")
+    allow = EgressPolicy((ipaddress.ip_network("127.0.0.0/8"),))
+    allow.check("127.0.0.1")
+    allow.check("::ffff:127.0.0.1")
+    with pytest.raises(EgressRefused):
+        allow.check("10.0.0.1")
+
+
+def test_refusal_is_found_inside_client_errors() -> None:
+    import aiohttp
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("h", 80, False, True, None, None, None)
+    wrapped = aiohttp.ClientConnectorError(key, EgressRefused("10.0.0.1", "private"))
+    assert "refused by the egress policy" in (refusal(wrapped) or "")
+    assert refusal(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "x"))) is None
+
+
+# --- builders --------------------------------------------------------------------------
+
+
+def test_webhook_is_alertmanager_v4_and_verifies_with_every_rotated_secret() -> None:
+    old, new = secret(), secret()
+    n = parsed(notification("ops", "webhook"))
+    req = webhook.build_request(
+        n,
+        {"url": "https://h/x", "secrets": [new, old], "headers": {"X-Team": "ops"}},
+        timestamp=int(__import__("time").time()),
+        external_url="http://belfry:8082",
+        trace_headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    )
+    for s in (old, new):  # each secret alone verifies (receivers mid-rotation)
+        payload = Webhook(s).verify(req.body, req.headers)
+        assert payload["version"] == "4"
+    assert req.headers["webhook-id"] == n.id
+    assert req.headers["X-Team"] == "ops" and req.headers["traceparent"].startswith("00-aaa")
+    assert len(req.headers["webhook-signature"].split(" ")) == 2
+    body = payload
+    assert set(body) >= {
+        "version",
+        "groupKey",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+        "truncatedAlerts",
+    }
+    (alert,) = body["alerts"]
+    assert alert["endsAt"] == "0001-01-01T00:00:00Z"  # Alertmanager's zero time while firing
+    assert alert["startsAt"] == "2026-01-02T03:04:05.000Z"
+    assert alert["labels"]["alertname"] == "HighLatency"
+    assert body["commonLabels"]["service"] == "ingest" and body["receiver"] == "ops"
+    with pytest.raises(Exception, match="signature"):
+        Webhook(secret()).verify(req.body, req.headers)
+
+
+def test_common_labels_are_the_shared_pairs_only() -> None:
+    env = notification("ops", "webhook", status="resolved")
+    a = env["data"]["alerts"][0]
+    b = {**a, "fingerprint": "fp2", "labels": {"service": "writer", "severity": "critical"}}
+    env["data"]["alerts"] = [a, b]
+    body = webhook.build_payload(parsed(env), "http://x")
+    assert "service" not in body["commonLabels"] and body["commonLabels"]["severity"] == "critical"
+    assert body["alerts"][0]["endsAt"] == "2026-01-02T04:00:00.000Z"
+
+
+def test_slack_payload_has_text_and_blocks() -> None:
+    body = slack.build_payload(parsed(notification("s", "slack")), "http://belfry")
+    assert body["text"].startswith("[FIRING] critical: HighLatency")
+    text = str(body["blocks"])
+    assert "p95 latency 1.4s" in text and "service=ingest" in text and "1.4" in text
+    assert "http://localhost:8082/alerts/" in text
+
+
+def test_email_is_multipart_with_a_subject_naming_state_severity_rule() -> None:
+    cfg = {"host": "h", "from": "belfry@example.com", "to": ["oncall@example.com"]}
+    msg = email_channel.build_message(parsed(notification("m", "email")), cfg, "http://b")
+    assert msg["Subject"] == "[FIRING] critical: HighLatency"
+    parsed_msg = email.message_from_bytes(msg.as_bytes())
+    kinds = [p.get_content_type() for p in parsed_msg.walk()]
+    assert kinds == ["multipart/alternative", "text/plain", "text/html"]
+
+
+def test_alertmanager_alerts_shape() -> None:
+    firing = alertmanager.build_alerts(parsed(notification("a", "alertmanager")))
+    assert "endsAt" not in firing[0] and firing[0]["labels"]["alertname"] == "HighLatency"
+    resolved = alertmanager.build_alerts(
+        parsed(notification("a", "alertmanager", status="resolved"))
+    )
+    assert resolved[0]["endsAt"] == "2026-01-02T04:00:00.000Z"
+    req = alertmanager.build_request(
+        parsed(notification("a", "alertmanager")), {"url": "http://am/"}, {}
+    )
+    assert req.url == "http://am/api/v2/alerts"
+
+
+# --- slack limiter ---------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_limiter_spaces_sends_to_one_url_one_second_apart() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(1.0, clock, clock.sleep)
+    sent = []
+    for _ in range(3):
+        await limiter.wait("https://hooks.slack.com/a")
+        sent.append(clock.now)
+    await limiter.wait("https://hooks.slack.com/b")  # another URL: not held up
+    assert sent == [1000.0, 1001.0, 1002.0] and clock.now == 1002.0
+    limiter.hold("https://hooks.slack.com/b", 30)  # a 429 asked for 30 s
+    assert await limiter.wait("https://hooks.slack.com/b") == pytest.approx(30)
+
+
+async def test_failure_figures_count_since_the_last_round() -> None:
+    from services.alerting.notify import metrics
+
+    await failure_figures()
+    metrics.count("webhook", "failed")
+    metrics.count("slack", "refused")
+    metrics.count("slack", "delivered")
+    (sample,) = await failure_figures()
+    assert sample.name == "belfry_notifications_failed" and sample.value == 2
+    assert (await failure_figures())[0].value == 0
