@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ import aiohttp
 import aiormq.exceptions
 import asyncpg
 
+from shared.auth import create_key, tenant_for_key
 from shared.db.migrate import MigrationError, ensure_database, migrate_url
 from shared.settings import CommonSettings, Env, SettingsError, redact_url
 from shared.signing import SigningKeys, click_path
@@ -74,10 +75,15 @@ SERVICES: tuple[Service, ...] = (
     Service("ingest", 8080),
     Service("writer", 8081),
     Service("alerting", 8082),
+    Service("api", 8083),
 )
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_KEY_FILE = REPO / "var" / "dev-signing-key"
+# Dev API keys (tenant -> key) for the demo tenant and Belfry's own alerts; only hashes are
+# in the database, so the keys printed in the banner are kept here (0600).
+DEV_API_KEYS_FILE = REPO / "var" / "dev-api-keys.json"
+DEV_TENANTS = ("demo", "belfry")
 START_TIMEOUT = 60.0  # a stopped Postgres/RabbitMQ must answer within this after starting
 BOOT_WAIT = 15.0  # a server someone else is starting gets this long to accept a login
 READY_TIMEOUT = 60.0  # every service's /readyz must answer 200 within this
@@ -125,6 +131,7 @@ class Config:
     signing_keys: str
     dev_key: bool
     endpoints: tuple[Endpoint, ...]
+    api_keys: tuple[tuple[str, str], ...] = ()  # (tenant, key) for the banner
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
@@ -422,6 +429,41 @@ async def prepare(common: CommonSettings) -> tuple[str, str]:
     )
 
 
+async def dev_api_keys(database_url: str) -> tuple[tuple[str, str], ...]:
+    """A working API key per dev tenant: the one in DEV_API_KEYS_FILE while the database
+    still knows it, else the tenant (if missing) and a new key, written back."""
+    try:
+        saved = json.loads(DEV_API_KEYS_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        saved = {}
+    keys: dict[str, str] = {}
+    try:
+        conn = await asyncpg.connect(database_url, timeout=5)
+        try:
+            for tenant in DEV_TENANTS:
+                key = saved.get(tenant)
+                if isinstance(key, str) and await tenant_for_key(conn, key) == tenant:
+                    keys[tenant] = key
+                    continue
+                await conn.execute(
+                    "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                    tenant,
+                    f"{tenant} (make run)",
+                )
+                keys[tenant] = await create_key(conn, tenant, "make run dev key")
+        finally:
+            await conn.close()
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise Fatal(f"creating the dev tenants failed: {_why(exc)}") from None
+    if keys != saved:
+        DEV_API_KEYS_FILE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = DEV_API_KEYS_FILE.with_suffix(".tmp")
+        tmp.write_text(json.dumps(keys, indent=1) + "\n")
+        tmp.chmod(0o600)
+        tmp.replace(DEV_API_KEYS_FILE)
+    return tuple(keys.items())
+
+
 # --- the services -----------------------------------------------------------------------
 
 
@@ -565,6 +607,20 @@ def banner(config: Config) -> str:
             f"  batch track   curl -si {base}/v1/track -H 'Content-Type: application/json' "
             f"-d '{body}'",
         ]
+    api, alerting, keys = by_name.get("api"), by_name.get("alerting"), dict(config.api_keys)
+    if api is not None and DEMO_TENANT in keys:
+        auth = f"-H 'Authorization: Bearer {keys[DEMO_TENANT]}'"
+        lines += [
+            f"  dashboard     {api.base_url}/{DEMO_TENANT}/dashboard#key={keys[DEMO_TENANT]}",
+            f"  create email  curl -s -X POST {api.base_url}/{DEMO_TENANT}/emails {auth} "
+            """-H 'Content-Type: application/json' -d '{"subject": "hi"}'""",
+            f"  stats         curl -s {api.base_url}/{DEMO_TENANT}/stats {auth}",
+        ]
+    if alerting is not None and "belfry" in keys:
+        lines.append(
+            f"  Belfry alerts curl -s {alerting.base_url}/api/v1/alerts "
+            f"-H 'Authorization: Bearer {keys['belfry']}'"
+        )
     lines += [
         f"  stored rows   psql {shlex.quote(redact_url(common.database_url))} "
         f"-c {shlex.quote(EVENTS_SQL)}",
@@ -699,6 +755,7 @@ async def main() -> int:
         say("  ".join(f"{d.name} up at {d.address}." for d in deps))
         for line in await prepare(common):
             say(line)
+        config = replace(config, api_keys=await dev_api_keys(common.database_url))
         return await supervise(config)
     except (Fatal, SettingsError) as exc:
         print(f"make run: {exc}", file=sys.stderr)

@@ -1,0 +1,217 @@
+"""`python -m services.api [serve | migrate | tenant ... | key ... | retention]`.
+
+    serve                                   the HTTP service (the default)
+    migrate                                 create the database if missing, apply migrations
+    tenant create <id> [--name NAME]        create a tenant; prints its first API key once
+    tenant list                             tenants as JSON lines
+    tenant settings <id> [--ip-mode full|truncated|none] [--respect-dnt true|false]
+                         [--retention-months N|keep]   show or change privacy settings
+    key create <tenant> [--label L]         another key for a tenant; printed once
+    key list [<tenant>]                     keys as JSON lines (never the secret)
+    key revoke <key id>                     revoke a key
+    retention [--dry-run]                   drop/delete events past each tenant's retention
+
+The only place that reads the environment. Commands other than `serve` need only
+`DATABASE_URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import asyncpg
+import orjson
+
+from services.api import privacy, retention
+from services.api.app import create_app
+from services.api.keys import ApiDeps
+from services.api.routes.privacy import load, update
+from services.api.settings import ApiSettings
+from services.api.tenants import TenantError, create_tenant, list_tenants, require_tenant_row
+from shared.auth import create_key, list_keys, revoke_key
+from shared.db.migrate import MigrationError, migrate_url
+from shared.ids import valid_tenant
+from shared.jsonlog import setup_logging
+from shared.serve import run, serve
+from shared.settings import CommonSettings, SettingsError
+from shared.telemetry import build_tracer_provider
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.api")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve the HTTP api (default)")
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+
+    tenant = sub.add_parser("tenant", help="create, list or configure tenants")
+    tsub = tenant.add_subparsers(dest="action", required=True)
+    create = tsub.add_parser("create", help="create a tenant and print its first api key")
+    create.add_argument("id")
+    create.add_argument("--name", default="")
+    tsub.add_parser("list", help="tenants as JSON lines")
+    conf = tsub.add_parser("settings", help="show or change a tenant's privacy settings")
+    conf.add_argument("id")
+    conf.add_argument("--ip-mode", choices=privacy.IP_MODES)
+    conf.add_argument("--respect-dnt", choices=("true", "false"))
+    conf.add_argument("--retention-months", help="months to keep events, or 'keep'")
+
+    key = sub.add_parser("key", help="create, list or revoke api keys")
+    ksub = key.add_subparsers(dest="action", required=True)
+    kcreate = ksub.add_parser("create", help="a new key for a tenant, printed once")
+    kcreate.add_argument("tenant")
+    kcreate.add_argument("--label", default="")
+    klist = ksub.add_parser("list", help="keys as JSON lines")
+    klist.add_argument("tenant", nargs="?")
+    krevoke = ksub.add_parser("revoke", help="revoke a key by its id")
+    krevoke.add_argument("key_id")
+
+    ret = sub.add_parser("retention", help="enforce each tenant's retention_months")
+    ret.add_argument("--dry-run", action="store_true", help="print what would be done")
+    return parser
+
+
+def _settings_change(args: argparse.Namespace) -> dict[str, Any]:
+    change: dict[str, Any] = {}
+    if args.ip_mode is not None:
+        change["ip_mode"] = args.ip_mode
+    if args.respect_dnt is not None:
+        change["respect_dnt"] = args.respect_dnt == "true"
+    if args.retention_months is not None:
+        raw = args.retention_months.strip().lower()
+        if raw in ("keep", "none", "null"):
+            change["retention_months"] = None
+        else:
+            try:
+                change["retention_months"] = int(raw)
+            except ValueError:
+                raise TenantError("--retention-months takes a number of months or 'keep'") from None
+    return privacy.validate_update(change)
+
+
+def _line(out: TextIO, doc: Any) -> None:
+    out.write(orjson.dumps(doc, default=str).decode() + "\n")
+
+
+async def command(
+    args: argparse.Namespace,
+    database_url: str,
+    out: TextIO,
+    err: TextIO,
+    now: datetime | None = None,
+) -> int:
+    """Run one management command against the database; the exit status."""
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        if args.command == "tenant":
+            return await _tenant(conn, args, out, err)
+        if args.command == "key":
+            return await _key(conn, args, out, err)
+        lines = await retention.run(conn, now or datetime.now(UTC), dry_run=args.dry_run)
+        for line in lines:
+            out.write(("dry run: " if args.dry_run else "") + line + "\n")
+        return 0
+    finally:
+        await conn.close()
+
+
+async def _tenant(
+    conn: asyncpg.Connection, args: argparse.Namespace, out: TextIO, err: TextIO
+) -> int:
+    if args.action == "list":
+        for doc in await list_tenants(conn):
+            _line(out, doc)
+        return 0
+    if not valid_tenant(args.id):
+        raise TenantError(f"{args.id!r} is not a valid tenant id ([a-z0-9][a-z0-9_-]{{0,62}})")
+    if args.action == "create":
+        key = await create_tenant(conn, args.id, args.name)
+        err.write(f"created tenant {args.id}; its api key (shown once, store it now):\n")
+        out.write(key + "\n")
+        return 0
+    change = _settings_change(args)
+    if change:
+        settings = await update(conn, args.id, change)
+    else:
+        stored = await load(conn, args.id)
+        settings = None if stored is None else privacy.effective(stored)
+    if settings is None:
+        raise TenantError(f"no tenant {args.id!r} (create it with `tenant create`)")
+    _line(out, settings)
+    return 0
+
+
+async def _key(conn: asyncpg.Connection, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.action == "create":
+        await require_tenant_row(conn, args.tenant)
+        key = await create_key(conn, args.tenant, args.label)
+        err.write(f"new api key for tenant {args.tenant} (shown once, store it now):\n")
+        out.write(key + "\n")
+        return 0
+    if args.action == "list":
+        for info in await list_keys(conn, args.tenant):
+            _line(
+                out,
+                {
+                    "id": info.id,
+                    "tenant": info.tenant_id,
+                    "label": info.label,
+                    "created_at": info.created_at.isoformat(),
+                    "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+                },
+            )
+        return 0
+    if not await revoke_key(conn, args.key_id):
+        raise TenantError(f"no live key with id {args.key_id!r}")
+    out.write(f"revoked key {args.key_id}\n")
+    return 0
+
+
+def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in ("tenant", "key", "retention", "migrate"):
+        try:
+            common = CommonSettings.from_env("api", environ)
+        except SettingsError as exc:
+            print(f"api: configuration error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            if args.command == "migrate":
+                applied = asyncio.run(migrate_url(common.database_url))
+                print(f"applied migrations {applied}" if applied else "database is up to date")
+                return 0
+            return asyncio.run(command(args, common.database_url, sys.stdout, sys.stderr))
+        except (TenantError, privacy.SettingsInvalid) as exc:
+            print(f"api: {exc}", file=sys.stderr)
+            return 1
+        except (MigrationError, OSError, asyncpg.PostgresError) as exc:
+            print(f"api: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
+    try:
+        settings = ApiSettings.from_env(environ)
+    except SettingsError as exc:
+        print(f"api: configuration error: {exc}", file=sys.stderr)
+        return 2
+    common = settings.common
+    setup_logging("api", common.log_level)
+    try:
+        provider = build_tracer_provider("api", common.version, common.environment, environ)
+    except SettingsError as exc:
+        print(f"api: configuration error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, ApiDeps(tracer_provider=provider))
+    try:
+        run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))
+    finally:
+        if provider is not None:
+            provider.shutdown()  # flush the last spans
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,131 @@
+"""Composition root of the api service: `create_app(settings, deps=None)`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aio_pika
+import asyncpg
+import orjson
+from aio_pika.abc import AbstractChannel
+from aiohttp import web
+
+from services.api.http import MAX_BODY
+from services.api.keys import BROKER, DATABASE, DEPS, SETTINGS, ApiDeps
+from services.api.routes import dashboard, emails, export, privacy, stats
+from services.api.settings import ApiSettings
+from shared.broker import Broker
+from shared.db import Database, apply_migrations
+from shared.httpobs import HTTP_STATS, add_observability
+from shared.probes import HEALTH, Health, add_probe_routes
+from shared.selfreport import MetricReporter, broker_exchange
+from shared.telemetry import tracer_for
+from shared.topology import Topology
+
+log = logging.getLogger("belfry.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# What a request meets when Postgres is away or not migrated yet: a 503, not a 500.
+_DB_DOWN = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+@web.middleware
+async def database_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _DB_DOWN as exc:
+        reason = f"database unavailable: {type(exc).__name__}"
+    except asyncpg.UndefinedTableError:
+        reason = "database not migrated yet"
+    log.warning("request failed on the database", extra={"reason": reason})
+    return web.Response(
+        body=orjson.dumps({"error": reason}),
+        status=503,
+        content_type="application/json",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
+    db = Database(app[SETTINGS].common.database_url)
+    app[DATABASE] = db
+    app[HEALTH].add_check("database", db.check)
+    migrating = asyncio.create_task(_migrate(db)) if app[SETTINGS].migrate_on_start else None
+    yield
+    if migrating is not None:
+        migrating.cancel()
+    await db.close()
+
+
+async def _migrate(db: Database) -> None:
+    """Apply pending migrations without holding up the probes; `migrate` does it too."""
+    try:
+        pool = await db.pool()
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+    except Exception as exc:
+        log.warning("migrations not applied at start-up", extra={"error": str(exc)})
+
+
+async def _self_report_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Self-reported metric events: the api's only use of the broker, so a broker outage
+    makes the api degraded (a soft check), never unready."""
+    common = app[SETTINGS].common
+    topo = Topology(common.prefix)
+    broker = Broker(common.amqp_url, "belfry-api")
+
+    async def on_connect(channel: AbstractChannel) -> None:
+        await channel.declare_exchange(
+            topo.metrics_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+
+    broker.on_connect(on_connect)
+    app[BROKER] = broker
+    app[HEALTH].add_check("broker", broker.check, soft=True)
+    reporter = MetricReporter(
+        "api",
+        broker_exchange(broker, topo.metrics_exchange),
+        stats=app[HTTP_STATS],
+        interval=common.metrics_interval,
+    )
+    await broker.start()
+    reporter.start()
+    try:
+        yield
+    finally:
+        await reporter.stop()
+        await broker.stop()
+
+
+def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[DEPS] = deps = deps or ApiDeps()
+    add_observability(
+        app,
+        "api",
+        tracer_for(deps.tracer_provider),
+        settings.common.access_log_sample,
+        settings.common.truncate_ips,
+    )
+    app.middlewares.append(database_errors)
+    add_probe_routes(app, Health("api", settings.common.version))
+    app.cleanup_ctx.append(_database_ctx)
+    if deps.self_report:
+        app.cleanup_ctx.append(_self_report_ctx)
+    r = app.router
+    # Little Bell's routes, same shapes.
+    r.add_post("/{tenant}/emails", emails.create_email)
+    r.add_get("/{tenant}/click-url/{email_id}", emails.click_url_route)
+    r.add_get("/{tenant}/dashboard", dashboard.dashboard)
+    # Belfry's.
+    r.add_get("/{tenant}/emails", emails.list_emails)
+    r.add_get("/{tenant}/emails/{email_id}", emails.get_email)
+    r.add_get("/{tenant}/stats", stats.stats)
+    r.add_get("/{tenant}/export.{format:csv|ndjson}", export.export)
+    r.add_get("/{tenant}/settings", privacy.get_settings)
+    r.add_put("/{tenant}/settings", privacy.put_settings)
+    return app

@@ -1,0 +1,162 @@
+"""Retention: `python -m services.api retention [--dry-run]`.
+
+Events live in monthly partitions `events_YYYY_MM` (plus `events_default`). Each tenant
+keeps `retention_months` (its privacy settings; null = keep everything). A tenant's
+cutoff is now minus that many calendar months; its events before the cutoff go.
+
+1. Whole partitions: a month partition whose end is at or before the *longest* cutoff of
+   all tenants is dropped (cheap: no row-by-row delete, no bloat). If any tenant keeps
+   everything, or there are no tenants, no partition is dropped. Events of tenant ids the
+   api does not know (ingest records hits for any well-formed id) follow the longest
+   retention in force: they go with whole partitions and with the default partition's
+   old rows, never sooner.
+2. Rows: for each tenant with a retention, `DELETE` its events before its cutoff from
+   what stays (Postgres prunes the partitions the range cannot touch).
+
+`plan()` reads and decides; `apply()` acts. A dry run prints the plan with row counts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import orjson
+
+from services.api import privacy
+
+PARTITION_RE = re.compile(r"^events_(\d{4})_(\d{2})$")
+
+
+def months_before(at: datetime, months: int) -> datetime:
+    """`at` minus calendar months, the day clamped to the target month's length."""
+    year, month = divmod(at.year * 12 + (at.month - 1) - months, 12)
+    month += 1
+    days = [
+        31,
+        29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28,
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ][month - 1]
+    return at.replace(year=year, month=month, day=min(at.day, days))
+
+
+def partition_end(name: str) -> datetime | None:
+    """The exclusive upper bound of a monthly partition, from its name."""
+    match = PARTITION_RE.match(name)
+    if match is None:
+        return None
+    year, month = int(match[1]), int(match[2])
+    return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Plan:
+    now: datetime
+    # tenant -> cutoff, for tenants with a retention.
+    cutoffs: dict[str, datetime] = field(default_factory=dict)
+    keep_all: list[str] = field(default_factory=list)
+    # The longest cutoff, when every tenant has a retention.
+    global_cutoff: datetime | None = None
+    drop: list[str] = field(default_factory=list)
+    kept_partitions: list[str] = field(default_factory=list)
+
+
+async def plan(conn: asyncpg.Connection, now: datetime) -> Plan:
+    result = Plan(now=now)
+    for row in await conn.fetch("SELECT id, settings::text AS s FROM tenants ORDER BY id"):
+        months = privacy.effective(orjson.loads(row["s"]))["retention_months"]
+        if months is None:
+            result.keep_all.append(row["id"])
+        else:
+            result.cutoffs[row["id"]] = months_before(now, int(months))
+    partitions = [
+        r["name"]
+        for r in await conn.fetch(
+            "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'events'::regclass ORDER BY 1"
+        )
+    ]
+    if result.cutoffs and not result.keep_all:
+        result.global_cutoff = min(result.cutoffs.values())  # the earliest = the longest
+    for name in partitions:
+        end = partition_end(name)
+        if end is not None and result.global_cutoff is not None and end <= result.global_cutoff:
+            result.drop.append(name)
+        else:
+            result.kept_partitions.append(name)
+    return result
+
+
+DELETE_TENANT = "DELETE FROM events WHERE tenant_id = $1 AND occurred_at < $2"
+COUNT_TENANT = "SELECT count(*) FROM events WHERE tenant_id = $1 AND occurred_at < $2"
+DELETE_DEFAULT = "DELETE FROM events_default WHERE occurred_at < $1"
+COUNT_DEFAULT = "SELECT count(*) FROM events_default WHERE occurred_at < $1"
+
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def apply(conn: asyncpg.Connection, p: Plan, *, dry_run: bool) -> list[str]:
+    """Carry out (or, dry, only describe) the plan; returns one line per action."""
+    lines = []
+    verb = "would drop" if dry_run else "dropped"
+    for name in p.drop:
+        if dry_run:
+            rows = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
+        else:
+            rows = None
+            async with conn.transaction():
+                # Queue behind a long query for a bounded time only: writers queue behind us.
+                await conn.execute("SET LOCAL lock_timeout = '10s'")
+                await conn.execute(f'DROP TABLE "{name}"')
+        detail = f" ({rows} rows)" if rows is not None else ""
+        lines.append(f"{verb} partition {name}{detail}: older than every tenant's retention")
+    if p.global_cutoff is not None:
+        if dry_run:
+            n = await conn.fetchval(COUNT_DEFAULT, p.global_cutoff)
+        else:
+            n = _count(await conn.execute(DELETE_DEFAULT, p.global_cutoff))
+        if n:
+            lines.append(
+                f"{'would delete' if dry_run else 'deleted'} {n} rows from events_default"
+                f" before {p.global_cutoff.isoformat()}"
+            )
+    for tenant, cutoff in sorted(p.cutoffs.items()):
+        if dry_run:
+            n = await conn.fetchval(COUNT_TENANT, tenant, cutoff)
+        else:
+            n = _count(await conn.execute(DELETE_TENANT, tenant, cutoff))
+        lines.append(
+            f"{'would delete' if dry_run else 'deleted'} {n} rows of tenant {tenant}"
+            f" before {cutoff.isoformat()}"
+        )
+    if p.keep_all:
+        lines.append(
+            f"kept every partition: no retention (keep everything) for {', '.join(p.keep_all)}"
+        )
+    if not p.cutoffs and not p.keep_all:
+        lines.append("no tenants: nothing to do")
+    return lines
+
+
+async def run(conn: asyncpg.Connection, now: datetime, *, dry_run: bool) -> list[str]:
+    """Plan, then act. Each drop and each delete is its own short transaction: dropping a
+    partition locks the whole `events` table, which must not wait for the deletes."""
+    # One retention run at a time (two would race on the same partitions).
+    await conn.execute("SELECT pg_advisory_lock(hashtext('belfry-retention'))")
+    try:
+        return await apply(conn, await plan(conn, now), dry_run=dry_run)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(hashtext('belfry-retention'))")
