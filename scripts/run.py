@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ import asyncpg
 
 from shared.auth import create_key, tenant_for_key
 from shared.db.migrate import MigrationError, ensure_database, migrate_url
+from shared.serve import die_with_parent_hook
 from shared.settings import CommonSettings, Env, SettingsError, redact_url
 from shared.signing import SigningKeys, click_path
 from shared.topology import Topology, declare_all
@@ -467,19 +467,6 @@ async def dev_api_keys(database_url: str) -> tuple[tuple[str, str], ...]:
 # --- the services -----------------------------------------------------------------------
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A preexec hook: Linux sends the child SIGTERM if `make run` itself is killed -9,
-    so no orphaned service keeps holding its port."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: nothing to import after
-
-    def hook() -> None:
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-    return hook
-
-
 class Child:
     """One running service and the task that copies its output, prefixed, to ours."""
 
@@ -505,7 +492,7 @@ class Child:
             limit=LINE_LIMIT,
             # Own session: Ctrl-C reaches only us, so every service is stopped the same way.
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent_hook(),
         )
         return cls(endpoint, proc, label)
 

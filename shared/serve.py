@@ -8,8 +8,11 @@ app's cleanup contexts run (publishers flush and wait for confirms, consumers ac
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import signal
+import sys
+from collections.abc import Callable
 
 import uvloop
 from aiohttp import web
@@ -50,3 +53,16 @@ async def serve(
 def run(coro_factory: object) -> None:
     """Run the service's main coroutine on uvloop."""
     uvloop.run(coro_factory)  # type: ignore[arg-type]
+
+
+def die_with_parent_hook() -> Callable[[], None] | None:
+    """A `preexec_fn` for child processes: on Linux the child gets SIGTERM when its parent
+    dies, even by kill -9, so no orphaned worker keeps holding a port."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before fork: nothing to import after
+
+    def hook() -> None:
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return hook

@@ -16,7 +16,7 @@ from services.ingest.app import create_app
 from services.ingest.keys import IngestDeps
 from services.ingest.settings import IngestSettings
 from shared.jsonlog import setup_logging
-from shared.serve import run, serve
+from shared.serve import die_with_parent_hook, run, serve
 from shared.settings import SettingsError
 from shared.spool import SpoolError
 from shared.telemetry import build_tracer_provider
@@ -27,7 +27,13 @@ def _supervise(settings: IngestSettings) -> int:
     children = []
     for index in range(settings.workers):
         env = dict(os.environ, INGEST_WORKERS="1", BELFRY_INGEST_WORKER=str(index))
-        children.append(subprocess.Popen([sys.executable, "-m", "services.ingest"], env=env))
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "services.ingest"],
+                env=env,
+                preexec_fn=die_with_parent_hook(),  # the supervisor may be killed -9
+            )
+        )
 
     def forward(signum: int, _frame: object) -> None:
         for child in children:

@@ -13,6 +13,7 @@ import aiohttp
 import asyncpg
 
 from tests.integration.helpers import rows
+from tests.support.eventually import eventually
 
 
 async def test_sigterm_turns_unready_drains_and_exits_with_every_hit_stored(
@@ -65,3 +66,29 @@ async def test_ingest_workers_share_one_port_each_with_its_own_spool(
     assert spools == ["worker-0", "worker-1"]
     ingest.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(ingest.proc.wait(), 30) == 0
+
+
+async def test_workers_exit_when_their_supervisor_is_killed(spawn: Callable[..., Any]) -> None:
+    ingest = await spawn("ingest", INGEST_WORKERS="2")
+    pid = ingest.proc.pid
+    workers = _children(pid)
+    assert len(workers) == 2
+    ingest.proc.kill()  # -9: no chance to forward a signal
+    await asyncio.wait_for(ingest.proc.wait(), 10)
+
+    async def alive() -> list[int]:
+        return [w for w in workers if _running(w)]
+
+    await eventually(alive, lambda left: not left, timeout=15, what="workers gone")
+
+
+def _children(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie lingers until init reaps it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
