@@ -109,6 +109,8 @@ def merge(base: Any, patch: Any, field: str | None = None) -> Any:
 
 def containers(obj: Object) -> list[Object]:
     spec = obj.get("spec", {})
+    if obj.get("kind") == "CronJob":  # its pod template sits one level deeper
+        spec = spec.get("jobTemplate", {}).get("spec", {})
     pod = spec.get("template", {}).get("spec", {})
     return [*pod.get("containers", []), *pod.get("initContainers", [])]
 
