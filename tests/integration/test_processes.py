@@ -55,6 +55,14 @@ async def test_ingest_workers_share_one_port_each_with_its_own_spool(
 ) -> None:
     await spawn("writer")
     ingest = await spawn("ingest", INGEST_WORKERS="2")
+    # Ready means one worker answers; the other may still be starting (it locks its own
+    # spool directory at start-up).
+    spool = tmp_path / "spool"
+
+    async def spools() -> list[str]:
+        return sorted(p.name for p in spool.iterdir()) if spool.exists() else []
+
+    await eventually(spools, lambda names: len(names) == 2, what="both workers' spools")
     async with aiohttp.ClientSession() as http:
         statuses = await asyncio.gather(
             *(http.get(f"{ingest.url}/acme/pixel/w{i}.gif") for i in range(100))
@@ -62,8 +70,7 @@ async def test_ingest_workers_share_one_port_each_with_its_own_spool(
         assert {r.status for r in statuses} == {200}
     stored = await rows(db, 100)
     assert len(stored) == 100
-    spools = sorted(p.name for p in (tmp_path / "spool").iterdir())
-    assert spools == ["worker-0", "worker-1"]
+    assert await spools() == ["worker-0", "worker-1"]
     ingest.proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(ingest.proc.wait(), 30) == 0
 
