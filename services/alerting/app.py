@@ -43,7 +43,7 @@ from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
 from shared.selfreport import MetricReporter, broker_channel, broker_exchange, queue_depth
 from shared.telemetry import tracer_for
-from shared.topology import Topology, declare
+from shared.topology import CHANNEL_TYPES, Topology, declare
 
 log = logging.getLogger("belfry.alerting")
 
@@ -155,7 +155,15 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         broker_exchange(broker, topo.metrics_exchange),
         stats=app[HTTP_STATS],
         collectors=[
-            queue_depth(broker_channel(broker), (topo.alerting_queue, topo.alerting_dlq)),
+            queue_depth(
+                broker_channel(broker),
+                (
+                    topo.alerting_queue,
+                    topo.alerting_dlq,
+                    *(topo.notify_queue(kind) for kind in CHANNEL_TYPES),
+                    *(topo.notify_dlq(kind) for kind in CHANNEL_TYPES),
+                ),
+            ),
             failure_figures,  # notify's belfry_notifications_failed
         ],
         interval=settings.common.metrics_interval,

@@ -21,7 +21,7 @@ from tests.support.eventually import eventually
 
 
 async def test_serves_the_default_pack_watches_itself_and_drains(
-    spawn: Callable[..., Any], db: asyncpg.Connection
+    spawn: Callable[..., Any], db: asyncpg.Connection, prefix: str
 ) -> None:
     proc = await spawn(
         "alerting",
@@ -49,6 +49,11 @@ async def test_serves_the_default_pack_watches_itself_and_drains(
     await eventually(own_alerts, lambda n: n == 1, timeout=15, what="alerting's own heartbeat")
     key = await create_key(db, "acme")
     async with aiohttp.ClientSession() as http:
+        # The queue depths it can read: its metric queue and every notification queue.
+        async with http.get(f"{proc.url}/metrics") as resp:
+            text = await resp.text()
+        for queue in ("alerting.metrics", "notify.webhook", "notify.email.dlq"):
+            assert f'belfry_queue_messages{{queue="{prefix}.{queue}"}}' in text, queue
         # An open SSE stream must not hold up the drain.
         stream = await http.get(
             f"{proc.url}/api/v1/alerts/stream", headers={"Authorization": f"Bearer {key}"}
