@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
 
 from shared.probes import PROBE_PATHS
+from shared.telemetry import RootSampling
 
 REQUESTS = Counter(
     "http_requests", "HTTP requests answered", ["service", "method", "route", "status"]
@@ -81,6 +82,7 @@ def observability_middleware(
     truncate_ips: bool = False,
 ) -> Middleware:
     metric_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+    roots = RootSampling.of(tracer)  # decides unsampled roots without building a span
 
     def children(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
         key = (method, route, status)
@@ -113,10 +115,14 @@ def observability_middleware(
         status = 500
         span = None
         if tracer is not None:
-            # Mail clients send no traceparent: skip the extract then (the hot path).
             headers = request.headers
-            parent = propagate.extract(headers) if "traceparent" in headers else None
-            span = tracer.start_span(f"{request.method} {route}", parent, SpanKind.SERVER)
+            if "traceparent" in headers:
+                parent = propagate.extract(headers)
+                span = tracer.start_span(f"{request.method} {route}", parent, SpanKind.SERVER)
+            elif roots is not None:  # mail clients send none: the hot path
+                span = roots.start_root_span(f"{request.method} {route}", SpanKind.SERVER)
+            else:
+                span = tracer.start_span(f"{request.method} {route}", None, SpanKind.SERVER)
         if span is None or not span.is_recording():
             # Untraced, or not sampled: no context to carry, so 1% sampling costs ~nothing.
             try:
