@@ -33,6 +33,7 @@ from services.alerting.keys import (
     SETTINGS,
     AlertingDeps,
 )
+from services.alerting.leader import EvaluatorLock
 from services.alerting.notify import failure_figures, setup_notify
 from services.alerting.outbox import OutboxRelay
 from services.alerting.routes import add_routes
@@ -92,11 +93,61 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
 _PREPARED = web.AppKey("alerting_prepared", bool)
 
 
-async def _start_engine(app: web.Application, engine: AlertEngine, interval: float) -> None:
-    """Prepare (if the database was away), load, then tick every `interval` seconds."""
+# How often a standby instance tries to take the evaluator lock, and how often the holder
+# checks that its lock connection is alive.
+LOCK_POLL_SECONDS = 1.0
+LOCK_CHECK_SECONDS = 5.0
+STANDBY = "standby: another alerting instance holds the evaluator lock"
+
+
+class _Consuming:
+    """The metric-queue subscription, on only while this instance evaluates."""
+
+    def __init__(self, topo: Topology, consumer: MetricConsumer) -> None:
+        self.topo, self.consumer = topo, consumer
+        self.active = False
+        # The channel on_connect finished declaring on (the queue exists there).
+        self.declared: AbstractChannel | None = None
+        self._on: tuple[AbstractChannel, str] | None = None
+
+    async def start(self) -> None:
+        self.active = True
+        await self.subscribe(self.declared)
+
+    async def subscribe(self, channel: AbstractChannel | None) -> None:
+        """Consume on `channel` (the current one; a reconnect brings a new one)."""
+        if not self.active or channel is None or channel.is_closed:
+            return
+        if self._on is not None and self._on[0] is channel:
+            return
+        queue = await channel.get_queue(self.topo.alerting_queue, ensure=False)
+        self._on = (channel, await queue.consume(self.consumer.on_message))
+
+    async def stop(self) -> None:
+        self.active = False
+        on, self._on = self._on, None
+        if on is not None and not on[0].is_closed:
+            with contextlib.suppress(Exception):
+                queue = await on[0].get_queue(self.topo.alerting_queue, ensure=False)
+                await queue.cancel(on[1])
+
+
+async def _evaluate_while_leader(
+    app: web.Application,
+    engine: AlertEngine,
+    lock: EvaluatorLock,
+    consuming: _Consuming,
+    interval: float,
+) -> None:
+    """Forever: take the evaluator lock (else stay a standby), prepare and load, tick and
+    consume while the lock is held; when it is lost, stop and start over."""
     delay = 0.5
-    while not app.get(_PREPARED, False) or not engine.loaded:
+    while True:
         try:
+            if not await lock.try_acquire():
+                engine.last_error = STANDBY
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+                continue
             if not app.get(_PREPARED, False):
                 await prepare(app)
                 app[_PREPARED] = True
@@ -108,7 +159,20 @@ async def _start_engine(app: web.Application, engine: AlertEngine, interval: flo
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
-    engine.start(interval)
+            continue
+        delay = 0.5
+        engine.start(interval)
+        await consuming.start()
+        log.info("evaluating: this instance holds the evaluator lock")
+        while not lock.lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lock.lost.wait(), LOCK_CHECK_SECONDS)
+            await lock.check()
+        log.warning("evaluator lock lost: evaluation stops until it is taken again")
+        await consuming.stop()
+        await engine.stop()
+        engine.loaded = False
+        engine.last_error = "evaluator lock lost"
 
 
 async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -130,15 +194,17 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         on_outbox=relay.wake,
     )
     consumer = MetricConsumer(engine, topo, tracer)
+    consuming = _Consuming(topo, consumer)
+    lock = EvaluatorLock(settings.common.database_url, settings.common.prefix)
     spec = topo.spec()
-    tags: dict[str, str] = {}
 
     async def on_connect(channel: AbstractChannel) -> None:
-        exchanges, queues = await declare(channel, spec.part(topo.alerting_queue))
+        exchanges, _queues = await declare(channel, spec.part(topo.alerting_queue))
         await declare(channel, spec.part(f"{topo.notify_exchange}."))
         consumer.dead_letters = exchanges[topo.dead_letter_exchange]
         await channel.set_qos(prefetch_count=settings.prefetch)
-        tags["metrics"] = await queues[topo.alerting_queue].consume(consumer.on_message)
+        consuming.declared = channel
+        await consuming.subscribe(channel)  # only while this instance evaluates
 
     broker.on_connect(on_connect)
     broker.on_available(relay.wake)
@@ -168,7 +234,10 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         ],
         interval=settings.common.metrics_interval,
     )
-    starting = asyncio.create_task(_start_engine(app, engine, settings.eval_interval))
+    leading = asyncio.create_task(
+        _evaluate_while_leader(app, engine, lock, consuming, settings.eval_interval),
+        name="alerting-leader",
+    )
     await broker.start()
     relay.start()
     reporter.start()
@@ -176,17 +245,14 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await reporter.stop()
-        channel = broker.channel
-        if channel is not None and not channel.is_closed and "metrics" in tags:
-            with contextlib.suppress(Exception):
-                queue = await channel.get_queue(topo.alerting_queue, ensure=False)
-                await queue.cancel(tags["metrics"])
-        starting.cancel()
+        await consuming.stop()
+        leading.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await starting
+            await leading
         await engine.stop()
         await relay.stop()  # a last pass: committed notifications go out
         await broker.stop()
+        await lock.release()  # after the last relay pass: a standby takes over from here
 
 
 def create_app(settings: AlertingSettings, deps: AlertingDeps | None = None) -> web.Application:

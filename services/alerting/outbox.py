@@ -198,37 +198,44 @@ class OutboxRelay:
                 return
 
     async def publish_pending(self, limit: int = 100) -> int:
-        """Publish pending notifications in order until none is left; returns how many."""
+        """Publish pending notifications in order until none is left; returns how many.
+
+        Rows are claimed with FOR UPDATE SKIP LOCKED inside the transaction that marks them
+        sent, so two relays (an instance handing over to another) never publish one row
+        twice; a crash before the commit re-publishes the same notification id."""
         sent = 0
         while self.broker.available:
             pool = await self.db.pool()
-            rows = await pool.fetch(
-                "SELECT notification_id, channel_type, envelope, traceparent FROM alert_outbox"
-                " WHERE sent_at IS NULL ORDER BY created_at, notification_id LIMIT $1",
-                limit,
-            )
-            if not rows:
-                break
-            for row in rows:
-                notification_id = str(row["notification_id"])
-                try:
-                    await self._publish(row)
-                except Exception as exc:
-                    await pool.execute(
-                        "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2"
-                        " WHERE notification_id = $1",
-                        notification_id,
-                        f"{type(exc).__name__}: {exc}"[:500],
-                    )
-                    raise
-                await pool.execute(
-                    "UPDATE alert_outbox SET sent_at = $2, attempts = attempts + 1,"
-                    " last_error = NULL WHERE notification_id = $1",
-                    notification_id,
-                    self.clock(),
+            failed: tuple[str, str] | None = None
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT notification_id, channel_type, envelope, traceparent"
+                    " FROM alert_outbox WHERE sent_at IS NULL"
+                    " ORDER BY created_at, notification_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    limit,
                 )
-                sent += 1
-                self.published += 1
+                for row in rows:
+                    notification_id = str(row["notification_id"])
+                    try:
+                        await self._publish(row)
+                    except Exception as exc:
+                        failed = (notification_id, f"{type(exc).__name__}: {exc}"[:500])
+                        break
+                    await conn.execute(
+                        "UPDATE alert_outbox SET sent_at = $2, attempts = attempts + 1,"
+                        " last_error = NULL WHERE notification_id = $1",
+                        notification_id,
+                        self.clock(),
+                    )
+                    sent += 1
+                    self.published += 1
+            if failed is not None:
+                await pool.execute(
+                    "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2"
+                    " WHERE notification_id = $1",
+                    *failed,
+                )
+                raise ConnectionError(f"publishing notification {failed[0]} failed: {failed[1]}")
             if len(rows) < limit:
                 break
         if sent:
