@@ -14,8 +14,9 @@ import hmac
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+from shared.contracts import MAX_URL_LEN
 from shared.settings import SettingsError
 
 _KID_RE = re.compile(r"^[A-Za-z0-9_-]{1,16}$")
@@ -73,3 +74,21 @@ def click_path(keys: SigningKeys, tenant: str, email_id: str, url: str) -> str:
     """The path + query of a signed click link (prefix it with the ingest base URL)."""
     query = urlencode({"url": url, "sig": sign_click(keys, tenant, email_id, url)})
     return f"/{tenant}/click/{email_id}?{query}"
+
+
+def target_problem(url: str) -> str | None:
+    """Why `url` may not be a click target, or None: one rule for the api that signs links
+    and the ingest that redirects them, so every link signed is one that redirects."""
+    if len(url) > MAX_URL_LEN:
+        return f"url longer than {MAX_URL_LEN} characters"
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in url):
+        return "url contains control characters or backslashes"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "url is not a valid URL"
+    if parts.scheme not in ("http", "https"):
+        return "url must be http or https"
+    if not parts.hostname:
+        return "url has no host"
+    return None

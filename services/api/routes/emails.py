@@ -23,9 +23,10 @@ from services.api import metrics
 from services.api.access import authorize, pool
 from services.api.http import bad_request, json_response, not_found, read_json
 from services.api.keys import SETTINGS
-from services.api.links import click_url, pixel_url, target_problem
+from services.api.links import click_url, pixel_url
 from services.api.timerange import parse_instant
 from shared.ids import valid_email_id
+from shared.signing import target_problem
 
 MAX_SUBJECT = 998  # RFC 5322's line limit: no real subject is longer
 MAX_RECIPIENT = 320

@@ -17,29 +17,12 @@ from services.ingest import metrics
 from services.ingest.keys import HOT
 from services.ingest.routes.common import error, request_hit
 from services.ingest.settings import IngestSettings
-from shared.contracts import HIT_CLICK_V2, MAX_URL_LEN
+from shared.contracts import HIT_CLICK_V2
 from shared.ids import valid_email_id, valid_tenant
 from shared.publisher import Outcome
-from shared.signing import verify_click
+from shared.signing import target_problem, verify_click
 
 _counted = {o: metrics.events("click", o) for o in Outcome}
-
-
-def target_problem(url: str) -> str | None:
-    """Why `url` may not be a redirect target, or None."""
-    if len(url) > MAX_URL_LEN:
-        return f"url longer than {MAX_URL_LEN} characters"
-    if any(ord(c) < 0x20 or c in "\\\x7f" for c in url):
-        return "url contains control characters or backslashes"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "url is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return "url must be http or https"
-    if not parts.hostname:
-        return "url has no host"
-    return None
 
 
 def unsigned_allowed(settings: IngestSettings, tenant: str, url: str) -> bool:

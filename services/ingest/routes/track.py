@@ -22,7 +22,6 @@ from aiohttp import web
 
 from services.ingest import metrics
 from services.ingest.keys import BROKER, HOT, SPOOL
-from services.ingest.routes.click import target_problem
 from services.ingest.routes.common import error, json_response
 from shared.contracts import (
     HIT_CLICK_V2,
@@ -33,6 +32,7 @@ from shared.contracts import (
 )
 from shared.ids import new_event_id
 from shared.publisher import Outcome
+from shared.signing import target_problem
 
 KINDS = {"open": HIT_OPEN_V2, "click": HIT_CLICK_V2}
 _FUTURE_SKEW = timedelta(minutes=5)
