@@ -18,10 +18,8 @@ from services.alerting.keys import AlertingDeps
 from services.alerting.settings import AlertingSettings
 from services.alerting.store import upsert_rule
 from shared.db.migrate import MigrationError, migrate_url
-from shared.jsonlog import setup_logging
-from shared.serve import run, serve
+from shared.serve import run_service
 from shared.settings import SettingsError
-from shared.telemetry import build_tracer_provider
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,19 +91,14 @@ def main(argv: list[str]) -> int:
     except FileError as exc:
         print(f"alerting: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging("alerting", common.log_level)
-    try:
-        provider = build_tracer_provider("alerting", common.version, common.environment, os.environ)
-    except SettingsError as exc:
-        print(f"alerting: configuration error: {exc}", file=sys.stderr)
-        return 2
-    app = create_app(settings, AlertingDeps(tracer_provider=provider))
-    try:
-        run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))
-    finally:
-        if provider is not None:
-            provider.shutdown()
-    return 0
+    return run_service(
+        "alerting",
+        common,
+        settings.host,
+        settings.port,
+        lambda provider: create_app(settings, AlertingDeps(tracer_provider=provider)),
+        os.environ,
+    )
 
 
 if __name__ == "__main__":

@@ -37,10 +37,8 @@ from services.api.tenants import TenantError, create_tenant, list_tenants, requi
 from shared.auth import create_key, list_keys, revoke_key
 from shared.db.migrate import MigrationError, migrate_url
 from shared.ids import valid_tenant
-from shared.jsonlog import setup_logging
-from shared.serve import run, serve
+from shared.serve import run_service
 from shared.settings import CommonSettings, SettingsError
-from shared.telemetry import build_tracer_provider
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -198,19 +196,14 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         print(f"api: configuration error: {exc}", file=sys.stderr)
         return 2
     common = settings.common
-    setup_logging("api", common.log_level)
-    try:
-        provider = build_tracer_provider("api", common.version, common.environment, environ)
-    except SettingsError as exc:
-        print(f"api: configuration error: {exc}", file=sys.stderr)
-        return 2
-    app = create_app(settings, ApiDeps(tracer_provider=provider))
-    try:
-        run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))
-    finally:
-        if provider is not None:
-            provider.shutdown()  # flush the last spans
-    return 0
+    return run_service(
+        "api",
+        common,
+        settings.host,
+        settings.port,
+        lambda provider: create_app(settings, ApiDeps(tracer_provider=provider)),
+        environ,
+    )
 
 
 if __name__ == "__main__":

@@ -17,10 +17,8 @@ from services.writer.app import create_app
 from services.writer.keys import WriterDeps
 from services.writer.settings import WriterSettings
 from shared.db.migrate import MigrationError, migrate_url
-from shared.jsonlog import setup_logging
-from shared.serve import run, serve
+from shared.serve import run_service
 from shared.settings import SettingsError
-from shared.telemetry import build_tracer_provider
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,19 +68,14 @@ def main(argv: list[str]) -> int:
             count = asyncio.run(dlq.purge_dead_letters(common.amqp_url, common.prefix))
             print(f"purged {count} message(s)")
         return 0
-    setup_logging("writer", common.log_level)
-    try:
-        provider = build_tracer_provider("writer", common.version, common.environment, os.environ)
-    except SettingsError as exc:
-        print(f"writer: configuration error: {exc}", file=sys.stderr)
-        return 2
-    app = create_app(settings, WriterDeps(tracer_provider=provider))
-    try:
-        run(serve(app, settings.host, settings.port, shutdown_grace=common.shutdown_grace))
-    finally:
-        if provider is not None:
-            provider.shutdown()  # flush the last spans
-    return 0
+    return run_service(
+        "writer",
+        common,
+        settings.host,
+        settings.port,
+        lambda provider: create_app(settings, WriterDeps(tracer_provider=provider)),
+        os.environ,
+    )
 
 
 if __name__ == "__main__":
