@@ -78,6 +78,7 @@ class NotifyConsumer:
         self.dead_letters: AbstractExchange | None = None
         self.consumer_tag: str | None = None
         self.handled = 0
+        self.handler_failures = 0  # messages sent round again because handling failed
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- broker side --------------------------------------------------------------------
@@ -199,6 +200,7 @@ class NotifyConsumer:
         exc: Exception,
     ) -> None:
         error = f"{type(exc).__name__}: {exc}"[:500]
+        self.handler_failures += 1
         retries = _count(headers, HANDLER_RETRIES_HEADER, 0) + 1
         log.warning(
             "notification handler failed",

@@ -164,19 +164,21 @@ async def start_notify(
         deps: NotifyDeps | None = None,
         tracer: Any = None,
         types: tuple[str, ...] = ("webhook",),
+        database_url: str | None = None,
         **overrides: Any,
     ) -> NotifyService:
         """Consumers of `types` only (each is a connection and 7 quorum queues to
-        declare: the suite stays fast)."""
+        declare: the suite stays fast); `database_url` e.g. through a TCP proxy."""
         settings = replace(notify_settings, **overrides)
+        url = database_url or common.database_url
         service = NotifyService(
             settings,
-            replace(common, service="alerting"),
+            replace(common, service="alerting", database_url=url),
             deps or NotifyDeps(),
             tracer=tracer,
             channel_types=types,
         )
-        database = Database(common.database_url)
+        database = Database(url)
         running.append((service, database))
         await service.start(database)
         assert await service.wait_available(15), await service.check()
