@@ -73,6 +73,29 @@ async def test_slack_payload_and_one_message_per_second_per_url(
         assert part in blocks
 
 
+async def test_slack_429_retry_after_holds_that_webhook(
+    start_notify: StartNotify,
+    receiver: Any,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    hook: Receiver = await receiver()
+    hook.answers = [(429, {"Retry-After": "1"})]
+    await add_channel("team", "slack", {"url": f"{hook.url}/services/T1/B1/ccc"})
+    await start_notify(types=("slack",), slack_min_interval=0.1)  # backoff 20 ms
+    first, second = notification("team", "slack"), notification("team", "slack")
+    await publish(first)
+    await hook.wait(1)  # the 429
+    await publish(second)
+    for env in (first, second):
+        await delivery(db, env["data"]["notification_id"], "delivered")
+    requests = await hook.wait(3)
+    assert len(requests) == 3
+    # Nothing reached that webhook within the Retry-After: not the retry, not the next one.
+    assert all(r.at - requests[0].at >= 0.95 for r in requests[1:])
+
+
 class Inbox:
     def __init__(self) -> None:
         self.messages: list[Any] = []
