@@ -243,3 +243,55 @@ async def test_bad_messages_and_events_are_dead_lettered(
     assert "data.value" in str(validated.headers["x-belfry-reason"])
     assert orjson.loads(validated.body)[0]["id"] == bad["id"]
     await asyncio.sleep(0)
+
+
+async def test_repeat_interval_announces_a_still_firing_alert_again(
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    send_metrics: Send,
+    clock: FakeClock,
+    notify_tap: Tap,
+) -> None:
+    await add_channel(db, "ops", "webhook")
+    await _rule(db, condition="latency > 1", channels=["ops"], repeat_interval="1m")
+    client = await start_alerting()
+    assert await _step(client, send_metrics, clock, 1, 5) == "firing"
+    await notify_tap.wait(1)
+    assert await _step(client, send_metrics, clock, 30, 5) == "firing"
+    await notify_tap.quiet(client, 1)  # inside the repeat interval: nothing
+    assert await _step(client, send_metrics, clock, 40, 5) == "firing"
+    envelopes = await notify_tap.quiet(client, 2)  # 70 s after the first: once more
+    assert [e["data"]["status"] for e in envelopes] == ["firing", "firing"]
+    assert envelopes[0]["data"]["notification_id"] != envelopes[1]["data"]["notification_id"]
+
+
+async def test_a_series_gone_quiet_becomes_a_no_data_alert(
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    send_metrics: Send,
+    clock: FakeClock,
+    notify_tap: Tap,
+) -> None:
+    await add_channel(db, "ops", "webhook")
+    await _rule(
+        db,
+        name="HeartbeatMissing",
+        condition="count(heartbeat[60s]) < 1",
+        no_data={"mode": "alert", "windows": 1},
+        channels=["ops"],
+    )
+    client = await start_alerting()
+    await send_metrics(client, [metric_event("heartbeat", 1, {"service": "api"}, at=clock())])
+    engine = engine_of(client)
+    await engine.tick()
+    (alert,) = engine.alerts.values()
+    assert alert.state == "inactive"
+    await notify_tap.quiet(client, 0)
+    clock.advance(61)  # no heartbeat for a whole window
+    await engine.tick()
+    (alert,) = engine.alerts.values()
+    assert alert.state == "firing" and alert.no_data
+    (envelope,) = await notify_tap.quiet(client, 1)
+    (sent,) = envelope["data"]["alerts"]
+    assert sent["status"] == "firing" and sent["value"] is None
+    assert sent["labels"]["service"] == "api"
