@@ -4,9 +4,11 @@ servers as they found them."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import secrets
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from shared.db.migrate import migrate_url
 from shared.settings import CommonSettings
 from shared.signing import SigningKeys
 from shared.topology import Topology, delete_all
+from tests.support.processes import ROOT, Proc, free_port, wait_ready
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -173,3 +176,45 @@ def start_writer(start_app: Any, writer_settings: WriterSettings) -> Started:
         return client
 
     return start
+
+
+@pytest.fixture
+async def spawn(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start `python -m services.<name>` on a free port with this test's database and
+    prefix, wait until it is ready; killed at the end if still running."""
+    procs: list[Proc] = []
+
+    async def start(service: str, **env: str) -> Proc:
+        port = free_port()
+        log = tmp_path / f"{service}-{port}.log"
+        full_env = {
+            **os.environ,
+            "AMQP_URL": common.amqp_url,
+            "DATABASE_URL": common.database_url,
+            "BELFRY_PREFIX": common.prefix,
+            "CLICK_SIGNING_KEYS": "k1:process-test-secret-0123",
+            "INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+            f"{service.upper()}_PORT": str(port),
+            f"{service.upper()}_HOST": "127.0.0.1",
+            **env,
+        }
+        with log.open("wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                f"services.{service}",
+                cwd=ROOT,
+                env=full_env,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        p = Proc(proc, port, log)
+        procs.append(p)
+        await wait_ready(p)
+        return p
+
+    yield start
+    for p in procs:
+        if p.proc.returncode is None:
+            p.proc.kill()
+            await p.proc.wait()

@@ -226,7 +226,3 @@ async def add_channel(
         kind,
         orjson.dumps(config).decode(),
     )
-
-
-# The process fixture of the integration tests (a service as a real child process).
-from tests.integration.conftest import spawn  # noqa: E402, F401

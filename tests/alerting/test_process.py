@@ -16,8 +16,8 @@ import asyncpg
 import orjson
 
 from shared.auth import create_key
-from tests.integration.conftest import ROOT
 from tests.support.eventually import eventually
+from tests.support.processes import ROOT
 
 
 async def test_serves_the_default_pack_watches_itself_and_drains(

@@ -4,14 +4,10 @@ writer's classifier would have stored)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -25,7 +21,6 @@ from services.api.tenants import create_tenant
 from shared.settings import CommonSettings
 from shared.signing import SigningKeys
 from tests.conftest import Started
-from tests.integration.conftest import ROOT, Proc, free_port, wait_ready
 
 
 @pytest.fixture
@@ -122,45 +117,3 @@ async def seed_email(
         email_id,
         created_at,
     )
-
-
-@pytest.fixture
-async def spawn_api(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Any]:
-    """Start `python -m services.api` as a child process (killed afterwards): for what only
-    a process of its own can show, like its memory."""
-    procs: list[Proc] = []
-
-    async def start(**env: str) -> Proc:
-        port = free_port()
-        log = tmp_path / f"api-{port}.log"
-        full_env = {
-            **os.environ,
-            "AMQP_URL": common.amqp_url,
-            "DATABASE_URL": common.database_url,
-            "BELFRY_PREFIX": common.prefix,
-            "CLICK_SIGNING_KEYS": "k1:process-test-secret-0123",
-            "API_PORT": str(port),
-            "API_HOST": "127.0.0.1",
-            "API_MIGRATE": "false",
-            **env,
-        }
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "services.api",
-                cwd=ROOT,
-                env=full_env,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        p = Proc(proc, port, log)
-        procs.append(p)
-        await wait_ready(p)
-        return p
-
-    yield start
-    for p in procs:
-        if p.proc.returncode is None:
-            p.proc.kill()
-            await p.proc.wait()

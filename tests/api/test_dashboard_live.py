@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,16 +20,11 @@ from tests.api.conftest import Row, new_tenant, seed_events
 from tests.api.test_dashboard_browser import CHROMIUM
 from tests.conftest import Started
 from tests.support.eventually import eventually
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Page:
@@ -68,7 +62,7 @@ async def open_page(tmp_path: Path) -> AsyncIterator[Any]:
 
     async def open_(url: str) -> Page:
         assert CHROMIUM is not None
-        port = _free_port()
+        port = free_port()
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM,
             "--headless=new",

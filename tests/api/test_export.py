@@ -16,7 +16,7 @@ import orjson
 
 from tests.api.conftest import COPY_COLUMNS, bearer, new_tenant
 from tests.conftest import Started
-from tests.integration.conftest import Proc
+from tests.support.processes import Proc
 
 ROWS = 100_000
 # Peak RSS growth allowed while exporting everything. Loading the rows instead (asyncpg
@@ -65,12 +65,12 @@ async def seed_many(db: asyncpg.Connection) -> datetime:
 
 
 async def test_export_of_100k_events_streams_in_bounded_memory(
-    db: asyncpg.Connection, spawn_api: Callable[..., Awaitable[Proc]]
+    db: asyncpg.Connection, spawn: Callable[..., Awaitable[Proc]]
 ) -> None:
     key = await new_tenant(db, "acme")
     await new_tenant(db, "globex")
     start = await seed_many(db)
-    api = await spawn_api()
+    api = await spawn("api", API_MIGRATE="false")
     pid = api.proc.pid
     async with aiohttp.ClientSession(headers=bearer(key)) as http:
         # Warm up (imports, pool, first query plans) before measuring.

@@ -18,7 +18,7 @@ from services.api.retention import months_before
 from shared.auth import list_keys, tenant_for_key
 from tests.api.conftest import bearer, new_tenant
 from tests.conftest import Started
-from tests.integration.conftest import ROOT
+from tests.support.processes import ROOT
 
 NOW = datetime.now(UTC)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -35,6 +34,7 @@ from tests.alerting.notify.conftest import (
     notification,
 )
 from tests.support.eventually import eventually
+from tests.support.processes import free_port
 
 ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
 HAVE_ALERTMANAGER = ALERTMANAGER.exists()
@@ -105,12 +105,6 @@ class Inbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def tls_files(tmp_path: Path) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:
@@ -135,7 +129,7 @@ async def test_email_reaches_a_real_smtp_server(
     db: asyncpg.Connection,
 ) -> None:
     inbox = Inbox()
-    port = _free_port()
+    port = free_port()
     deps = NotifyDeps()
     kwargs: dict[str, Any] = {}
     if tls != "none":
@@ -186,7 +180,7 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[str]:
         pytest.skip(f"{ALERTMANAGER} is not installed (Debian package prometheus-alertmanager)")
     config = tmp_path / "alertmanager.yml"
     config.write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
-    port = _free_port()
+    port = free_port()
     proc = await asyncio.create_subprocess_exec(
         str(ALERTMANAGER),
         f"--config.file={config}",
