@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -34,6 +35,7 @@ DURATION = Histogram(
 )
 
 access_log = logging.getLogger("belfry.access")
+log = logging.getLogger("belfry.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
@@ -72,6 +74,28 @@ def _route(request: web.Request) -> str:
         return "unmatched"
     resource = info.route.resource
     return resource.canonical if resource is not None else "unmatched"
+
+
+def _json_error(exc: web.HTTPException) -> web.Response | None:
+    """aiohttp's own errors (no route: 404, wrong method: 405, body too large: 413, ...)
+    come as text; every Belfry client gets JSON. None: leave `exc` as it is (not an error,
+    or already JSON)."""
+    if exc.status < 400 or exc.content_type == "application/json":
+        return None
+    response = web.Response(
+        body=orjson.dumps({"error": (exc.reason or "error").lower()}),
+        status=exc.status,
+        content_type="application/json",
+    )
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def _internal_error() -> web.Response:
+    return web.Response(
+        body=b'{"error":"internal error"}', status=500, content_type="application/json"
+    )
 
 
 def observability_middleware(
@@ -131,7 +155,13 @@ def observability_middleware(
                 return response
             except web.HTTPException as exc:
                 status = exc.status
-                raise
+                answer = _json_error(exc)
+                if answer is None:
+                    raise
+                return answer
+            except Exception:
+                log.exception("unhandled error", extra={"route": route})
+                return _internal_error()
             finally:
                 observe(request, route, status, started)
         span.set_attributes(_server_attributes(request, route, truncate_ips))
@@ -144,7 +174,14 @@ def observability_middleware(
                 return response
             except web.HTTPException as exc:
                 status = exc.status
-                raise
+                answer = _json_error(exc)
+                if answer is None:
+                    raise
+                return answer
+            except Exception as exc:
+                span.record_exception(exc)
+                log.exception("unhandled error", extra={"route": route})
+                return _internal_error()
             finally:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:

@@ -18,6 +18,8 @@ import zlib
 
 import asyncpg
 
+from shared.db import UNAVAILABLE
+
 log = logging.getLogger("belfry.alerting.leader")
 
 
@@ -62,7 +64,7 @@ class EvaluatorLock:
             return
         try:
             await self._conn.fetchval("SELECT 1", timeout=5)
-        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
+        except (*UNAVAILABLE, asyncpg.PostgresError) as exc:
             log.warning("evaluator lock connection lost", extra={"error": str(exc)[:200]})
             self.lost.set()
 

@@ -17,7 +17,7 @@ from services.api.keys import BROKER, DATABASE, DEPS, SETTINGS, ApiDeps
 from services.api.routes import dashboard, emails, export, privacy, stats
 from services.api.settings import ApiSettings
 from shared.broker import Broker
-from shared.db import Database, apply_migrations
+from shared.db import UNAVAILABLE, Database, apply_migrations
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import HEALTH, Health, add_probe_routes
 from shared.selfreport import MetricReporter, broker_exchange
@@ -28,15 +28,12 @@ log = logging.getLogger("belfry.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# What a request meets when Postgres is away or not migrated yet: a 503, not a 500.
-_DB_DOWN = (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
-
 
 @web.middleware
 async def database_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except _DB_DOWN as exc:
+    except UNAVAILABLE as exc:
         reason = f"database unavailable: {type(exc).__name__}"
     except asyncpg.UndefinedTableError:
         reason = "database not migrated yet"

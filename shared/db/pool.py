@@ -7,6 +7,16 @@ import time
 
 import asyncpg
 
+# What a query meets when Postgres is away, restarting or the connection broke: answered
+# as 503 (retry later) by the HTTP services, never as a 500.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+)
+
 
 class Database:
     def __init__(self, url: str, *, min_size: int = 1, max_size: int = 4) -> None:

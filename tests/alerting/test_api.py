@@ -5,6 +5,7 @@ stream, and the OpenAPI document covering every route."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -13,6 +14,7 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from services.alerting.routes import OPENAPI
+from services.alerting.settings import AlertingSettings
 from shared.auth import create_key
 from shared.probes import PROBE_PATHS
 from tests.alerting.conftest import (
@@ -25,6 +27,7 @@ from tests.alerting.conftest import (
     engine_of,
     metric_event,
 )
+from tests.support.tcpproxy import TcpProxy
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -428,3 +431,21 @@ async def test_metrics_pass_promtool(start_alerting: StartAlerting) -> None:
     text = await (await client.get("/metrics")).text()
     code, out = await check_metrics(text)
     assert code == 0, out
+
+
+async def test_database_away_is_a_503_with_a_reason(
+    start_alerting: StartAlerting,
+    alerting_settings: AlertingSettings,
+    api_key: str,
+    database_url: str,
+) -> None:
+    proxy = await TcpProxy("127.0.0.1", 5432).start()
+    try:
+        common = replace(alerting_settings.common, database_url=proxy.url_for(database_url))
+        client = await start_alerting(common=common)
+        proxy.cut()
+        resp = await client.get("/api/v1/rules", headers=auth(api_key))
+        assert resp.status == 503
+        assert (await resp.json())["error"] == "database unavailable; retry later"
+    finally:
+        await proxy.close()

@@ -25,8 +25,16 @@ async def _client(sample: float) -> TestClient:
     async def boom(request: web.Request) -> web.Response:
         raise RuntimeError("boom")
 
+    async def refuse(request: web.Request) -> web.Response:
+        raise web.HTTPBadRequest(text="plain words")
+
+    async def go(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/elsewhere")
+
     app.router.add_get("/{tenant}/hello/{email_id}", hello)
     app.router.add_get("/boom", boom)
+    app.router.add_get("/refuse", refuse)
+    app.router.add_get("/go", go)
     client = TestClient(TestServer(app))
     await client.start_server()
     return client
@@ -105,3 +113,25 @@ def test_http_stats_take_resets_the_window() -> None:
 )
 def test_truncate_ip_keeps_only_the_network(address: str, expected: str) -> None:
     assert truncate_ip(address) == expected
+
+
+async def test_errors_are_json_whoever_raised_them() -> None:
+    client = await _client(0.0)
+    try:
+        for method, path, status in [
+            ("GET", "/no/such/route/here", 404),  # aiohttp's router
+            ("DELETE", "/acme/hello/e1", 405),
+            ("GET", "/refuse", 400),  # a handler's text exception
+            ("GET", "/boom", 500),  # a bug: logged, answered, never a traceback page
+        ]:
+            resp = await client.request(method, path)
+            assert resp.status == status, path
+            assert resp.content_type == "application/json", path
+            assert isinstance((await resp.json())["error"], str)
+            if status == 405:
+                assert resp.headers["Allow"] == "GET,HEAD"
+        resp = await client.get("/go", allow_redirects=False)
+        assert resp.status == 302 and resp.headers["Location"] == "/elsewhere"
+        assert await (await client.get("/livez")).text()  # probes untouched
+    finally:
+        await client.close()

@@ -8,12 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Any, NoReturn
 
-import asyncpg
 import orjson
 from aiohttp import web
 
 from services.alerting.keys import DATABASE
 from shared.auth import require_tenant
+from shared.db import UNAVAILABLE
 
 log = logging.getLogger("belfry.alerting.api")
 MAX_LIMIT = 1000
@@ -105,24 +105,12 @@ def iso(value: datetime | None) -> str | None:
 
 @web.middleware
 async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Under /api/: the database away is a 503, a bug a 500, both as JSON."""
+    """Under /api/: the database away is a 503 (JSON). aiohttp's own 404/405 and
+    unexpected errors become JSON in shared/httpobs.py, for every service."""
     if not request.path.startswith("/api/"):
         return await handler(request)
     try:
         return await handler(request)
-    except web.HTTPException as exc:
-        if exc.content_type == "application/json" or exc.status < 400:
-            raise
-        # aiohttp's own 404/405 are text: API clients get JSON everywhere.
-        response = json_response({"error": exc.reason.lower()}, exc.status)
-        if "Allow" in exc.headers:
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
-    except (OSError, asyncpg.PostgresConnectionStatusError, asyncpg.InterfaceError) as exc:
+    except UNAVAILABLE as exc:
         log.warning("api: database unavailable", extra={"error": str(exc)[:300]})
         return json_response({"error": "database unavailable; retry later"}, 503)
-    except TimeoutError:
-        return json_response({"error": "database unavailable; retry later"}, 503)
-    except Exception:
-        log.exception("api: unexpected error", extra={"path": request.path})
-        return json_response({"error": "internal error"}, 500)
