@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +65,8 @@ MAX_RSS_MB = 80.0
 # Tracing overhead: with 1 % sampling, ingest keeps >= 90 % of its tracing-off throughput.
 MIN_TRACED_RATIO = 0.90
 SAMPLER = "parentbased_traceidratio"
+# The machine's servers whose CPU the hits also cost (command name -> label in the report).
+SERVER_COMMANDS = {"beam.smp": "rabbitmq", "postgres": "postgres"}
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 _DURATION = r"([\d.]+)(us|ms|s|m|h)"
@@ -90,6 +92,14 @@ class WrkResult:
     # before starting ours, and record any that started while ours was running.
     waited_for_other_wrk_s: float = 0.0
     other_wrk_during_run: list[str] = field(default_factory=list)
+    # CPU seconds the served process used during the run (set by the caller).
+    server_cpu_s: float | None = None
+
+    @property
+    def server_cpu_us_per_request(self) -> float | None:
+        if self.server_cpu_s is None or not self.requests:
+            return None
+        return 1e6 * self.server_cpu_s / self.requests
 
     @property
     def p50_ms(self) -> float:
@@ -201,6 +211,24 @@ def cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_by_command(commands: Iterable[str]) -> dict[str, float]:
+    """User + system CPU seconds so far of all processes with each command name (the
+    machine's RabbitMQ `beam.smp`, Postgres `postgres`): what the hits cost outside ours."""
+    wanted = set(commands)
+    totals = dict.fromkeys(wanted, 0.0)
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/comm") as fh:
+                comm = fh.read().strip()
+        except OSError:
+            continue
+        if comm in wanted:
+            totals[comm] += cpu_seconds(int(entry.name)) or 0.0
+    return totals
 
 
 def machine_busy() -> tuple[float, float]:
@@ -563,6 +591,18 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
             f" (mean {fmt(report['baseline_mean_rps'], 1)}, drift {fmt(after / before - 1, 3)})",
         ),
         ("ingest / baseline mean", fmt(report["ratio"], 3)),
+        (
+            "CPU µs per request",
+            "baseline {baseline}, ingest {ingest} (+ per hit: writer {writer}, "
+            "rabbitmq {rabbitmq}, postgres {postgres})".format(
+                **{k: fmt(v, 0) for k, v in report["cpu_us_per_request"].items()}
+            ),
+        ),
+        (
+            "CPU ceiling",
+            f"{fmt(report['cpu_us_per_request']['ceiling'], 3)} = baseline µs ÷ ingest µs:"
+            " the best ratio with a core to itself and no wait for confirms",
+        ),
         ("2xx responses (wrk)", fmt(e2e["wrk_2xx"])),
         (
             "opens recorded (ingest)",
@@ -765,7 +805,12 @@ def evaluate_tracing(tracing: dict[str, Any]) -> list[Target]:
 def wrk_summary(result: WrkResult) -> dict[str, Any]:
     out = asdict(result)
     out["wrk_output"] = out.pop("raw")
-    out.update(p50_ms=result.p50_ms, p99_ms=result.p99_ms, ok_responses=result.ok)
+    out.update(
+        p50_ms=result.p50_ms,
+        p99_ms=result.p99_ms,
+        ok_responses=result.ok,
+        server_cpu_us_per_request=result.server_cpu_us_per_request,
+    )
     return out
 
 
@@ -905,6 +950,7 @@ async def run_belfry(
         sampler.start()
         try:
             cpu_before = {name: cpu_seconds(p.pid) for name, p in watched.items()}
+            servers_before = cpu_seconds_by_command(SERVER_COMMANDS)
             busy_before = machine_busy()
             loaded = await run_wrk(
                 ctx.wrk,
@@ -914,11 +960,16 @@ async def run_belfry(
             )
             wrk_end = time.monotonic()
             busy_after = machine_busy()
+            servers_after = cpu_seconds_by_command(SERVER_COMMANDS)
             cpu_load = {
                 name: round(b - a, 2)
                 for name, p in watched.items()
                 if (a := cpu_before[name]) is not None and (b := cpu_seconds(p.pid)) is not None
             }
+            if (ingest_cpu := cpu_load.get("ingest")) is not None:
+                loaded.server_cpu_s = ingest_cpu
+            for command, label in SERVER_COMMANDS.items():
+                cpu_load[label] = round(servers_after[command] - servers_before[command], 2)
             cpu_load["machine_busy"] = round(busy_after[0] - busy_before[0], 2)
             cpu_load["machine_total"] = round(busy_after[1] - busy_before[1], 2)
             print("  waiting for the rows", flush=True)
@@ -1014,6 +1065,32 @@ async def run_tracing(ctx: Ctx, off: WrkResult, off_run: dict[str, Any]) -> dict
     }
 
 
+def cpu_per_request(
+    before: WrkResult, after: WrkResult, loaded: WrkResult, cpu_load: dict[str, float]
+) -> dict[str, float | None]:
+    """CPU microseconds per request: the bare app's (mean of its two runs), ingest's, and
+    what each hit also cost the writer, RabbitMQ and Postgres during the load.
+
+    `ceiling` = bare ÷ ingest: the ratio one ingest process could reach with a core to
+    itself and no wait for confirms. A ceiling below the target says the target is out of
+    reach on this machine whatever the batching does; only less CPU per hit moves it."""
+    bare = [r for r in (before.server_cpu_us_per_request, after.server_cpu_us_per_request) if r]
+    out: dict[str, float | None] = {
+        "baseline": round(sum(bare) / len(bare), 1) if bare else None,
+        "ingest": None
+        if loaded.server_cpu_us_per_request is None
+        else round(loaded.server_cpu_us_per_request, 1),
+    }
+    for name in ("writer", *SERVER_COMMANDS.values()):
+        seconds = cpu_load.get(name)
+        out[name] = (
+            round(1e6 * seconds / loaded.requests, 1) if seconds and loaded.requests else None
+        )
+    base, ingest = out["baseline"], out["ingest"]
+    out["ceiling"] = round(base / ingest, 3) if base and ingest else None
+    return out
+
+
 async def run_baseline(ctx: Ctx, name: str) -> WrkResult:
     """wrk against scripts/bare_pixel.py, started for this run and stopped after it."""
     print(f"{name}: scripts/bare_pixel.py", flush=True)
@@ -1027,7 +1104,10 @@ async def run_baseline(ctx: Ctx, name: str) -> WrkResult:
     ctx.procs.append(bare)
     url = f"http://127.0.0.1:{port}{PIXEL_PATH}"
     await wait_http_200(ctx.http, url, bare)
+    cpu_before = cpu_seconds(bare.pid)
     result = await run_wrk(ctx.wrk, url, ctx.args, ctx.log_dir / f"wrk-{name}.txt")
+    if cpu_before is not None and (cpu_after := cpu_seconds(bare.pid)) is not None:
+        result.server_cpu_s = cpu_after - cpu_before
     await stop_proc(bare)
     ctx.procs.remove(bare)
     return result
@@ -1063,6 +1143,7 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
             loaded, off = await run_belfry(ctx, TRACING_OFF)
             after = await run_baseline(ctx, "baseline-after")
             mean_rps = (baseline.requests_per_s + after.requests_per_s) / 2
+            cpu = cpu_per_request(baseline, after, loaded, off["cpu_seconds_during_load"])
             report.update(
                 baseline=wrk_summary(baseline),
                 baseline_after=wrk_summary(after),
@@ -1071,6 +1152,7 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
                 ratio=round(loaded.requests_per_s / mean_rps, 4),
                 persistence=off["persistence"],
                 cpu_seconds_during_load=off["cpu_seconds_during_load"],
+                cpu_us_per_request=cpu,
                 ingest_batch_events_avg=off["ingest_batch_events_avg"],
                 ingest_confirm_ms_avg=off["ingest_confirm_ms_avg"],
                 ingest_peak_rss_mb=off["ingest_peak_rss_mb"],
@@ -1155,6 +1237,7 @@ def main() -> int:
         "duplicates": e2e["duplicates"],
         "seconds_until_last_row": e2e["seconds_until_last_row"],
         "ingest_peak_rss_mb": report["ingest_peak_rss_mb"],
+        "cpu_us_per_request": report["cpu_us_per_request"],
     }
     tracing_targets: list[Target] = []
     if report["tracing"]:
