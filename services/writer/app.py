@@ -33,8 +33,8 @@ log = logging.getLogger("belfry.writer")
 
 
 async def _lag_figures() -> list[Sample]:
-    """The writer's own self-reported figure: lag of the newest stored batch."""
-    (family,) = metrics.LAG_SECONDS.collect()  # the gauge the consumer sets per batch
+    """The writer's own self-reported figure: its lag (HitConsumer.lag_seconds)."""
+    (family,) = metrics.LAG_SECONDS.collect()  # read from the consumer at each collect
     return [Sample("belfry_writer_lag_seconds", family.samples[0].value)]
 
 
@@ -64,6 +64,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
 
     broker.on_connect(on_connect)
     broker.on_disconnect(consumer.on_disconnect)
+    metrics.LAG_SECONDS.set_function(consumer.lag_seconds)  # read at scrape and report
 
     async def inserts_check() -> str | None:
         return f"inserts failing: {consumer.db_error}" if consumer.db_error else None

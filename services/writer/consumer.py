@@ -37,12 +37,18 @@ from shared.tracing import links_to, messaging_attributes, postgres_attributes
 log = logging.getLogger("belfry.writer")
 
 Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
 class Held:
     message: AbstractIncomingMessage
     decoded: DecodedMessage
+    oldest: datetime | None  # the earliest received_at of its events (None: none valid)
 
 
 def dead_letter_message(
@@ -74,14 +80,18 @@ class HitConsumer:
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
         tracer: trace.Tracer | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.tracer = tracer
+        self._clock = clock
         self.settings = settings
         self.topo = Topology(settings.common.prefix)
         self.store = store
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._held: list[Held] = []
+        self._storing: list[Held] = []  # taken from _held, not yet acked
+        self._last_lag = 0.0
         self._rows = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -94,7 +104,8 @@ class HitConsumer:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         decoded = decode_message(message.body)
-        self._held.append(Held(message, decoded))
+        oldest = min((e.received_at for e in decoded.events), default=None)
+        self._held.append(Held(message, decoded, oldest))
         self._rows += len(decoded.events)
         if self._rows >= self.settings.batch_rows or len(self._held) >= self.settings.prefetch:
             self._wake.set()
@@ -133,8 +144,24 @@ class HitConsumer:
             if self._stopping and not self._held:
                 return
 
+    def lag_seconds(self) -> float:
+        """Writer lag: how long the oldest hit received but not yet stored has waited
+        since ingest received it, so the figure grows while inserts fail or hang; with
+        nothing waiting, the received → stored delay of the last stored batch."""
+        oldest = min((h.oldest for h in (*self._storing, *self._held) if h.oldest), default=None)
+        if oldest is None:
+            return self._last_lag
+        return max(0.0, (self._clock() - oldest).total_seconds())
+
     async def flush(self) -> None:
         batch, self._held, self._rows = self._held, [], 0
+        self._storing = batch
+        try:
+            await self._flush(batch)
+        finally:
+            self._storing = []
+
+    async def _flush(self, batch: list[Held]) -> None:
         events = [e for h in batch for e in h.decoded.events]
         if self.tracer is None:
             await self._store_and_ack(batch, events)
@@ -199,7 +226,7 @@ class HitConsumer:
         metrics.DUPLICATES.inc(result.duplicates)
         if events:
             newest = max(e.received_at for e in events)
-            metrics.LAG_SECONDS.set(max(0.0, (datetime.now(UTC) - newest).total_seconds()))
+            self._last_lag = max(0.0, (self._clock() - newest).total_seconds())
         self.stored_batches += 1
         log.debug(
             "batch stored",

@@ -21,5 +21,7 @@ BATCH_ROWS = Histogram(
 )
 DB_FAILURES = Counter("belfry_writer_db_failures_total", "Failed insert attempts")
 LAG_SECONDS = Gauge(
-    "belfry_writer_lag_seconds", "received_at → stored delay of the newest stored batch"
+    "belfry_writer_lag_seconds",
+    "Age of the oldest hit received but not yet stored (grows while inserts fail); "
+    "with none waiting, the received → stored delay of the last stored batch",
 )

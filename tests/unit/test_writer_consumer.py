@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -255,3 +255,60 @@ async def test_on_disconnect_forgets_held_messages() -> None:
     await h.consumer.flush()
     assert h.store.calls == []
     assert not message.acked.is_set()
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class BlockingStore(FlakyStore):
+    """Holds every insert until `release` is set: a hanging or failing database."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def insert_hits(self, events: list[Envelope]) -> int:
+        self.entered.set()
+        await self.release.wait()
+        return await super().insert_hits(events)
+
+
+def hit_received_at(email_id: str, received_at: datetime) -> dict[str, Any]:
+    ts = received_at.isoformat()
+    return make_envelope(new_event_id(), HIT_OPEN_V1, "acme", ts, ts, {"email_id": email_id})
+
+
+async def test_lag_grows_while_a_batch_waits_for_the_database_then_is_the_stored_delay() -> None:
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    clock = Clock(t0)
+    store = BlockingStore()
+    settings = WriterSettings(common=CommonSettings(service="writer"), batch_delay=3600)
+    consumer = HitConsumer(settings, store, clock=clock)
+    consumer.dead_letters = FakeDeadLetters(Log())  # type: ignore[assignment]
+    assert consumer.lag_seconds() == 0.0  # nothing received yet
+
+    older, newer = t0, t0 + timedelta(seconds=2)
+    body = orjson.dumps([hit_received_at("b", newer), hit_received_at("a", older)])
+    message = FakeMessage(body, Log())
+    await consumer.on_message(message)  # type: ignore[arg-type]
+    clock.now = t0 + timedelta(seconds=5)
+    assert consumer.lag_seconds() == 5.0  # held, not yet stored: age of the oldest hit
+
+    flushing = asyncio.create_task(consumer.flush())
+    await store.entered.wait()
+    clock.now = t0 + timedelta(seconds=95)
+    assert consumer.lag_seconds() == 95.0  # the insert hangs: the lag keeps growing
+
+    clock.now = t0 + timedelta(seconds=100)
+    store.release.set()
+    await flushing
+    assert message.acked.is_set()
+    clock.now = t0 + timedelta(seconds=500)
+    # Nothing waits: the last batch's delay, from its newest hit to when it was stored.
+    assert consumer.lag_seconds() == 98.0
