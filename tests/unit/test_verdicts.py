@@ -62,6 +62,17 @@ def test_rules(kind: str, data: dict[str, Any], expected: tuple[str, str | None]
     assert classify(kind, data) == expected
 
 
+def test_remembered_user_agents_keep_kind_and_address_rules_apart() -> None:
+    # The user-agent rules are cached per (kind, user agent); what differs by kind or by
+    # address must still differ when the same user agent comes again.
+    for _ in range(3):
+        assert classify("open", {"ua": "Mozilla/5.0"}) == ("machine", "apple_mpp")
+        assert classify("click", {"ua": "Mozilla/5.0"}) == ("human", None)
+        assert classify("open", {"ua": IPHONE_MAIL, "ip": "17.1.2.3"}) == ("machine", "apple_mpp")
+        assert classify("open", {"ua": IPHONE_MAIL, "ip": "18.1.2.3"}) == ("human", None)
+        assert classify("click", {"ua": 42}) == ("machine", "scanner")  # not a string: none
+
+
 def test_prefetch_hint_wins_over_v1_props() -> None:
     assert purpose_of({"hints": {"purpose": "a"}, "props": {"purpose": "b"}}) == "a"
     assert purpose_of({"props": {"purpose": 3}}) is None
