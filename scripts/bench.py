@@ -50,6 +50,12 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
 PIXEL_PATH = "/acme/pixel/e1.gif"
+# What a mail client sends (wrk sends no User-Agent by default, which would make every
+# hit a "scanner" and skip the user-agent rules): Apple Mail on an iPhone.
+USER_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Mobile/15E148"
+)
 
 READY_TIMEOUT = 30.0  # start-up of a service until /readyz (or the pixel) answers 200
 ROWS_TIMEOUT = 60.0  # load stopped until every recorded open must be a row
@@ -289,8 +295,9 @@ async def watch_other_wrk(ours: int, seen: list[str]) -> None:
 
 async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> WrkResult:
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    cmd += ["-H", f"User-Agent: {USER_AGENT}"]
     waited = await wait_for_no_other_wrk()
-    print(f"  $ {' '.join([*cmd, url])}", flush=True)
+    print(f"  $ {' '.join([*cmd[:-2], '-H', repr(cmd[-1]), url])}", flush=True)
     proc = await asyncio.create_subprocess_exec(
         *cmd, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
