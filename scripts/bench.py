@@ -1079,8 +1079,9 @@ def cpu_per_request(
     what each hit also cost the writer, RabbitMQ and Postgres during the load.
 
     `ceiling` = bare ÷ ingest: the ratio one ingest process could reach with a core to
-    itself and no wait for confirms. A ceiling below the target says the target is out of
-    reach on this machine whatever the batching does; only less CPU per hit moves it."""
+    itself and no wait for confirms, at this load (CPU per request falls somewhat as load
+    rises, so it is an estimate). Well below the target, it says that less waiting for
+    confirms alone can't reach the target; less CPU per hit is needed."""
     bare = [r for r in (before.server_cpu_us_per_request, after.server_cpu_us_per_request) if r]
     out: dict[str, float | None] = {
         "baseline": round(sum(bare) / len(bare), 1) if bare else None,
