@@ -21,6 +21,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared.settings import redact_url
+from shared.tasks import stop_task
 
 log = logging.getLogger("belfry.broker")
 
@@ -80,10 +81,7 @@ class Broker:
 
     async def stop(self) -> None:
         self._stopping.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         await self._close()
 
     async def check(self) -> str | None:

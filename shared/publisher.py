@@ -20,7 +20,6 @@ While anything is spooled, new batches are spooled too, so replay keeps arrival 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
@@ -36,6 +35,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from shared.contracts import BATCH_V1, encode_batch
 from shared.ids import new_event_id
 from shared.spool import Spool
+from shared.tasks import stop_task
 from shared.tracing import inject_headers, links_to, messaging_attributes, traceparent
 
 log = logging.getLogger("belfry.publisher")
@@ -294,7 +294,4 @@ class BatchPublisher:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
             await asyncio.sleep(0)  # their futures resolve one loop turn after they end
-        if self._replay_task is not None:
-            self._replay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replay_task
+        await stop_task(self._replay_task)

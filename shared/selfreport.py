@@ -17,7 +17,6 @@ only loses its own figures, and nothing here ever raises into the service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -34,6 +33,7 @@ from shared.contracts import BATCH_V1, METRIC_V1, encode_batch, make_envelope
 from shared.httpobs import HttpStats
 from shared.ids import new_event_id
 from shared.probes import _rss_bytes
+from shared.tasks import stop_task
 
 log = logging.getLogger("belfry.selfreport")
 
@@ -162,15 +162,7 @@ class MetricReporter:
     async def stop(self) -> None:
         self._stopping = True
         task, self._task = self._task, None
-        if task is None:
-            return
-        # Python 3.11's wait_for swallows a cancel that lands just as its inner await
-        # completes, so cancel until the task is really done (the loop checks the flag too).
-        while not task.done():
-            task.cancel()
-            await asyncio.wait({task}, timeout=0.5)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)  # the loop checks the flag too
 
     async def _run(self) -> None:
         while not self._stopping:

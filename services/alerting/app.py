@@ -43,6 +43,7 @@ from shared.db import Database, apply_migrations
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
 from shared.selfreport import MetricReporter, broker_channel, broker_exchange, queue_depth
+from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import CHANNEL_TYPES, Topology, declare
 
@@ -246,9 +247,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await reporter.stop()
         await consuming.stop()
-        leading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leading
+        await stop_task(leading)
         await engine.stop()
         await relay.stop()  # a last pass: committed notifications go out
         await broker.stop()

@@ -10,7 +10,6 @@ state in memory is the writer's cache of the alerts table).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -48,6 +47,7 @@ from services.alerting.store import (
     save_evaluation,
 )
 from shared.db import Database
+from shared.tasks import stop_task
 from shared.tracing import span_context_of, traceparent
 
 log = logging.getLogger("belfry.alerting.engine")
@@ -160,10 +160,7 @@ class AlertEngine:
         self._task = asyncio.create_task(self._run(interval), name="alerting-ticks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _run(self, interval: float) -> None:
         while True:

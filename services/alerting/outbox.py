@@ -29,6 +29,7 @@ from services.alerting.store import dumps, loads
 from shared.broker import Broker
 from shared.contracts import ALERT_NOTIFICATION_V1, make_envelope, validate_envelope
 from shared.db import Database
+from shared.tasks import stop_task
 from shared.topology import Topology
 from shared.tracing import inject_headers, messaging_attributes, span_context_of
 
@@ -176,13 +177,7 @@ class OutboxRelay:
         """One last pass (what is committed goes out if the broker is there), then stop."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, 10)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        await stop_task(self._task, grace=10)
 
     async def _run(self) -> None:
         while True:

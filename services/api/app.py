@@ -21,6 +21,7 @@ from shared.db import UNAVAILABLE, Database, apply_migrations
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import HEALTH, Health, add_probe_routes
 from shared.selfreport import MetricReporter, broker_exchange
+from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import Topology
 
@@ -52,8 +53,7 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HEALTH].add_check("database", db.check)
     migrating = asyncio.create_task(_migrate(db)) if app[SETTINGS].migrate_on_start else None
     yield
-    if migrating is not None:
-        migrating.cancel()
+    await stop_task(migrating)  # before the pool it uses closes
     await db.close()
 
 

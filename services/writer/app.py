@@ -25,6 +25,7 @@ from shared.selfreport import (
     broker_exchange,
     queue_depth,
 )
+from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import Topology, declare_hits
 
@@ -104,8 +105,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
                 pass
         await consumer.stop()
         await broker.stop()
-        if migrating is not None:
-            migrating.cancel()
+        await stop_task(migrating)
 
 
 async def _migrate(store: PostgresEventStore) -> None:

@@ -11,7 +11,6 @@ backoff: nothing is acked or requeued meanwhile, the prefetch window stops the f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -31,6 +30,7 @@ from services.writer.handler import DecodedMessage, StoreResult, decode_message,
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
 from shared.contracts import BATCH_V1, Envelope
+from shared.tasks import stop_task
 from shared.topology import Topology
 from shared.tracing import links_to, messaging_attributes, postgres_attributes
 
@@ -127,13 +127,7 @@ class HitConsumer:
         """Store and ack what is held (SIGTERM drain), then stop."""
         self._stopping = True
         self._wake.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout)
-            except TimeoutError:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        await stop_task(self._task, grace=timeout)
 
     async def _run(self) -> None:
         while True:
