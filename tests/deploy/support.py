@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -28,16 +25,6 @@ def load_script(name: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not on PATH: install the Debian package 'prometheus' "
-            "(apt-get install --no-install-recommends prometheus; `make test` does this)"
-        )
-    return path
 
 
 # --- metric names in PromQL -------------------------------------------------------------

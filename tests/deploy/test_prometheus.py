@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.deploy.support import INFRA, promtool
+from tests.deploy.support import INFRA
+from tests.support.tools import promtool
 
 PROM = INFRA / "prometheus"
 RULES = sorted((PROM / "rules").glob("*.yml"))

@@ -8,11 +8,9 @@ each `/metrics` here shows both services' metrics, which only makes the check st
 from __future__ import annotations
 
 import asyncio
-import shutil
 from dataclasses import replace
 
 import asyncpg
-import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,19 +19,10 @@ from shared.topology import Topology
 from tests.conftest import Started
 from tests.integration.helpers import ready, rows
 from tests.support.eventually import eventually
+from tests.support.tools import promtool
 
 PIXEL_ROUTE = "/{tenant}/pixel/{email_id}.gif"
 HITS = 3
-
-
-def promtool() -> str:
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.fail(
-            "promtool is not on PATH: install the Debian package 'prometheus' "
-            "(apt-get install --no-install-recommends prometheus; `make test` does this)"
-        )
-    return path
 
 
 async def check_metrics(text: str) -> tuple[int, str]:
