@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from opentelemetry import trace
@@ -23,7 +21,8 @@ from opentelemetry.trace import SpanKind
 
 from services.alerting import metrics
 from services.alerting.evaluator import AlertEngine
-from shared.contracts import BATCH_V1, METRIC_V1, ContractError, decode_batch, validate_envelope
+from shared.contracts import METRIC_V1, ContractError, decode_batch, validate_envelope
+from shared.deadletter import dead_letter_message
 from shared.topology import Topology
 from shared.tracing import links_to, messaging_attributes, traceparent
 
@@ -115,22 +114,8 @@ class MetricConsumer:
     ) -> None:
         if self.dead_letters is None:
             raise ConnectionError("dead-letter exchange not declared")
-        headers: dict[str, Any] = {
-            "x-belfry-reason": reason[:500],
-            "x-belfry-stage": stage,
-            "x-belfry-source-queue": self.topo.alerting_queue,
-            "x-belfry-failed-at": datetime.now(UTC).isoformat(),
-        }
-        if source.message_id:
-            headers["x-belfry-original-message-id"] = source.message_id
         await self.dead_letters.publish(
-            aio_pika.Message(
-                body,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                type=BATCH_V1,
-                headers=headers,
-            ),
+            dead_letter_message(body, reason, stage, source, self.topo.alerting_queue),
             self.topo.ALERTING_DLQ_KEY,
         )
         metrics.DEAD_LETTERED.labels(stage).inc()

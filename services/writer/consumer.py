@@ -17,9 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from opentelemetry import trace
@@ -29,7 +27,8 @@ from services.writer import metrics
 from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
-from shared.contracts import BATCH_V1, Envelope
+from shared.contracts import Envelope
+from shared.deadletter import dead_letter_message
 from shared.tasks import stop_task
 from shared.topology import Topology
 from shared.tracing import links_to, messaging_attributes, postgres_attributes
@@ -49,26 +48,6 @@ class Held:
     message: AbstractIncomingMessage
     decoded: DecodedMessage
     oldest: datetime | None  # the earliest received_at of its events (None: none valid)
-
-
-def dead_letter_message(
-    body: bytes, reason: str, stage: str, source: AbstractIncomingMessage | None, queue: str
-) -> aio_pika.Message:
-    headers: dict[str, Any] = {
-        "x-belfry-reason": reason[:500],
-        "x-belfry-stage": stage,
-        "x-belfry-source-queue": queue,
-        "x-belfry-failed-at": datetime.now(UTC).isoformat(),
-    }
-    if source is not None and source.message_id:
-        headers["x-belfry-original-message-id"] = source.message_id
-    return aio_pika.Message(
-        body,
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        type=BATCH_V1,
-        headers=headers,
-    )
 
 
 class HitConsumer:

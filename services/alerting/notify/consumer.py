@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -30,6 +29,7 @@ from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff
 from services.alerting.notify.settings import NotifySettings
 from shared.contracts import ALERT_NOTIFICATION_V1, ContractError, validate_envelope
+from shared.deadletter import dead_letter_message
 from shared.topology import Topology, declare
 from shared.tracing import messaging_attributes, span_context_of, traceparent
 
@@ -266,22 +266,15 @@ class NotifyConsumer:
     ) -> None:
         if self.dead_letters is None:
             raise ConnectionError("dead-letter exchange not declared")
-        headers: dict[str, Any] = {
-            "x-belfry-reason": reason[:500],
-            "x-belfry-stage": stage,
-            "x-belfry-source-queue": self.queue,
-            "x-belfry-failed-at": datetime.now(UTC).isoformat(),
-            **extra,
-        }
-        if message.message_id:
-            headers["x-belfry-original-message-id"] = message.message_id
         await self.dead_letters.publish(
-            aio_pika.Message(
+            dead_letter_message(
                 message.body,
-                content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                type=ALERT_NOTIFICATION_V1,
-                headers=headers,
+                reason,
+                stage,
+                message,
+                self.queue,
+                message_type=ALERT_NOTIFICATION_V1,
+                extra=extra,
             ),
             self.topo.notify_dlq_key(self.channel_type),
         )
