@@ -100,12 +100,22 @@ class WrkResult:
     other_wrk_during_run: list[str] = field(default_factory=list)
     # CPU seconds the served process used during the run (set by the caller).
     server_cpu_s: float | None = None
+    # The whole machine during the run (/proc/stat): busy and total CPU seconds, total
+    # being cores x wall time. Busy counts wrk, every process and the kernel.
+    machine_busy_s: float | None = None
+    machine_total_s: float | None = None
 
     @property
     def server_cpu_us_per_request(self) -> float | None:
         if self.server_cpu_s is None or not self.requests:
             return None
         return 1e6 * self.server_cpu_s / self.requests
+
+    @property
+    def machine_us_per_request(self) -> float | None:
+        if self.machine_busy_s is None or not self.requests:
+            return None
+        return 1e6 * self.machine_busy_s / self.requests
 
     @property
     def p50_ms(self) -> float:
@@ -303,9 +313,11 @@ async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> Wr
     )
     overlapping: list[str] = []
     watcher = asyncio.create_task(watch_other_wrk(proc.pid, overlapping))
+    busy_before = machine_busy()
     try:
         # wrk stops itself after --duration; the margin covers its connection teardown.
         stdout, _ = await asyncio.wait_for(proc.communicate(), args.duration + 30)
+        busy_after = machine_busy()
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -323,6 +335,8 @@ async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> Wr
     result = parse_wrk(text)
     result.waited_for_other_wrk_s = waited
     result.other_wrk_during_run = overlapping
+    result.machine_busy_s = round(busy_after[0] - busy_before[0], 2)
+    result.machine_total_s = round(busy_after[1] - busy_before[1], 2)
     if overlapping:
         print(f"  WARNING: another wrk ran during this run: {'; '.join(overlapping)}", flush=True)
     return result
@@ -590,6 +604,7 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
         print(f"{label:24}{left:>14}{right:>14}")
     rec = e2e["recorded"]
     shutdown = report["shutdown"]
+    budget = report["machine_budget"]
     before, after = base["requests_per_s"], report["baseline_after"]["requests_per_s"]
     lines = [
         (
@@ -609,6 +624,21 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
             "CPU ceiling",
             f"{fmt(report['cpu_us_per_request']['ceiling'], 3)} = baseline µs ÷ ingest µs:"
             " the best ratio with a core to itself and no wait for confirms",
+        ),
+        (
+            "machine CPU µs/request",
+            f"baseline {fmt(budget['baseline_us'], 0)}, ingest {fmt(budget['ingest_us'], 0)}"
+            " (the whole machine: wrk, services, servers, kernel)",
+        ),
+        (
+            "machine ceiling",
+            f"{fmt(budget['ceiling'], 3)} = the ratio with every core busy at that cost per hit",
+        ),
+        (
+            f"budget for {MIN_RATIO}",
+            f"{fmt(budget['target_us'], 0)} µs per hit: {fmt(budget['left_us'], 0)} beyond the"
+            f" bare run's cost, for ingest's own work + writer, RabbitMQ and Postgres"
+            f" (these three: {fmt(budget['downstream_us'], 0)})",
         ),
         ("2xx responses (wrk)", fmt(e2e["wrk_2xx"])),
         (
@@ -1099,6 +1129,45 @@ def cpu_per_request(
     return out
 
 
+def machine_budget(
+    before: WrkResult, after: WrkResult, loaded: WrkResult, cpu: dict[str, float | None]
+) -> dict[str, float | None]:
+    """The whole machine's CPU per request, and what the ratio target leaves for a hit.
+
+    The bare app needs wrk and itself; a hit also needs ingest's own work, RabbitMQ, the
+    writer and Postgres, on the same cores. `ceiling` is the ratio ingest would reach if
+    every core were busy at this run's machine CPU per hit (an estimate: no wait for
+    confirms, and CPU per hit falls somewhat as load rises). `target_us` is the machine
+    CPU per hit at which all cores serve MIN_RATIO x the baseline; `left_us` is what of
+    it remains after the bare app's own cost per request (wrk + serving the GIF).
+    Below `downstream_us` (writer + RabbitMQ + Postgres per hit), the target is out of
+    reach even if ingest's work beyond the bare app's were free."""
+    bare = [r for r in (before.machine_us_per_request, after.machine_us_per_request) if r]
+    baseline_us = sum(bare) / len(bare) if bare else None
+    ingest_us = loaded.machine_us_per_request
+    mean_rps = (before.requests_per_s + after.requests_per_s) / 2
+    cores = loaded.machine_total_s / loaded.seconds if loaded.machine_total_s else None
+    out: dict[str, float | None] = {
+        "cores": round(cores, 2) if cores else None,
+        "baseline_us": round(baseline_us, 1) if baseline_us else None,
+        "ingest_us": round(ingest_us, 1) if ingest_us else None,
+        "ceiling": None,
+        "target_us": None,
+        "left_us": None,
+        "downstream_us": None,
+    }
+    if cores and ingest_us and mean_rps:
+        out["ceiling"] = round(cores * 1e6 / ingest_us / mean_rps, 3)
+        target_us = cores * 1e6 / (MIN_RATIO * mean_rps)
+        out["target_us"] = round(target_us, 1)
+        if baseline_us:
+            out["left_us"] = round(target_us - baseline_us, 1)
+    parts = [cpu.get(name) for name in ("writer", *SERVER_COMMANDS.values())]
+    if all(parts):
+        out["downstream_us"] = round(sum(p for p in parts if p), 1)
+    return out
+
+
 async def run_baseline(ctx: Ctx, name: str) -> WrkResult:
     """wrk against scripts/bare_pixel.py, started for this run and stopped after it."""
     print(f"{name}: scripts/bare_pixel.py", flush=True)
@@ -1152,6 +1221,7 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
             after = await run_baseline(ctx, "baseline-after")
             mean_rps = (baseline.requests_per_s + after.requests_per_s) / 2
             cpu = cpu_per_request(baseline, after, loaded, off["cpu_seconds_during_load"])
+            budget = machine_budget(baseline, after, loaded, cpu)
             report.update(
                 baseline=wrk_summary(baseline),
                 baseline_after=wrk_summary(after),
@@ -1161,6 +1231,7 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
                 persistence=off["persistence"],
                 cpu_seconds_during_load=off["cpu_seconds_during_load"],
                 cpu_us_per_request=cpu,
+                machine_budget=budget,
                 ingest_batch_events_avg=off["ingest_batch_events_avg"],
                 ingest_confirm_ms_avg=off["ingest_confirm_ms_avg"],
                 ingest_peak_rss_mb=off["ingest_peak_rss_mb"],
@@ -1246,6 +1317,7 @@ def main() -> int:
         "seconds_until_last_row": e2e["seconds_until_last_row"],
         "ingest_peak_rss_mb": report["ingest_peak_rss_mb"],
         "cpu_us_per_request": report["cpu_us_per_request"],
+        "machine_budget": report["machine_budget"],
     }
     tracing_targets: list[Target] = []
     if report["tracing"]:
