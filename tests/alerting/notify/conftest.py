@@ -4,6 +4,7 @@ Slack, SMTP servers, Alertmanager) runs as a real server in the test."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 import uuid
@@ -83,12 +84,15 @@ class Received:
 @dataclass
 class Receiver:
     """A real HTTP server standing in for a subscriber. `answers` is consumed one per
-    request (status, headers); when empty, 200."""
+    request (status, headers); when empty, 200. With `hold` set, every request is
+    recorded and then hangs until `hold` is released (the fixture releases it at the
+    end of the test)."""
 
     requests: list[Received] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     port: int = 0
     runner: web.AppRunner | None = None
+    hold: asyncio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -99,6 +103,8 @@ class Receiver:
         self.requests.append(
             Received(time.monotonic(), request.path_qs, dict(request.headers), body)
         )
+        if self.hold is not None:
+            await self.hold.wait()
         status, headers = self.answers.pop(0) if self.answers else (200, {})
         return web.Response(status=status, headers=headers, text="ok" if status < 300 else "no")
 
@@ -120,17 +126,21 @@ class Receiver:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Callable[[], Awaitable[Receiver]]]:
+async def receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
+    """`await receiver()` starts a subscriber; `await receiver(hanging=True)` one whose
+    requests never get an answer while the test runs."""
     started: list[Receiver] = []
 
-    async def start() -> Receiver:
-        r = Receiver()
+    async def start(hanging: bool = False) -> Receiver:
+        r = Receiver(hold=asyncio.Event() if hanging else None)
         await r.start()
         started.append(r)
         return r
 
     yield start
     for r in started:
+        if r.hold is not None:
+            r.hold.set()
         assert r.runner is not None
         await r.runner.cleanup()
 

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 from aiosmtpd.controller import Controller
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -238,40 +237,24 @@ async def test_a_hanging_webhook_does_not_delay_slack(
     publish: Publish,
     db: asyncpg.Connection,
 ) -> None:
-    release = asyncio.Event()
-    hanging = web.Application()
-
-    async def hang(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(status=500)
-
-    hanging.router.add_post("/", hang)
-    runner = web.AppRunner(hanging)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stuck: Receiver = await receiver(hanging=True)
     slack: Receiver = await receiver()
-    try:
-        await add_channel("stuck", "webhook", {"url": f"http://127.0.0.1:{port}/"})
-        await add_channel("chat", "slack", {"url": slack.url})
-        await start_notify(types=("webhook", "slack"), prefetch=2, request_timeout=30)
-        webhooks = [notification("stuck", "webhook") for _ in range(6)]
-        for env in webhooks:  # fills the webhook prefetch window and its queue
-            await publish(env)
-        started = time.monotonic()
-        env = notification("chat", "slack")
+    await add_channel("stuck", "webhook", {"url": stuck.url})
+    await add_channel("chat", "slack", {"url": slack.url})
+    await start_notify(types=("webhook", "slack"), prefetch=2, request_timeout=30)
+    webhooks = [notification("stuck", "webhook") for _ in range(6)]
+    for env in webhooks:  # fills the webhook prefetch window and its queue
         await publish(env)
-        await delivery(db, env["data"]["notification_id"], "delivered", timeout=5)
-        assert time.monotonic() - started < 2
-        pending = await db.fetchval(
-            "SELECT count(*) FROM notification_deliveries"
-            " WHERE channel_type = 'webhook' AND status = 'pending'"
-        )
-        assert pending == 2  # the two in flight, still hanging
-    finally:
-        release.set()
-        await runner.cleanup()
+    started = time.monotonic()
+    env = notification("chat", "slack")
+    await publish(env)
+    await delivery(db, env["data"]["notification_id"], "delivered", timeout=5)
+    assert time.monotonic() - started < 2
+    pending = await db.fetchval(
+        "SELECT count(*) FROM notification_deliveries"
+        " WHERE channel_type = 'webhook' AND status = 'pending'"
+    )
+    assert pending == 2  # the two in flight, still hanging
 
 
 async def test_traceparent_continues_the_amqp_trace_to_the_receiver(

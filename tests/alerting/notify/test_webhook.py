@@ -4,14 +4,12 @@ in Postgres, a real aiohttp receiver that verifies signatures with the reference
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 from typing import Any
 
 import aio_pika
 import asyncpg
-from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
 from services.alerting.notify import metrics
@@ -247,32 +245,18 @@ async def test_invalid_messages_and_missing_channels(
 
 async def test_a_hanging_receiver_times_out_and_is_retried(
     start_notify: StartNotify,
+    receiver: Any,
     add_channel: AddChannel,
     publish: Publish,
     db: asyncpg.Connection,
 ) -> None:
-    release = asyncio.Event()
-    app = web.Application()
-
-    async def hang(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response()
-
-    app.router.add_post("/", hang)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        await add_channel("slow", "webhook", {"url": f"http://127.0.0.1:{port}/"})
-        await start_notify(max_attempts=2, request_timeout=0.2)
-        env = notification("slow", "webhook")
-        nid = env["data"]["notification_id"]
-        await publish(env)
-        row = await delivery(db, nid, "failed")
-        assert row["last_error"] == "timed out after 0.2s (gave up after 2 attempts)"
-        assert [a["outcome"] for a in await attempts(db, nid)] == ["retried", "failed"]
-    finally:
-        release.set()
-        await runner.cleanup()
+    slow: Receiver = await receiver(hanging=True)
+    await add_channel("slow", "webhook", {"url": slow.url})
+    await start_notify(max_attempts=2, request_timeout=0.2)
+    env = notification("slow", "webhook")
+    nid = env["data"]["notification_id"]
+    await publish(env)
+    row = await delivery(db, nid, "failed")
+    assert row["last_error"] == "timed out after 0.2s (gave up after 2 attempts)"
+    assert [a["outcome"] for a in await attempts(db, nid)] == ["retried", "failed"]
+    assert len(await slow.wait(2)) == 2  # both attempts reached the receiver
