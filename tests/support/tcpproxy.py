@@ -1,5 +1,6 @@
 """A TCP proxy a test can cut and heal, to simulate a broker or database outage
-without touching the shared servers."""
+without touching the shared servers, or freeze and thaw, to simulate a server that
+stops answering (SIGSTOP) while its connections stay open."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self.cut_now = False
         self.connections = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     async def start(self) -> TcpProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -43,6 +46,19 @@ class TcpProxy:
 
     def heal(self) -> None:
         self.cut_now = False
+
+    def freeze(self) -> None:
+        """Stop forwarding bytes both ways, keeping every connection open (and accepting
+        new ones), like a server stopped with SIGSTOP: peers see silence, not a close."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Forward again; bytes held while frozen go through in order."""
+        self._flowing.set()
+
+    @property
+    def frozen(self) -> bool:
+        return not self._flowing.is_set()
 
     async def close(self) -> None:
         self.cut()
@@ -77,9 +93,13 @@ class TcpProxy:
             self._writers.discard(w)
             w.transport.abort()
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await reader.read(65536):
+            while True:
+                await self._flowing.wait()  # frozen: stop reading, so nothing flows
+                data = await reader.read(65536)
+                if not data:
+                    return
+                await self._flowing.wait()  # frozen mid-read: hold the chunk until thawed
                 writer.write(data)
                 await writer.drain()
