@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import aio_pika
 import asyncpg
@@ -12,7 +13,7 @@ import orjson
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
 
-from services.api.http import MAX_BODY
+from services.api.http import MAX_BODY, refuse_nul
 from services.api.keys import BROKER, DATABASE, DEPS, SETTINGS, ApiDeps
 from services.api.routes import dashboard, emails, export, privacy, stats
 from services.api.settings import ApiSettings
@@ -26,6 +27,8 @@ from shared.telemetry import tracer_for
 from shared.topology import Topology
 
 log = logging.getLogger("belfry.api")
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.yaml"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -97,6 +100,10 @@ async def _self_report_ctx(app: web.Application) -> AsyncIterator[None]:
         await broker.stop()
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/yaml")
+
+
 def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SETTINGS] = settings
@@ -108,12 +115,14 @@ def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Applic
         settings.common.access_log_sample,
         settings.common.truncate_ips,
     )
+    app.middlewares.append(refuse_nul)
     app.middlewares.append(database_errors)
     add_probe_routes(app, Health("api", settings.common.version))
     app.cleanup_ctx.append(_database_ctx)
     if deps.self_report:
         app.cleanup_ctx.append(_self_report_ctx)
     r = app.router
+    r.add_get("/api/v1/openapi.yaml", openapi)  # every route below, described
     # Little Bell's routes, same shapes.
     r.add_post("/{tenant}/emails", emails.create_email)
     r.add_get("/{tenant}/click-url/{email_id}", emails.click_url_route)

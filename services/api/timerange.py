@@ -3,6 +3,10 @@
 `from` / `to`: RFC 3339 with an offset (`2026-01-31T12:00:00Z`), a date (`2026-01-31`,
 midnight UTC) or epoch seconds; the range is [from, to). `bucket`: `hour` or `day`
 (UTC), by default `hour` for ranges up to two days and `day` beyond.
+
+Instants must lie in [EARLIEST, LATEST]: Python's datetime ends at years 1 and 9999, and a
+bound near either end would overflow once shifted to UTC, by the default span or by a
+bucket step (a 500); so such a bound is a field error (a 400) naming the parameter.
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ from shared.ids import valid_email_id
 BUCKETS = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 DEFAULT_SPAN = timedelta(days=30)
 MAX_BUCKETS = 3000  # a year of hours would be 8760: too many points for one chart
+# A day inside datetime's range at both ends: room for one bucket step past a bound.
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
+_RANGE = f"must lie between {EARLIEST.date()} and {LATEST.date()} (UTC)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +42,19 @@ def parse_instant(raw: str) -> datetime:
         if len(raw) == 10:
             return datetime.combine(date.fromisoformat(raw), datetime.min.time(), UTC)
         value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
+    except (OverflowError, OSError):
+        raise ValueError(_RANGE) from None
+    except ValueError:
         raise ValueError("must be RFC 3339 (with offset), YYYY-MM-DD or epoch seconds") from None
     if value.tzinfo is None:
         raise ValueError("needs a UTC offset, e.g. 2026-01-31T12:00:00Z")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+    except OverflowError:
+        raise ValueError(_RANGE) from None
+    if not EARLIEST <= value <= LATEST:
+        raise ValueError(_RANGE)
+    return value
 
 
 def floor(at: datetime, bucket: str) -> datetime:
@@ -74,7 +90,10 @@ def parse_scope(
     start, end = bounds["from"], bounds["to"]
     if default_span is not None and not errors:
         end = end or now
-        start = start or end - default_span
+        if start is None and end - EARLIEST < default_span:
+            errors["to"] = f"{_RANGE}, and so must from ({default_span.days} days before)"
+        else:
+            start = start or end - default_span
     if start is not None and end is not None and start >= end:
         errors["to"] = "must be after from"
     email_id = query.get("email_id") or None
