@@ -6,10 +6,12 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from shared.ids import valid_tenant
+from shared.ingest_tokens import TenantSelection, parse_keys
 from shared.settings import CommonSettings, Env, SettingsError
 from shared.signing import SigningKeys
 
@@ -34,6 +36,10 @@ class IngestSettings:
     track_max_items: int = 1000
     track_max_age_days: int = 30
     retry_after_seconds: int = 5
+    # Verify ingest tokens (shared.ingest_tokens); None: no token verifies.
+    token_keys: SigningKeys | None = None
+    # Tenants whose `/v1/track` hits need `Authorization: Bearer <ingest token>`.
+    track_require_token: TenantSelection = field(default_factory=TenantSelection)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
@@ -59,7 +65,18 @@ class IngestSettings:
             track_max_bytes=env.integer("TRACK_MAX_BYTES", 1 << 20, lo=1024),
             track_max_items=env.integer("TRACK_MAX_ITEMS", 1000, lo=1),
             track_max_age_days=env.integer("TRACK_MAX_AGE_DAYS", 30, lo=1),
+            **_token_settings(env),
         )
+
+
+def _token_settings(env: Env) -> dict[str, Any]:
+    keys = parse_keys(env.text("INGEST_TOKEN_KEYS", ""))
+    require = TenantSelection.parse(
+        env.text("INGEST_TRACK_REQUIRE_TOKEN", ""), "INGEST_TRACK_REQUIRE_TOKEN"
+    )
+    if require and keys is None:
+        raise SettingsError("INGEST_TRACK_REQUIRE_TOKEN needs INGEST_TOKEN_KEYS to verify tokens")
+    return {"token_keys": keys, "track_require_token": require}
 
 
 def parse_unsigned_domains(raw: str) -> dict[str, frozenset[str]]:

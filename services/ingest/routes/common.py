@@ -1,4 +1,4 @@
-"""Helpers the ingest routes share: JSON errors and the hit envelope."""
+"""Helpers the ingest routes share: JSON errors, ingest-token checks and the hit envelope."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from aiohttp import web
 
 from services.ingest.clientip import client_ip
 from services.ingest.settings import IngestSettings
+from shared.auth import bearer_token
 from shared.contracts import MAX_PURPOSE_LEN, now_iso
 from shared.ids import new_event_id
+from shared.ingest_tokens import verify_token
+from shared.signing import SigningKeys
 
 
 def json_response(
@@ -24,6 +27,22 @@ def json_response(
 
 def error(status: int, reason: str, **extra: Any) -> web.Response:
     return json_response({"error": reason, **extra}, status)
+
+
+def unauthorized(reason: str) -> web.Response:
+    response = error(401, reason)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="belfry-ingest"'
+    return response
+
+
+def token_tenant(request: web.Request, keys: SigningKeys | None) -> str | web.Response | None:
+    """The tenant of the request's ingest token (shared.ingest_tokens); None when it
+    presents none; a 401 answer when the token it presents does not verify."""
+    token = bearer_token(request)
+    if token is None:
+        return None
+    tenant = verify_token(keys, token)
+    return unauthorized("invalid or revoked ingest token") if tenant is None else tenant
 
 
 def request_hints(headers: Mapping[str, str]) -> dict[str, Any] | None:

@@ -3,6 +3,13 @@
 Body: `[{"type": "open"|"click", "tenant", "email_id", "ts"?, "url"?, "ua"?, "ip"?,
 "props"?, "hints"?, "id"?}]` (`hints`: {purpose?, dnt?, gpc?}, as in hit v2).
 `id` (a UUID, sent with `ts`) makes a retry idempotent: the same id and ts are stored once.
+
+Who may write: `Authorization: Bearer <ingest token>` (shared.ingest_tokens) is required
+for the tenants listed in `INGEST_TRACK_REQUIRE_TOKEN` (or all, `*`): without a valid token
+a request naming one of them is 401 and nothing is stored. A token that is presented is
+always checked, required or not: an invalid one is 401, and a request with any item of
+another tenant than the token's is 403 with those item indexes, nothing stored (a token
+for A never stores a hit for B). Items may leave `tenant` out when a token is sent.
 Too large or too many → 413. Every item is checked; valid ones are published even when
 others are not (400 lists the per-item errors, the counts say what was kept). The answer
 waits for the broker's confirm or the spool's fsync; with the broker away and the spool
@@ -22,7 +29,8 @@ from aiohttp import web
 
 from services.ingest import metrics
 from services.ingest.keys import BROKER, HOT, SPOOL
-from services.ingest.routes.common import error, json_response
+from services.ingest.routes.common import error, json_response, token_tenant, unauthorized
+from services.ingest.settings import IngestSettings
 from shared.contracts import (
     HIT_CLICK_V2,
     HIT_OPEN_V2,
@@ -130,9 +138,38 @@ async def _read_body(request: web.Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+_MISSING_TOKEN = "this tenant requires Authorization: Bearer <ingest token>"
+
+
+def _authorize(
+    items: list[Any], token: str | None, settings: IngestSettings
+) -> tuple[list[Any], web.Response | None]:
+    """The items with the token's tenant filled in, or the 401/403 that refuses them all."""
+    if token is None:
+        required = settings.track_require_token
+        if any(isinstance(i, dict) and i.get("tenant") in required for i in items):
+            metrics.REJECTED.labels("unauthenticated").inc(len(items))
+            return items, unauthorized(_MISSING_TOKEN)
+        return items, None
+    items = [
+        {**i, "tenant": token} if isinstance(i, dict) and "tenant" not in i else i for i in items
+    ]
+    others = [n for n, i in enumerate(items) if isinstance(i, dict) and i["tenant"] != token]
+    if others:
+        metrics.REJECTED.labels("other_tenant").inc(len(items))
+        reason = f"the ingest token writes for tenant {token!r} only"
+        return items, error(403, reason, items=others[:100])
+    return items, None
+
+
 async def track(request: web.Request) -> web.Response:
     hot = request.app[HOT]
     settings = hot.settings
+    token = token_tenant(request, settings.token_keys)
+    if isinstance(token, web.Response):
+        return token
+    if token is None and settings.track_require_token.every:
+        return unauthorized(_MISSING_TOKEN)  # before reading the body
     body = await _read_body(request, settings.track_max_bytes)
     if body is None:
         return error(413, f"body larger than {settings.track_max_bytes} bytes")
@@ -146,6 +183,9 @@ async def track(request: web.Request) -> web.Response:
         return error(413, f"more than {settings.track_max_items} hits in one request")
     if not items:
         return error(400, "no hits in the request")
+    items, refusal = _authorize(items, token, settings)
+    if refusal is not None:
+        return refusal
     spool, broker = request.app[SPOOL], request.app[BROKER]
     if not broker.available and spool.full:
         return _unavailable(settings.retry_after_seconds)
