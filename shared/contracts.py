@@ -25,7 +25,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -105,6 +104,20 @@ def make_envelope(
     return env
 
 
+def envelope_dict(event: Envelope) -> dict[str, Any]:
+    """A validated envelope as the JSON object it came from (timestamps re-spelt in ISO
+    form): what a consumer dead-letters when it can't store an event it accepted."""
+    return make_envelope(
+        event.id,
+        event.type,
+        event.tenant,
+        event.occurred_at.isoformat(),
+        event.received_at.isoformat(),
+        event.data,
+        event.trace,
+    )
+
+
 def encode_batch(envelopes: list[dict[str, Any]]) -> bytes:
     return orjson.dumps(envelopes)
 
@@ -120,24 +133,22 @@ def decode_batch(body: bytes) -> list[Any]:
     return items
 
 
-# Fast paths for the common, canonical spellings. Each accepts only strings the general
-# check below accepts too, and everything else still goes through that check, so what is
-# valid does not change; a regex match is ~10x cheaper than uuid.UUID / ipaddress.
+# Event ids: the canonical 8-4-4-4-12 hex spelling only. Python's uuid.UUID also takes
+# `urn:uuid:`, braces and hyphens anywhere, which Postgres's uuid input refuses: an id it
+# can't store would fail the whole batch's INSERT.
 _CANONICAL_UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
+# Fast path for IP addresses: accepts only strings the general check below accepts too,
+# and everything else still goes through that check, so what is valid does not change;
+# a regex match is ~10x cheaper than ipaddress.
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 # Dotted-quad IPv4 as ipaddress accepts it: ASCII digits, 0-255, no leading zeros.
 IPV4_DOTTED = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 
 
 def _is_uuid(value: str) -> bool:
-    if _CANONICAL_UUID.fullmatch(value) is not None:
-        return True
-    try:
-        return len(value) == 36 and uuid.UUID(value) is not None
-    except ValueError:
-        return False
+    return _CANONICAL_UUID.fullmatch(value) is not None
 
 
 def _is_ip(value: str) -> bool:
@@ -160,6 +171,11 @@ def _timestamp(doc: dict[str, Any], field: str) -> datetime:
         raise ContractError(f"{field} is not an RFC 3339 timestamp: {raw[:40]!r}") from None
     if value.tzinfo is None:
         raise ContractError(f"{field} must carry a UTC offset")
+    if value.year in (1, 9999):  # only these can leave datetime's range once in UTC
+        try:
+            value.astimezone(UTC)  # what asyncpg does to store a timestamptz
+        except OverflowError:
+            raise ContractError(f"{field} is out of range in UTC: {raw[:40]!r}") from None
     return value
 
 
@@ -186,7 +202,10 @@ def _check_hit(data: dict[str, Any]) -> None:
     if props is not None:
         if not isinstance(props, dict):
             raise ContractError("data.props must be an object")
-        encoded = orjson.dumps(props)
+        try:
+            encoded = orjson.dumps(props)
+        except orjson.JSONEncodeError as exc:  # nested deeper than orjson (and jsonb) go
+            raise ContractError(f"data.props can't be stored: {exc}") from None
         if len(encoded) > MAX_PROPS_BYTES:
             raise ContractError(f"data.props larger than {MAX_PROPS_BYTES} bytes")
         if b"\\u0000" in encoded:  # jsonb rejects NUL
@@ -200,7 +219,9 @@ def _check_open(data: dict[str, Any]) -> None:
 def _check_click(data: dict[str, Any]) -> None:
     _check_hit(data)
     url = data.get("url")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    # The scheme in any case: RFC 3986 schemes are case-insensitive, and a link signed
+    # before shared.signing lowercased them (`HTTPS://`) is still redirected by ingest.
+    if not isinstance(url, str) or not url[:8].lower().startswith(("http://", "https://")):
         raise ContractError("data.url must be an http(s) URL")
     if len(url) > MAX_URL_LEN:
         raise ContractError(f"data.url longer than {MAX_URL_LEN}")

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from services.writer import metrics
 from services.writer.consumer import HitConsumer
+from services.writer.errors import error_text
 from services.writer.keys import BROKER, CONSUMER, DATABASE, DEPS, SETTINGS, WriterDeps
 from services.writer.settings import WriterSettings
 from services.writer.store import PostgresEventStore
@@ -114,7 +115,7 @@ async def _migrate(store: PostgresEventStore) -> None:
     try:
         await store.prepare()
     except Exception as exc:
-        log.warning("migrations not applied at start-up", extra={"error": str(exc)})
+        log.warning("migrations not applied at start-up", extra={"error": error_text(exc)})
 
 
 def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.Application:

@@ -5,7 +5,9 @@ events in one transaction when enough rows wait (or a few ms passed, or the pref
 window is full), dead-letters what can't be stored with the reason in its headers, and
 then acks. If Postgres is down the flusher keeps the same batch and retries with jittered
 backoff: nothing is acked or requeued meanwhile, the prefetch window stops the flow, and
-`/readyz` says why.
+`/readyz` says why. If Postgres refuses the data itself (a value it can't store), the
+batch is split until the refused event is alone; that one is dead-lettered (stage
+`store`) and every other event stored, so no message can wedge the writer.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanKind
 
 from services.writer import metrics
+from services.writer.errors import error_text, is_data_error
 from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
-from shared.contracts import Envelope
+from shared.contracts import Envelope, envelope_dict
 from shared.deadletter import dead_letter_message
 from shared.tasks import stop_task
 from shared.topology import Topology
@@ -178,22 +181,10 @@ class HitConsumer:
             return await store_events(events, self.store)
 
     async def _store_and_ack(self, batch: list[Held], events: list[Envelope]) -> None:
-        delay = self.settings.backoff_min
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await self._insert(events)
-                break
-            except Exception as exc:  # Postgres away or failing: keep the batch, back off
-                metrics.DB_FAILURES.inc()
-                self.db_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("insert failed, backing off", extra={"error": self.db_error})
-                if self._stopping:
-                    return  # unacked: the broker redelivers after we are gone
-                await self._sleep(delay * self._rng.uniform(0.5, 1.5))
-                delay = min(delay * 2, self.settings.backoff_max)
-        self.db_error = None
-        metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+        stored = await self._store(events)
+        if stored is None:
+            return  # stopping while the database is away: the broker redelivers after us
+        result, refused = stored
         metrics.BATCH_ROWS.observe(len(events))
         metrics.ROWS_INSERTED.inc(result.inserted)
         metrics.DUPLICATES.inc(result.duplicates)
@@ -206,13 +197,66 @@ class HitConsumer:
             extra={
                 "rows": result.inserted,
                 "duplicates": result.duplicates,
+                "refused": len(refused),
                 "queue": self.topo.writer_queue,
             },
         )
         for held in batch:
-            await self._finish(held)
+            await self._finish(held, refused)
 
-    async def _finish(self, held: Held) -> None:
+    async def _store(self, events: list[Envelope]) -> tuple[StoreResult, dict[int, str]] | None:
+        """Store `events`: all of them, but those Postgres refuses. A batch refused for its
+        data is split in halves until each refused event is alone, so one bad event can't
+        hold back the rest; it comes back (by `id()`) with the reason, to dead-letter.
+        None: stopped while the database was away."""
+        refused: dict[int, str] = {}
+        inserted = duplicates = 0
+        todo = [events]
+        while todo:
+            part = todo.pop()
+            try:
+                result = await self._insert_retrying(part)
+            except Exception as exc:  # only data errors get here
+                if len(part) == 1:
+                    refused[id(part[0])] = error_text(exc, 500)
+                    continue
+                log.warning(
+                    "insert refused, splitting the batch",
+                    extra={"rows": len(part), "error": error_text(exc)},
+                )
+                half = len(part) // 2
+                todo += (part[half:], part[:half])  # the first half next
+                continue
+            if result is None:
+                return None
+            inserted += result.inserted
+            duplicates += result.duplicates
+        return StoreResult(inserted, duplicates), refused
+
+    async def _insert_retrying(self, events: list[Envelope]) -> StoreResult | None:
+        """Insert, retrying with backoff while the database is away; a data error is
+        raised at once (retrying can't help). None: stopped meanwhile."""
+        delay = self.settings.backoff_min
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await self._insert(events)
+            except Exception as exc:
+                if is_data_error(exc):
+                    raise
+                metrics.DB_FAILURES.inc()  # Postgres away or failing: keep the rows, back off
+                self.db_error = error_text(exc)
+                log.warning("insert failed, backing off", extra={"error": self.db_error})
+                if self._stopping:
+                    return None  # unacked: the broker redelivers after we are gone
+                await self._sleep(delay * self._rng.uniform(0.5, 1.5))
+                delay = min(delay * 2, self.settings.backoff_max)
+                continue
+            self.db_error = None
+            metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+            return result
+
+    async def _finish(self, held: Held, refused: dict[int, str]) -> None:
         decoded, message = held.decoded, held.message
         try:
             if decoded.body_error is not None:
@@ -220,9 +264,14 @@ class HitConsumer:
             for rejected in decoded.rejected:
                 body = orjson.dumps([rejected.item])
                 await self._dead_letter(body, rejected.reason, "validate", message)
+            if refused:
+                for event in decoded.events:
+                    if (reason := refused.get(id(event))) is not None:
+                        body = orjson.dumps([envelope_dict(event)])
+                        await self._dead_letter(body, reason, "store", message)
             await message.ack()
         except Exception as exc:  # channel gone: redelivery stores nothing twice
-            log.warning("ack or dead-letter failed", extra={"error": str(exc)})
+            log.warning("ack or dead-letter failed", extra={"error": error_text(exc)})
 
     async def _dead_letter(
         self, body: bytes, reason: str, stage: str, source: AbstractIncomingMessage

@@ -21,6 +21,7 @@ from shared.contracts import (
     ContractError,
     decode_batch,
     encode_batch,
+    envelope_dict,
     make_envelope,
     validate_envelope,
 )
@@ -94,12 +95,32 @@ def test_not_an_object() -> None:
 
 @pytest.mark.parametrize(
     "event_id",
-    [None, 42, "not-a-uuid", EVENT_ID.replace("-", ""), EVENT_ID + "0", "{" + EVENT_ID[1:] + "}"],
+    [
+        None,
+        42,
+        "not-a-uuid",
+        EVENT_ID.replace("-", ""),
+        EVENT_ID + "0",
+        "{" + EVENT_ID[1:] + "}",
+        # 36 characters uuid.UUID reads as a UUID, and Postgres's uuid input refuses.
+        "urn:" + EVENT_ID.replace("-", ""),
+        "{--" + EVENT_ID.replace("-", "") + "}",
+        "uuid" + EVENT_ID.replace("-", ""),
+        EVENT_ID.replace("-", "")[:8] + "----" + EVENT_ID.replace("-", "")[8:],
+        EVENT_ID + "\n",
+        EVENT_ID.replace("a", "\uff41"),  # a fullwidth letter
+    ],
 )
 def test_bad_uuid(event_id: Any) -> None:
     doc = envelope()
     doc["id"] = event_id
     assert reason(doc) == "id must be a UUID string"
+
+
+def test_uppercase_canonical_uuid_is_accepted() -> None:
+    doc = envelope()
+    doc["id"] = EVENT_ID.upper()
+    assert validate_envelope(doc).id == EVENT_ID.upper()
 
 
 @pytest.mark.parametrize("event_type", ["hit.open.v9", None, 7, "batch.v1"])
@@ -217,6 +238,62 @@ def test_timestamp_must_be_a_string(value: Any) -> None:
     doc = envelope()
     doc["occurred_at"] = value
     assert reason(doc) == "occurred_at must be an RFC 3339 string"
+
+
+@pytest.mark.parametrize("field", ["occurred_at", "received_at"])
+@pytest.mark.parametrize(
+    "value",
+    ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:30:00-00:31"],
+)
+def test_timestamp_out_of_range_in_utc(field: str, value: str) -> None:
+    # A valid ISO time whose UTC instant is past year 9999 or before year 1: asyncpg can't
+    # convert it to store a timestamptz, and the INSERT of its whole batch would fail.
+    doc = envelope()
+    doc[field] = value
+    assert reason(doc) == f"{field} is out of range in UTC: {value!r}"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9999-12-31T23:59:59.999999+00:00",
+        "9999-12-31T22:59:59+01:00",
+        "0001-01-01T00:00:00+00:00",
+        "0001-01-01T01:00:00+01:00",
+        "0001-01-01T00:00:00-01:00",
+    ],
+)
+def test_timestamp_at_the_edges_of_the_range_is_accepted(value: str) -> None:
+    doc = envelope()
+    doc["occurred_at"] = value
+    assert validate_envelope(doc).occurred_at == datetime.fromisoformat(value)
+
+
+def test_props_nested_too_deep_to_encode() -> None:
+    props: dict[str, Any] = {}
+    inner = props
+    for _ in range(300):
+        inner["a"] = {}
+        inner = inner["a"]
+    assert reason(envelope(props=props)).startswith("data.props can't be stored:")
+
+
+@pytest.mark.parametrize("url", ["HTTPS://example.com/a", "Http://example.com/", "hTTp://x.y"])
+def test_click_url_scheme_in_any_case_is_accepted(url: str) -> None:
+    # What ingest redirected for links signed before schemes were lowercased.
+    assert validate_envelope(envelope(HIT_CLICK_V1, url=url)).data["url"] == url
+
+
+def test_click_url_with_leading_space_is_refused() -> None:
+    doc = envelope(HIT_CLICK_V1)
+    doc["data"]["url"] = " https://example.com/"
+    assert reason(doc) == "data.url must be an http(s) URL"
+
+
+def test_envelope_dict_is_the_envelope_validated() -> None:
+    doc = envelope(HIT_CLICK_V1, ip="192.0.2.1")
+    doc["trace"] = {"traceparent": "00-abc-def-01"}
+    assert envelope_dict(validate_envelope(doc)) == doc
 
 
 def test_trace_must_be_an_object() -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aio_pika
+import asyncpg
 import orjson
 import pytest
 from prometheus_client import REGISTRY
@@ -312,3 +313,77 @@ async def test_lag_grows_while_a_batch_waits_for_the_database_then_is_the_stored
     clock.now = t0 + timedelta(seconds=500)
     # Nothing waits: the last batch's delay, from its newest hit to when it was stored.
     assert consumer.lag_seconds() == 98.0
+
+
+# --- a batch Postgres refuses for its data ----------------------------------------------
+
+
+class PickyStore(FlakyStore):
+    """Refuses, as Postgres would with a DataError, any insert holding an event of
+    `refused` (by email id); fails the first `failures` inserts as if Postgres were away.
+    Validation never sees this rule: what is split out is decided by the store alone."""
+
+    def __init__(self, refused: set[str], failures: int = 0) -> None:
+        super().__init__(failures)
+        self.refused = refused
+
+    async def insert_hits(self, events: list[Envelope]) -> int:
+        if len(self.calls) >= self.failures:
+            bad = [e.data["email_id"] for e in events if e.data["email_id"] in self.refused]
+            if bad:
+                self.calls.append(list(events))
+                raise asyncpg.DataError(f"invalid input value for {bad[0]}")
+        return await super().insert_hits(events)
+
+
+def stored_ids(store: FlakyStore) -> list[str]:
+    """Email ids of the inserts that succeeded, in order."""
+    out = []
+    for call in store.calls:
+        ids = [e.data["email_id"] for e in call]
+        if not set(ids) & getattr(store, "refused", set()):
+            out += ids
+    return out
+
+
+async def test_refused_events_are_split_out_dead_lettered_and_the_rest_stored() -> None:
+    store = PickyStore({"bad1", "bad2"})
+    h = Harness(store)
+    first = [hit("a"), hit("bad1"), hit("b"), hit("c")]
+    second = [hit("d"), hit("e"), hit("bad2")]
+    m1 = await h.deliver(orjson.dumps(first), "m1")
+    m2 = await h.deliver(orjson.dumps(second), "m2")
+
+    await h.consumer.flush()
+
+    assert sorted(stored_ids(store)) == ["a", "b", "c", "d", "e"]
+    assert h.log == ["dead-letter store", "ack m1", "dead-letter store", "ack m2"]
+    dead = [(orjson.loads(m.body), m.headers) for m, _ in h.dead_letters.published]
+    assert [body for body, _ in dead] == [[first[1]], [second[2]]]
+    assert [headers["x-belfry-original-message-id"] for _, headers in dead] == ["m1", "m2"]
+    assert dead[0][1]["x-belfry-reason"] == "DataError: invalid input value for bad1"
+    assert m1.acked.is_set() and m2.acked.is_set()
+    assert h.delays == [] and h.consumer.db_error is None  # not mistaken for an outage
+    assert counter("belfry_writer_dead_lettered_total", {"stage": "store"}) >= 2
+
+
+async def test_split_batch_halves_still_back_off_while_the_database_is_away() -> None:
+    # Refused first (split), then the database goes away: that half waits, and retries.
+    store = PickyStore({"bad"})
+    h = Harness(store)
+    await h.deliver(orjson.dumps([hit("a"), hit("bad"), hit("b"), hit("c")]), "m1")
+    real_insert = store.insert_hits
+    outages = [ConnectionError("gone"), TimeoutError()]
+
+    async def insert_hits(events: list[Envelope]) -> int:
+        if len(store.calls) == 1 and outages:  # after the first, refused, insert
+            raise outages.pop(0)
+        return await real_insert(events)
+
+    store.insert_hits = insert_hits  # type: ignore[method-assign]
+    await h.consumer.flush()
+
+    assert sorted(stored_ids(store)) == ["a", "b", "c"]
+    assert h.delays == [0.2, 0.4]
+    assert h.errors_while_sleeping == ["ConnectionError: gone", "TimeoutError"]
+    assert h.log == ["dead-letter store", "ack m1"]
