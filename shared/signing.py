@@ -3,7 +3,9 @@
 The signature travels as `sig=<key id>.<base64url mac>`, so keys rotate: the api signs
 with the first (active) key, the ingest accepts any key still configured. Verification
 needs no database, and a link whose tenant, email or URL was changed doesn't verify —
-which is what closes Little Bell's `?url=` open redirect.
+which is what closes Little Bell's `?url=` open redirect. A target's scheme is compared
+in any case and normalised to lowercase (`normalize_target`) where a link is signed and
+where a click is published, so the api, the ingest and the writer agree on one URL.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def verify_click(keys: SigningKeys, tenant: str, email_id: str, url: str, sig: s
 
 
 def click_path(keys: SigningKeys, tenant: str, email_id: str, url: str) -> str:
-    """The path + query of a signed click link (prefix it with the ingest base URL)."""
+    """The path + query of a signed click link (prefix it with the ingest base URL), for
+    the target in its normal form (`normalize_target`)."""
+    url = normalize_target(url)
     query = urlencode({"url": url, "sig": sign_click(keys, tenant, email_id, url)})
     return f"/{tenant}/click/{email_id}?{query}"
 
@@ -83,12 +87,22 @@ def target_problem(url: str) -> str | None:
         return f"url longer than {MAX_URL_LEN} characters"
     if any(ord(c) < 0x20 or c in "\\\x7f" for c in url):
         return "url contains control characters or backslashes"
+    # Literally `http://` or `https://` first, in any case: urlsplit would also take
+    # leading spaces, which the writer's contract (rightly) refuses in a stored URL.
+    if not url[:8].lower().startswith(("http://", "https://")):
+        return "url must be http or https"
     try:
         parts = urlsplit(url)
     except ValueError:
         return "url is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return "url must be http or https"
     if not parts.hostname:
         return "url has no host"
     return None
+
+
+def normalize_target(url: str) -> str:
+    """A click target (one `target_problem` accepts) with its scheme in lowercase:
+    schemes are case-insensitive (RFC 3986), and the api signs, ingest publishes and the
+    writer stores one spelling, so `HTTPS://x` and `https://x` are the same link."""
+    scheme, sep, rest = url.partition("://")
+    return url if scheme.islower() else f"{scheme.lower()}{sep}{rest}"

@@ -3,16 +3,17 @@ ingest and writer (create email → pixel → click → stats count them)."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
 import asyncpg
 
 from shared.ids import valid_email_id
-from shared.signing import SigningKeys, verify_click
+from shared.signing import SigningKeys, sign_click, verify_click
 from tests.api.conftest import bearer, new_tenant
 from tests.conftest import Started
 from tests.integration.helpers import rows, start_pipeline
+from tests.integration.test_writer import dlq_depth
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0"}
 
@@ -74,6 +75,48 @@ async def test_create_email_pixel_click_then_stats_count_them(
 
     resp = await api.get(f"/acme/stats?email_id={email_id}", headers=bearer(key))
     assert (await resp.json())["clicks"]["total"] == 1
+
+
+async def test_a_click_on_an_uppercase_scheme_url_is_signed_redirected_and_stored(
+    db: asyncpg.Connection,
+    start_api: Started,
+    start_writer: Started,
+    start_ingest: Started,
+    signing: SigningKeys,
+    prefix: str,
+) -> None:
+    # HTTPS:// was signed by the api and redirected by ingest, then refused by the
+    # writer's contract and dead-lettered; the scheme is now lowercased where links are
+    # signed and clicks published, and the contract takes a link signed before that.
+    _writer, ingest = await start_pipeline(start_writer, start_ingest)
+    tracking = str(ingest.make_url("")).rstrip("/")
+    api = await start_api(public_url=tracking)
+    key = await new_tenant(db, "acme")
+    resp = await api.post("/acme/emails", json={"subject": "Hi"}, headers=bearer(key))
+    email_id = (await resp.json())["email_id"]
+    resp = await api.get(
+        f"/acme/click-url/{email_id}",
+        params={"url": "HTTPS://example.com/Offer"},
+        headers=bearer(key),
+    )
+    assert resp.status == 200, await resp.text()
+    link = (await resp.json())["click_url"]
+    assert parse_qs(urlsplit(link).query)["url"] == ["https://example.com/Offer"]
+    old_target = "HTTPS://example.com/old"  # a link signed before the normalisation
+    old_sig = sign_click(signing, "acme", email_id, old_target)
+    old_link = f"/acme/click/{email_id}?" + urlencode({"url": old_target, "sig": old_sig})
+
+    async with aiohttp.ClientSession(headers=BROWSER) as http:
+        for url, location in ((link, "https://example.com/Offer"), (tracking + old_link, None)):
+            async with http.get(url, allow_redirects=False) as click:
+                assert click.status == 302, await click.text()
+                assert click.headers["Location"] == (location or old_target)
+    stored = await rows(db, 2)
+    assert sorted(r["url"] for r in stored) == [
+        "https://example.com/Offer",
+        "https://example.com/old",
+    ]
+    assert await dlq_depth(prefix) == 0
 
 
 async def test_little_bell_shapes_and_refusals(

@@ -1,13 +1,25 @@
-"""Signed click links: roundtrip, key rotation, tampering, key parsing, no secret leaks."""
+"""Signed click links: roundtrip, key rotation, tampering, key parsing, no secret leaks;
+click targets: the one rule the api and the ingest apply, and the scheme normalised so
+the writer stores what they agree on."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from shared.contracts import HIT_CLICK_V2, make_envelope, validate_envelope
 from shared.settings import SettingsError
-from shared.signing import SigningKeys, click_path, sign_click, verify_click
+from shared.signing import (
+    SigningKeys,
+    click_path,
+    normalize_target,
+    sign_click,
+    target_problem,
+    verify_click,
+)
 
 NEW = "new-secret-0123456789"
 OLD = "old-secret-0123456789"
@@ -141,3 +153,81 @@ def test_repr_and_str_never_show_secrets(rotated: SigningKeys) -> None:
         assert NEW not in text
         assert OLD not in text
     assert repr(rotated) == "SigningKeys(active='k2', kids=['k1', 'k2'])"
+
+
+@pytest.mark.parametrize(
+    ("url", "normal"),
+    [
+        ("HTTPS://example.com/A?B=C", "https://example.com/A?B=C"),
+        ("Http://Example.com/", "http://Example.com/"),
+        ("https://example.com/X", "https://example.com/X"),
+    ],
+)
+def test_normalize_target_lowercases_the_scheme_only(url: str, normal: str) -> None:
+    assert target_problem(url) is None
+    assert normalize_target(url) == normal
+
+
+def test_click_path_signs_and_carries_the_normalised_target(rotated: SigningKeys) -> None:
+    query = parse_qs(urlsplit(click_path(rotated, TENANT, EMAIL, "HTTPS://example.com/A")).query)
+    assert query["url"] == ["https://example.com/A"]
+    assert verify_click(rotated, TENANT, EMAIL, "https://example.com/A", query["sig"][0])
+
+
+def test_a_link_signed_before_normalisation_still_verifies(rotated: SigningKeys) -> None:
+    sig = sign_click(rotated, TENANT, EMAIL, "HTTPS://example.com/")
+    assert verify_click(rotated, TENANT, EMAIL, "HTTPS://example.com/", sig)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (" https://example.com/", "url must be http or https"),
+        ("https:/example.com/", "url must be http or https"),
+        ("ftp://example.com/", "url must be http or https"),
+        ("https://", "url has no host"),
+        ("https://example.com/\x00", "url contains control characters or backslashes"),
+    ],
+)
+def test_target_problem(url: str, problem: str) -> None:
+    assert target_problem(url) == problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "HTTPS://example.com/",
+        "hTtP://example.com/a b",
+        "https://example.com/" + "a" * 2000,
+        "https://[2001:db8::1]:8443/x",
+        "https://user:pw@example.com/#frag",
+    ],
+)
+def test_every_target_the_ingest_accepts_passes_the_writers_contract(url: str) -> None:
+    assert target_problem(url) is None
+    data = {"email_id": EMAIL, "url": normalize_target(url)}
+    now = "2025-03-01T12:00:00+00:00"
+    event = make_envelope(
+        "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b", HIT_CLICK_V2, TENANT, now, now, data
+    )
+    assert validate_envelope(event).data["url"].startswith(("http://", "https://"))
+
+
+@given(
+    st.sampled_from(["http", "https"]).flatmap(
+        lambda s: st.tuples(*(st.sampled_from([c, c.upper()]) for c in s))
+    ),
+    st.text(max_size=80),
+)
+def test_any_accepted_target_normalised_passes_the_writers_contract(
+    scheme: tuple[str, ...], rest: str
+) -> None:
+    url = "".join(scheme) + "://example.com/" + rest
+    if target_problem(url) is not None:
+        return
+    data = {"email_id": EMAIL, "url": normalize_target(url)}
+    now = "2025-03-01T12:00:00+00:00"
+    event = make_envelope(
+        "0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b", HIT_CLICK_V2, TENANT, now, now, data
+    )
+    validate_envelope(event)

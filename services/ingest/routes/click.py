@@ -20,7 +20,7 @@ from services.ingest.settings import IngestSettings
 from shared.contracts import HIT_CLICK_V2
 from shared.ids import valid_email_id, valid_tenant
 from shared.publisher import Outcome
-from shared.signing import target_problem, verify_click
+from shared.signing import normalize_target, target_problem, verify_click
 
 _counted = {o: metrics.events("click", o) for o in Outcome}
 
@@ -65,7 +65,7 @@ async def click(request: web.Request) -> web.StreamResponse:
         return _refuse(request, "link is not signed")
     if request.method == "GET":
         event = request_hit(request, hot.settings, HIT_CLICK_V2, tenant, email_id)
-        event["data"]["url"] = url
+        event["data"]["url"] = normalize_target(url)  # as signed links carry it
         _counted[await hot.publisher.submit(event)].inc()
     return web.Response(
         status=302,

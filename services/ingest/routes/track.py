@@ -40,7 +40,7 @@ from shared.contracts import (
 )
 from shared.ids import new_event_id
 from shared.publisher import Outcome
-from shared.signing import target_problem
+from shared.signing import normalize_target, target_problem
 
 KINDS = {"open": HIT_OPEN_V2, "click": HIT_CLICK_V2}
 _FUTURE_SKEW = timedelta(minutes=5)
@@ -110,6 +110,7 @@ def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
         problem = target_problem(url) if isinstance(url, str) else "url is required for a click"
         if problem:
             raise ItemError(problem)
+        data["url"] = normalize_target(data["url"])  # the one spelling signed links carry
     elif "url" in data:
         raise ItemError("url is only for clicks")
     if isinstance(data.get("ip"), str):
