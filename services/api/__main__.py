@@ -10,9 +10,12 @@
     key list [<tenant>]                     keys as JSON lines (never the secret)
     key revoke <key id>                     revoke a key
     retention [--dry-run]                   drop/delete events past each tenant's retention
+    ingest-token create <tenant>            a write token for the ingest's intake routes,
+                                            signed with INGEST_TOKEN_KEYS; its last line
 
 The only place that reads the environment. Commands other than `serve` need only
-`DATABASE_URL`.
+`DATABASE_URL` (and `ingest-token`, `INGEST_TOKEN_KEYS`: the same list the ingest verifies
+with; the token itself is not stored, revoke it by removing its key id).
 """
 
 from __future__ import annotations
@@ -37,8 +40,11 @@ from services.api.tenants import TenantError, create_tenant, list_tenants, requi
 from shared.auth import create_key, list_keys, revoke_key
 from shared.db.migrate import MigrationError, migrate_url
 from shared.ids import valid_tenant
+from shared.ingest_tokens import KEYS_SETTING, mint_token, parse_keys
+from shared.selfreport import TENANT as SELF_TENANT
 from shared.serve import run_service
 from shared.settings import CommonSettings, SettingsError
+from shared.signing import SigningKeys
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     klist.add_argument("tenant", nargs="?")
     krevoke = ksub.add_parser("revoke", help="revoke a key by its id")
     krevoke.add_argument("key_id")
+
+    token = sub.add_parser("ingest-token", help="mint ingest write tokens")
+    itsub = token.add_subparsers(dest="action", required=True)
+    itcreate = itsub.add_parser("create", help="a token writing for one tenant, printed once")
+    itcreate.add_argument("tenant")
 
     ret = sub.add_parser("retention", help="enforce each tenant's retention_months")
     ret.add_argument("--dry-run", action="store_true", help="print what would be done")
@@ -102,6 +113,7 @@ async def command(
     out: TextIO,
     err: TextIO,
     now: datetime | None = None,
+    token_keys: SigningKeys | None = None,
 ) -> int:
     """Run one management command against the database; the exit status."""
     conn = await asyncpg.connect(database_url, timeout=10)
@@ -110,6 +122,8 @@ async def command(
             return await _tenant(conn, args, out, err)
         if args.command == "key":
             return await _key(conn, args, out, err)
+        if args.command == "ingest-token":
+            return await _ingest_token(conn, args.tenant, token_keys, out, err)
         lines = await retention.run(conn, now or datetime.now(UTC), dry_run=args.dry_run)
         for line in lines:
             out.write(("dry run: " if args.dry_run else "") + line + "\n")
@@ -170,11 +184,31 @@ async def _key(conn: asyncpg.Connection, args: argparse.Namespace, out: TextIO, 
     return 0
 
 
+async def _ingest_token(
+    conn: asyncpg.Connection, tenant: str, keys: SigningKeys | None, out: TextIO, err: TextIO
+) -> int:
+    if keys is None:
+        raise TenantError(f"{KEYS_SETTING} is unset: it holds the keys that sign ingest tokens")
+    if tenant == SELF_TENANT:
+        raise TenantError(f"tenant {SELF_TENANT!r} is Belfry's own: nothing writes it from outside")
+    await require_tenant_row(conn, tenant)
+    token = mint_token(keys, tenant)
+    err.write(
+        f"ingest token for tenant {tenant} (key {keys.active}; shown once, store it now;"
+        f" send it as Authorization: Bearer <token>):\n"
+    )
+    out.write(token + "\n")
+    return 0
+
+
 def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
     args = _parser().parse_args(argv)
-    if args.command in ("tenant", "key", "retention", "migrate"):
+    if args.command in ("tenant", "key", "retention", "migrate", "ingest-token"):
         try:
             common = CommonSettings.from_env("api", environ)
+            # Only the command that signs reads the key list: a bad one stops nothing else.
+            minting = args.command == "ingest-token"
+            token_keys = parse_keys(environ.get(KEYS_SETTING, "")) if minting else None
         except SettingsError as exc:
             print(f"api: configuration error: {exc}", file=sys.stderr)
             return 2
@@ -183,7 +217,9 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
                 applied = asyncio.run(migrate_url(common.database_url))
                 print(f"applied migrations {applied}" if applied else "database is up to date")
                 return 0
-            return asyncio.run(command(args, common.database_url, sys.stdout, sys.stderr))
+            return asyncio.run(
+                command(args, common.database_url, sys.stdout, sys.stderr, token_keys=token_keys)
+            )
         except (TenantError, privacy.SettingsInvalid) as exc:
             print(f"api: {exc}", file=sys.stderr)
             return 1
