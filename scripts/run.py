@@ -44,6 +44,7 @@ import asyncpg
 
 from shared.auth import create_key, tenant_for_key
 from shared.db.migrate import MigrationError, ensure_database, migrate_url
+from shared.ingest_tokens import mint_token, parse_keys
 from shared.serve import die_with_parent_hook
 from shared.settings import CommonSettings, Env, SettingsError, redact_url
 from shared.signing import SigningKeys, click_path
@@ -80,6 +81,7 @@ SERVICES: tuple[Service, ...] = (
 
 REPO = Path(__file__).resolve().parent.parent
 DEV_KEY_FILE = REPO / "var" / "dev-signing-key"
+DEV_TOKEN_KEY_FILE = REPO / "var" / "dev-ingest-token-key"  # INGEST_TOKEN_KEYS when unset
 # Dev API keys (tenant -> key) for the demo tenant and Belfry's own alerts; only hashes are
 # in the database, so the keys printed in the banner are kept here (0600).
 DEV_API_KEYS_FILE = REPO / "var" / "dev-api-keys.json"
@@ -132,6 +134,7 @@ class Config:
     dev_key: bool
     endpoints: tuple[Endpoint, ...]
     api_keys: tuple[tuple[str, str], ...] = ()  # (tenant, key) for the banner
+    token_keys: str = ""  # INGEST_TOKEN_KEYS: the banner mints the demo's ingest token
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
@@ -158,22 +161,28 @@ class Config:
         if len(set(ports)) != len(ports):
             names = ", ".join(f"{e.service.port_env}={e.port}" for e in endpoints)
             raise Fatal(f"two services would share a port ({names}): give each its own")
-        return cls(common, raw_keys, dev_key, tuple(endpoints))
+        token_keys = env.text("INGEST_TOKEN_KEYS", "") or dev_signing_key(DEV_TOKEN_KEY_FILE)
+        try:
+            parse_keys(token_keys)
+        except SettingsError as exc:
+            raise Fatal(f"{exc} (for a dev key, unset it or delete {DEV_TOKEN_KEY_FILE})") from None
+        return cls(common, raw_keys, dev_key, tuple(endpoints), token_keys=token_keys)
 
 
-def dev_signing_key() -> str:
-    """The persisted dev key (`dev:<secret>`), created once so signed links survive restarts."""
+def dev_signing_key(path: Path = DEV_KEY_FILE) -> str:
+    """The persisted dev key (`dev:<secret>`), created once so signed links (and ingest
+    tokens, from their own file) survive restarts."""
     try:
-        return DEV_KEY_FILE.read_text().strip()
+        return path.read_text().strip()
     except FileNotFoundError:
         pass
-    DEV_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     key = f"dev:{secrets.token_urlsafe(32)}"
     # O_EXCL + 0600: a key only this user reads, and two concurrent runs can't both write.
     try:
-        fd = os.open(DEV_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return DEV_KEY_FILE.read_text().strip()
+        return path.read_text().strip()
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return key
@@ -592,7 +601,7 @@ def banner(config: Config) -> str:
             f"  open pixel    {base}/{DEMO_TENANT}/pixel/{DEMO_EMAIL}.gif",
             f"  signed click  {base}{click_path(keys, DEMO_TENANT, DEMO_EMAIL, DEMO_TARGET)}",
             f"  batch track   curl -si {base}/v1/track -H 'Content-Type: application/json' "
-            f"-d '{body}'",
+            f"{_token_header(config)}-d '{body}'",
         ]
     api, alerting, keys = by_name.get("api"), by_name.get("alerting"), dict(config.api_keys)
     if api is not None and DEMO_TENANT in keys:
@@ -623,13 +632,26 @@ def banner(config: Config) -> str:
     return "\n".join(lines)
 
 
+def _token_header(config: Config) -> str:
+    """The demo tenant's ingest token as a curl header (a fresh one each banner)."""
+    keys = parse_keys(config.token_keys)
+    if keys is None:
+        return ""
+    return f"-H 'Authorization: Bearer {mint_token(keys, DEMO_TENANT)}' "
+
+
 async def supervise(config: Config) -> int:
     """Start the services, watch them, stop them all; the exit status of `make run`."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    env = dict(os.environ, CLICK_SIGNING_KEYS=config.signing_keys, PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ,
+        CLICK_SIGNING_KEYS=config.signing_keys,
+        INGEST_TOKEN_KEYS=config.token_keys,
+        PYTHONUNBUFFERED="1",
+    )
     # Belfry watches itself from the first run: the default rule pack (tenant `belfry`).
     env.setdefault("ALERTING_RULES_FILE", str(REPO / "infra" / "alerting" / "rules.yaml"))
     label = labels(color=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
