@@ -38,7 +38,7 @@ from services.alerting.engine.state import (
 from services.alerting.engine.windows import SampleStore
 from services.alerting.hub import TransitionHub
 from services.alerting.outbox import group_due
-from services.alerting.rules.model import Matcher, Rule
+from services.alerting.rules.model import Rule
 from services.alerting.store import (
     OutboxItem,
     active_silences,
@@ -71,8 +71,7 @@ def silence_for(
     for silence in silences:
         if silence["tenant"] != tenant:
             continue
-        matchers = [Matcher(m["label"], m["op"], m["value"]) for m in silence["matchers"]]
-        if all(m.matches(labels) for m in matchers):
+        if all(m.matches(labels) for m in silence["matchers"]):
             return str(silence["id"])
     return None
 

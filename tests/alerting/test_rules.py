@@ -3,6 +3,7 @@ the default rule pack."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,10 @@ def test_durations(raw: object, seconds: float) -> None:
     assert parse_duration(raw) == seconds
 
 
-@pytest.mark.parametrize("raw", ["", "5x", "m5", "-1", -3, True, "5m foo", None])
+@pytest.mark.parametrize(
+    "raw",
+    ["", "5x", "m5", "-1", -3, True, "5m foo", None, "nan", "inf", "1e400", 1e16, "999999999999d"],
+)
 def test_bad_durations(raw: object) -> None:
     with pytest.raises(ParseError):
         parse_duration(raw)
@@ -178,3 +182,37 @@ def test_bad_rule_file_names_the_rule(tmp_path: Path) -> None:
     path.write_text("rules:\n  - name: broken\n    condition: 'x >'\n")
     with pytest.raises(FileError, match=r"broken.*condition"):
         load_rules_file(str(path))
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("condition: 'x > 1e999'", r"condition: threshold 1e999 is not a finite number"),
+        ("metric: x\n    op: '>'\n    threshold: 1.0e999", r"threshold: .*finite"),
+        ("condition: 'x > 1'\n    keep_firing_for: .inf", r"keep_firing_for: .*finite"),
+        ("condition: 'x{a=~\"(a)\\\\1\"} > 1'", r"condition: a: not a valid RE2 .*escape"),
+        ('condition: "x > 1"\n    annotations: {a: "\\0"}', r"annotations.a: .*NUL"),
+    ],
+    ids=["infinite-condition", "infinite-threshold", "infinite-for", "backreference", "nul"],
+)
+def test_rule_file_with_what_cannot_be_stored_or_run_names_the_problem(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    """`rules check|load` refuse, with the field, what the API refuses (issue 13)."""
+    path = tmp_path / "rules.yaml"
+    path.write_text(f"rules:\n  - name: bad\n    {entry}\n")
+    with pytest.raises(FileError, match=rf"rule 0 \(bad\): {reason}"):
+        load_rules_file(str(path))
+
+
+def test_regex_matchers_are_re2_fully_anchored_and_linear() -> None:
+    hostile = {"path": "a" * 5000 + "!"}
+    started = time.monotonic()
+    assert not Matcher("path", "=~", "(a+)+").matches(hostile)
+    assert Matcher("path", "!~", "(a+)+$").matches(hostile)
+    assert time.monotonic() - started < 0.5  # Python's re: longer than the universe
+    assert Matcher("route", "=~", "/v1/.*").matches({"route": "/v1/track"})
+    assert not Matcher("route", "=~", "v1").matches({"route": "/v1/track"})  # anchored
+    assert Matcher("route", "=~", "a|/v1/track").matches({"route": "/v1/track"})
+    assert Matcher("city", "=~", "Z.rich").matches({"city": "Zürich"})  # characters, not bytes
+    assert Matcher("absent", "=~", ".*").matches({})

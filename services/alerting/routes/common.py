@@ -1,22 +1,31 @@
 """What every management route shares: the tenant of the bearer key, JSON in and out,
-errors as `{"error": ..., "fields": {...}}`, and timestamps."""
+errors as `{"error": ..., "fields": {...}}`, and timestamps.
+
+Input that Postgres or Python cannot hold is refused here, once for every route: NUL
+characters (in the path, the query string or anywhere in a JSON body) and timestamps
+outside `MIN_TIME`..`MAX_TIME`."""
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
 
 from services.alerting.keys import DATABASE
+from services.alerting.rules.validate import nul_field
 from shared.auth import require_tenant
 from shared.db import UNAVAILABLE
 
 log = logging.getLogger("belfry.alerting.api")
 MAX_LIMIT = 1000
+# Accepted timestamps: far enough from Python's and Postgres's limits that a day or a
+# silence's duration (rules/parse.py MAX_DURATION: 100 years) can be added or taken off.
+MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 
 
 def _default(value: Any) -> Any:
@@ -55,9 +64,13 @@ async def read_json(request: web.Request) -> Any:
     if not request.can_read_body:
         fail(400, "a JSON body is required")
     try:
-        return orjson.loads(await request.read())
+        body = orjson.loads(await request.read())
     except orjson.JSONDecodeError as exc:
         fail(400, f"body is not JSON: {exc}")
+    nul = nul_field(body)
+    if nul is not None:
+        fail(400, "invalid body", {nul: "must not contain NUL characters"})
+    return body
 
 
 async def read_object(request: web.Request) -> dict[str, Any]:
@@ -83,6 +96,8 @@ def parse_time(raw: Any, field: str) -> datetime:
         fail(400, "invalid parameters", {field: "must be an RFC 3339 timestamp"})
     if value.tzinfo is None:
         fail(400, "invalid parameters", {field: "must carry a UTC offset"})
+    if not MIN_TIME <= value < MAX_TIME:  # compared in UTC, so no offset can overflow
+        fail(400, "invalid parameters", {field: f"must be between {MIN_TIME:%Y} and {MAX_TIME:%Y}"})
     return value
 
 
@@ -109,6 +124,8 @@ async def api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     unexpected errors become JSON in shared/httpobs.py, for every service."""
     if not request.path.startswith("/api/"):
         return await handler(request)
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        return json_response({"error": "the path and query must not contain NUL characters"}, 400)
     try:
         return await handler(request)
     except UNAVAILABLE as exc:

@@ -20,16 +20,32 @@ from services.alerting.routes.common import (
 )
 from services.alerting.rules.model import Rule
 from services.alerting.rules.validate import RuleError, rule_from_doc, stored_doc
-from services.alerting.store import dumps, rule_from_row
+from services.alerting.store import dumps, loads, rule_from_row
 
 _SELECT = "SELECT id, tenant_id, spec, enabled, source, created_at, updated_at FROM alert_rules"
 
 
 def rule_json(row: Any) -> dict[str, Any]:
-    doc = rule_from_row(row).to_doc()
+    try:
+        doc = rule_from_row(row).to_doc()
+    except RuleError as exc:
+        doc = _unreadable(row, exc)
     doc.update(source=row["source"], created_at=iso(row["created_at"]))
     doc["updated_at"] = iso(row["updated_at"])
     return doc
+
+
+def _unreadable(row: Any, exc: RuleError) -> dict[str, Any]:
+    """A stored rule today's checks refuse (written by an older version, e.g. an infinite
+    threshold or a regex RE2 cannot run): shown with its problems, so that listing still
+    works and the tenant can fix (PUT) or delete it; the engine skips it meanwhile."""
+    name = loads(row["spec"]).get("name")
+    return {
+        "id": str(row["id"]),
+        "name": name if isinstance(name, str) else "",
+        "enabled": False,
+        "invalid": exc.errors,
+    }
 
 
 async def _validated(request: web.Request, tenant: str, rule_id: str) -> Rule:

@@ -8,13 +8,13 @@ them, and `Rule.to_doc()` is the JSON they are stored and shown as.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 import orjson
+
+from services.alerting.rules.regex import full_match
 
 AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99", "last")
 COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
@@ -39,15 +39,12 @@ def compare(value: float, op: str, threshold: float) -> bool:
 
 @dataclass(frozen=True)
 class Matcher:
-    """One label matcher; regexes match the whole value (as in Prometheus)."""
+    """One label matcher; regexes are RE2 and match the whole value (as in Prometheus);
+    each pattern is compiled once (cached in rules/regex.py)."""
 
     label: str
     op: str
     value: str
-
-    @cached_property
-    def _regex(self) -> re.Pattern[str]:
-        return re.compile(self.value)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.label, "")
@@ -55,7 +52,7 @@ class Matcher:
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        found = self._regex.fullmatch(actual) is not None
+        found = full_match(self.value, actual)
         return found if self.op == "=~" else not found
 
     def to_doc(self) -> dict[str, str]:

@@ -4,6 +4,7 @@ shorthand conditions (`error_rate > 5 for 5m`, `p95(api_latency{service="api"}[5
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Beyond any sensible rule or silence, and small enough that adding it to a date stays
+# within what Python and Postgres store.
+MAX_DURATION = 100 * 365 * 86400.0
+MAX_CONDITION = 4096  # characters
 
 _AGG = "|".join(AGGREGATIONS)
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -39,21 +44,28 @@ class ParseError(ValueError):
     pass
 
 
-def parse_duration(raw: Any) -> float:
-    """Seconds from `90`, `90.5`, `"30s"`, `"5m"`, `"1h30m"`, `"500ms"`, `"2d"`."""
+def parse_duration(raw: Any, maximum: float = MAX_DURATION) -> float:
+    """Seconds from `90`, `90.5`, `"30s"`, `"5m"`, `"1h30m"`, `"500ms"`, `"2d"`; finite,
+    not negative and at most `maximum`."""
     if isinstance(raw, bool):
         raise ParseError("must be a duration like 30s, 5m, 1h or a number of seconds")
     if isinstance(raw, int | float):
+        if not math.isfinite(raw):
+            raise ParseError("must be a finite duration")
         if raw < 0:
             raise ParseError("must not be negative")
+        if raw > maximum:
+            raise ParseError(f"must be at most {maximum:g} seconds")
         return float(raw)
     if not isinstance(raw, str) or not raw.strip():
         raise ParseError("must be a duration like 30s, 5m, 1h or a number of seconds")
     text = raw.strip()
     try:
-        return parse_duration(float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return parse_duration(seconds, maximum)
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
@@ -62,7 +74,7 @@ def parse_duration(raw: Any) -> float:
         pos = match.end()
     if pos != len(text) or pos == 0:
         raise ParseError(f"not a duration: {text[:40]!r} (use e.g. 30s, 5m, 1h30m)")
-    return total
+    return parse_duration(total, maximum)
 
 
 def parse_matchers(text: str) -> tuple[Matcher, ...]:
@@ -96,6 +108,8 @@ def parse_condition(text: str) -> Condition:
     """A shorthand condition; `5%` means 0.05 (rates are ratios)."""
     if not isinstance(text, str):
         raise ParseError("must be a string like 'error_rate > 5 for 5m'")
+    if len(text) > MAX_CONDITION:
+        raise ParseError(f"must be at most {MAX_CONDITION} characters")
     match = _CONDITION.fullmatch(text)
     if match is None:
         raise ParseError(
@@ -105,6 +119,8 @@ def parse_condition(text: str) -> Condition:
     threshold = float(match["threshold"])
     if match["percent"]:
         threshold /= 100
+    if not math.isfinite(threshold):  # 1e999 parses as infinity, which JSON cannot store
+        raise ParseError(f"threshold {match['threshold'][:40]} is not a finite number")
     return Condition(
         metric=match["metric"],
         op=match["op"],

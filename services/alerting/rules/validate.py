@@ -35,6 +35,7 @@ from services.alerting.rules.parse import (
     parse_condition,
     parse_duration,
 )
+from services.alerting.rules.regex import regex_problem
 from services.alerting.rules.template import template_errors
 
 FIELDS = frozenset(
@@ -65,6 +66,9 @@ FIELDS = frozenset(
 CONDITION_FIELDS = ("metric", "matchers", "aggregation", "window", "op", "threshold", "for")
 RESERVED_LABELS = frozenset({"alertname", "severity"})
 MAX_WINDOW = 24 * 3600.0
+MAX_RULE_DURATION = 366 * 86400.0  # for, keep_firing_for, repeat_interval
+MAX_VALUE = 4096  # characters of a label, annotation or matcher value
+MAX_ENTRIES = 64  # labels, annotations, matchers
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 
 
@@ -72,6 +76,26 @@ class RuleError(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
+
+
+def nul_field(value: Any, path: str = "") -> str | None:
+    """The path of the first string (key or value) in a JSON/YAML document that holds a
+    NUL character, which Postgres refuses in text and jsonb; None when there is none."""
+    if isinstance(value, str):
+        return path or "body" if "\x00" in value else None
+    items: Any = ()
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        found = nul_field(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 def _number(value: Any) -> float | None:
@@ -86,12 +110,15 @@ def _str_map(value: Any, field: str, errors: dict[str, str]) -> dict[str, str]:
     if not isinstance(value, dict):
         errors[field] = "must be an object of strings"
         return {}
+    if len(value) > MAX_ENTRIES:
+        errors[field] = f"must have at most {MAX_ENTRIES} entries"
+        return {}
     out = {}
     for key, item in value.items():
         if not isinstance(key, str) or not LABEL_NAME.fullmatch(key):
             errors[f"{field}.{key}"] = "not a valid name ([a-zA-Z_][a-zA-Z0-9_]*)"
-        elif not isinstance(item, str) or len(item) > 4096:
-            errors[f"{field}.{key}"] = "must be a string of at most 4096 characters"
+        elif not isinstance(item, str) or len(item) > MAX_VALUE:
+            errors[f"{field}.{key}"] = f"must be a string of at most {MAX_VALUE} characters"
         else:
             out[key] = item
     return out
@@ -104,6 +131,9 @@ def matchers_from_doc(value: Any, errors: dict[str, str]) -> tuple[Matcher, ...]
         value = [{"label": k, "op": "=", "value": v} for k, v in value.items()]
     if not isinstance(value, list):
         errors["matchers"] = "must be a list of {label, op, value} or an object of label values"
+        return ()
+    if len(value) > MAX_ENTRIES:
+        errors["matchers"] = f"must have at most {MAX_ENTRIES} matchers"
         return ()
     out = []
     for i, item in enumerate(value):
@@ -119,22 +149,37 @@ def matchers_from_doc(value: Any, errors: dict[str, str]) -> tuple[Matcher, ...]
         elif not isinstance(text, str):
             errors[f"{where}.value"] = "must be a string"
         else:
-            matcher = Matcher(label, op, text)
-            if op in ("=~", "!~"):
-                try:
-                    matcher.matches({})
-                except re.error as exc:
-                    errors[f"{where}.value"] = f"not a valid regular expression: {exc}"
-                    continue
-            out.append(matcher)
-    return tuple(out)
+            out.append(Matcher(label, op, text))
+    return check_matchers(tuple(out), "matchers", errors)
 
 
-def _duration(doc: Mapping[str, Any], field: str, default: float, errors: dict[str, str]) -> float:
+def check_matchers(
+    matchers: tuple[Matcher, ...], field: str, errors: dict[str, str]
+) -> tuple[Matcher, ...]:
+    """`matchers` if each value is bounded and each regex one RE2 runs; else errors."""
+    for i, matcher in enumerate(matchers):
+        where = f"{field}.{i}.value" if field == "matchers" else field
+        problem = None
+        if len(matcher.value) > MAX_VALUE:
+            problem = f"must be at most {MAX_VALUE} characters"
+        elif matcher.op in ("=~", "!~"):
+            problem = regex_problem(matcher.value)
+        if problem:
+            errors[where] = problem if field == "matchers" else f"{matcher.label}: {problem}"
+    return matchers
+
+
+def _duration(
+    doc: Mapping[str, Any],
+    field: str,
+    default: float,
+    errors: dict[str, str],
+    maximum: float = MAX_RULE_DURATION,
+) -> float:
     if doc.get(field) is None:
         return default
     try:
-        return parse_duration(doc[field])
+        return parse_duration(doc[field], maximum)
     except ParseError as exc:
         errors[field] = str(exc)
         return default
@@ -145,6 +190,9 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
     if not isinstance(doc, dict):
         raise RuleError({"body": "must be a JSON object"})
     errors: dict[str, str] = {}
+    nul = nul_field(doc)
+    if nul is not None:  # one answer is enough: every other check would trip on it too
+        raise RuleError({nul: "must not contain NUL characters"})
     for key in doc:
         if key not in FIELDS:
             errors[str(key)] = "unknown field"
@@ -164,13 +212,15 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
                 if doc.get(field) is not None:
                     errors[field] = "already given by condition; set one or the other"
             values.update(metric=cond.metric, op=cond.op, threshold=cond.threshold)
-            values["matchers"] = cond.matchers
+            values["matchers"] = check_matchers(cond.matchers, "condition", errors)
             if cond.aggregation:
                 values["aggregation"] = cond.aggregation
             if cond.window is not None:
                 values["window"] = cond.window
             if cond.for_ is not None:
                 values["for_"] = cond.for_
+                if cond.for_ > MAX_RULE_DURATION:
+                    errors["condition"] = f"for: must be at most {MAX_RULE_DURATION:g} seconds"
     else:
         metric = doc.get("metric")
         if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):
@@ -198,7 +248,7 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
     window = values.get("window", 60.0)
     if not 1 <= window <= MAX_WINDOW:
         errors["window"] = "must be between 1s and 24h"
-    clear = doc.get("clear_threshold")
+    clear = doc.get("clear_threshold")  # a finite number: infinity cannot be stored in JSON
     if clear is not None and _number(clear) is None:
         errors["clear_threshold"] = "must be a finite number"
     no_data = doc.get("no_data", {})
