@@ -88,6 +88,15 @@ class Broker:
         """Readiness check: None when usable, else why not."""
         return None if self.available else f"broker unavailable: {self.last_error}"
 
+    async def open_channel(self) -> AbstractChannel:
+        """Another channel on the current connection, for RPCs that must not share the
+        main channel's fate (an RPC that fails or times out closes its channel): checks.
+        The caller closes it; it dies with the connection."""
+        conn = self._conn
+        if conn is None or conn.is_closed:
+            raise ConnectionError(f"broker unavailable: {self.last_error}")
+        return await conn.channel(publisher_confirms=False)
+
     async def _close(self) -> None:
         self._mark_down()
         conn, self._conn, self.channel = self._conn, None, None

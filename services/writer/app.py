@@ -10,6 +10,7 @@ from aio_pika.abc import AbstractChannel
 from aiohttp import web
 
 from services.writer import metrics
+from services.writer.brokercheck import BrokerCheck
 from services.writer.consumer import HitConsumer
 from services.writer.errors import error_text
 from services.writer.keys import BROKER, CONSUMER, DATABASE, DEPS, SETTINGS, WriterDeps
@@ -19,13 +20,7 @@ from shared.broker import Broker
 from shared.db import Database
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
-from shared.selfreport import (
-    MetricReporter,
-    Sample,
-    broker_channel,
-    broker_exchange,
-    queue_depth,
-)
+from shared.selfreport import MetricReporter, Sample, broker_exchange
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import Topology, declare_hits
@@ -71,8 +66,9 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
     async def inserts_check() -> str | None:
         return f"inserts failing: {consumer.db_error}" if consumer.db_error else None
 
+    checks = BrokerCheck(broker, topo.writer_queue, settings.check_timeout)
     health = app[_HEALTH]
-    health.add_check("broker", broker.check)
+    health.add_check("broker", checks.check)
     health.add_check("inserts", inserts_check)
     app[BROKER] = broker
     app[CONSUMER] = consumer
@@ -82,7 +78,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         stats=app[HTTP_STATS],
         collectors=[
             _lag_figures,
-            queue_depth(broker_channel(broker), (topo.writer_queue, topo.writer_dlq)),
+            checks.queue_depths((topo.writer_queue, topo.writer_dlq)),
         ],
         interval=settings.common.metrics_interval,
     )

@@ -21,6 +21,8 @@ class WriterSettings:
     backoff_min: float = 0.2
     backoff_max: float = 10.0
     migrate_on_start: bool = True
+    # How long /readyz waits for the broker to answer before saying it doesn't.
+    check_timeout: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> WriterSettings:
@@ -34,4 +36,5 @@ class WriterSettings:
             batch_delay=env.integer("WRITER_BATCH_DELAY_MS", 20, lo=0, hi=10_000) / 1000,
             backoff_max=env.number("WRITER_BACKOFF_MAX_SECONDS", 10.0, lo=0.1),
             migrate_on_start=env.flag("WRITER_MIGRATE", True),
+            check_timeout=env.number("WRITER_CHECK_TIMEOUT_SECONDS", 2.0, lo=0.1),
         )

@@ -1,0 +1,65 @@
+"""The writer's channel for questions to the broker: readiness and queue depths.
+
+Never the consuming channel: an RPC that fails or times out closes its channel, and
+closing the consuming one drops every held message's delivery tag (the broker redelivers
+them all). And a broker that is connected but does not answer (frozen, overloaded) must
+make `/readyz` 503: `Broker.available` alone stays true until the heartbeat gives up,
+so the check asks the broker something (a passive declare of the writer's queue) and
+fails when no answer comes within `timeout` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aio_pika.abc import AbstractChannel
+
+from services.writer.errors import error_text
+from shared.broker import Broker
+from shared.selfreport import Collector, Sample, queue_depth
+
+
+class BrokerCheck:
+    def __init__(self, broker: Broker, queue: str, timeout: float) -> None:
+        self._broker = broker
+        self._queue = queue
+        self.timeout = timeout
+        self._channel: AbstractChannel | None = None
+        self._opening = asyncio.Lock()
+
+    async def channel(self) -> AbstractChannel | None:
+        """The checks channel, (re)opened when needed; None while the broker is down."""
+        if not self._broker.available:
+            return None
+        async with self._opening:
+            if self._channel is None or self._channel.is_closed:
+                self._channel = await self._broker.open_channel()
+            return self._channel
+
+    async def check(self) -> str | None:
+        """Readiness: None when the broker is connected and answers within `timeout`."""
+        problem = await self._broker.check()
+        if problem is not None:
+            return problem
+        try:
+            async with asyncio.timeout(self.timeout):
+                channel = await self.channel()
+                if channel is None:
+                    return await self._broker.check()
+                await channel.declare_queue(self._queue, passive=True)
+        except TimeoutError:
+            return f"broker not answering within {self.timeout:g}s"
+        except Exception as exc:  # the channel closed under us, the queue is gone, ...
+            return f"broker check failed: {error_text(exc)}"
+        return None
+
+    def queue_depths(self, queues: Sequence[str]) -> Collector:
+        """`shared.selfreport.queue_depth` of `queues`, read through the checks channel."""
+
+        async def collect() -> list[Sample]:
+            async with asyncio.timeout(self.timeout):
+                channel = await self.channel()
+                return list(await queue_depth(lambda: channel, queues)())
+
+        return collect
