@@ -31,7 +31,9 @@ class KeyInfo:
 
 
 def _hash(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
+    # surrogatepass: a header's undecodable bytes arrive as lone surrogates; they hash
+    # (to no stored key) instead of raising.
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
 
 
 def _key_id(key: str) -> str | None:
@@ -40,6 +42,8 @@ def _key_id(key: str) -> str | None:
         return None
     key_id, sep, secret = key[len(KEY_PREFIX) :].partition("_")
     if not sep or len(key_id) != 12 or len(secret) < 32:
+        return None
+    if not all(c in "0123456789abcdef" for c in key_id):  # token_hex: never sent to Postgres
         return None
     return key_id
 

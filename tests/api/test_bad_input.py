@@ -4,10 +4,12 @@ instants whose range overflows Python's datetime or the bucket arithmetic."""
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from yarl import URL
 
@@ -79,3 +81,36 @@ async def test_a_corrupt_deflate_body_is_a_400(start_api: Started, db: asyncpg.C
         async with client.post("/acme/emails", data=data, headers=headers) as resp:
             assert resp.status == status, await resp.text()
             assert resp.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        b"Bearer blf_\xff\xfe\xff\xfe\xff\xfe\xff\xfe\xff\xfe\xff\xfe_" + b"a" * 40,  # not UTF-8
+        b"Bearer blf_0123456789ab_" + b"\xff" * 40,  # a well-formed id, undecodable secret
+        "Bearer blf_ééééééééééé_".encode() + b"a" * 40,
+    ],
+)
+async def test_an_undecodable_authorization_header_is_a_401(
+    start_api: Started, db: asyncpg.Connection, auth: bytes
+) -> None:
+    """Header bytes that are not UTF-8 (which aiohttp hands over as lone surrogates) never
+    reach Postgres: a 401 with a JSON reason. Raw bytes: an HTTP client would refuse them."""
+    await new_tenant(db, "acme")
+    # A live key whose id the second case names: its secret is compared, not encoded.
+    await db.execute(
+        "INSERT INTO api_keys (id, tenant_id, key_hash, label)"
+        " VALUES ('0123456789ab', 'acme', '\\x00', '')"
+    )
+    client = await start_api()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        b"GET /acme/stats HTTP/1.1\r\nHost: x\r\nAuthorization: "
+        + auth
+        + b"\r\nConnection: close\r\n\r\n"
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 "), answer
+    assert orjson.loads(body)["error"]
