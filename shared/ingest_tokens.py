@@ -76,6 +76,8 @@ def verify_claims(keys: SigningKeys | None, token: str) -> TokenClaims | None:
     """The claims of a well-formed token signed by a configured key; None otherwise."""
     if keys is None or len(token) > MAX_TOKEN_LEN or not token.startswith(PREFIX):
         return None
+    if not token.isascii():  # a header's undecodable bytes arrive as lone surrogates
+        return None
     signed, dot, sig = token[len(PREFIX) :].rpartition(".")
     parts = signed.split(".")
     if not dot or len(parts) != 3 or len(sig) != _SIG_LEN:
@@ -84,7 +86,6 @@ def verify_claims(keys: SigningKeys | None, token: str) -> TokenClaims | None:
     secret = keys.keys.get(kid)
     if secret is None or not valid_tenant(tenant) or len(nonce) != _NONCE_LEN:
         return None
-    # Bytes: compare_digest refuses non-ASCII str, and the token is a stranger's header.
     if not hmac.compare_digest(sig.encode(), _sig(secret, signed).encode()):
         return None
     raw = base64.urlsafe_b64decode(nonce + "==")

@@ -64,6 +64,7 @@ def test_a_token_for_one_tenant_cannot_be_turned_into_another() -> None:
         lambda t: "",
         lambda t: t + "é",
         lambda t: t[:-2] + "\x00\x00",
+        lambda t: t[:-2] + "\udcff\udcfe",  # undecodable header bytes (surrogateescape)
     ],
 )
 def test_tampered_or_malformed_tokens_do_not_verify(mangle: object) -> None:
