@@ -4,6 +4,11 @@
 `/livez` checks only that the process answers, so Kubernetes never restarts a pod
 because a dependency is down. `/readyz` runs every registered check and answers 503
 with the reasons; it also turns 503 the moment SIGTERM starts the drain.
+
+`/health` keeps Little Bell's shape for Docker `HEALTHCHECK curl -f /health`: 200
+"healthy" when every hard (non-soft) check passes, else 503 "unhealthy" naming the
+failing dependencies but not their reasons (it is public through the proxy; the reasons
+are on `/readyz` and `/health/detailed`, which are not).
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ class Health:
     # Checks whose failure makes the service degraded rather than unready.
     soft: set[str] = field(default_factory=set)
 
+    # The run of the checks in progress, shared by /health callers (see run_checks_shared).
+    _running: asyncio.Future[dict[str, tuple[str | None, float]]] | None = field(
+        default=None, init=False, repr=False
+    )
+
     def add_check(self, name: str, check: Check, *, soft: bool = False) -> None:
         self.checks[name] = check
         if soft:
@@ -49,6 +59,17 @@ class Health:
         names = list(self.checks)
         results = await asyncio.gather(*(timed(self.checks[n]) for n in names))
         return dict(zip(names, results, strict=True))
+
+    async def run_checks_shared(self) -> dict[str, tuple[str | None, float]]:
+        """`run_checks`, joined by every caller that arrives while a run is in progress:
+        however many requests flood a public probe, one set of checks runs at a time."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self.run_checks())
+        return await asyncio.shield(self._running)
+
+    def hard_failures(self, results: dict[str, tuple[str | None, float]]) -> dict[str, str]:
+        """name -> reason of the failing checks that make the service unable to work."""
+        return {n: r for n, (r, _) in results.items() if r is not None and n not in self.soft}
 
 
 HEALTH = web.AppKey("health", Health)
@@ -68,24 +89,29 @@ async def readyz(request: web.Request) -> web.Response:
     health = request.app[HEALTH]
     if health.draining:
         return _json({"status": "not ready", "reasons": {"process": "shutting down"}}, 503)
-    results = await health.run_checks()
-    reasons = {n: r for n, (r, _) in results.items() if r is not None and n not in health.soft}
+    reasons = health.hard_failures(await health.run_checks())
     if reasons:
         return _json({"status": "not ready", "reasons": reasons}, 503)
     return _json({"status": "ready"})
 
 
 async def health_route(request: web.Request) -> web.Response:
-    """Little Bell's shape: {"status":"healthy","service","version","timestamp"}."""
+    """Little Bell's shape: {"status":"healthy","service","version","timestamp"}; 503
+    with "status":"unhealthy" and "unhealthy": [dependency, …] when a hard check fails
+    ("process" while shutting down)."""
     health = request.app[HEALTH]
-    return _json(
-        {
-            "status": "healthy",
-            "service": health.service,
-            "version": health.version,
-            "timestamp": datetime.now(UTC).isoformat(),
-        }
-    )
+    failing = sorted(health.hard_failures(await health.run_checks_shared()))
+    if health.draining:
+        failing.insert(0, "process")
+    body: dict[str, object] = {
+        "status": "unhealthy" if failing else "healthy",
+        "service": health.service,
+        "version": health.version,
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    if failing:
+        body["unhealthy"] = failing
+    return _json(body, 503 if failing else 200)
 
 
 def _rss_bytes() -> int:
