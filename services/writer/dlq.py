@@ -37,6 +37,13 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
+def original_message_id(message: AbstractIncomingMessage) -> str | None:
+    """The id of the message that failed: a Belfry dead letter is a new message that
+    names it in a header; one the broker dead-lettered is that message itself."""
+    original = (message.headers or {}).get("x-belfry-original-message-id")
+    return _text(original) if original is not None else message.message_id
+
+
 def describe(message: AbstractIncomingMessage) -> dict[str, Any]:
     headers = message.headers or {}
     reason = headers.get("x-belfry-reason")
@@ -46,15 +53,15 @@ def describe(message: AbstractIncomingMessage) -> dict[str, Any]:
         reason = f"broker: {_text(headers['x-first-death-reason'])}"
         stage = "broker"
     try:
-        events = len(orjson.loads(message.body))
-    except (orjson.JSONDecodeError, TypeError):
-        events = None
+        body = orjson.loads(message.body)
+    except orjson.JSONDecodeError:
+        body = None
     return {
-        "message_id": message.message_id,
+        "message_id": original_message_id(message),
         "reason": _text(reason),
         "stage": _text(stage),
         "failed_at": _text(headers.get("x-belfry-failed-at")),
-        "events": events,
+        "events": len(body) if isinstance(body, list) else None,  # a batch is an array
         "body": message.body[:300].decode("utf-8", "replace"),
     }
 
@@ -89,7 +96,7 @@ async def replay_dead_letters(amqp_url: str, prefix: str, limit: int | None = No
                 content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 type=BATCH_V1,
-                message_id=message.message_id,
+                message_id=original_message_id(message),
                 headers={"x-belfry-replayed-from": topo.writer_dlq},
             )
             await declared.hits.publish(republished, topo.HITS_ROUTING_KEY)

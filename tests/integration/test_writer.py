@@ -25,10 +25,14 @@ def hit(email_id: str, kind: str = HIT_OPEN_V1, **data: Any) -> dict[str, Any]:
     return make_envelope(new_event_id(), kind, "acme", now, now, {"email_id": email_id, **data})
 
 
-async def publish(channel: aio_pika.abc.AbstractChannel, prefix: str, body: bytes) -> None:
+async def publish(
+    channel: aio_pika.abc.AbstractChannel, prefix: str, body: bytes, message_id: str | None = None
+) -> None:
     declared = await declare_hits(channel, Topology(prefix))
     await declared.hits.publish(
-        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+        aio_pika.Message(
+            body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=message_id
+        ),
         Topology.HITS_ROUTING_KEY,
     )
 
@@ -67,21 +71,33 @@ async def test_poison_goes_to_dead_letters_and_neighbours_are_stored(
     channel = await amqp.channel()
     bad_tenant = hit("x")
     bad_tenant["tenant"] = "Not A Tenant!"
-    await publish(channel, prefix, b"{not json")
-    await publish(channel, prefix, orjson.dumps([hit("ok1"), bad_tenant, hit("ok2"), 42]))
+    await publish(channel, prefix, b"{not json", "m-garbled")
+    await publish(channel, prefix, b'{"a": 1, "b": 2, "c": 3}', "m-object")
+    batch = orjson.dumps([hit("ok1"), bad_tenant, hit("ok2"), 42])
+    await publish(channel, prefix, batch, "m-batch")
 
     stored = await rows(db, 2)
     assert sorted(r["email_id"] for r in stored) == ["ok1", "ok2"]
-    await eventually(lambda: dlq_depth(prefix), lambda n: n == 3, what="3 dead letters")
+    await eventually(lambda: dlq_depth(prefix), lambda n: n == 4, what="4 dead letters")
 
     listed = await dlq.list_dead_letters(AMQP_URL, prefix)
     reasons = sorted((d["stage"], d["reason"]) for d in listed)
     assert reasons[0][0] == "decode" and reasons[0][1].startswith("body is not JSON")
+    assert ("decode", "body is not a JSON array of envelopes") in reasons
     assert ("validate", "envelope is not an object") in reasons
     assert ("validate", "tenant is missing or not a valid tenant id") in reasons
+    # Each names the message that failed (not the DLQ copy), and counts only a batch's
+    # events: a JSON object is no batch, its keys are not events.
+    ids_and_counts = sorted((d["message_id"], d["events"]) for d in listed)
+    assert ids_and_counts == [
+        ("m-batch", 1),
+        ("m-batch", 1),
+        ("m-garbled", None),
+        ("m-object", None),
+    ]
     # Listing does not consume.
-    assert await dlq_depth(prefix) == 3
-    assert await dlq.purge_dead_letters(AMQP_URL, prefix) == 3
+    assert await dlq_depth(prefix) == 4
+    assert await dlq.purge_dead_letters(AMQP_URL, prefix) == 4
     assert await dlq_depth(prefix) == 0
 
 
