@@ -180,6 +180,16 @@ BAD_INPUT: dict[str, tuple[str, str, Any]] = {
     "stats until year 1": ("GET", "/api/v1/stats?until=0001-01-01T00:00:00Z", None),
     "stats since before year 1": ("GET", "/api/v1/stats?since=0001-01-01T00:00:00%2B14:00", None),
     "stats until after 9999": ("GET", "/api/v1/stats?until=9999-12-31T23:59:59-14:00", None),
+    "notifications since before year 1": (
+        "GET",
+        "/api/v1/notifications?since=0001-01-01T00:00:00%2B14:00",
+        None,
+    ),
+    "notifications until after 9999": (
+        "GET",
+        "/api/v1/notifications?until=9999-12-31T23:59:59-14:00",
+        None,
+    ),
     "silence duration 1e16": ("POST", "/api/v1/silences", {**_SILENCE, "duration": 1e16}),
     "silence duration '1e400'": ("POST", "/api/v1/silences", {**_SILENCE, "duration": "1e400"}),
     "silence duration 'nan'": ("POST", "/api/v1/silences", {**_SILENCE, "duration": "nan"}),

@@ -9,7 +9,7 @@ else is a 404):
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -42,12 +42,19 @@ async def _tenant(request: web.Request) -> tuple[NotifyService, str]:
     return service, tenant
 
 
+# The bounds of services/alerting/routes/common.py: beyond them Python or asyncpg overflow.
+_MIN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _timestamp(raw: str) -> datetime | None:
     try:
         value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo is not None else None
+    if value.tzinfo is None or not _MIN_TIME <= value < _MAX_TIME:
+        return None
+    return value
 
 
 def parse_filters(query: Any) -> tuple[Filters | None, dict[str, str]]:
@@ -63,7 +70,7 @@ def parse_filters(query: Any) -> tuple[Filters | None, dict[str, str]]:
         if raw:
             times[name] = _timestamp(raw)
             if times[name] is None:
-                errors[name] = "must be an RFC 3339 timestamp with a UTC offset"
+                errors[name] = "must be an RFC 3339 timestamp with a UTC offset, 1970 to 9000"
     limit = 100
     raw_limit = query.get("limit")
     if raw_limit:
