@@ -201,7 +201,24 @@ async def _ingest_token(
     return 0
 
 
+def _argument_problem(argv: list[str]) -> str | None:
+    """Why an argument cannot reach Postgres text (a NUL, or bytes that are not UTF-8,
+    which Python hands over as lone surrogates), or None."""
+    for arg in argv:
+        if "\x00" in arg:
+            return f"argument {arg!r} contains a NUL character"
+        try:
+            arg.encode()
+        except UnicodeEncodeError:
+            return f"argument {arg!r} is not valid UTF-8"
+    return None
+
+
 def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
+    problem = _argument_problem(argv)
+    if problem:
+        print(f"api: {problem}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     if args.command in ("tenant", "key", "retention", "migrate", "ingest-token"):
         try:

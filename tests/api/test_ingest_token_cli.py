@@ -3,13 +3,14 @@ is one the ingest verifies (shared.ingest_tokens), for that tenant only."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
 
 import asyncpg
 
-from services.api.__main__ import _parser, command
+from services.api.__main__ import _parser, command, main
 from shared.ingest_tokens import verify_token
 from shared.signing import SigningKeys
 from tests.api.conftest import new_tenant
@@ -75,3 +76,18 @@ def test_command_line_process(database_url: str) -> None:
     assert own.returncode == 1 and "Belfry's own" in own.stderr
     for failed in (unset, bad, nobody, own):
         assert not failed.stdout and "Traceback" not in failed.stderr
+
+
+def test_arguments_postgres_cannot_hold_are_refused_before_connecting(database_url: str) -> None:
+    """Bytes that are not UTF-8 (a lone surrogate once decoded) or a NUL are a usage error
+    (2) naming the argument, before any connection; asyncpg answered them with an opaque
+    DataError about a query argument."""
+    for argv in (
+        ["tenant", "create", "demo", "--name", "caf\udce9"],
+        ["key", "revoke", "\udcff"],
+        ["tenant", "create", "demo", "--name", "a\x00b"],
+    ):
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(argv, {"DATABASE_URL": database_url}) == 2
+        assert "UTF-8" in err.getvalue() or "NUL" in err.getvalue()
