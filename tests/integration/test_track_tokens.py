@@ -7,9 +7,11 @@ submitted, so once the later request's rows are in, the row count is the whole s
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
+import orjson
 from aiohttp.test_utils import TestClient
 
 from shared.ingest_tokens import TenantSelection, mint_token
@@ -121,3 +123,24 @@ async def test_without_keys_a_presented_token_is_refused(
     await refused(ingest, 401, [hit("acme")], token=mint_token(KEYS, "acme"))
     await accepted(ingest, [hit("acme", "ok")])
     assert [r["email_id"] for r in await rows(db, 1)] == ["ok"]
+
+
+async def test_an_undecodable_token_is_a_401(
+    start_ingest: Started, start_writer: Started, db: asyncpg.Connection
+) -> None:
+    """Header bytes that are not UTF-8 (lone surrogates once aiohttp decodes them), in a
+    token of the right shape and length: refused like any bad token, not a 500."""
+    ingest = await pipeline(start_writer, start_ingest)
+    token = mint_token(KEYS, "acme").encode()
+    body = b'[{"type":"open","tenant":"acme","email_id":"e1"}]'
+    reader, writer = await asyncio.open_connection("127.0.0.1", ingest.port)
+    writer.write(
+        b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + token[:-2] + b"\xff\xfe\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
+    )
+    answer = await reader.read()
+    writer.close()
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 "), answer
+    assert orjson.loads(rest)["error"]
