@@ -4,10 +4,14 @@ server span, and the figures the service reports about itself.
 Route templates (`/{tenant}/pixel/{email_id}.gif`), never raw paths, label the metrics
 and name the spans, so cardinality stays bounded. Probes and `/metrics` are neither
 traced nor counted: Kubernetes polls them all day and they would drown the real traffic.
+
+Every error is JSON: aiohttp's own (404, 405, 413), a body aiohttp cannot decode (400),
+a bug (500). A client that hangs up mid-request is counted as 499, not as a 500.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import random
@@ -15,7 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http_exceptions import ContentEncodingError
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -98,6 +103,53 @@ def _internal_error() -> web.Response:
     )
 
 
+# What nginx logs when the client closed the connection before the answer: no response
+# goes out, but the request is counted, apart from the server's own errors.
+CLIENT_CLOSED = 499
+
+
+def _failure(request: web.Request, exc: Exception, route: str) -> web.Response:
+    """The answer to an exception that is not an HTTPException (called inside `except`).
+
+    A body aiohttp could not read (corrupt gzip/deflate, broken chunking) is the client's
+    fault: 400. A client that went away mid-request is no server error: 499, one INFO line.
+    Anything else is a bug: logged with its trace, answered 500."""
+    if isinstance(exc, web.RequestPayloadError):
+        reason = (
+            "body does not match its Content-Encoding"
+            if isinstance(exc.__cause__, ContentEncodingError)
+            else "malformed request body"
+        )
+        response = web.Response(
+            body=orjson.dumps({"error": reason}), status=400, content_type="application/json"
+        )
+        response.force_close()  # the rest of the stream cannot be parsed
+        return response
+    if isinstance(exc, ConnectionError) and request.transport is None:
+        _client_gone(request, route)
+        return web.Response(status=CLIENT_CLOSED)
+    log.exception("unhandled error", extra={"route": route})
+    return _internal_error()
+
+
+def _cancelled(request: web.Request, route: str) -> int:
+    """The status to count for a cancelled handler: 499 when the client hung up (servers
+    with `handler_cancellation`, as aiohttp's test server, cancel the handler then)."""
+    if request.transport is None:
+        _client_gone(request, route)
+        return CLIENT_CLOSED
+    return 500
+
+
+def _client_gone(request: web.Request, route: str) -> None:
+    log.info("client disconnected", extra={"route": route, "method": request.method})
+
+
+async def _drop_server_banner(request: web.Request, response: web.StreamResponse) -> None:
+    """No `Server: Python/3.x aiohttp/3.y` on any answer: it tells scanners what to try."""
+    response.headers.popall(hdrs.SERVER, None)
+
+
 def observability_middleware(
     service: str,
     tracer: trace.Tracer | None,
@@ -159,9 +211,13 @@ def observability_middleware(
                 if answer is None:
                     raise
                 return answer
-            except Exception:
-                log.exception("unhandled error", extra={"route": route})
-                return _internal_error()
+            except asyncio.CancelledError:
+                status = _cancelled(request, route)
+                raise
+            except Exception as exc:
+                answer = _failure(request, exc, route)
+                status = answer.status
+                return answer
             finally:
                 observe(request, route, status, started)
         span.set_attributes(_server_attributes(request, route, truncate_ips))
@@ -178,10 +234,14 @@ def observability_middleware(
                 if answer is None:
                     raise
                 return answer
+            except asyncio.CancelledError:
+                status = _cancelled(request, route)
+                raise
             except Exception as exc:
                 span.record_exception(exc)
-                log.exception("unhandled error", extra={"route": route})
-                return _internal_error()
+                answer = _failure(request, exc, route)
+                status = answer.status
+                return answer
             finally:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
@@ -260,11 +320,12 @@ def add_observability(
     access_log_sample: float = 0.0,
     truncate_ips: bool = False,
 ) -> None:
-    """Install the middleware; the app's HttpStats (for self-reports) live under HTTP_STATS,
-    and its tracer, when tracing is on, under TRACER."""
+    """Install the middleware and drop aiohttp's Server banner; the app's HttpStats (for
+    self-reports) live under HTTP_STATS, and its tracer, when tracing is on, under TRACER."""
     stats = HttpStats()
     app[HTTP_STATS] = stats
     if tracer is not None:
         app[TRACER] = tracer
     middleware = observability_middleware(service, tracer, stats, access_log_sample, truncate_ips)
     app.middlewares.append(middleware)  # type: ignore[arg-type]
+    app.on_response_prepare.append(_drop_server_banner)
