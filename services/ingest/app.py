@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
@@ -22,6 +23,8 @@ from shared.telemetry import tracer_for
 from shared.topology import HitTopology, Topology, declare_hits
 
 log = logging.getLogger("belfry.ingest")
+
+OPENAPI = Path(__file__).resolve().parent / "openapi.yaml"
 
 
 def _spool_figures(spool: Spool) -> Collector:
@@ -90,6 +93,10 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
         spool.close()
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/yaml")
+
+
 def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.Application:
     app = web.Application(client_max_size=settings.track_max_bytes)
     app[SETTINGS] = settings
@@ -107,5 +114,6 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
     app.router.add_get("/{tenant}/pixel/{email_id}.gif", pixel.pixel, name="pixel")
     app.router.add_get("/{tenant}/click/{email_id}", click.click, name="click")
     app.router.add_post("/v1/track", track.track, name="track")
+    app.router.add_get("/v1/openapi.yaml", openapi)  # these routes, described
     app.cleanup_ctx.append(_broker_ctx)
     return app

@@ -1,0 +1,92 @@
+"""Schemathesis hooks for the fuzz run, loaded by the `st` child process
+(`SCHEMATHESIS_HOOKS=tests.fuzz.hooks`).
+
+Two rules that an OpenAPI document cannot state, applied to positive cases only (those
+schemathesis promises are valid), so `positive_data_acceptance` still checks the rest:
+
+- a click link is valid only with the signature of its tenant, email id and URL: positive
+  click cases get a real one, made with the keys in `FUZZ_SIGNING_KEYS` (the service's);
+- a `POST /v1/track` `ts` must lie within the last 30 days by the server's clock: positive
+  items that carry a `ts` (or an `id`, which needs one) get a time of the last hour;
+- the api's `from` must come before `to`, and a stats range may hold at most 3000
+  buckets: positive cases get their bounds swapped, or a day bucket and a nearer `from`.
+
+Negative cases go out as generated: a forged signature or an old `ts` must be refused.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import schemathesis
+from schemathesis import Case
+from schemathesis.hooks import HookContext
+
+from services.api.timerange import MAX_BUCKETS, parse_instant, parse_scope
+from shared.signing import SigningKeys, sign_click
+
+
+def _positive(case: Case) -> bool:
+    return case.meta is not None and case.meta.generation.mode.is_positive
+
+
+def _sign(case: Case) -> None:
+    keys = SigningKeys.parse(os.environ["FUZZ_SIGNING_KEYS"])
+    params, query = case.path_parameters or {}, case.query or {}
+    tenant, email_id, url = params.get("tenant"), params.get("email_id"), query.get("url")
+    if all(isinstance(v, str) for v in (tenant, email_id, url)):
+        query["sig"] = sign_click(keys, str(tenant), str(email_id), str(url))
+
+
+def _recent(index: int, raw: Any) -> Any:
+    """A time of the last hour, in the form (epoch number or RFC 3339) that was drawn."""
+    at = datetime.now(UTC) - timedelta(seconds=60 + 37 * index)
+    return at.timestamp() if isinstance(raw, int | float) else at.isoformat()
+
+
+def _track_times(case: Case) -> None:
+    if not isinstance(case.body, list):
+        return
+    for index, item in enumerate(case.body):
+        if isinstance(item, dict) and ("ts" in item or "id" in item):
+            item["ts"] = _recent(index, item.get("ts"))
+
+
+def _instant(raw: Any) -> datetime | None:
+    try:
+        return parse_instant(raw) if isinstance(raw, str) and raw else None
+    except ValueError:
+        return None
+
+
+def _api_range(case: Case, stats: bool) -> None:
+    query = case.query
+    if not query:
+        return
+    start, end = _instant(query.get("from")), _instant(query.get("to"))
+    if start is not None and end is not None and start >= end:
+        if start == end:
+            del query["to"]
+        else:
+            query["from"], query["to"] = query["to"], query["from"]
+    if stats and "bucket" in parse_scope(query, datetime.now(UTC))[1]:
+        query["bucket"] = "day"
+        if "bucket" in parse_scope(query, datetime.now(UTC))[1]:
+            end = _instant(query.get("to")) or datetime.now(UTC)
+            query["from"] = (end - timedelta(days=MAX_BUCKETS - 1)).isoformat()
+
+
+@schemathesis.hook
+def map_case(context: HookContext, case: Case) -> Case:
+    if not _positive(case):
+        return case
+    path = case.operation.path
+    if path == "/{tenant}/click/{email_id}":
+        _sign(case)
+    elif path == "/v1/track":
+        _track_times(case)
+    elif path == "/{tenant}/stats" or path.startswith("/{tenant}/export."):
+        _api_range(case, stats=path == "/{tenant}/stats")
+    return case

@@ -1,0 +1,206 @@
+"""Schemathesis against the OpenAPI document of every HTTP service (alerting, api, ingest),
+each served by the real service on the real RabbitMQ and Postgres, with `--checks all`.
+
+Each service runs as in production (`python -m services.<name>`, a child process with
+this test's database and prefix); its document is fetched from it (so the route that
+serves it is tested too), and the `st` command line runs against it. Any 5xx, any answer
+outside the document and any garbage accepted fails the test, with a `curl` line per
+failing request and the service's error log lines.
+
+Authenticated routes are exercised with the key of one tenant (`acme`); a second tenant's
+key (`rival`) lets `object_level_authorization` try to read acme's objects with it.
+
+Bounded and reproducible by default: `FUZZ_MAX_EXAMPLES` cases per operation and phase
+(default 15), a fixed `FUZZ_SEED` (default 13) with derandomized generation and no example
+database. For a longer local run: `FUZZ_MAX_EXAMPLES=500 FUZZ_SEED=random`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+
+from services.api.tenants import create_tenant
+from tests.support.processes import ROOT, Proc
+
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
+SEED = os.environ.get("FUZZ_SEED", "13")
+# Generous: the whole run is bounded by MAX_EXAMPLES, this only stops a hung one.
+RUN_TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT_SECONDS", str(120 + 12 * MAX_EXAMPLES)))
+
+TENANT, RIVAL = "acme", "rival"
+SIGNING_KEYS = "k2:fuzz-secret-0123456789,k1:older-secret-0123456789"
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(RUN_TIMEOUT + 60)]
+
+
+@dataclass(frozen=True)
+class Keys:
+    tenant: str
+    rival: str
+
+
+@pytest.fixture
+async def keys(db: asyncpg.Connection) -> Keys:
+    return Keys(await create_tenant(db, TENANT, "Acme"), await create_tenant(db, RIVAL, "Rival"))
+
+
+def _auth_file(tmp_path: Path, keys: Keys) -> Path:
+    """Web Fuzzing Commons auth: the first user makes every request; the others are the
+    peers `object_level_authorization` replays a successful read as."""
+    users = [
+        {"name": name, "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {key}"}]}
+        for name, key in ((TENANT, keys.tenant), (RIVAL, keys.rival))
+    ]
+    path = tmp_path / "fuzz-auth.json"
+    path.write_bytes(orjson.dumps({"auth": users}))
+    return path
+
+
+def _config(tmp_path: Path, extra: str = "") -> Path:
+    """schemathesis.toml: what the command line cannot say."""
+    path = tmp_path / "schemathesis.toml"
+    path.write_text(
+        # 413 is how a service rightly refuses a body over its size limit.
+        "[checks.negative_data_rejection]\n"
+        'expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413",'
+        ' "415", "422", "428", "429"]\n' + extra
+    )
+    return path
+
+
+async def run_schemathesis(
+    service: Proc,
+    schema_path: str,
+    tmp_path: Path,
+    *,
+    config: Path,
+    auth: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
+    """`st run --checks all` against `service`; fails with the report and the service's
+    error log lines."""
+    args = [
+        "run",
+        f"{service.url}{schema_path}",
+        "--url",
+        service.url,
+        "--checks",
+        "all",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--no-color",
+        *(["--auth-wfc", str(auth)] if auth else []),
+    ]
+    # Deterministic generation implies no example database (no state between runs).
+    args += (
+        ["--generation-database", "none"]
+        if SEED == "random"
+        else ["--seed", SEED, "--generation-deterministic"]
+    )
+    proc = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("st")),
+        "--config-file",
+        str(config),
+        *args,
+        cwd=ROOT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    report = out.decode(errors="replace")
+    (tmp_path / "schemathesis.log").write_text(report)
+    if proc.returncode != 0:
+        pytest.fail(
+            f"schemathesis against {service.url} failed (exit {proc.returncode}):\n"
+            f"{_shorten(report)}\n--- service log, errors ---\n{_errors(service.log)}",
+            pytrace=False,
+        )
+
+
+def _shorten(text: str, width: int = 2000) -> str:
+    """The report with each line cut to `width` (a fuzzed URL can be 20 kB)."""
+    return "\n".join(
+        line if len(line) <= width else line[:width] + " [...]" for line in text.splitlines()
+    )
+
+
+def _errors(log: Path) -> str:
+    lines = log.read_text(errors="replace").splitlines()
+    return _shorten("\n".join(line for line in lines if '"ERROR"' in line or "Traceback" in line))
+
+
+@pytest.fixture
+def service_env() -> dict[str, str]:
+    """What every fuzzed service gets on top of `spawn`'s: no migrations (the template
+    is migrated), the click keys, no self-report chatter."""
+    return {
+        "CLICK_SIGNING_KEYS": SIGNING_KEYS,
+        "METRICS_REPORT_INTERVAL_SECONDS": "3600",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+async def test_alerting_openapi(
+    spawn: Any, service_env: dict[str, str], keys: Keys, tmp_path: Path
+) -> None:
+    alerting = await spawn(
+        "alerting",
+        **service_env,
+        ALERTING_MIGRATE="false",
+        # No evaluation tick during the run: rules the fuzzer creates never fire, so no
+        # notification goes to a channel URL it made up.
+        ALERTING_EVAL_INTERVAL_SECONDS="3600",
+        ALERTING_NOTIFY_MAX_ATTEMPTS="1",
+    )
+    await run_schemathesis(
+        alerting,
+        "/api/v1/openapi.yaml",
+        tmp_path,
+        config=_config(tmp_path),
+        auth=_auth_file(tmp_path, keys),
+    )
+
+
+async def test_api_openapi(
+    spawn: Any, service_env: dict[str, str], keys: Keys, tmp_path: Path
+) -> None:
+    api = await spawn("api", **service_env, API_MIGRATE="false")
+    # The tenant routes are exercised as acme (its key makes the requests); now and then
+    # another well-formed tenant id, which must be a 404.
+    config = _config(
+        tmp_path,
+        f'[dictionaries.tenants]\nvalues = ["{TENANT}"]\n'
+        '[parameters]\n"path.tenant" = {dictionary = "tenants", probability = 0.9}\n',
+    )
+    await run_schemathesis(
+        api, "/api/v1/openapi.yaml", tmp_path, config=config, auth=_auth_file(tmp_path, keys)
+    )
+
+
+async def test_ingest_openapi(spawn: Any, service_env: dict[str, str], tmp_path: Path) -> None:
+    ingest = await spawn("ingest", **service_env)
+    await run_schemathesis(
+        ingest,
+        "/v1/openapi.yaml",
+        tmp_path,
+        config=_config(tmp_path),
+        env={"FUZZ_SIGNING_KEYS": SIGNING_KEYS},  # positive click cases carry a real signature
+    )
