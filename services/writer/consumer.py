@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
@@ -262,8 +263,8 @@ class HitConsumer:
             if decoded.body_error is not None:
                 await self._dead_letter(message.body, decoded.body_error, "decode", message)
             for rejected in decoded.rejected:
-                body = orjson.dumps([rejected.item])
-                await self._dead_letter(body, rejected.reason, "validate", message)
+                body, reason = _alone(rejected.item, rejected.reason, message.body)
+                await self._dead_letter(body, reason, "validate", message)
             if refused:
                 for event in decoded.events:
                     if (reason := refused.get(id(event))) is not None:
@@ -284,3 +285,13 @@ class HitConsumer:
         log.warning(
             "dead-lettered", extra={"reason": reason, "stage": stage, "queue": self.topo.writer_dlq}
         )
+
+
+def _alone(item: Any, reason: str, whole: bytes) -> tuple[bytes, str]:
+    """A rejected item as a batch of its own, or the whole message when the item can't
+    be encoded again (nested deeper than orjson writes, though not than it reads): it
+    must reach the DLQ either way, or its message could never be acked."""
+    try:
+        return orjson.dumps([item]), reason
+    except orjson.JSONEncodeError:
+        return whole, f"{reason} (the whole message: the item can't be re-encoded alone)"

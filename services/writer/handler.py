@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.writer.errors import error_text
 from services.writer.store import KIND, EventStore
 from shared.contracts import ContractError, Envelope, decode_batch, validate_envelope
 
@@ -38,6 +39,9 @@ def decode_message(body: bytes) -> DecodedMessage:
             event = validate_envelope(item)
         except ContractError as exc:
             out.rejected.append(Rejected(item, str(exc)))
+            continue
+        except Exception as exc:  # a check that broke on odd input: refuse it, don't wedge
+            out.rejected.append(Rejected(item, f"validation failed: {error_text(exc)}"))
             continue
         if event.type not in KIND:
             out.rejected.append(Rejected(item, f"writer does not store {event.type} events"))

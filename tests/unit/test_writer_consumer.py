@@ -387,3 +387,44 @@ async def test_split_batch_halves_still_back_off_while_the_database_is_away() ->
     assert h.delays == [0.2, 0.4]
     assert h.errors_while_sleeping == ["ConnectionError: gone", "TimeoutError"]
     assert h.log == ["dead-letter store", "ack m1"]
+
+
+async def test_an_item_too_deep_to_encode_alone_is_dead_lettered_with_its_message() -> None:
+    # orjson reads 1024 levels but writes 254: the rejected item can't be a batch of its
+    # own, so its whole message goes to the DLQ; before, the dead letter failed and the
+    # message was never acked (a prefetch slot lost for good, redelivered on reconnect).
+    h = Harness(FlakyStore())
+    deep = b"[" * 300 + b"]" * 300
+    body = b"[" + deep + b"," + orjson.dumps(hit("ok")) + b"]"
+    message = await h.deliver(body, "m-deep")
+    await h.consumer.flush()
+    [(dead, _)] = h.dead_letters.published
+    assert dead.body == body
+    assert dead.headers is not None
+    assert dead.headers["x-belfry-reason"] == (
+        "envelope is not an object (the whole message: the item can't be re-encoded alone)"
+    )
+    assert [e.data["email_id"] for e in h.store.calls[0]] == ["ok"]
+    assert message.acked.is_set()
+
+
+async def test_a_check_that_breaks_on_odd_input_rejects_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from services.writer import handler
+
+    real = handler.validate_envelope
+
+    def validate(item: Any) -> Envelope:
+        if item.get("data", {}).get("email_id") == "odd":
+            raise KeyError("boom")
+        return real(item)
+
+    monkeypatch.setattr(handler, "validate_envelope", validate)
+    h = Harness(FlakyStore())
+    message = await h.deliver(orjson.dumps([hit("odd"), hit("ok")]))
+    await h.consumer.flush()
+    [(dead, _)] = h.dead_letters.published
+    assert dead.headers is not None
+    assert dead.headers["x-belfry-reason"] == "validation failed: KeyError: 'boom'"
+    assert message.acked.is_set()
