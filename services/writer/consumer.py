@@ -267,9 +267,9 @@ class HitConsumer:
                 await self._dead_letter(body, reason, "validate", message)
             if refused:
                 for event in decoded.events:
-                    if (reason := refused.get(id(event))) is not None:
+                    if (why := refused.get(id(event))) is not None:
                         body = orjson.dumps([envelope_dict(event)])
-                        await self._dead_letter(body, reason, "store", message)
+                        await self._dead_letter(body, why, "store", message)
             await message.ack()
         except Exception as exc:  # channel gone: redelivery stores nothing twice
             log.warning("ack or dead-letter failed", extra={"error": error_text(exc)})
