@@ -11,7 +11,8 @@ from typing import Any
 
 from services.alerting.rules.model import AGGREGATIONS, Matcher
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # what openapi.yaml's Duration pattern says
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -60,12 +61,8 @@ def parse_duration(raw: Any, maximum: float = MAX_DURATION) -> float:
     if not isinstance(raw, str) or not raw.strip():
         raise ParseError("must be a duration like 30s, 5m, 1h or a number of seconds")
     text = raw.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return parse_duration(seconds, maximum)
+    if _SECONDS.fullmatch(text):
+        return parse_duration(float(text), maximum)
     pos, total = 0, 0.0
     for match in _DURATION_PART.finditer(text):
         if match.start() != pos:
