@@ -12,6 +12,9 @@ secret given once is never shown again. The delivery code reads the same shapes:
 - alertmanager: {url, headers?: {name: value}}  (the Alertmanager base URL)
 
 Field names in errors are dotted paths into the config (`secrets.1`, `headers.X-Foo`).
+Given the egress allow-list, the API also refuses a `url` or `host` that is an internal
+address in any spelling (`destinations.py`); delivery leaves that to the connect-time
+guard, so a channel stored before still ends `refused`, with the reason.
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
+
+from services.alerting.notify.destinations import destination_problem
+from services.alerting.notify.ssrf import EgressPolicy, Network
 
 CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager")
 TLS_MODES = ("starttls", "implicit", "none")
@@ -168,8 +175,25 @@ _CHECKS = {
 }
 
 
-def validate_channel_config(channel_type: str, config: Any) -> dict[str, str]:
-    """Field → error for a channel's config; an empty dict means valid."""
+def _check_destination(
+    channel_type: str, config: dict[str, Any], errors: dict[str, str], policy: EgressPolicy
+) -> None:
+    field = "host" if channel_type == "email" else "url"
+    if field in errors:
+        return
+    value = str(config[field])
+    host = value if field == "host" else urlsplit(value).hostname or ""
+    problem = destination_problem(host, policy)
+    if problem is not None:
+        errors[field] = problem
+
+
+def validate_channel_config(
+    channel_type: str, config: Any, *, egress_allow: Sequence[Network] | None = None
+) -> dict[str, str]:
+    """Field → error for a channel's config; an empty dict means valid. With
+    `egress_allow` (the service's allow-list), a destination the egress guard would
+    always refuse is an error too."""
     check = _CHECKS.get(channel_type)
     if check is None:
         return {"type": f"must be one of {', '.join(CHANNEL_TYPES)}"}
@@ -177,6 +201,8 @@ def validate_channel_config(channel_type: str, config: Any) -> dict[str, str]:
         return {"config": "must be an object"}
     errors: dict[str, str] = {}
     check(config, errors)
+    if egress_allow is not None:
+        _check_destination(channel_type, config, errors, EgressPolicy(egress_allow))
     return errors
 
 

@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanKind
 
+from services.alerting.notify import metrics
 from services.alerting.notify.delivery import Decision, Deliverer
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff
@@ -139,6 +140,8 @@ class NotifyConsumer:
         except (orjson.JSONDecodeError, ContractError) as exc:
             await self._dead_letter(message, f"invalid notification: {exc}", "validate", {})
             await message.ack()
+            # Belfry's alerting core made it: Belfry's failure, whoever the tenant.
+            metrics.count(self.channel_type, "failed", "belfry")
             return
         headers = dict(message.headers or {})
         attempt = _count(headers, ATTEMPT_HEADER, 1)
@@ -206,8 +209,11 @@ class NotifyConsumer:
             "notification handler failed",
             extra={"queue": self.queue, "error": error, "retries": retries},
         )
+        # Database, broker or a bug: Belfry's failure, whoever's channel it was.
+        metrics.count(self.channel_type, "error", "belfry")
         if retries > MAX_HANDLER_RETRIES:
             await self._dead_letter(message, f"handler kept failing: {error}", "handler", {})
+            metrics.count(self.channel_type, "failed", "belfry")
         else:
             delay = min(backoff(retries, self.settings, self.rng), HANDLER_BACKOFF_MAX)
             attempt = _count(headers, ATTEMPT_HEADER, 1)

@@ -190,7 +190,7 @@ class Deliverer:
             outcome=result.outcome,
             status=status,
         )
-        metrics.count(self.channel_type, result.outcome)
+        metrics.count(self.channel_type, result.outcome, metrics.owner_of(n.tenant))
         level = logging.INFO if result.outcome in ("delivered", "retried") else logging.WARNING
         log.log(
             level,

@@ -1,20 +1,32 @@
 """Prometheus metrics of notification delivery, and the self-reported failure figure.
 
-Names are fixed: dashboards and the default rule pack read them.
+Names are fixed: dashboards and the default rule pack read them. The `owner` label says
+whose failure it is, so a tenant's broken channel never pages Belfry's operators:
+
+- `belfry`: a channel of Belfry's own tenant (`belfry`: the operators' alerts), or a
+  failure Belfry caused whoever's channel it was (the handler failed: database, broker,
+  internal error; a notification message Belfry itself made invalid);
+- `tenant`: a tenant's channel failing on its own (refused by the egress guard, the
+  subscriber's errors and timeouts, DNS, a missing, disabled or invalid channel).
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from shared.selfreport import TENANT as BELFRY_TENANT
 from shared.selfreport import Sample
 
-OUTCOMES = ("delivered", "retried", "failed", "refused")
+# `error`: the handler failed before the delivery was settled; the message goes round again.
+OUTCOMES = ("delivered", "retried", "failed", "refused", "error")
+OWNERS = ("belfry", "tenant")
 
 NOTIFICATIONS = Counter(
     "belfry_alerting_notifications",
-    "Notification delivery attempts by channel type and outcome",
-    ["channel_type", "outcome"],
+    "Notification delivery attempts by channel type, outcome and whose failure it is"
+    " (owner: belfry = Belfry's own channels or a failure Belfry caused; tenant = a"
+    " tenant's channel)",
+    ["channel_type", "outcome", "owner"],
 )
 DELIVERY_SECONDS = Histogram(
     "belfry_alerting_delivery_seconds",
@@ -24,19 +36,26 @@ DELIVERY_SECONDS = Histogram(
 )
 
 FAILED_FIGURE = "belfry_notifications_failed"
-_failed_since_report = 0
+_failed_since_report = dict.fromkeys(OWNERS, 0)
 
 
-def count(channel_type: str, outcome: str) -> None:
-    global _failed_since_report
-    NOTIFICATIONS.labels(channel_type, outcome).inc()
+def owner_of(tenant: str) -> str:
+    """The owner of a delivery outcome of `tenant`'s channel (Belfry's or a tenant's)."""
+    return "belfry" if tenant == BELFRY_TENANT else "tenant"
+
+
+def count(channel_type: str, outcome: str, owner: str) -> None:
+    NOTIFICATIONS.labels(channel_type, outcome, owner).inc()
     if outcome in ("failed", "refused"):
-        _failed_since_report += 1
+        _failed_since_report[owner] += 1
 
 
 async def failure_figures() -> list[Sample]:
     """Collector for shared.selfreport.MetricReporter: notifications that finally failed
-    (or were refused) since the previous round, so the default rules can alert on them."""
-    global _failed_since_report
-    failed, _failed_since_report = _failed_since_report, 0
-    return [Sample(FAILED_FIGURE, float(failed))]
+    (or were refused) since the previous round, per owner; the default rule pack alerts
+    on `owner="belfry"` only."""
+    samples = []
+    for owner in OWNERS:
+        failed, _failed_since_report[owner] = _failed_since_report[owner], 0
+        samples.append(Sample(FAILED_FIGURE, float(failed), {"owner": owner}))
+    return samples

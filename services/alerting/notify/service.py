@@ -3,7 +3,7 @@
 Per channel type: its own supervised AMQP connection (shared.broker.Broker), consumer and
 prefetch window, so one slow or failing channel type never blocks another. One HTTP
 session, whose connector checks every address against the egress policy, serves the
-HTTP channel types.
+HTTP channel types; the email channel applies the same policy to its own connections.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import aio_pika
 import aiohttp
 import orjson
+from aiohttp.resolver import DefaultResolver
 
 from services.alerting.notify.channels import RateLimiter, SendContext
 from services.alerting.notify.config import CHANNEL_TYPES
@@ -64,9 +65,12 @@ class NotifyService:
         self.session: aiohttp.ClientSession | None = None
         self.brokers: dict[str, Broker] = {}
         self.consumers: dict[str, NotifyConsumer] = {}
+        self._smtp_resolver: Any = None  # DNS of the email channel (the connector has its own)
 
     async def start(self, database: Database) -> None:
         self.store = DeliveryStore(database)
+        if self.deps.resolver is None:
+            self._smtp_resolver = DefaultResolver()
         connector = guarded_connector(
             self.policy,
             self.deps.resolver,
@@ -84,6 +88,8 @@ class NotifyService:
                 clock=self.deps.clock,
                 sleep=self.deps.sleep,
                 ssl_context=self.deps.ssl_context,
+                egress=self.policy,
+                resolver=self.deps.resolver or self._smtp_resolver,
                 limiter=(
                     RateLimiter(self.settings.slack_min_interval, self.deps.clock, self.deps.sleep)
                     if kind == "slack"
@@ -121,6 +127,8 @@ class NotifyService:
             await broker.stop()
         if self.session is not None:
             await self.session.close()
+        if self._smtp_resolver is not None:
+            await self._smtp_resolver.close()
 
     async def replay(self, tenant: str, notification_id: str) -> None:
         """Send a failed (or refused) notification again, attempts counted afresh, with

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from services.alerting.keys import DATABASE
+from services.alerting.keys import DATABASE, SETTINGS
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.routes.common import fail, iso, json_response, read_object, tenant_of
 from services.alerting.rules.validate import CHANNEL_NAME
@@ -30,8 +30,13 @@ def channel_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _check(body: dict[str, Any], *, stored: Any = None) -> tuple[str, dict[str, Any], bool]:
+def _check(
+    request: web.Request, body: dict[str, Any], *, stored: Any = None
+) -> tuple[str, dict[str, Any], bool]:
     errors: dict[str, str] = {}
+    # A destination the egress guard always refuses (internal address in any spelling)
+    # is refused when given; a stored config kept by a PUT is left to the guard.
+    allow = request.app[SETTINGS].notify.egress_allow if "config" in body else None
     for key in body:
         if key not in _FIELDS:
             errors[str(key)] = "unknown field"
@@ -42,7 +47,8 @@ def _check(body: dict[str, Any], *, stored: Any = None) -> tuple[str, dict[str, 
     if config is None:
         errors["config"] = "required: an object"
     else:
-        for field, problem in validate_channel_config(str(kind), config).items():
+        checked = validate_channel_config(str(kind), config, egress_allow=allow)
+        for field, problem in checked.items():
             errors[field if field == "type" else f"config.{field}"] = problem
     enabled = body.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -66,7 +72,7 @@ async def create_channel(request: web.Request) -> web.Response:
     name = body.get("name")
     if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
         fail(400, "invalid channel", {"name": f"required: matching {CHANNEL_NAME.pattern}"})
-    kind, config, enabled = _check(body)
+    kind, config, enabled = _check(request, body)
     pool = await request.app[DATABASE].pool()
     try:
         row = await pool.fetchrow(
@@ -105,7 +111,7 @@ async def replace_channel(request: web.Request) -> web.Response:
     body = await read_object(request)
     if body.get("name", stored["name"]) != stored["name"]:
         fail(400, "invalid channel", {"name": "a channel cannot be renamed"})
-    kind, config, enabled = _check(body, stored=stored)
+    kind, config, enabled = _check(request, body, stored=stored)
     pool = await request.app[DATABASE].pool()
     row = await pool.fetchrow(
         "UPDATE alert_channels SET type = $3, config = $4, enabled = $5, updated_at = now()"

@@ -8,7 +8,7 @@ import asyncio
 import ipaddress
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 import pytest
 from aiohttp import web
+from aiosmtpd.controller import Controller
 
 from services.alerting.notify.deps import NotifyDeps
 from services.alerting.notify.service import NotifyService
@@ -26,6 +27,7 @@ from shared.db import Database
 from shared.settings import CommonSettings
 from shared.topology import Topology, TopologySpec, declare
 from tests.support.eventually import eventually
+from tests.support.processes import free_port
 
 TENANT = "acme"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -41,6 +43,7 @@ def notification(
     alerts: list[dict[str, Any]] | None = None,
     notification_id: str | None = None,
     trace: dict[str, str] | None = None,
+    tenant: str = TENANT,
 ) -> dict[str, Any]:
     """An `alert.notification.v1` envelope as the alerting core publishes it."""
     alert = {
@@ -66,7 +69,7 @@ def notification(
         "alerts": alerts or [alert],
     }
     return make_envelope(
-        str(uuid.uuid4()), ALERT_NOTIFICATION_V1, TENANT, now_iso(), now_iso(), data, trace
+        str(uuid.uuid4()), ALERT_NOTIFICATION_V1, tenant, now_iso(), now_iso(), data, trace
     )
 
 
@@ -143,6 +146,37 @@ async def receiver() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
             r.hold.set()
         assert r.runner is not None
         await r.runner.cleanup()
+
+
+class Inbox:
+    """aiosmtpd handler keeping what it received; `connections` counts EHLO greetings."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+        self.connections = 0
+        self.port = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append(envelope)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd, no TLS) on 127.0.0.1 at `inbox.port`."""
+    inbox = Inbox()
+    inbox.port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)
+    controller.start()
+    yield inbox
+    controller.stop()
 
 
 @pytest.fixture
@@ -235,11 +269,13 @@ AddChannel = Callable[..., Awaitable[None]]
 
 @pytest.fixture
 def add_channel(db: asyncpg.Connection) -> AddChannel:
-    async def add(name: str, kind: str, config: dict[str, Any], enabled: bool = True) -> None:
+    async def add(
+        name: str, kind: str, config: dict[str, Any], enabled: bool = True, tenant: str = TENANT
+    ) -> None:
         await db.execute(
             "INSERT INTO alert_channels (tenant_id, name, type, config, enabled)"
             " VALUES ($1, $2, $3, $4::jsonb, $5)",
-            TENANT,
+            tenant,
             name,
             kind,
             orjson.dumps(config).decode(),

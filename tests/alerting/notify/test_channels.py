@@ -26,6 +26,7 @@ from opentelemetry.trace import SpanKind
 from services.alerting.notify.deps import NotifyDeps
 from tests.alerting.notify.conftest import (
     AddChannel,
+    Inbox,
     Publish,
     Receiver,
     StartNotify,
@@ -93,15 +94,6 @@ async def test_slack_429_retry_after_holds_that_webhook(
     assert len(requests) == 3
     # Nothing reached that webhook within the Retry-After: not the retry, not the next one.
     assert all(r.at - requests[0].at >= 0.95 for r in requests[1:])
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(envelope)
-        return "250 OK"
 
 
 @pytest.fixture

@@ -1,21 +1,30 @@
 """The egress guard at delivery time: internal addresses are refused before any
 connection, recorded as `refused`, not retried; the check is on the resolved address, so
-a hostname that resolves inward (DNS rebinding) is refused too."""
+a hostname that resolves inward (DNS rebinding) is refused too — for HTTP channels and
+SMTP relays alike. Connection failures read the same whatever listens on the port; the
+API refuses internal destinations when a channel is saved; a tenant's refused channel
+counts on the tenant side, not in the figures that page Belfry's operators."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any
 
 import aio_pika
 import asyncpg
+import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from services.alerting.notify import metrics
 from services.alerting.notify.deps import NotifyDeps
+from services.alerting.notify.settings import NotifySettings
+from tests.alerting.conftest import StartAlerting, auth
 from tests.alerting.notify.conftest import (
+    LOOPBACK,
     AddChannel,
+    Inbox,
     Publish,
     StartNotify,
     attempts,
@@ -23,6 +32,16 @@ from tests.alerting.notify.conftest import (
     delivery,
     notification,
 )
+from tests.support.processes import free_port
+
+
+def refused(channel_type: str, owner: str) -> float:
+    return float(metrics.NOTIFICATIONS.labels(channel_type, "refused", owner)._value.get())
+
+
+async def figures() -> dict[str, float]:
+    """The self-reported failure figures of this round, by owner."""
+    return {s.labels["owner"]: s.value for s in await metrics.failure_figures()}
 
 
 class FixedResolver(AbstractResolver):
@@ -61,7 +80,8 @@ async def test_metadata_and_private_addresses_are_refused_and_recorded(
 ) -> None:
     await add_channel("meta", "webhook", {"url": "http://169.254.169.254/latest/meta-data/"})
     await add_channel("lan", "webhook", {"url": "http://10.0.0.1:8080/hook"})
-    refused_before = float(metrics.NOTIFICATIONS.labels("webhook", "refused")._value.get())
+    refused_before = {o: refused("webhook", o) for o in ("tenant", "belfry")}
+    await metrics.failure_figures()  # a new round
     await start_notify(max_attempts=5)
     for name in ("meta", "lan"):
         env = notification(name, "webhook")
@@ -74,9 +94,10 @@ async def test_metadata_and_private_addresses_are_refused_and_recorded(
         # Refused before connecting: no connect timeout was waited for (10.0.0.1 would
         # hang until the request timeout if a SYN went out).
         assert attempt["latency_ms"] < 500
-    assert float(metrics.NOTIFICATIONS.labels("webhook", "refused")._value.get()) == (
-        refused_before + 2
-    )
+    # A tenant's channel: the tenant-side figures move, not those that page operators.
+    assert refused("webhook", "tenant") == refused_before["tenant"] + 2
+    assert refused("webhook", "belfry") == refused_before["belfry"]
+    assert await figures() == {"tenant": 2, "belfry": 0}
     dead = await dead_letters(notify_channel, prefix, "webhook", 2)
     assert all((d.headers or {})["x-belfry-outcome"] == "refused" for d in dead)
 
@@ -110,3 +131,165 @@ async def test_guard_checks_the_resolved_address_with_no_connection_attempt(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_belfrys_own_channel_refused_counts_for_the_operators(
+    start_notify: StartNotify,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    # Belfry's own tenant (its rule pack notifies `belfry-ops`): operators must know.
+    await add_channel("belfry-ops", "webhook", {"url": "http://10.0.0.1/hook"}, tenant="belfry")
+    before = refused("webhook", "belfry")
+    await metrics.failure_figures()
+    await start_notify()
+    env = notification("belfry-ops", "webhook", tenant="belfry")
+    await publish(env)
+    await delivery(db, env["data"]["notification_id"], "refused")
+    assert refused("webhook", "belfry") == before + 1
+    assert await figures() == {"tenant": 0, "belfry": 1}
+
+
+def email_config(host: str, port: int) -> dict[str, Any]:
+    return {
+        "host": host,
+        "port": port,
+        "tls": "none",
+        "from": "belfry@example.com",
+        "to": ["oncall@example.com"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed"),
+    [
+        ("127.0.0.1", False),
+        ("smtp.example.com", False),  # DNS answers 127.0.0.1
+        ("127.0.0.1", True),
+        ("smtp.example.com", True),
+    ],
+)
+async def test_email_to_an_internal_smtp_server_is_refused_unless_allow_listed(
+    host: str,
+    allowed: bool,
+    smtp_inbox: Inbox,
+    start_notify: StartNotify,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    resolver = FixedResolver("127.0.0.1")
+    await add_channel("mail", "email", email_config(host, smtp_inbox.port))
+    await start_notify(
+        deps=NotifyDeps(resolver=resolver),
+        types=("email",),
+        egress_allow=LOOPBACK if allowed else (),
+    )
+    env = notification("mail", "email")
+    nid = env["data"]["notification_id"]
+    await publish(env)
+    if allowed:
+        # Connected to the checked address; the configured name is kept for SMTP/TLS.
+        await delivery(db, nid, "delivered")
+        assert len(smtp_inbox.messages) == 1
+    else:
+        row = await delivery(db, nid, "refused")
+        assert row["attempts"] == 1
+        assert "127.0.0.1 refused by the egress policy (loopback)" in row["last_error"]
+        assert smtp_inbox.connections == 0 and smtp_inbox.messages == []
+    assert resolver.asked == [host]
+
+
+async def test_email_connection_errors_do_not_tell_what_listens_inside(
+    start_notify: StartNotify,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Admitted by the allow-list (loopback here), a closed port, Postgres, RabbitMQ and
+    # a server with a non-SMTP greeting must all read the same in the delivery log.
+    async def ssh_like(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+        await writer.drain()
+        await reader.read(1024)
+        writer.close()
+
+    banner = await asyncio.start_server(ssh_like, "127.0.0.1", 0)
+    targets = {
+        "closed": free_port(),
+        "postgres": 5432,
+        "rabbitmq": 5672,
+        "ssh": banner.sockets[0].getsockname()[1],
+    }
+    try:
+        for name, port in targets.items():
+            await add_channel(name, "email", email_config("127.0.0.1", port))
+        await start_notify(types=("email",), max_attempts=1, request_timeout=0.5)
+        envs = {name: notification(name, "email") for name in targets}
+        for env in envs.values():
+            await publish(env)
+        rows = {
+            name: await delivery(db, env["data"]["notification_id"], "failed")
+            for name, env in envs.items()
+        }
+    finally:
+        banner.close()
+        await banner.wait_closed()
+    errors = {name: row["last_error"] for name, row in rows.items()}
+    assert set(errors.values()) == {"connection failed (gave up after 1 attempts)"}, errors
+    for env in envs.values():
+        (attempt,) = await attempts(db, env["data"]["notification_id"])
+        assert attempt["error"] == errors["closed"] and attempt["status_code"] is None
+    logged = [
+        str(getattr(r, "error", ""))
+        for r in caplog.records
+        if r.name.startswith("belfry.alerting") and r.levelno >= logging.INFO
+    ]
+    assert all(e in ("", "None", errors["closed"]) for e in logged), logged
+
+
+async def test_channel_api_refuses_internal_destinations_naming_the_field(
+    start_alerting: StartAlerting, api_key: str
+) -> None:
+    # No allow-list: every spelling of an internal address is a 400 on its field.
+    client = await start_alerting(notify=NotifySettings(max_attempts=1))
+    h = auth(api_key)
+    urls = [
+        "http://127.1/hook",
+        "http://2130706433/hook",
+        "http://0177.0.0.1/hook",
+        "http://0x7f.1/hook",
+        "http://10.0.0.1:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:10.0.0.1]/hook",
+        "http://[2002:7f00:1::]/hook",
+        "http://localhost:9000/hook",
+    ]
+    for i, url in enumerate(urls):
+        body = {"name": f"w{i}", "type": "webhook", "config": {"url": url}}
+        resp = await client.post("/api/v1/channels", json=body, headers=h)
+        assert resp.status == 400, url
+        fields = (await resp.json())["fields"]
+        assert set(fields) == {"config.url"} and "egress policy" in fields["config.url"], url
+    for i, host in enumerate(["127.0.0.1", "0x7f.1", "169.254.169.254", "fd00::1"]):
+        body = {"name": f"m{i}", "type": "email", "config": email_config(host, 25)}
+        resp = await client.post("/api/v1/channels", json=body, headers=h)
+        assert resp.status == 400, host
+        assert set((await resp.json())["fields"]) == {"config.host"}, host
+    # A name is not resolved when the channel is saved (the connect-time guard sees it).
+    ok = {"name": "named", "type": "email", "config": email_config("smtp.example.com", 25)}
+    assert (await client.post("/api/v1/channels", json=ok, headers=h)).status == 201
+
+
+async def test_channel_api_admits_what_the_allow_list_admits(
+    start_alerting: StartAlerting, api_key: str
+) -> None:
+    client = await start_alerting()  # the fixture admits 127.0.0.0/8
+    h = auth(api_key)
+    body = {"name": "loop", "type": "webhook", "config": {"url": "http://127.1:9/hook"}}
+    assert (await client.post("/api/v1/channels", json=body, headers=h)).status == 201
+    body = {"name": "lan", "type": "webhook", "config": {"url": "http://10.0.0.1/hook"}}
+    resp = await client.post("/api/v1/channels", json=body, headers=h)
+    assert resp.status == 400 and set((await resp.json())["fields"]) == {"config.url"}

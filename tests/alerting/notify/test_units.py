@@ -9,20 +9,30 @@ import email
 import ipaddress
 import os
 import random
+import re
+import socket
 from email.utils import formatdate
 from typing import Any
 
 import pytest
+from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
 from services.alerting.notify.channels import RateLimiter, alertmanager, slack, webhook
 from services.alerting.notify.channels import email as email_channel
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
+from services.alerting.notify.destinations import destination_problem, literal_address
 from services.alerting.notify.metrics import failure_figures
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff, parse_retry_after, retry_delay
 from services.alerting.notify.settings import NotifySettings
-from services.alerting.notify.ssrf import EgressPolicy, EgressRefused, refusal
+from services.alerting.notify.ssrf import (
+    EgressPolicy,
+    EgressRefused,
+    Network,
+    open_checked,
+    refusal,
+)
 from shared.contracts import validate_envelope
 from shared.settings import Env, SettingsError
 from tests.alerting.notify.conftest import notification
@@ -147,6 +157,37 @@ def test_settings_from_env_fail_fast_naming_the_variable() -> None:
 def test_internal_addresses_are_refused(address: str) -> None:
     with pytest.raises(EgressRefused):
         EgressPolicy().check(address)
+
+
+@pytest.mark.parametrize(
+    ("address", "embedded"),
+    [
+        ("2002:7f00:1::1", "6to4 form of 127.0.0.1, loopback"),
+        ("2002:a9fe:a9fe::", "6to4 form of 169.254.169.254, metadata endpoint"),
+        ("64:ff9b::a00:1", "NAT64 form of 10.0.0.1, private"),
+        ("64:ff9b::7f00:1", "NAT64 form of 127.0.0.1, loopback"),
+        ("64:ff9b:1:a00:0:100::", "NAT64 local-use form of 10.0.0.1, private"),
+        # Teredo: server 65.54.227.120, client 10.0.0.1 (stored inverted)
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo form of 10.0.0.1, private"),
+        # Teredo: server 10.0.0.1, client 8.8.8.8
+        ("2001:0:a00:1::f7f7:f7f7", "Teredo form of 10.0.0.1, private"),
+        ("::127.0.0.1", "IPv4-compatible form of 127.0.0.1, loopback"),
+        ("::a9fe:a9fe", "IPv4-compatible form of 169.254.169.254, metadata endpoint"),
+        ("::ffff:127.0.0.1", "IPv4-mapped form of 127.0.0.1, loopback"),
+        ("::ffff:192.168.0.1", "IPv4-mapped form of 192.168.0.1, private"),
+    ],
+)
+def test_ipv6_forms_embedding_an_internal_ipv4_are_refused(address: str, embedded: str) -> None:
+    with pytest.raises(EgressRefused, match=re.escape(embedded)):
+        EgressPolicy().check(address)
+
+
+def test_ipv6_forms_are_judged_by_their_public_ipv4_too() -> None:
+    EgressPolicy().check("2002:808:808::1")  # 6to4 of 8.8.8.8
+    EgressPolicy().check("64:ff9b::808:808")  # NAT64 of 8.8.8.8: only that host
+    for address in ("2001:0:808:808::f7f7:f7f7", "::8.8.8.8", "64:ff9b:1:808:8:800::"):
+        with pytest.raises(EgressRefused):  # Teredo, IPv4-compatible, local NAT64: never
+            EgressPolicy().check(address)
 
 
 def test_public_addresses_pass_and_allow_list_admits() -> None:
@@ -283,9 +324,101 @@ async def test_failure_figures_count_since_the_last_round() -> None:
     from services.alerting.notify import metrics
 
     await failure_figures()
-    metrics.count("webhook", "failed")
-    metrics.count("slack", "refused")
-    metrics.count("slack", "delivered")
-    (sample,) = await failure_figures()
-    assert sample.name == "belfry_notifications_failed" and sample.value == 2
-    assert (await failure_figures())[0].value == 0
+    metrics.count("webhook", "failed", "tenant")
+    metrics.count("slack", "refused", "tenant")
+    metrics.count("slack", "delivered", "belfry")
+    metrics.count("email", "failed", "belfry")
+    samples = await failure_figures()
+    assert {s.name for s in samples} == {"belfry_notifications_failed"}
+    assert {s.labels["owner"]: s.value for s in samples} == {"belfry": 1, "tenant": 2}
+    assert [s.value for s in await failure_figures()] == [0, 0]
+
+
+def test_owner_is_belfry_only_for_belfrys_own_tenant() -> None:
+    from services.alerting.notify import metrics
+
+    assert metrics.owner_of("belfry") == "belfry"
+    assert metrics.owner_of("acme") == "tenant"
+
+
+# --- destinations checked when a channel is saved ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("127.1", "127.0.0.1"),
+        ("2130706433", "127.0.0.1"),
+        ("0177.0.0.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("0x7F.0.0.1", "127.0.0.1"),
+        ("0xa9.254.43518", "169.254.169.254"),
+        ("10.0.1", "10.0.0.1"),
+        ("127.0.0.1.", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("localhost", "127.0.0.1"),
+        ("api.localhost", "127.0.0.1"),
+    ],
+)
+def test_literal_addresses_are_read_as_resolvers_read_them(host: str, address: str) -> None:
+    found = literal_address(host)
+    assert found is not None and found[0] == ipaddress.ip_address(address)
+    problem = destination_problem(host, EgressPolicy())
+    assert problem is not None and "refused by the egress policy" in problem
+
+
+def test_names_are_left_to_the_connect_time_guard_and_bad_numbers_refused() -> None:
+    assert literal_address("smtp.example.com") is None
+    assert literal_address("1password.com") is None
+    assert destination_problem("hooks.example.com", EgressPolicy()) is None
+    assert destination_problem("8.8.8.8", EgressPolicy()) is None
+    for host in ("1.2.3.4.5", "999.1", "0189.0.0.1", "256.0.0.1", "127..1"):
+        assert destination_problem(host, EgressPolicy()) == "not a valid host name or IP address"
+
+
+def test_channel_config_refuses_internal_destinations_under_the_allow_list() -> None:
+    mail = {"from": "a@example.com", "to": ["b@example.com"]}
+    none: tuple[Network, ...] = ()
+    assert set(validate_channel_config("webhook", {"url": "http://127.1/x"}, egress_allow=none))
+    errors = validate_channel_config("email", {"host": "0x7f.1", **mail}, egress_allow=none)
+    assert set(errors) == {"host"} and "127.0.0.1" in errors["host"]
+    errors = validate_channel_config(
+        "alertmanager", {"url": "http://[64:ff9b::a9fe:a9fe]:9093"}, egress_allow=none
+    )
+    assert set(errors) == {"url"}
+    loopback = (ipaddress.ip_network("127.0.0.0/8"),)
+    assert validate_channel_config("slack", {"url": "http://127.1/x"}, egress_allow=loopback) == {}
+    assert validate_channel_config("email", {"host": "127.1", **mail}, egress_allow=loopback) == {}
+    # Delivery validates without the allow-list: a stored channel ends `refused` there.
+    assert validate_channel_config("webhook", {"url": "http://127.1/x"}) == {}
+
+
+class StaticResolver(AbstractResolver):
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = addresses
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=a,
+                port=port,
+                family=socket.AF_INET6 if ":" in a else socket.AF_INET,
+                proto=0,
+                flags=0,
+            )
+            for a in self.addresses
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_smtp_connect_refuses_a_name_with_any_internal_address() -> None:
+    # One internal address among public ones refuses the host: no address is tried.
+    resolver = StaticResolver("93.184.215.14", "10.0.0.1")
+    with pytest.raises(EgressRefused, match=r"10\.0\.0\.1"):
+        await open_checked(EgressPolicy(), resolver, "smtp.example.com", 25)

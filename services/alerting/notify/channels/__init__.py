@@ -4,22 +4,31 @@
 retry or a final state. `post` is the one HTTP send of the HTTP channels (webhook,
 Slack, Alertmanager): no redirects followed, a whole-request timeout, the response body
 read only as far as an error message needs, and egress refusals told apart.
+
+Connection errors are recorded as one generic text: the delivery log is the tenant's
+to read, and telling refused, reset and non-HTTP answers apart would let a tenant map
+the networks the allow-list admits. The detail goes to the DEBUG log.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from services.alerting.notify.retry import parse_retry_after, retryable_status
 from services.alerting.notify.settings import NotifySettings
-from services.alerting.notify.ssrf import refusal
+from services.alerting.notify.ssrf import EgressPolicy, refusal
+
+log = logging.getLogger("belfry.alerting.notify")
 
 USER_AGENT = "Belfry-Alerting/1"
 ERROR_BODY_BYTES = 300
+CONNECTION_FAILED = "connection failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,19 @@ class SendContext:
     ssl_context: Any = None
     # Slack's one-message-per-second-per-URL limiter (None for other channel types).
     limiter: RateLimiter | None = None
+    # The egress guard and DNS for channels that connect by themselves (SMTP); HTTP
+    # channels get both through the session's connector.
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    resolver: AbstractResolver | None = None
+
+
+def connection_failed(exc: BaseException, **context: object) -> str:
+    """The generic error text of a failed connection; the detail only at DEBUG."""
+    log.debug(
+        "notification connection failed",
+        extra={"error": f"{type(exc).__name__}: {exc}"[:500], **context},
+    )
+    return CONNECTION_FAILED
 
 
 def _error_text(status: int, body: bytes) -> str:
@@ -84,7 +106,7 @@ async def post(ctx: SendContext, request: HttpRequest) -> Outcome:
         refused = refusal(exc)
         if refused is not None:
             return Outcome(False, error=refused, refused=True)
-        return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+        return Outcome(False, error=connection_failed(exc), retryable=True)
     if 200 <= status < 300:
         return Outcome(True, status_code=status)
     if 300 <= status < 400:

@@ -2,22 +2,31 @@
 STARTTLS, implicit TLS or (for a local relay) none. The subject says state, severity and
 rule. SMTP replies decide retries the way SMTP means them: 4xx transient, 5xx permanent.
 
-The egress guard of the HTTP channels does not apply here: an SMTP relay is an
-operator's own, usually internal, server (a local postfix, a cluster relay).
+The egress guard applies as to HTTP channels (a tenant's channel must not reach
+Belfry's database, broker or cloud metadata): the relay's name is resolved, every
+address checked, and the socket connected to a checked address before aiosmtplib speaks
+SMTP over it, with the configured name kept for STARTTLS/TLS (SNI, certificate). An
+operator's internal relay needs its network in ALERTING_EGRESS_ALLOW_CIDRS. Failures
+before the server's SMTP greeting (refused, timed out, not an SMTP server) all read
+"connection failed", so the delivery log cannot map what listens where.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
+import socket
 import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
 import aiosmtplib
+from aiohttp.resolver import DefaultResolver
 
-from services.alerting.notify.channels import Outcome, SendContext
+from services.alerting.notify.channels import Outcome, SendContext, connection_failed
 from services.alerting.notify.model import Alert, Notification
+from services.alerting.notify.ssrf import EgressRefused, open_checked
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 
@@ -96,6 +105,12 @@ def build_message(n: Notification, config: dict[str, Any], external_url: str) ->
 
 
 def _smtp_outcome(exc: Exception) -> Outcome:
+    if isinstance(exc, aiosmtplib.SMTPConnectError | aiosmtplib.SMTPConnectTimeoutError) or (
+        isinstance(exc, aiosmtplib.SMTPResponseException) and not 200 <= exc.code < 600
+    ):
+        # A greeting other than 220, or lines that are no SMTP reply (code -1): whatever
+        # listens there is no SMTP server, and the log must not say what it is.
+        return Outcome(False, error=connection_failed(exc), retryable=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         transient = all(400 <= c < 500 for c in codes)
@@ -111,20 +126,40 @@ def _smtp_outcome(exc: Exception) -> Outcome:
             error=f"SMTP {exc.code} {exc.message}"[:500],
             retryable=transient,
         )
-    # Connection refused, timeouts, disconnects: try again later.
-    return Outcome(False, error=f"{type(exc).__name__}: {exc}"[:500], retryable=True)
+    # Refused, timeouts, disconnects, TLS failures: try again later.
+    return Outcome(False, error=connection_failed(exc), retryable=True)
+
+
+async def _connect(config: dict[str, Any], ctx: SendContext, port: int) -> socket.socket:
+    """A socket to the relay, through the egress guard, within the request timeout."""
+    resolver = ctx.resolver or DefaultResolver()
+    try:
+        async with asyncio.timeout(ctx.settings.request_timeout):
+            return await open_checked(ctx.egress, resolver, str(config["host"]), port)
+    finally:
+        if ctx.resolver is None:
+            await resolver.close()
 
 
 async def send(n: Notification, config: dict[str, Any], ctx: SendContext) -> Outcome:
     tls = config.get("tls", "starttls")
     message = build_message(n, config, ctx.settings.external_url)
+    port = int(config.get("port") or DEFAULT_PORTS[tls])
+    try:
+        sock = await _connect(config, ctx, port)
+    except EgressRefused as exc:
+        return Outcome(False, error=str(exc.strerror), refused=True)
+    except (OSError, TimeoutError) as exc:
+        return _smtp_outcome(exc)
+    # From here the socket is aiosmtplib's: its transport closes it (closing it here
+    # too could close a descriptor number the loop has handed out again).
     try:
         await aiosmtplib.send(
             message,
             sender=config["from"],
             recipients=recipients(config),
-            hostname=config["host"],
-            port=int(config.get("port") or DEFAULT_PORTS[tls]),
+            hostname=config["host"],  # TLS: SNI and the certificate's name
+            sock=sock,  # connected to the checked address
             username=config.get("username"),
             password=config.get("password"),
             use_tls=tls == "implicit",
@@ -133,6 +168,9 @@ async def send(n: Notification, config: dict[str, Any], ctx: SendContext) -> Out
             tls_context=ctx.ssl_context,
             timeout=ctx.settings.request_timeout,
         )
+    except ValueError as exc:  # options refused before connecting: the socket is ours
+        sock.close()
+        return _smtp_outcome(exc)
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         return _smtp_outcome(exc)
     return Outcome(True, status_code=250)
