@@ -15,6 +15,17 @@ message and ~12% less CPU per hit across ingest, RabbitMQ and the writer, becaus
 broker's cost is per message.
 
 While anything is spooled, new batches are spooled too, so replay keeps arrival order.
+In that spool mode the open batch always fills for `max_delay` (a spool append is an
+fsync, not a broker round trip: flushing eagerly there made one-event batches). Replay
+runs at broker speed: each spool segment goes out as few large messages (spooled
+batch.v1 arrays merged up to `replay_message_bytes`), many in flight under confirms.
+When what is left is one small segment, new batches wait for it (milliseconds) instead
+of spooling behind it, then publish directly: so a spool drains while load continues,
+and order is kept - every hit accepted before another is published before it.
+
+Readiness (`check()`): confirms must come back within `confirm_timeout`. A real confirm
+that recent proves it; otherwise (idle, or after a confirm timed out) an unroutable probe
+message is published to the exchange and must be confirmed in time.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aio_pika
@@ -33,12 +44,16 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from shared.contracts import BATCH_V1, encode_batch
+from shared.failures import LogThrottle, error_text
 from shared.ids import new_event_id
 from shared.spool import Spool
 from shared.tasks import stop_task
 from shared.tracing import inject_headers, links_to, messaging_attributes, traceparent
 
 log = logging.getLogger("belfry.publisher")
+
+# Routed nowhere (the hits exchange binds `hit.#`): the broker confirms and drops it.
+PROBE_ROUTING_KEY = "belfry.readiness-probe"
 
 
 class Outcome(enum.Enum):
@@ -78,6 +93,9 @@ class BatchPublisher:
         observer: PublishObserver | None = None,
         tracer: trace.Tracer | None = None,
         exchange_name: str = "",
+        replay_message_bytes: int = 128 << 10,
+        replay_in_flight: int = 16,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tracer = tracer
         self._exchange_name = exchange_name
@@ -100,6 +118,18 @@ class BatchPublisher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._replay_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._replay_bytes = replay_message_bytes
+        self._replay_in_flight = replay_in_flight
+        # True after a batch went to the spool, False after one was published directly.
+        self._spooling = False
+        # Set while replay sends the spool's last segment: new batches wait for it.
+        self._cutover: asyncio.Future[None] | None = None
+        self._clock = clock
+        self._last_confirm = float("-inf")
+        self._stalled = False  # a confirm timed out and none came back since
+        self._probe: asyncio.Task[str | None] | None = None
+        self._warn_throttle = LogThrottle()
+        self._drop_throttle = LogThrottle()
 
     # --- accepting events -------------------------------------------------------------
 
@@ -111,7 +141,7 @@ class BatchPublisher:
         if fut is None:
             loop = asyncio.get_running_loop()
             fut = self._future = loop.create_future()
-            if self._in_flight < self._eager:
+            if self._in_flight < self._eager and not self._spooling:
                 self._timer = loop.call_soon(self.flush)
             else:
                 self._timer = loop.call_later(self._max_delay, self.flush)
@@ -172,8 +202,14 @@ class BatchPublisher:
         # asyncio.timeout, not wait_for: no extra task per batch, so one event-loop turn
         # less on the way out and on the way back (and aiormq can roll back a publish
         # cancelled before it was written, in its own task).
-        async with asyncio.timeout(self._confirm_timeout):
-            await exchange.publish(self._message(body, count), self._routing_key)
+        try:
+            async with asyncio.timeout(self._confirm_timeout):
+                await exchange.publish(self._message(body, count), self._routing_key)
+        except TimeoutError:
+            self._stalled = True
+            raise TimeoutError(f"no publisher confirm within {self._confirm_timeout}s") from None
+        self._stalled = False
+        self._last_confirm = self._clock()
 
     async def _send(self, batch: list[dict[str, Any]], fut: asyncio.Future[Outcome]) -> Outcome:
         started = time.perf_counter()
@@ -190,7 +226,7 @@ class BatchPublisher:
             # goes first. This batch's requests are answered on the next loop turn, after
             # the next batch is on its way to the broker: answering them first would
             # hold that publish behind every one of their responses (~0.5 ms at load).
-            if self._buffer and self._in_flight < self._eager:
+            if self._buffer and self._in_flight < self._eager and not self._spooling:
                 self.flush()
             asyncio.get_running_loop().call_soon(_resolve, fut, outcome)
             self._observer.batch_done(len(batch), outcome, time.perf_counter() - started)
@@ -226,27 +262,44 @@ class BatchPublisher:
                 span.set_status(Status(StatusCode.ERROR, "broker unavailable and spool full"))
 
     async def _deliver(self, body: bytes, count: int) -> Outcome:
+        if self._cutover is not None:
+            # Replay is sending the spool's last records: go right after them.
+            await asyncio.shield(self._cutover)
         direct = self._exchange() is not None and not self.spool.pending()
         if direct:
             try:
                 await self._publish(body, count)
+                self._spooling = False
                 return Outcome.PUBLISHED
             except Exception as exc:
-                log.warning(
-                    "publish failed, spooling", extra={"error": f"{type(exc).__name__}: {exc}"}
-                )
+                self._warn("publish failed, spooling", exc)
+        self._spooling = True
         if await self.spool.append(body):
             self.kick_replay()
             return Outcome.SPOOLED
         if not direct and self._exchange() is not None:
-            # Spool full while it replays: keeping the hit beats keeping arrival order.
+            # Spool refused while it replays: keeping the hit beats keeping arrival order.
             try:
                 await self._publish(body, count)
                 return Outcome.PUBLISHED
-            except Exception:
-                pass
-        log.error("broker unavailable and spool full: batch dropped", extra={"events": count})
+            except Exception as exc:
+                self._warn("publish after spool refusal failed", exc)
+        self._log_dropped(count, direct)
         return Outcome.DROPPED
+
+    def _warn(self, message: str, exc: BaseException) -> None:
+        suppressed = self._warn_throttle.allow()  # an outage fails every batch
+        if suppressed is not None:
+            log.warning(message, extra={"error": error_text(exc), "suppressed": suppressed})
+
+    def _log_dropped(self, count: int, tried_broker: bool) -> None:
+        suppressed = self._drop_throttle.allow()
+        if suppressed is not None:
+            broker = "broker not confirming" if tried_broker else "broker unavailable"
+            log.error(
+                f"batch dropped: {broker} and {self.spool.refused or 'spool refused it'}",
+                extra={"events": count, "suppressed_batches": suppressed},
+            )
 
     # --- spool replay -----------------------------------------------------------------
 
@@ -258,33 +311,98 @@ class BatchPublisher:
             self._replay_task = asyncio.create_task(self._replay())
 
     async def _replay(self) -> None:
-        async def publish(body: bytes) -> None:
-            if self._tracer is None:
-                await self._publish(body, -1)
-                return
-            # A replayed batch links back to the requests that spooled it.
+        while True:
             try:
-                carriers = [e.get("trace") for e in orjson.loads(body) if isinstance(e, dict)]
-            except orjson.JSONDecodeError:
-                carriers = []
-            with self._tracer.start_as_current_span(
-                f"publish {self._exchange_name} (spool replay)",
-                kind=SpanKind.PRODUCER,
-                links=links_to(carriers),
-                attributes=messaging_attributes(
-                    self._exchange_name, self._routing_key, "send", len(carriers)
-                ),
-            ):
-                await self._publish(body, -1)
+                count = await self.spool.drain(self._replay_records, self._hold_new_batches)
+                if count:
+                    log.info("spool replayed", extra={"records": count})
+                return
+            except Exception as exc:
+                log.warning("spool replay interrupted", extra={"error": error_text(exc)})
+            finally:
+                cutover, self._cutover = self._cutover, None
+                if cutover is not None:
+                    cutover.set_result(None)
+                self._spooling = self.spool.pending()
+            if self._closed or self._exchange() is None:
+                return  # the broker went away: its on-available hook kicks the next replay
+            # Connected but not confirming (frozen, blocked): try again, even if no new
+            # batch comes to kick it.
+            await asyncio.sleep(self._confirm_timeout)
+
+    def _hold_new_batches(self) -> None:
+        if self._cutover is None:
+            self._cutover = asyncio.get_running_loop().create_future()
+
+    async def _replay_records(self, records: list[bytes]) -> None:
+        """Publish one spool segment's records, merged into few messages, up to
+        `replay_in_flight` awaiting confirms; returns when all are confirmed."""
+        window = asyncio.Semaphore(self._replay_in_flight)
+
+        async def one(body: bytes, records: int) -> None:
+            try:
+                await self._publish_replayed(body)
+            finally:
+                window.release()
+            self._observer.replayed(records)  # counted as confirmed, not per drain
 
         try:
-            count = await self.spool.drain(publish)
-            if count:
-                log.info("spool replayed", extra={"records": count})
-                self._observer.replayed(count)
+            async with asyncio.TaskGroup() as group:
+                for body, n in merge_batches(records, self._replay_bytes):
+                    await window.acquire()
+                    group.create_task(one(body, n))
+        except ExceptionGroup as failed:  # the first failure says why
+            raise failed.exceptions[0] from None
+
+    async def _publish_replayed(self, body: bytes) -> None:
+        if self._tracer is None:
+            await self._publish(body, -1)
+            return
+        # A replayed batch links back to the requests that spooled it.
+        try:
+            carriers = [e.get("trace") for e in orjson.loads(body) if isinstance(e, dict)]
+        except orjson.JSONDecodeError:
+            carriers = []
+        with self._tracer.start_as_current_span(
+            f"publish {self._exchange_name} (spool replay)",
+            kind=SpanKind.PRODUCER,
+            links=links_to(carriers),
+            attributes=messaging_attributes(
+                self._exchange_name, self._routing_key, "send", len(carriers)
+            ),
+        ):
+            await self._publish(body, -1)
+
+    # --- readiness --------------------------------------------------------------------
+
+    async def check(self) -> str | None:
+        """None while confirms come back within `confirm_timeout`, else why not. The
+        broker's own check reports a broker that is away; this one, one that is there
+        but does not confirm (frozen, blocked by an alarm)."""
+        if self._exchange() is None:
+            return None
+        recent = self._clock() - self._last_confirm < self._confirm_timeout
+        if recent and not self._stalled:
+            return None
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.create_task(self._probe_confirm())
+        return await asyncio.shield(self._probe)
+
+    async def _probe_confirm(self) -> str | None:
+        exchange = self._exchange()
+        if exchange is None:
+            return None
+        probe = aio_pika.Message(b"", message_id=new_event_id(), app_id=self._app_id)
+        try:
+            async with asyncio.timeout(self._confirm_timeout):
+                await exchange.publish(probe, PROBE_ROUTING_KEY, mandatory=False)
+        except TimeoutError:
+            return f"broker not confirming: no publisher confirm within {self._confirm_timeout}s"
         except Exception as exc:
-            # The broker went away again; the on-connect hook kicks the next attempt.
-            log.warning("spool replay interrupted", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return f"broker not confirming: {error_text(exc)}"
+        self._stalled = False
+        self._last_confirm = self._clock()
+        return None
 
     async def close(self, timeout: float = 10.0) -> None:
         """Flush the open batch and wait for every in-flight confirm (SIGTERM drain)."""
@@ -295,3 +413,27 @@ class BatchPublisher:
             await asyncio.wait(pending, timeout=timeout)
             await asyncio.sleep(0)  # their futures resolve one loop turn after they end
         await stop_task(self._replay_task)
+        await stop_task(self._probe)
+
+
+def merge_batches(records: list[bytes], limit: int) -> Iterator[tuple[bytes, int]]:
+    """Spooled batch.v1 bodies (JSON arrays) joined into arrays of up to `limit` bytes,
+    in order, each with how many records it holds; no JSON is parsed. A record that is
+    not a non-empty array goes out alone, as it was spooled, for the writer to judge."""
+    parts: list[bytes] = []
+    size = 2
+    for body in records:
+        if len(body) < 3 or body[:1] != b"[" or body[-1:] != b"]":
+            if parts:
+                yield b"[" + b",".join(parts) + b"]", len(parts)
+                parts, size = [], 2
+            yield body, 1
+            continue
+        inner = body[1:-1]
+        if parts and size + len(inner) + 1 > limit:
+            yield b"[" + b",".join(parts) + b"]", len(parts)
+            parts, size = [], 2
+        parts.append(inner)
+        size += len(inner) + 1
+    if parts:
+        yield b"[" + b",".join(parts) + b"]", len(parts)

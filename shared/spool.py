@@ -3,10 +3,16 @@
 Segment files of length-prefixed, CRC-checked records, appended and fsync'd before the
 caller is told "stored". Appends are group-committed: whatever arrives while one fsync
 runs goes out with the next one, so a broker outage costs one fsync per few ms, not per
-hit. `drain()` replays sealed segments oldest first and deletes a segment only after
-every record in it was published; a crash mid-segment replays it again, and the writer's
-`ON CONFLICT (id)` turns that into no duplicate row. A torn record at the tail (kill -9
-during a write) fails its CRC and is skipped: it was never acknowledged.
+hit. `drain()` replays sealed segments oldest first, handing the publisher a whole
+segment at a time (so it can publish many records per message, many messages in flight)
+and deletes a segment only after every record in it was published; a crash mid-segment
+replays it again, and the writer's `ON CONFLICT (id)` turns that into no duplicate row.
+A torn record at the tail (kill -9 during a write) fails its CRC and is skipped: it was
+never acknowledged.
+
+`check()` is the readiness view: it fails whenever the next batch could not be stored -
+the spool's own limit, the disk's free space, or a write that just failed (ENOSPC, EIO,
+EFBIG), with the errno in the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
+from shared.failures import LogThrottle, error_text
+
 log = logging.getLogger("belfry.spool")
 
 _HEADER = struct.Struct(">II")  # body length, crc32(body)
@@ -32,12 +40,26 @@ _HEADER = struct.Struct(">II")  # body length, crc32(body)
 SEGMENT_BYTES = 16 << 20
 _PREFIX = "seg-"
 _SUFFIX = ".spool"
+# A drain calls `on_tail` when what is left is one sealed segment at most this big: the
+# publisher then holds new batches for the few ms that segment takes, instead of
+# spooling them behind it forever while load continues.
+TAIL_BYTES = 1 << 20
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int, owner: str = "") -> None:
+    def __init__(
+        self, directory: Path, max_bytes: int, owner: str = "", *, reserve_bytes: int = 0
+    ) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        # Room the next batch may need, before any was seen (readiness); grows with the
+        # largest batch seen that could ever fit.
+        self._need = min(reserve_bytes, max_bytes)
+        # Why the last append was refused, or None after one succeeded.
+        self.refused: str | None = None
+        # The last write error (error text with errno), until a write or a probe succeeds.
+        self.write_error: str | None = None
+        self._log_throttle = LogThrottle()
         directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_directory(directory)
         try:
@@ -70,26 +92,61 @@ class Spool:
         """True while anything waits for replay (sealed segments, records, queued appends)."""
         return bool(self._segments or self._current_records or self._queue or self._writing)
 
-    def check(self) -> str | None:
-        if self.full:
-            return f"spool full: {self.size_bytes} of {self.max_bytes} bytes"
+    @property
+    def room_needed(self) -> int:
+        """Bytes the next batch may take: the largest batch seen, at least the reserve."""
+        return self._need
+
+    async def check(self) -> str | None:
+        """Readiness: None while the next batch can be stored, else why it cannot."""
+        need = self._need
+        if self.write_error is not None and not await self._probe(need):
+            return f"spool cannot write: {self.write_error}"
+        free = self.max_bytes - self.size_bytes
+        if free < need:
+            return (
+                f"spool cannot take the next batch: {max(free, 0)} of {self.max_bytes} "
+                f"bytes free, batches need up to {need}"
+            )
+        disk = _disk_free(self.directory)
+        if disk is not None and disk < need:
+            return f"spool disk full: {disk} bytes free on the device, batches need up to {need}"
         return None
 
+    async def _probe(self, need: int) -> bool:
+        """After a failed write: can `need` bytes be written and fsync'd now? Clears the
+        error if so (the disk got space back while nothing was spooled)."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._exec, _probe_write, self.directory, need)
+        except OSError as exc:
+            self.write_error = error_text(exc)
+            return False
+        self.write_error = None
+        return True
+
     async def append(self, body: bytes) -> bool:
-        """Store one batch durably. False (nothing written) when the spool is full."""
-        if self.size_bytes + len(body) + _HEADER.size > self.max_bytes:
+        """Store one batch durably. False (nothing written) when the spool is full or the
+        write failed; `refused` says which."""
+        size = len(body) + _HEADER.size
+        if size > self._need and size <= self.max_bytes:
+            self._need = size
+        if self.size_bytes + size > self.max_bytes:
+            self.refused = f"spool full: {self.size_bytes} of {self.max_bytes} bytes used"
             return False
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[bool] = loop.create_future()
-        size = len(body) + _HEADER.size
         self.size_bytes += size
         self._queue.append((body, fut))
         if not self._writing:
             self._writing = True
             loop.run_in_executor(self._exec, self._write_pending, loop)
         ok = await fut
-        if not ok:
+        if ok:
+            self.refused = None
+        else:
             self.size_bytes -= size  # nothing of it stayed on disk
+            self.refused = f"spool write failed: {self.write_error}"
         return ok
 
     def _write_pending(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -110,21 +167,37 @@ class Spool:
                 os.fsync(self._fh.fileno())
                 self._current_records += len(batch)
                 self.appended += len(batch)
+                self.write_error = None
             except Exception as exc:  # every waiter must hear back, whatever broke
                 error = exc
-                log.error("spool write failed", extra={"error": str(exc)})
+                self.write_error = error_text(exc)
+                self._log_write_error(exc, len(batch))
                 self._truncate(good)
             if error is None and self._fh.tell() >= SEGMENT_BYTES:
                 self._seal()  # bounded segments: replay memory and space come back sooner
             for _, fut in batch:
                 loop.call_soon_threadsafe(_resolve, fut, error is None)
 
+    def _log_write_error(self, exc: BaseException, records: int) -> None:
+        # A full disk fails every batch: one line per few seconds says it all.
+        suppressed = self._log_throttle.allow()
+        if suppressed is not None:
+            log.error(
+                "spool write failed: batches not stored",
+                extra={
+                    "error": error_text(exc),
+                    "errno": getattr(exc, "errno", None),
+                    "records": records,
+                    "suppressed": suppressed,
+                },
+            )
+
     def _truncate(self, offset: int) -> None:
         """Cut a partly written batch off, so records appended later stay readable."""
         try:
             self._fh = _reopen_truncated(self._fh, self._current, offset)
         except OSError as exc:  # can't repair this segment: start a new one
-            log.error("spool truncate failed", extra={"error": str(exc)})
+            log.error("spool truncate failed", extra={"error": error_text(exc)})
             self._seal(force=True)
 
     def _seal(self, force: bool = False) -> None:
@@ -140,9 +213,16 @@ class Spool:
         self._fh = open(self._current, "ab")  # noqa: SIM115
         _fsync_dir(self.directory)
 
-    async def drain(self, publish: Callable[[bytes], Awaitable[None]]) -> int:
-        """Publish everything spooled, oldest first. Stops at the first publish error
-        (raised to the caller) with the unfinished segment kept for the next drain."""
+    async def drain(
+        self,
+        publish: Callable[[list[bytes]], Awaitable[None]],
+        on_tail: Callable[[], None] | None = None,
+    ) -> int:
+        """Publish everything spooled, oldest first, one segment's records per `publish`
+        call (in order; it returns once all are published). Stops at the first publish
+        error (raised to the caller) with the unfinished segment kept for the next drain.
+        `on_tail()` is called when the segment about to replay is the last sealed one
+        and small (TAIL_BYTES): from then on the caller should stop appending."""
         loop = asyncio.get_running_loop()
         count = 0
         while True:
@@ -152,16 +232,19 @@ class Spool:
                     return count
                 continue
             segment = self._segments[0]
-            records = await loop.run_in_executor(self._exec, read_segment, segment)
-            for body in records:
-                await publish(body)
-                count += 1
-                self.replayed += 1
             size = segment.stat().st_size
+            if on_tail is not None and len(self._segments) == 1 and size <= TAIL_BYTES:
+                on_tail()
+            records = await loop.run_in_executor(self._exec, read_segment, segment)
+            if records:
+                await publish(records)
+            count += len(records)
+            self.replayed += len(records)
             await loop.run_in_executor(self._exec, _unlink, segment)
             self._segments.pop(0)
             self.size_bytes = max(0, self.size_bytes - size)
-            log.info(
+            # Debug: while load continues, catching up seals a small segment every few ms.
+            log.debug(
                 "spool segment replayed", extra={"segment": segment.name, "records": len(records)}
             )
 
@@ -211,6 +294,26 @@ def _reopen_truncated(fh: BinaryIO, path: Path, offset: int) -> BinaryIO:
         raw.truncate(offset)
         os.fsync(raw.fileno())
     return open(path, "ab")
+
+
+def _disk_free(directory: Path) -> int | None:
+    """Bytes an unprivileged writer may still use on the spool's device."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _probe_write(directory: Path, size: int) -> None:
+    path = directory / ".probe"
+    try:
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * max(size, 1))
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _resolve(fut: asyncio.Future[bool], ok: bool) -> None:

@@ -40,7 +40,13 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     common = settings.common
     topo = Topology(common.prefix)
-    spool = Spool(settings.spool_dir, settings.spool_max_bytes, owner=f"prefix={common.prefix}")
+    spool = Spool(
+        settings.spool_dir,
+        settings.spool_max_bytes,
+        owner=f"prefix={common.prefix}",
+        # Readiness wants room for a full batch before any was seen (~512 B per hit).
+        reserve_bytes=settings.batch_max * 512,
+    )
     broker = Broker(common.amqp_url, f"belfry-ingest:{settings.spool_dir.name}")
     declared: dict[str, HitTopology] = {}
 
@@ -67,12 +73,10 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     app[HOT] = Hot(settings=settings, publisher=publisher, clock=app[DEPS].clock)
     metrics.SPOOL_BYTES.set_function(lambda: spool.size_bytes)
 
-    async def spool_check() -> str | None:
-        return spool.check()
-
     health = app[HEALTH]
     health.add_check("broker", broker.check)
-    health.add_check("spool", spool_check)
+    health.add_check("confirms", publisher.check)
+    health.add_check("spool", spool.check)
     reporter = MetricReporter(
         "ingest",
         broker_exchange(broker, topo.metrics_exchange),

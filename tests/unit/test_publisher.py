@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from shared.contracts import BATCH_V1
-from shared.publisher import BatchPublisher, Outcome, PublishObserver
+from shared.publisher import BatchPublisher, Outcome, PublishObserver, merge_batches
 from shared.spool import Spool, read_segment
 
 ROUTING_KEY = "hit.batch"
@@ -23,16 +23,18 @@ class FakeExchange:
     """Records published messages; can fail, or hold chosen publish calls on a gate."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[aio_pika.Message, str]] = []
+        self.messages: list[tuple[aio_pika.Message, str]] = []  # in confirm order
+        self.sent: list[Any] = []  # decoded bodies in publish order
         self.calls = 0
         self.fail = False
         self.gate = asyncio.Event()
         self.gated_calls: set[int] = set()
         self.entered = asyncio.Event()
 
-    async def publish(self, message: aio_pika.Message, routing_key: str) -> None:
+    async def publish(self, message: aio_pika.Message, routing_key: str, **_: Any) -> None:
         call = self.calls
         self.calls += 1
+        self.sent.append(orjson.loads(message.body) if message.body else None)
         self.entered.set()
         if call in self.gated_calls:
             await self.gate.wait()
@@ -113,6 +115,13 @@ def spooled_records(spool: Spool) -> list[Any]:
         for path in sorted(spool.directory.glob("seg-*.spool"))
         for body in read_segment(path)
     ]
+
+
+async def replay_finished(pub: BatchPublisher) -> None:
+    """Wait for the running spool replay to end (its records confirmed, segments gone)."""
+    task = pub._replay_task
+    assert task is not None, "no replay was started"
+    await task
 
 
 async def let_other_tasks_run(turns: int = 10) -> None:
@@ -236,10 +245,11 @@ async def test_kick_replay_drains_spool_through_exchange_once_available(
 
     harness.broker.exchange = exchange
     pub.kick_replay()
-    await harness.observer.replay_done.wait()
+    await replay_finished(pub)
+    # Both spooled batches go out as one message, in order.
     assert harness.observer.replays == [2]
-    assert exchange.bodies == [[event(1)], [event(2)]]
-    assert [m.headers for m, _ in exchange.messages] == [{"x-belfry-replayed": True}] * 2
+    assert exchange.bodies == [[event(1), event(2)]]
+    assert [m.headers for m, _ in exchange.messages] == [{"x-belfry-replayed": True}]
     assert pub.spool.pending() is False
 
 
@@ -256,8 +266,8 @@ async def test_while_spool_pending_new_batches_are_spooled_to_keep_order(
     # and its append kicks the replay.
     harness.broker.exchange = exchange
     assert await pub.submit(event(3)) is Outcome.SPOOLED
-    await harness.observer.replay_done.wait()
-    assert exchange.bodies == [[event(1)], [event(2)], [event(3)]]
+    await replay_finished(pub)
+    assert exchange.bodies == [[event(1), event(2), event(3)]]
 
     # Spool empty again: straight to the exchange.
     assert await pub.submit(event(4)) is Outcome.PUBLISHED
@@ -281,8 +291,151 @@ async def test_batch_is_not_dropped_while_broker_is_up_and_replay_runs(
     await exchange.entered.wait()
     outcome = await pub.submit(event(2))
     exchange.gate.set()
-    await harness.observer.replay_done.wait()
+    await replay_finished(pub)
     assert outcome is not Outcome.DROPPED
+
+
+async def test_spool_mode_keeps_batching_instead_of_flushing_each_event(
+    harness: Harness,
+) -> None:
+    # Issue 13: with the broker away each spool append ends fast, so eager flushing made
+    # one-event batches (~1.2 per record) that replay then had to send one by one.
+    pub = harness.publisher(max_delay=3600)
+    harness.broker.exchange = None
+    assert await pub.submit(event(1)) is Outcome.SPOOLED  # the first one finds out
+    second = pub.submit(event(2))
+    await let_other_tasks_run()
+    assert not second.done(), "a spool-mode batch must fill up, not leave at once"
+    third = pub.submit(event(3))
+    assert third is second
+    pub.flush()
+    assert await third is Outcome.SPOOLED
+    assert spooled_records(pub.spool) == [[event(1)], [event(2), event(3)]]
+
+
+async def test_replay_sends_many_records_per_message_and_many_messages_in_flight(
+    harness: Harness,
+) -> None:
+    record = len(orjson.dumps([event(0)]))
+    # Room for two records per message: six spooled batches become three messages.
+    pub = harness.publisher(replay_message_bytes=2 * record + 1, max_delay=0)
+    exchange = harness.exchange
+    harness.broker.exchange = None
+    for n in range(6):
+        assert await pub.submit(event(n)) is Outcome.SPOOLED
+    exchange.gated_calls = {0}  # the first message's confirm is slow...
+    harness.broker.exchange = exchange
+    pub.kick_replay()
+    await exchange.entered.wait()
+    await let_other_tasks_run()
+    assert exchange.calls == 3, "...and the others go out meanwhile"
+    assert harness.observer.replays == [2, 2]  # counted as confirmed
+    assert pub.spool.pending() is True  # the segment stays until every record is confirmed
+    exchange.gate.set()
+    await replay_finished(pub)
+    assert exchange.sent == [[event(0), event(1)], [event(2), event(3)], [event(4), event(5)]]
+    assert sorted(harness.observer.replays) == [2, 2, 2]
+    assert pub.spool.pending() is False
+
+
+async def test_a_batch_arriving_while_the_spool_tail_replays_goes_directly_after_it(
+    harness: Harness,
+) -> None:
+    # Issue 13: new batches were spooled while anything was spooled, so under steady
+    # load the spool never emptied. Now they wait for the last records, then publish.
+    pub = harness.publisher()
+    exchange = harness.exchange
+    harness.broker.exchange = None
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    exchange.gated_calls = {0}  # the replay of the tail waits for its confirm
+    harness.broker.exchange = exchange
+    pub.kick_replay()
+    await exchange.entered.wait()
+    later = pub.submit(event(2))
+    await let_other_tasks_run()
+    assert exchange.calls == 1, "the new batch must not overtake the spooled one"
+    exchange.gate.set()
+    assert await later is Outcome.PUBLISHED
+    assert exchange.bodies == [[event(1)], [event(2)]]
+    assert pub.spool.appended == 1
+    assert pub.spool.pending() is False
+
+
+async def test_a_failed_tail_replay_spools_the_waiting_batch_behind_it(
+    harness: Harness,
+) -> None:
+    pub = harness.publisher(confirm_timeout=0.05)
+    exchange = harness.exchange
+    harness.broker.exchange = None
+    assert await pub.submit(event(1)) is Outcome.SPOOLED
+    exchange.gated_calls = {0, 1}  # neither the replay nor the new batch is confirmed
+    harness.broker.exchange = exchange
+    pub.kick_replay()
+    await exchange.entered.wait()
+    assert await pub.submit(event(2)) is Outcome.SPOOLED
+    assert spooled_records(pub.spool) == [[event(1)], [event(2)]]
+
+
+async def test_readiness_fails_while_confirms_do_not_come_back(harness: Harness) -> None:
+    now = [0.0]
+    pub = harness.publisher(confirm_timeout=0.05, clock=lambda: now[0])
+    exchange = harness.exchange
+    assert await pub.submit(event(1)) is Outcome.PUBLISHED
+    assert await pub.check() is None  # a confirm just came back: no probe needed
+    assert exchange.calls == 1
+
+    exchange.gated_calls = set(range(1, 100))  # frozen: batches, replays and probes hang
+    assert await pub.submit(event(2)) is Outcome.SPOOLED
+    assert await pub.check() == "broker not confirming: no publisher confirm within 0.05s"
+
+    exchange.gate.set()  # thawed: the next probe is confirmed
+    assert await pub.check() is None
+    [(probe, _key)] = [(m, k) for m, k in exchange.messages if k == "belfry.readiness-probe"]
+    assert probe.body == b""
+
+
+async def test_readiness_probes_an_idle_broker(harness: Harness) -> None:
+    now = [100.0]
+    pub = harness.publisher(confirm_timeout=0.05, clock=lambda: now[0])
+    exchange = harness.exchange
+    exchange.gated_calls = {0}
+    assert await pub.check() == "broker not confirming: no publisher confirm within 0.05s"
+    assert await pub.check() is None  # call 1 is confirmed
+    now[0] += 0.01
+    assert await pub.check() is None  # recent confirm: no second probe
+    assert exchange.calls == 2
+
+
+async def test_dropped_batches_log_one_line_per_interval_saying_why(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    pub = harness.publisher(spool_max_bytes=16)
+    harness.broker.exchange = None
+    for n in range(5):
+        assert await pub.submit(event(n)) is Outcome.DROPPED
+    lines = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in lines] == [
+        "batch dropped: broker unavailable and spool full: 0 of 16 bytes used"
+    ]
+
+
+def test_merge_batches_joins_arrays_up_to_the_bound_in_order() -> None:
+    a, b, c = b'[{"n":1}]', b'[{"n":2},{"n":3}]', b'[{"n":4}]'
+    assert list(merge_batches([a, b, c], 1 << 20)) == [(b'[{"n":1},{"n":2},{"n":3},{"n":4}]', 3)]
+    assert list(merge_batches([a, b, c], 20)) == [
+        (b'[{"n":1}]', 1),
+        (b'[{"n":2},{"n":3}]', 1),
+        (b'[{"n":4}]', 1),
+    ]
+    # Not a JSON array: alone and untouched, between its neighbours.
+    assert list(merge_batches([a, b"junk", c, b"[]"], 1 << 20)) == [
+        (a, 1),
+        (b"junk", 1),
+        (c, 1),
+        (b"[]", 1),
+    ]
+    merged = b"".join(body for body, _ in merge_batches([a, b, c], 1 << 20))
+    assert orjson.loads(merged) == [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]
 
 
 async def test_close_flushes_the_open_batch(harness: Harness) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import AsyncIterator, Awaitable, Callable
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ def segments(directory: Path) -> list[Path]:
     return sorted(directory.glob("seg-*.spool"))
 
 
-def collector() -> tuple[list[bytes], Callable[[bytes], Awaitable[None]]]:
+def collector() -> tuple[list[bytes], Callable[[list[bytes]], Awaitable[None]]]:
     published: list[bytes] = []
 
-    async def publish(body: bytes) -> None:
-        published.append(body)
+    async def publish(records: list[bytes]) -> None:
+        published.extend(records)
 
     return published, publish
 
@@ -88,11 +89,14 @@ async def test_full_and_append_refused_past_max_bytes(tmp_path: Path) -> None:
     try:
         assert await s.append(b"a" * 10) is True
         assert s.full is False
-        assert s.check() is None
+        assert await s.check() is None
         assert await s.append(b"b" * 10) is True
         assert s.full is True
-        assert s.check() == "spool full: 36 of 36 bytes"
+        assert await s.check() == (
+            "spool cannot take the next batch: 0 of 36 bytes free, batches need up to 18"
+        )
         assert await s.append(b"c") is False
+        assert s.refused == "spool full: 36 of 36 bytes used"
         assert s.size_bytes == 36
         published, publish = collector()
         await s.drain(publish)
@@ -232,16 +236,15 @@ async def test_failing_publish_raises_and_keeps_segment_for_next_drain(spool: Sp
     for body in bodies:
         await spool.append(body)
 
-    attempts: list[bytes] = []
+    attempts: list[list[bytes]] = []
 
-    async def flaky(body: bytes) -> None:
-        attempts.append(body)
-        if body == b"b":
-            raise ConnectionError("broker went away")
+    async def flaky(records: list[bytes]) -> None:
+        attempts.append(records)
+        raise ConnectionError("broker went away")
 
     with pytest.raises(ConnectionError, match="broker went away"):
         await spool.drain(flaky)
-    assert attempts == [b"a", b"b"]
+    assert attempts == [bodies]  # a whole segment per call, in order
     assert spool.pending() is True
     assert spool.size_bytes == 3 * (HEADER + 1)
     kept = [p for p in segments(spool.directory) if p.stat().st_size > 0]
@@ -249,8 +252,28 @@ async def test_failing_publish_raises_and_keeps_segment_for_next_drain(spool: Sp
 
     published, publish = collector()
     assert await spool.drain(publish) == 3
-    # At-least-once: "a" is published again; the writer's ON CONFLICT drops the copy.
+    # At-least-once: whatever of the segment went out before the failure goes again;
+    # the writer's ON CONFLICT drops the copies.
     assert published == bodies
+    assert spool.pending() is False
+
+
+async def test_on_tail_is_called_once_only_a_small_last_segment_is_left(spool: Spool) -> None:
+    await spool.append(b"old")
+    await spool.drain(collector()[1])  # seals and replays
+    await spool.append(b"one")
+    tails: list[int] = []
+    seen: list[bytes] = []
+
+    async def publish(records: list[bytes]) -> None:
+        seen.extend(records)
+        if len(seen) == 1:
+            # Appended while the tail replays: the drain goes on until nothing is left.
+            assert await spool.append(b"two") is True
+
+    assert await spool.drain(publish, lambda: tails.append(len(seen))) == 2
+    assert seen == [b"one", b"two"]
+    assert tails == [0, 1]
     assert spool.pending() is False
 
 
@@ -324,3 +347,107 @@ async def test_records_of_another_prefix_are_not_replayed_into_this_one(tmp_path
     again = Spool(tmp_path / "s", 1 << 20, owner="prefix=a")
     assert again.pending()
     again.close()
+
+
+# --- readiness: can the spool take the next batch? ---------------------------------------
+
+
+async def test_check_fails_while_the_room_left_is_smaller_than_the_largest_batch(
+    tmp_path: Path,
+) -> None:
+    # The trial's case: 3938 of 4096 bytes used and every batch refused for not fitting,
+    # while the old check said healthy (not "full").
+    s = Spool(tmp_path, max_bytes=4096)
+    try:
+        for _ in range(12):
+            assert await s.append(b"x" * 320) is True
+        assert await s.append(b"y" * 320) is False
+        assert s.full is False  # 3936 of 4096 bytes
+        assert await s.check() == (
+            "spool cannot take the next batch: 160 of 4096 bytes free, batches need up to 328"
+        )
+    finally:
+        s.close()
+
+
+async def test_check_wants_the_reserve_free_before_any_batch_was_seen(tmp_path: Path) -> None:
+    s = Spool(tmp_path, max_bytes=1000, reserve_bytes=600)
+    try:
+        assert await s.check() is None
+        assert await s.append(b"x" * 500) is True
+        assert await s.check() == (
+            "spool cannot take the next batch: 492 of 1000 bytes free, batches need up to 600"
+        )
+    finally:
+        s.close()
+
+
+async def test_a_failed_write_keeps_the_spool_unready_until_a_write_succeeds(
+    spool: Spool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool._fh = FailingFile(spool._fh, keep=0.0)  # type: ignore[assignment]
+    assert await spool.append(b"lost") is False
+    assert spool.refused == ("spool write failed: OSError: [Errno 28] No space left on device")
+
+    def still_failing(directory: Path, size: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr("shared.spool._probe_write", still_failing)
+    assert await spool.check() == "spool cannot write: OSError: [Errno 5] Input/output error"
+    monkeypatch.undo()
+    # The disk works again (a probe write succeeds): ready without waiting for a batch.
+    assert await spool.check() is None
+    assert await spool.append(b"kept") is True
+    assert spool.refused is None
+
+
+async def test_write_errors_are_logged_once_per_interval_with_a_count(
+    spool: Spool, caplog: pytest.LogCaptureFixture
+) -> None:
+    for _ in range(5):
+        spool._fh = FailingFile(spool._fh, keep=0.0)  # type: ignore[assignment]
+        assert await spool.append(b"lost") is False
+    lines = [r for r in caplog.records if r.name == "belfry.spool" and r.levelname == "ERROR"]
+    assert len(lines) == 1
+    assert lines[0].error == "OSError: [Errno 28] No space left on device"  # type: ignore[attr-defined]
+    assert lines[0].errno == errno.ENOSPC  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs: a real ENOSPC (needs root, as the test machine runs)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+async def test_a_full_disk_refuses_the_batch_says_so_and_makes_the_spool_unready(
+    tiny_disk: Path,
+) -> None:
+    s = Spool(tiny_disk / "spool", max_bytes=1 << 30)
+    try:
+        assert await s.check() is None
+        stored = 0
+        while await s.append(b"x" * 4000):
+            stored += 1
+        assert 5 < stored < 20  # 64 KiB of 1 GiB: the disk, not the spool, is full
+        assert s.refused is not None and "[Errno 28]" in s.refused
+        reason = await s.check()
+        assert reason is not None
+        assert "No space left on device" in reason or "spool disk full" in reason
+        _published, publish = collector()
+        assert await s.drain(publish) == stored  # what was acknowledged is all there
+        assert await s.check() is None  # space came back
+        assert await s.append(b"y" * 4000) is True
+    finally:
+        s.close()
