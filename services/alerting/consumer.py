@@ -4,8 +4,10 @@ A message is a `batch.v1` array of `metric.v1` envelopes. Each valid event becom
 sample (tenant = the envelope's tenant, time = its occurred_at, never later than now);
 the message is acked once its samples are in the windows. A body that isn't a JSON array
 is dead-lettered whole, each bad event alone (with `x-belfry-reason`), so one bad event
-never costs the batch. Samples live in memory: after a restart the windows refill, and
-alert state, which is what must survive, is in Postgres.
+never costs the batch. A NUL character in the name or labels is a bad event too: the labels
+become an alert row's jsonb, which Postgres refuses, and every tick would fail. Samples
+live in memory: after a restart the windows refill, and alert state, which is what must
+survive, is in Postgres.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from shared.topology import Topology
 from shared.tracing import links_to, messaging_attributes, traceparent
 
 log = logging.getLogger("belfry.alerting.consumer")
+
+
+def _storable(data: dict[str, Any]) -> None:
+    labels = data.get("labels") or {}
+    if "\x00" in data["name"] or any("\x00" in k or "\x00" in v for k, v in labels.items()):
+        raise ContractError("data.name and data.labels must not contain NUL characters")
 
 
 class MetricConsumer:
@@ -94,6 +102,7 @@ class MetricConsumer:
                 envelope = validate_envelope(item)
                 if envelope.type != METRIC_V1:
                     raise ContractError(f"{envelope.type} is not a metric event")
+                _storable(envelope.data)
             except ContractError as exc:
                 await self._dead_letter(orjson.dumps([item]), str(exc), "validate", message)
                 continue
