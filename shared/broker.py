@@ -5,7 +5,9 @@ topology, start consumers) on each fresh connection, and reconnects with jittere
 backoff when the connection or channel dies. `available` is true only while a channel
 is open and every hook has run: it is what `/readyz` reports and what the publisher
 checks before choosing between the broker and the spool. A broker that is down at
-start-up does not stop the service from starting.
+start-up does not stop the service from starting; `wait_first_attempt()` lets a service
+open its port only once the first connect has succeeded or failed, so a restart with the
+broker up does not spool the first hits.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Awaitable, Callable
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from shared.failures import error_text
 from shared.settings import redact_url
 from shared.tasks import stop_task
 
@@ -49,6 +52,7 @@ class Broker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._ready = asyncio.Event()
+        self._attempted = asyncio.Event()  # the first connect ended, either way
         self._conn: AbstractRobustConnection | None = None
         self.channel: AbstractChannel | None = None
         self.last_error: str | None = "not connected yet"
@@ -78,6 +82,13 @@ class Broker:
         except TimeoutError:
             return False
         return True
+
+    async def wait_first_attempt(self, timeout: float) -> bool:
+        """Wait (at most `timeout` s) until the first connect succeeded or failed;
+        True if the broker is available then."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        return self.available
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -133,6 +144,7 @@ class Broker:
                 self._ready.set()
                 for up in self._available_hooks:
                     up()
+                self._attempted.set()
                 log.info("broker connected", extra={"broker": redact_url(self.url)})
                 await lost.wait()
                 self.last_error = "connection lost"
@@ -140,8 +152,9 @@ class Broker:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connect/declare failures: retry, never crash
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.last_error = error_text(exc)[:300]
                 log.warning("broker connect failed", extra={"error": self.last_error})
+            self._attempted.set()
             await self._close()
             if time.monotonic() - started > 10:
                 delay = self._reconnect_min  # it was up for a while: start the backoff over

@@ -85,6 +85,10 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
         interval=common.metrics_interval,
     )
     await broker.start()
+    # The port opens after this context: hits that arrive before the first connect
+    # ended would be spooled with the broker up.
+    if not await broker.wait_first_attempt(settings.broker_startup_wait):
+        log.warning("starting without the broker", extra={"error": broker.last_error})
     reporter.start()
     if spool.pending():
         log.info("spool has records from a previous run", extra={"bytes": spool.size_bytes})

@@ -29,6 +29,8 @@ class IngestSettings:
     batch_delay: float = 0.005
     max_in_flight: int = 64
     confirm_timeout: float = 2.0
+    # How long start-up waits for the first broker connect before opening the port.
+    broker_startup_wait: float = 5.0
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # tenant -> domains whose unsigned `?url=` links still redirect (Little Bell migration).
     unsigned_click_domains: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -58,6 +60,7 @@ class IngestSettings:
             batch_delay=env.integer("INGEST_BATCH_DELAY_MS", 5, lo=0, hi=1000) / 1000,
             max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", 64, lo=1, hi=10000),
             confirm_timeout=env.integer("INGEST_CONFIRM_TIMEOUT_MS", 2000, lo=10) / 1000,
+            broker_startup_wait=env.integer("INGEST_BROKER_STARTUP_WAIT_MS", 5000, lo=0) / 1000,
             trusted_proxies=env.networks("INGEST_TRUSTED_PROXIES"),  # type: ignore[arg-type]
             unsigned_click_domains=parse_unsigned_domains(
                 env.text("INGEST_UNSIGNED_CLICK_DOMAINS", "")
