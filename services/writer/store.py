@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -39,6 +39,10 @@ class EventStore(Protocol):
 
 
 def _month(ts: datetime) -> tuple[int, int]:
+    """The UTC month of `ts`, the one its partition holds (`2026-02-28T23:30-01:00` is
+    March); ingest's timestamps are UTC already, so the conversion is rare."""
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
     return ts.year, ts.month
 
 

@@ -193,3 +193,25 @@ async def test_every_event_validation_accepts_postgres_stores(database_url: str)
         assert await PostgresEventStore(db).insert_hits(accepted) == len(accepted)
     finally:
         await db.close()
+
+
+async def test_an_event_with_an_offset_lands_in_the_partition_of_its_utc_month(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    # 23:30 on 28 February at -01:00 is March in UTC: had it marked February's partition
+    # as ensured, February's events would have stayed in the default partition for good.
+    late = hit("late")
+    late["occurred_at"] = "2026-02-28T23:30:00-01:00"
+    february = hit("feb")
+    february["occurred_at"] = "2026-02-10T12:00:00+00:00"
+    store = PostgresEventStore(Database(database_url))
+    try:
+        for doc in (late, february):
+            assert await store.insert_hits([validate_envelope(doc)]) == 1
+    finally:
+        await store.db.close()
+    placed = await db.fetch("SELECT email_id, tableoid::regclass::text AS part FROM events")
+    assert {r["email_id"]: r["part"] for r in placed} == {
+        "late": "events_2026_03",
+        "feb": "events_2026_02",
+    }
