@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from shared import failures
+
 # Postgres refusing the rows themselves: a value it can't take (class 22), a constraint
 # (23), a value past a limit (54); asyncpg reports a Python value it can't encode as a
 # DataError too. Errors raised in Python while building the rows are about the data as
@@ -28,6 +30,5 @@ def is_data_error(exc: BaseException) -> bool:
 
 
 def error_text(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message`, never empty (`str(TimeoutError())` is), at most `limit` chars."""
-    text = str(exc)
-    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:limit]
+    """`shared.failures.error_text` (never empty) cut to `limit` characters."""
+    return failures.error_text(exc)[:limit]

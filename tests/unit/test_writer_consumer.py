@@ -385,7 +385,7 @@ async def test_split_batch_halves_still_back_off_while_the_database_is_away() ->
 
     assert sorted(stored_ids(store)) == ["a", "b", "c"]
     assert h.delays == [0.2, 0.4]
-    assert h.errors_while_sleeping == ["ConnectionError: gone", "TimeoutError"]
+    assert h.errors_while_sleeping == ["ConnectionError: gone", "TimeoutError: timed out"]
     assert h.log == ["dead-letter store", "ack m1"]
 
 
