@@ -18,6 +18,9 @@ def error_text(exc: BaseException) -> str:
     elif isinstance(exc, TimeoutError) and not message:
         message = "timed out"
     elif not message:
+        cause = exc.__cause__ or exc.__context__
+        if cause is not None:  # e.g. aiormq's bare StopAsyncIteration over a reset
+            return f"{type(exc).__name__} from {error_text(cause)}"
         message = repr(exc.args) if exc.args else "no message"
     return f"{type(exc).__name__}: {message}"
 

@@ -30,6 +30,7 @@ from prometheus_client import Gauge
 
 from shared.broker import Broker
 from shared.contracts import BATCH_V1, METRIC_V1, encode_batch, make_envelope
+from shared.failures import error_text
 from shared.httpobs import HttpStats
 from shared.ids import new_event_id
 from shared.probes import _rss_bytes
@@ -179,7 +180,7 @@ class MetricReporter:
         try:
             exchange = await asyncio.wait_for(self._exchange(), self._timeout)
         except Exception as exc:
-            return self._skipped(f"{type(exc).__name__}: {exc}")
+            return self._skipped(error_text(exc))
         if exchange is None:
             # Taking the HTTP figures now would lose them: keep counting until we can send.
             return self._skipped("broker unavailable")
@@ -200,7 +201,7 @@ class MetricReporter:
                 exchange.publish(message, self.routing_key, mandatory=False), self._timeout
             )
         except Exception as exc:
-            return self._skipped(f"{type(exc).__name__}: {exc}")
+            return self._skipped(error_text(exc))
         if self._failing:
             log.info("metric self-reports resumed")
             self._failing = False
@@ -229,7 +230,7 @@ class MetricReporter:
                     "metric collector failed",
                     extra={
                         "collector": getattr(collector, "__qualname__", repr(collector)),
-                        "error": f"{type(exc).__name__}: {exc}"[:300],
+                        "error": error_text(exc)[:300],
                     },
                 )
             else:

@@ -15,6 +15,18 @@ def test_an_exception_without_a_message_still_says_what_happened() -> None:
     assert error_text(RuntimeError("boom")) == "RuntimeError: boom"
 
 
+def test_an_empty_exception_raised_from_another_names_the_cause() -> None:
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except OSError as exc:
+            raise StopAsyncIteration from exc
+    except StopAsyncIteration as outer:
+        assert error_text(outer) == (
+            "StopAsyncIteration from ConnectionResetError: [Errno 104] Connection reset by peer"
+        )
+
+
 def test_an_os_error_names_its_errno() -> None:
     assert error_text(OSError(errno.ENOSPC, "No space left on device")) == (
         "OSError: [Errno 28] No space left on device"
