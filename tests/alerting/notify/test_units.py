@@ -12,6 +12,7 @@ import random
 import re
 import socket
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -422,3 +423,25 @@ async def test_smtp_connect_refuses_a_name_with_any_internal_address() -> None:
     resolver = StaticResolver("93.184.215.14", "10.0.0.1")
     with pytest.raises(EgressRefused, match=r"10\.0\.0\.1"):
         await open_checked(EgressPolicy(), resolver, "smtp.example.com", 25)
+
+
+RULE_PACK = Path(__file__).resolve().parents[3] / "infra/alerting/rules.yaml"
+
+
+async def test_default_rule_pack_counts_only_belfrys_own_failures() -> None:
+    # The self-reported figures as the reporter sends them (plus its `service` label),
+    # against the rule pack's BelfryNotificationsFailing: a tenant's failures don't match.
+    from services.alerting.files import load_rules_file
+    from services.alerting.notify import metrics
+
+    rules = load_rules_file(str(RULE_PACK))
+    (rule,) = [r for r in rules if r.name == "BelfryNotificationsFailing"]
+    await failure_figures()
+    metrics.count("email", "refused", metrics.owner_of("acme"))
+    metrics.count("webhook", "failed", metrics.owner_of("belfry"))
+    matched = {
+        s.labels["owner"]: s.value
+        for s in await failure_figures()
+        if s.name == rule.metric and rule.matches({**s.labels, "service": "alerting"})
+    }
+    assert matched == {"belfry": 1}
