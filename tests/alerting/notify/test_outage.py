@@ -1,6 +1,7 @@
 """Postgres away while a notification arrives: the consumer can't read its channel, so
 the message waits in the delay queue and is tried again; once the database is back it
-is delivered exactly once — nothing lost, nothing sent twice."""
+is delivered exactly once — nothing lost, nothing sent twice. The failed handling is
+Belfry's failure (owner="belfry"), whoever the tenant."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from services.alerting.notify import metrics
 from tests.alerting.notify.conftest import (
     AddChannel,
     Publish,
@@ -31,6 +33,7 @@ async def test_database_outage_delays_delivery_without_loss_or_duplicate(
     hook: Receiver = await receiver()
     await add_channel("h", "webhook", {"url": hook.url})
     proxy = await TcpProxy("127.0.0.1", 5432).start()
+    errors_before = metrics.NOTIFICATIONS.labels("webhook", "error", "belfry")._value.get()
     try:
         service = await start_notify(database_url=proxy.url_for(database_url))
         proxy.cut()
@@ -44,6 +47,8 @@ async def test_database_outage_delays_delivery_without_loss_or_duplicate(
         # queue, not acked away and not sent.
         await eventually(handler_retries, lambda n: n >= 2, what="handler retries")
         assert hook.requests == []
+        errors = metrics.NOTIFICATIONS.labels("webhook", "error", "belfry")._value.get()
+        assert errors - errors_before >= 2
         proxy.heal()
         row = await delivery(db, env["data"]["notification_id"], "delivered", timeout=15)
         assert row["attempts"] == 1

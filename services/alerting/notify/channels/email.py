@@ -135,7 +135,8 @@ async def _connect(config: dict[str, Any], ctx: SendContext, port: int) -> socke
     resolver = ctx.resolver or DefaultResolver()
     try:
         async with asyncio.timeout(ctx.settings.request_timeout):
-            return await open_checked(ctx.egress, resolver, str(config["host"]), port)
+            host = str(config["host"]).strip("[]")  # an IPv6 literal may come bracketed
+            return await open_checked(ctx.egress, resolver, host, port)
     finally:
         if ctx.resolver is None:
             await resolver.close()
