@@ -331,7 +331,9 @@ class BatchPublisher:
             await asyncio.sleep(self._confirm_timeout)
 
     def _hold_new_batches(self) -> None:
-        if self._cutover is None:
+        # Not while confirms time out (frozen broker): new batches would wait a confirm
+        # timeout per replay attempt instead of being spooled at once.
+        if self._cutover is None and not self._stalled:
             self._cutover = asyncio.get_running_loop().create_future()
 
     async def _replay_records(self, records: list[bytes]) -> None:
