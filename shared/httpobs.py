@@ -123,13 +123,21 @@ def _failure(request: web.Request, exc: Exception, route: str) -> web.Response:
         response = web.Response(
             body=orjson.dumps({"error": reason}), status=400, content_type="application/json"
         )
-        response.force_close()  # the rest of the stream cannot be parsed
+        _close_if_unreadable(request, response)
         return response
     if isinstance(exc, ConnectionError) and request.transport is None:
         _client_gone(request, route)
         return web.Response(status=CLIENT_CLOSED)
     log.exception("unhandled error", extra={"route": route})
     return _internal_error()
+
+
+def _close_if_unreadable(request: web.Request, response: web.StreamResponse) -> None:
+    """After a body aiohttp could not decode, whoever answered it (a handler may catch
+    RequestPayloadError itself), the stream cannot be parsed further and aiohttp drops
+    the connection: say `Connection: close`, so no client sends its next request there."""
+    if isinstance(request.content.exception(), web.RequestPayloadError):
+        response.force_close()
 
 
 def _cancelled(request: web.Request, route: str) -> int:
@@ -204,10 +212,13 @@ def observability_middleware(
             try:
                 response = await handler(request)
                 status = response.status
+                if status >= 400:
+                    _close_if_unreadable(request, response)
                 return response
             except web.HTTPException as exc:
                 status = exc.status
                 answer = _json_error(exc)
+                _close_if_unreadable(request, answer or exc)
                 if answer is None:
                     raise
                 return answer
@@ -227,10 +238,13 @@ def observability_middleware(
             try:
                 response = await handler(request)
                 status = response.status
+                if status >= 400:
+                    _close_if_unreadable(request, response)
                 return response
             except web.HTTPException as exc:
                 status = exc.status
                 answer = _json_error(exc)
+                _close_if_unreadable(request, answer or exc)
                 if answer is None:
                     raise
                 return answer

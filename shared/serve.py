@@ -1,4 +1,5 @@
-"""Running an aiohttp app as a service process: uvloop, SIGTERM drain, SO_REUSEPORT.
+"""Running an aiohttp app as a service process: uvloop, SIGTERM drain, SO_REUSEPORT, and
+the server's own limits (head deadline, connection cap: shared.httpserver).
 
 On SIGTERM/SIGINT: `/readyz` turns 503 at once, we wait `shutdown_grace` seconds so
 load balancers notice, then the listener closes, in-flight requests finish, and the
@@ -18,6 +19,7 @@ import uvloop
 from aiohttp import web
 from opentelemetry.sdk.trace import TracerProvider
 
+from shared.httpserver import HttpLimits, start_server
 from shared.jsonlog import setup_logging
 from shared.probes import HEALTH
 from shared.settings import CommonSettings, SettingsError
@@ -34,12 +36,21 @@ async def serve(
     shutdown_grace: float = 0.0,
     reuse_port: bool = False,
     shutdown_timeout: float = 20.0,
+    limits: HttpLimits | None = None,
 ) -> None:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
-    await site.start()
-    log.info("listening", extra={"host": host, "port": port})
+    limits = limits or HttpLimits()
+    server = await start_server(
+        app, host, port, limits, reuse_port=reuse_port, shutdown_timeout=shutdown_timeout
+    )
+    log.info(
+        "listening",
+        extra={
+            "host": host,
+            "port": port,
+            "max_connections": limits.max_connections,
+            "header_timeout_s": limits.header_timeout,
+        },
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -50,7 +61,7 @@ async def serve(
         app[HEALTH].draining = True
     if shutdown_grace:
         await asyncio.sleep(shutdown_grace)
-    await runner.cleanup()
+    await server.close()
     log.info("stopped")
 
 
@@ -90,7 +101,15 @@ def run_service(
         return 2
     app = build_app(provider)
     try:
-        run(serve(app, host, port, shutdown_grace=common.shutdown_grace))
+        run(
+            serve(
+                app,
+                host,
+                port,
+                shutdown_grace=common.shutdown_grace,
+                limits=HttpLimits.of(common),
+            )
+        )
     finally:
         if provider is not None:
             provider.shutdown()  # flush the last spans

@@ -108,6 +108,14 @@ def _fraction(env: Env, name: str) -> float:
     return value
 
 
+def _positive(env: Env, name: str, default: float) -> float:
+    """Seconds that must be above zero (a zero timeout would close every connection)."""
+    value = env.number(name, default)
+    if value <= 0:
+        raise SettingsError(f"{name} must be a number of seconds > 0, got {value}")
+    return value
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and error messages."""
     try:
@@ -143,6 +151,16 @@ class CommonSettings:
     access_log_sample: float = 0.0
     # Client IPs in spans cut to their network (/24, /48): telemetry keeps no full IPs.
     truncate_ips: bool = False
+    # Seconds a connection has to deliver a complete request head (request line and
+    # headers), counted from connecting or from the first byte of a request: slowloris
+    # clients are closed instead of held.
+    http_header_timeout: float = 10.0
+    # Connections one process holds at once; more are answered 503 and closed, so a flood
+    # of connections cannot exhaust file descriptors or memory.
+    http_max_connections: int = 4096
+    # Seconds an idle keep-alive connection stays open between requests. Longer than
+    # the idle timeout of the proxy in front (nginx upstream keep-alive: 60 s).
+    http_keepalive_timeout: float = 75.0
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str]) -> CommonSettings:
@@ -167,4 +185,7 @@ class CommonSettings:
             metrics_interval=env.number("METRICS_REPORT_INTERVAL_SECONDS", 5.0, lo=0.1),
             access_log_sample=_fraction(env, "ACCESS_LOG_SAMPLE"),
             truncate_ips=env.flag("TELEMETRY_TRUNCATE_IPS", False),
+            http_header_timeout=_positive(env, "HTTP_HEADER_TIMEOUT_SECONDS", 10.0),
+            http_max_connections=env.integer("HTTP_MAX_CONNECTIONS", 4096, lo=1, hi=1_000_000),
+            http_keepalive_timeout=_positive(env, "HTTP_KEEPALIVE_TIMEOUT_SECONDS", 75.0),
         )

@@ -15,6 +15,7 @@ import sys
 from services.ingest.app import create_app
 from services.ingest.keys import IngestDeps
 from services.ingest.settings import IngestSettings
+from shared.httpserver import HttpLimits
 from shared.jsonlog import setup_logging
 from shared.serve import die_with_parent_hook, run, serve
 from shared.settings import SettingsError
@@ -69,6 +70,7 @@ def main() -> int:
                 settings.port,
                 shutdown_grace=settings.common.shutdown_grace,
                 reuse_port=worker is not None,
+                limits=HttpLimits.of(settings.common),
             )
         )
     except SpoolError as exc:

@@ -82,6 +82,27 @@ def via(
     )
 
 
+def alerting_settings_for(common: CommonSettings) -> AlertingSettings:
+    """As tests/alerting's fixture: ticks only when told, notifications at once."""
+    return AlertingSettings(
+        common=replace(common, service="alerting", metrics_interval=3600),
+        eval_interval=3600,
+        group_wait=0,
+        outbox_interval=0.05,
+        external_url="http://alerting.test",
+        notify=NotifySettings(max_attempts=1, egress_allow=(ipaddress.ip_network("127.0.0.0/8"),)),
+    )
+
+
+def api_settings_for(common: CommonSettings, signing: SigningKeys) -> ApiSettings:
+    return ApiSettings(
+        common=replace(common, service="api"),
+        signing=signing,
+        public_url="http://tracking.test",
+        migrate_on_start=False,  # the template database is migrated already
+    )
+
+
 async def test_ingest_health_follows_the_broker(
     start_ingest: Started, ingest_settings: IngestSettings, rabbit_proxy: TcpProxy
 ) -> None:
@@ -129,14 +150,7 @@ async def test_writer_health_follows_the_broker(
 async def test_alerting_health_follows_the_database(
     start_app: Any, common: CommonSettings, pg_proxy: TcpProxy
 ) -> None:
-    settings = AlertingSettings(
-        common=replace(via(common, pg=pg_proxy), service="alerting", metrics_interval=3600),
-        eval_interval=3600,
-        group_wait=0,
-        outbox_interval=0.05,
-        external_url="http://alerting.test",
-        notify=NotifySettings(max_attempts=1, egress_allow=(ipaddress.ip_network("127.0.0.0/8"),)),
-    )
+    settings = alerting_settings_for(via(common, pg=pg_proxy))
     alerting = await start_app(create_alerting(settings, AlertingDeps(clock=FakeClock())))
     await ready(alerting)
     await assert_healthy(alerting, "alerting")
@@ -153,12 +167,7 @@ async def test_api_health_follows_the_database_not_its_optional_broker(
     pg_proxy: TcpProxy,
     rabbit_proxy: TcpProxy,
 ) -> None:
-    settings = ApiSettings(
-        common=replace(via(common, amqp=rabbit_proxy, pg=pg_proxy), service="api"),
-        signing=signing,
-        public_url="http://tracking.test",
-        migrate_on_start=False,
-    )
+    settings = api_settings_for(via(common, amqp=rabbit_proxy, pg=pg_proxy), signing)
     api = await start_app(create_api(settings, ApiDeps(self_report=True)))
     await ready(api)
     await assert_healthy(api, "api")

@@ -223,6 +223,45 @@ def test_common_rejects_negative_shutdown_grace() -> None:
         CommonSettings.from_env("x", {"SHUTDOWN_GRACE_SECONDS": "-3"})
 
 
+def test_common_http_limits_default_and_read() -> None:
+    default = CommonSettings.from_env("x", {})
+    assert (default.http_header_timeout, default.http_max_connections) == (10.0, 4096)
+    assert default.http_keepalive_timeout == 75.0
+    s = CommonSettings.from_env(
+        "x",
+        {
+            "HTTP_HEADER_TIMEOUT_SECONDS": "2.5",
+            "HTTP_MAX_CONNECTIONS": "100",
+            "HTTP_KEEPALIVE_TIMEOUT_SECONDS": "650",
+        },
+    )
+    assert (s.http_header_timeout, s.http_max_connections, s.http_keepalive_timeout) == (
+        2.5,
+        100,
+        650.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "0", "must be a number of seconds > 0, got 0.0"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "-1", "must be a finite number >= 0.0"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "soon", "must be a number"),
+        ("HTTP_HEADER_TIMEOUT_SECONDS", "inf", "must be a finite number"),
+        ("HTTP_KEEPALIVE_TIMEOUT_SECONDS", "0", "must be a number of seconds > 0"),
+        ("HTTP_MAX_CONNECTIONS", "0", "must be >= 1, got 0"),
+        ("HTTP_MAX_CONNECTIONS", "1000001", "must be <= 1000000"),
+        ("HTTP_MAX_CONNECTIONS", "lots", "must be an integer"),
+    ],
+)
+def test_common_rejects_bad_http_limits_naming_the_variable(
+    name: str, raw: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=rf"^{name} {message}"):
+        CommonSettings.from_env("x", {name: raw})
+
+
 def test_common_unparseable_amqp_url_is_settings_error_naming_variable() -> None:
     with pytest.raises(SettingsError, match="AMQP_URL"):
         CommonSettings.from_env("x", {"AMQP_URL": "amqp://guest:guest@[::1/"})
