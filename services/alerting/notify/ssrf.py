@@ -42,11 +42,15 @@ MARKER = "refused by the egress policy"
 
 
 class EgressRefused(PermissionError):
-    """A connection to a forbidden address was refused before any packet was sent."""
+    """A connection to a forbidden address was refused before any packet was sent.
+
+    The message (what the delivery log shows the tenant) names the kind of address, not
+    the address: a channel naming an internal host must not learn what it resolves to."""
 
     def __init__(self, address: str, why: str) -> None:
-        super().__init__(errno.EACCES, f"connection to {address} {MARKER} ({why})")
+        super().__init__(errno.EACCES, f"connection {MARKER} ({why})")
         self.address = address
+        self.why = why
 
 
 def embedded_ipv4(
@@ -83,7 +87,7 @@ def forbidden(address: Address) -> str | None:
             for v4 in inner:
                 why = forbidden(v4)
                 if why is not None:
-                    return f"{form} form of {v4}, {why}"
+                    return f"{why}, in {form} form"
             if form in ("IPv4-mapped", "NAT64"):  # reach just that IPv4 host
                 return None
             # Otherwise the IPv6 address is judged too: 6to4 passes, while Teredo,
@@ -185,12 +189,12 @@ def refusal(exc: BaseException) -> str | None:
         seen.add(id(current))
         if isinstance(current, EgressRefused):
             return str(current.strerror)
-        # Several addresses refused: aiohappyeyeballs joins them into one OSError.
-        if isinstance(current, OSError) and MARKER in str(current):
-            return str(current)
-        os_error = getattr(current, "os_error", None)
+        os_error = getattr(current, "os_error", None)  # aiohttp's wrapper: look inside
         if isinstance(os_error, BaseException):
             current = os_error
             continue
+        # Several addresses refused: aiohappyeyeballs joins them into one OSError.
+        if isinstance(current, OSError) and MARKER in str(current):
+            return str(current)
         current = current.__cause__ or current.__context__
     return None

@@ -125,7 +125,8 @@ async def test_guard_checks_the_resolved_address_with_no_connection_attempt(
         env = notification("rebind", "webhook")
         await publish(env)
         row = await delivery(db, env["data"]["notification_id"], "refused")
-        assert "127.0.0.1" in row["last_error"] and "loopback" in row["last_error"]
+        # The kind of address, not the address: a name's resolution is not told.
+        assert row["last_error"] == "connection refused by the egress policy (loopback)"
         assert resolver.asked == ["hooks.example.com"]
         assert accepted == []
     finally:
@@ -196,7 +197,7 @@ async def test_email_to_an_internal_smtp_server_is_refused_unless_allow_listed(
     else:
         row = await delivery(db, nid, "refused")
         assert row["attempts"] == 1
-        assert "127.0.0.1 refused by the egress policy (loopback)" in row["last_error"]
+        assert row["last_error"] == "connection refused by the egress policy (loopback)"
         assert smtp_inbox.connections == 0 and smtp_inbox.messages == []
     assert resolver.asked == [host]
 

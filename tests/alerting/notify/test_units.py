@@ -163,19 +163,19 @@ def test_internal_addresses_are_refused(address: str) -> None:
 @pytest.mark.parametrize(
     ("address", "embedded"),
     [
-        ("2002:7f00:1::1", "6to4 form of 127.0.0.1, loopback"),
-        ("2002:a9fe:a9fe::", "6to4 form of 169.254.169.254, metadata endpoint"),
-        ("64:ff9b::a00:1", "NAT64 form of 10.0.0.1, private"),
-        ("64:ff9b::7f00:1", "NAT64 form of 127.0.0.1, loopback"),
-        ("64:ff9b:1:a00:0:100::", "NAT64 local-use form of 10.0.0.1, private"),
+        ("2002:7f00:1::1", "loopback, in 6to4 form"),
+        ("2002:a9fe:a9fe::", "metadata endpoint, in 6to4 form"),
+        ("64:ff9b::a00:1", "private, in NAT64 form"),
+        ("64:ff9b::7f00:1", "loopback, in NAT64 form"),
+        ("64:ff9b:1:a00:0:100::", "private, in NAT64 local-use form"),
         # Teredo: server 65.54.227.120, client 10.0.0.1 (stored inverted)
-        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "Teredo form of 10.0.0.1, private"),
+        ("2001:0:4136:e378:8000:63bf:f5ff:fffe", "private, in Teredo form"),
         # Teredo: server 10.0.0.1, client 8.8.8.8
-        ("2001:0:a00:1::f7f7:f7f7", "Teredo form of 10.0.0.1, private"),
-        ("::127.0.0.1", "IPv4-compatible form of 127.0.0.1, loopback"),
-        ("::a9fe:a9fe", "IPv4-compatible form of 169.254.169.254, metadata endpoint"),
-        ("::ffff:127.0.0.1", "IPv4-mapped form of 127.0.0.1, loopback"),
-        ("::ffff:192.168.0.1", "IPv4-mapped form of 192.168.0.1, private"),
+        ("2001:0:a00:1::f7f7:f7f7", "private, in Teredo form"),
+        ("::127.0.0.1", "loopback, in IPv4-compatible form"),
+        ("::a9fe:a9fe", "metadata endpoint, in IPv4-compatible form"),
+        ("::ffff:127.0.0.1", "loopback, in IPv4-mapped form"),
+        ("::ffff:192.168.0.1", "private, in IPv4-mapped form"),
     ],
 )
 def test_ipv6_forms_embedding_an_internal_ipv4_are_refused(address: str, embedded: str) -> None:
@@ -207,7 +207,7 @@ def test_refusal_is_found_inside_client_errors() -> None:
 
     key = ConnectionKey("h", 80, False, True, None, None, None)
     wrapped = aiohttp.ClientConnectorError(key, EgressRefused("10.0.0.1", "private"))
-    assert "refused by the egress policy" in (refusal(wrapped) or "")
+    assert refusal(wrapped) == "connection refused by the egress policy (private)"
     assert refusal(aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "x"))) is None
 
 
@@ -421,8 +421,11 @@ class StaticResolver(AbstractResolver):
 async def test_smtp_connect_refuses_a_name_with_any_internal_address() -> None:
     # One internal address among public ones refuses the host: no address is tried.
     resolver = StaticResolver("93.184.215.14", "10.0.0.1")
-    with pytest.raises(EgressRefused, match=r"10\.0\.0\.1"):
+    with pytest.raises(EgressRefused) as refused:
         await open_checked(EgressPolicy(), resolver, "smtp.example.com", 25)
+    assert refused.value.address == "10.0.0.1"
+    # The tenant's log shows the kind of address, not what the name resolved to.
+    assert refused.value.strerror == "connection refused by the egress policy (private)"
 
 
 RULE_PACK = Path(__file__).resolve().parents[3] / "infra/alerting/rules.yaml"
