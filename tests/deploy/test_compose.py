@@ -110,6 +110,18 @@ def test_proxy_routes_tracking_paths_to_ingest_and_the_rest_to_the_api() -> None
     assert upstream("/health") == "api"
 
 
+def test_proxy_keeps_metrics_and_internal_probes_off_the_public_host() -> None:
+    """Without an nginx binary (tests/deploy/test_nginx.py runs a real one): each such
+    path has an exact location, which nginx prefers to every regex and prefix, and it
+    answers 404 instead of proxying."""
+    conf = (INFRA / "nginx" / "belfry.conf").read_text()
+    exact = dict(re.findall(r"location\s+=\s*(\S+)\s*\{([^}]*)\}", conf))
+    for path in ("/metrics", "/health/detailed", "/readyz", "/livez"):
+        assert "return 404" in exact[path] and "proxy_pass" not in exact[path], path
+    assert "/health" not in exact  # Little Bell's health check stays public
+    assert re.search(r"^\s*server_tokens off;", conf, re.MULTILINE)
+
+
 def test_dockerfile_is_slim_non_root_and_caches_dependencies() -> None:
     text = (ROOT / "Dockerfile").read_text()
     lines = [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]

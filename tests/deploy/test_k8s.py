@@ -272,6 +272,48 @@ def test_ingress_routes_tracking_to_ingest_and_the_rest_to_the_api(
         assert ("Service", entry["backend"]["service"]["name"]) in objs
 
 
+NOT_PUBLIC = ("/metrics", "/health/detailed", "/readyz", "/livez")
+
+
+def test_ingress_keeps_metrics_and_internal_probes_off_the_public_host(
+    rendered: tuple[str, dict],
+) -> None:
+    """ingress-nginx with use-regex turns every path into `~* "^<path>"` (Exact ones too),
+    tried longest first: the anchored paths catch exactly these, in any case, and send
+    them to a Service without endpoints (503, no pod reached)."""
+    _, objs = rendered
+    ingress = objs[("Ingress", "belfry")]
+    (rule,) = ingress["spec"]["rules"]
+    paths = rule["http"]["paths"]
+
+    def backend(path: str) -> str:
+        for entry in sorted(paths, key=lambda p: len(p["path"]), reverse=True):
+            if re.match("^" + entry["path"], path, re.IGNORECASE):
+                return str(entry["backend"]["service"]["name"])
+        raise AssertionError(path)
+
+    for path in NOT_PUBLIC:
+        assert backend(path) == "belfry-not-public", path
+        assert backend(path.upper()) == "belfry-not-public", path
+        assert backend(path + "/") == "belfry-api", path  # aiohttp: no such route, 404
+    for path in ("/health", "/metricsco/emails", "/livezone/dashboard", "/readyz-inc/stats"):
+        assert backend(path) == "belfry-api", path
+    hidden = objs[("Service", "belfry-not-public")]
+    assert "selector" not in hidden["spec"], "a selector would give it endpoints"
+    for entry in paths:
+        if entry["backend"]["service"]["name"] == "belfry-not-public":
+            assert entry["pathType"] == "ImplementationSpecific", entry["path"]
+
+
+def test_prometheus_scrapes_the_pods_not_the_ingress(rendered: tuple[str, dict]) -> None:
+    _, objs = rendered
+    for name, deployment in deployments(objs).items():
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        assert annotations["prometheus.io/port"] == str(PORTS[name]), name
+
+
 def test_dependencies_run_by_their_operators(rendered: tuple[str, dict]) -> None:
     overlay, objs = rendered
     rabbit = objs[("RabbitmqCluster", "belfry-rabbitmq")]
