@@ -22,12 +22,13 @@ run: install
 ## make test: lint, then unit and integration tests against the real RabbitMQ and Postgres.
 ## Debian packages the tests use, installed in one apt-get when any is missing:
 ## prometheus (promtool: /metrics text, rules, config), prometheus-alertmanager (alerting
-## tests), chromium (the api dashboard test).
+## tests), chromium (the api dashboard test), nginx (the public-host routing test).
 test: lint
 	@missing=""; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  echo "make test: installing$$missing (apt-get)"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
