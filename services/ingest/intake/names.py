@@ -4,7 +4,8 @@ OTLP names are free text (`http.server.duration`), so they are sanitised the way
 Prometheus's OTLP translator does: every character outside the allowed set becomes `_`,
 a leading digit gets a prefix. remote_write names are Prometheus names already, so they
 are checked, not changed. Both run per point, so results are cached; the caches are
-bounded (cleared when full), since names come from tenants.
+bounded (cleared when full; only names within the length limits are kept), since names
+come from tenants.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def _remember(cache: dict[str, str | None], key: str, value: str | None) -> str 
 
 def otlp_metric_name(name: str) -> str | None:
     """`http.server.duration` -> `http_server_duration`; None if it can't be a name."""
+    if len(name) > MAX_NAME_LEN:  # checked first: an over-long name is never cached
+        return None
     try:
         return _metric_names[name]
     except KeyError:
@@ -50,6 +53,8 @@ def otlp_metric_name(name: str) -> str | None:
 def otlp_label_name(key: str) -> str | None:
     """`http.route` -> `http_route`, `2xx` -> `key_2xx`, `__x` -> `key__x` (`__` is
     reserved); None if empty or too long."""
+    if len(key) > MAX_LABEL_NAME_LEN:
+        return None
     try:
         return _label_names[key]
     except KeyError:

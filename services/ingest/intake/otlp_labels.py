@@ -11,7 +11,7 @@ empty value means "no label", as in Prometheus. Values: strings as they are, boo
 `true`/`false`, numbers in decimal, bytes in base64, arrays and maps as compact JSON.
 
 Attribute lists arrive as raw bytes (otlp_schema.py); a data point's are converted once
-per distinct list and cached (bounded): the labels dicts handed out are shared, so
+per distinct list and cached (cache.py): the labels dicts handed out are shared, so
 nothing may mutate a sample's labels.
 """
 
@@ -24,6 +24,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from services.ingest.intake.cache import LabelCache
 from services.ingest.intake.names import format_float, label_value_problem, otlp_label_name
 from services.ingest.intake.result import BAD_LABEL, TOO_MANY_LABELS
 from shared.samples import MAX_LABELS
@@ -32,8 +33,7 @@ from shared.samples import MAX_LABELS
 Problem = tuple[str, str]
 _SKIPPED_PREFIXES = ("telemetry.", "process.", "os.", "host.", "container.")
 _MAX_DEPTH = 8
-_CACHE_SIZE = 16384
-_point_cache: dict[tuple[bytes, ...], dict[str, str] | Problem] = {}
+_point_cache: LabelCache[dict[str, str] | Problem] = LabelCache()
 
 
 def _parsed(raw: Any) -> list[Any] | Problem:
@@ -86,9 +86,7 @@ def point_labels(base: dict[str, str], raw: Any) -> dict[str, str] | Problem:
     own = _point_cache.get(key)
     if own is None:
         own = _own_labels(key)
-        if len(_point_cache) >= _CACHE_SIZE:
-            _point_cache.clear()
-        _point_cache[key] = own
+        _point_cache.put(key, own)
     if isinstance(own, tuple):
         return own
     return {**base, **own}

@@ -32,6 +32,7 @@ from typing import Any
 import cramjam
 from google.protobuf.message import DecodeError
 
+from services.ingest.intake.cache import LabelCache
 from services.ingest.intake.names import label_name_ok, label_value_problem, metric_name_ok
 from services.ingest.intake.protos import METRIC_TYPES, Label, WriteRequest
 from services.ingest.intake.result import (
@@ -62,8 +63,7 @@ class _Refused(Exception):
 
 
 # Raw label list -> (name, labels) or _Refused: a series is read once, not at every scrape.
-_CACHE_SIZE = 32768
-_series_cache: dict[tuple[bytes, ...], tuple[str, dict[str, str]] | _Refused] = {}
+_series_cache: LabelCache[tuple[str, dict[str, str]] | _Refused] = LabelCache()
 
 
 def decode_remote_write(
@@ -120,9 +120,7 @@ def _cached_series(raw: Any) -> tuple[str, dict[str, str]] | _Refused:
             named = _series_labels(key)
         except _Refused as refused:
             named = refused
-        if len(_series_cache) >= _CACHE_SIZE:
-            _series_cache.clear()
-        _series_cache[key] = named
+        _series_cache.put(key, named)
     return named
 
 
