@@ -63,7 +63,8 @@ class _Refused(Exception):
 
 
 # Raw label list -> (name, labels) or _Refused: a series is read once, not at every scrape.
-_series_cache: LabelCache[tuple[str, dict[str, str]] | _Refused] = LabelCache()
+_Series = tuple[str, dict[str, str], Kind | None]  # name, labels, kind from the name
+_series_cache: LabelCache[_Series | _Refused] = LabelCache()
 
 
 def decode_remote_write(
@@ -75,9 +76,11 @@ def decode_remote_write(
     families = {m.metric_family_name: METRIC_TYPES.get(m.type, "unknown") for m in request.metadata}
     out = DecodeResult()
     for series in request.timeseries:
-        count = len(series.samples)
-        if series.histograms:
-            out.reject(UNSUPPORTED, "native histograms (send classic ones)", len(series.histograms))
+        samples = series.samples  # each access builds a container: once per series
+        count = len(samples)
+        histograms = len(series.histograms)
+        if histograms:
+            out.reject(UNSUPPORTED, "native histograms (send classic ones)", histograms)
         if not count:
             continue
         if len(out.samples) + count > max_samples:
@@ -88,8 +91,10 @@ def decode_remote_write(
             reason, detail = named.args
             out.reject(reason, detail, count)
             continue
-        name, labels = named
-        _samples(out, name, labels, _kind(name, labels, families), series.samples)
+        name, labels, kind = named
+        if kind is None:  # only the request's metadata can tell
+            kind = "counter" if families.get(name) == "counter" else "gauge"
+        _samples(out, name, labels, kind, samples)
     return out
 
 
@@ -110,7 +115,7 @@ def parse_request(body: bytes, max_uncompressed: int = MAX_UNCOMPRESSED) -> Any:
         raise IntakeError(f"body is not a Prometheus WriteRequest: {exc}") from None
 
 
-def _cached_series(raw: Any) -> tuple[str, dict[str, str]] | _Refused:
+def _cached_series(raw: Any) -> _Series | _Refused:
     if len(raw) > MAX_LABELS + 1:  # before hashing a tuple of 10,000 labels
         return _Refused(TOO_MANY_LABELS, f"a series with {len(raw)} labels (at most {MAX_LABELS})")
     key = tuple(raw)
@@ -124,8 +129,8 @@ def _cached_series(raw: Any) -> tuple[str, dict[str, str]] | _Refused:
     return named
 
 
-def _series_labels(raw: tuple[bytes, ...]) -> tuple[str, dict[str, str]]:
-    """(name, labels) of a series' raw labels; raises _Refused. The dict is shared by
+def _series_labels(raw: tuple[bytes, ...]) -> _Series:
+    """(name, labels, kind) of a series' raw labels; raises _Refused. The dict is shared by
     every sample of the series (and of later requests): never mutate it."""
     name = None
     out: dict[str, str] = {}
@@ -151,17 +156,18 @@ def _series_labels(raw: tuple[bytes, ...]) -> tuple[str, dict[str, str]]:
         raise _Refused(BAD_NAME, "a series without __name__")
     if not metric_name_ok(name):
         raise _Refused(BAD_NAME, f"metric name {name[:60]!r}")
-    return name, out
+    return name, out, _kind(name, out)
 
 
-def _kind(name: str, labels: dict[str, str], families: dict[str, str]) -> Kind:
+def _kind(name: str, labels: dict[str, str]) -> Kind | None:
+    """The kind the name and labels tell; None: ask the metadata."""
     if "le" in labels and name.endswith("_bucket"):
         return "histogram_bucket"
     if "quantile" in labels:
         return "summary_quantile"
     if name.endswith(_COUNTER_SUFFIXES):
         return "counter"
-    return "counter" if families.get(name) == "counter" else "gauge"
+    return None
 
 
 def _samples(
