@@ -383,7 +383,7 @@ def _valid_body() -> bytes:
     return request.SerializeToString()
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_hostile_bytes_never_escape_as_anything_but_intake_error(data: st.DataObject) -> None:
     body = _valid_body()
@@ -436,7 +436,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(_KEYS, _JSON, max_size=3))
 def test_hostile_otlp_json_never_escapes_as_anything_but_intake_error(doc: Any) -> None:
     try:

@@ -197,7 +197,7 @@ def test_a_size_bomb_is_refused_before_decompressing() -> None:
         decode_remote_write(big, max_uncompressed=100)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_hostile_bytes_never_escape_as_anything_but_intake_error(data: st.DataObject) -> None:
     raw = _request(
