@@ -33,6 +33,9 @@ def test_settings_are_frozen_with_defaults() -> None:
     assert settings.max_series > 0 and settings.samples_per_second > 0
     with pytest.raises(AttributeError):
         settings.max_series = 1  # type: ignore[misc]
+    for name in ("samples_per_second", "max_series", "series_idle_seconds"):
+        with pytest.raises(ValueError, match=name):
+            LimitSettings(**{name: 0})  # type: ignore[arg-type]
 
 
 def test_a_request_over_the_rate_is_refused_whole_with_a_wait() -> None:
@@ -131,8 +134,9 @@ def test_the_shape_of_each_series_is_limited() -> None:
 
 def test_shape_refusals_cost_no_rate_tokens() -> None:
     clock = Clock()
-    limits = _limits(clock, samples_per_second=1, burst_samples=2, max_labels=0)
-    bad = limits.admit("acme", _samples(50))
+    limits = _limits(clock, samples_per_second=1, burst_samples=2, max_labels=1)
+    crowded = [Sample("m", 1.0, TS, {"a": "1", "b": "2"})] * 50
+    bad = limits.admit("acme", crowded)
     assert bad.reasons == {"too_many_labels": 50} and not bad.throttled
     assert len(limits.admit("acme", [Sample("m", 1.0, TS)] * 2).samples) == 2
 

@@ -51,6 +51,12 @@ class LimitSettings:
     max_name_len: int = 200
     max_tenants: int = 10_000
 
+    def __post_init__(self) -> None:
+        # From the environment, a 0 would divide by zero (rate) or refuse everything.
+        for name in self.__dataclass_fields__:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"intake limit {name} must be positive")
+
 
 @dataclass(slots=True)
 class Admission(DecodeResult):
