@@ -9,7 +9,12 @@ schemathesis promises are valid), so `positive_data_acceptance` still checks the
 - a `POST /v1/track` `ts` must lie within the last 30 days by the server's clock: positive
   items that carry a `ts` (or an `id`, which needs one) get a time of the last hour;
 - the api's `from` must come before `to`, and a stats range may hold at most 3000
-  buckets: positive cases get their bounds swapped, or a day bucket and a nearer `from`.
+  buckets: positive cases get their bounds swapped, or a day bucket and a nearer `from`;
+- alerting's `since` must come before `until`, and a silence must end after it starts:
+  positive cases get them swapped;
+- the channels a rule names must exist: positive rules name none;
+- a channel PUT keeps the stored name, and the stored type unless it names one: positive
+  ones carry the path's name and the type their config is for.
 
 Negative cases go out as generated: a forged signature or an old `ts` must be refused.
 """
@@ -78,6 +83,58 @@ def _api_range(case: Case, stats: bool) -> None:
             query["from"] = (end - timedelta(days=MAX_BUCKETS - 1)).isoformat()
 
 
+def _ordered(doc: dict[str, Any] | None, first: str, second: str) -> None:
+    """Swap two RFC 3339 values of `doc` that are not in order (drop `second` if equal)."""
+    if not doc or not isinstance(doc.get(first), str) or not isinstance(doc.get(second), str):
+        return
+    try:
+        a, b = (datetime.fromisoformat(doc[k].replace("Z", "+00:00")) for k in (first, second))
+    except ValueError:
+        return
+    if a == b:
+        del doc[second]
+    elif a > b:
+        doc[first], doc[second] = doc[second], doc[first]
+
+
+def _since_until(query: dict[str, Any] | None) -> None:
+    """Alerting stats: `since` before `until`, which is now when not given."""
+    _ordered(query, "since", "until")
+    if query and isinstance(query.get("since"), str) and "until" not in query:
+        try:
+            since = datetime.fromisoformat(query["since"].replace("Z", "+00:00"))
+        except ValueError:
+            return
+        if since >= datetime.now(UTC):
+            query["until"] = (since + timedelta(hours=1)).isoformat()
+
+
+def _silence(case: Case) -> None:
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    _ordered(body, "starts_at", "ends_at")
+    if body.get("ends_at") is None and body.get("duration") is None:
+        body["duration"] = "1h"
+    ends = body.get("ends_at")
+    if body.get("starts_at") is None and isinstance(ends, str):
+        # Without starts_at the silence starts now: an end in the past needs a start.
+        body["starts_at"] = "1970-01-01T00:00:00Z"
+
+
+def _channel_put(case: Case) -> None:
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if "name" in body:
+        body["name"] = (case.path_parameters or {}).get("name")
+    config = body.get("config")
+    if not isinstance(config, dict):
+        body.pop("type", None)  # a new type needs its config
+    elif "type" not in body:
+        body["type"] = "email" if "host" in config else "webhook"
+
+
 @schemathesis.hook
 def map_case(context: HookContext, case: Case) -> Case:
     if not _positive(case):
@@ -89,4 +146,12 @@ def map_case(context: HookContext, case: Case) -> Case:
         _track_times(case)
     elif path == "/{tenant}/stats" or path.startswith("/{tenant}/export."):
         _api_range(case, stats=path == "/{tenant}/stats")
+    elif path == "/api/v1/stats":
+        _since_until(case.query)
+    elif path.startswith("/api/v1/silences") and case.method in ("POST", "PUT"):
+        _silence(case)
+    elif path == "/api/v1/channels/{name}" and case.method == "PUT":
+        _channel_put(case)
+    elif path.startswith("/api/v1/rules") and isinstance(case.body, dict):
+        case.body.pop("channels", None)
     return case
