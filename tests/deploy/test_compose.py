@@ -198,3 +198,11 @@ def test_alerting_and_api_settings_parse_too(compose: dict) -> None:
         assert alerting.AlertingSettings.from_env(env).port == PORTS["alerting"]
     for env in (compose["services"]["api"]["environment"], k8s_config):
         assert api.ApiSettings.from_env({**env, **key}).port == PORTS["api"]
+
+
+def test_the_egress_allow_list_admits_mailpit_alone(compose: dict) -> None:
+    """A tenant's channel must not reach Postgres, RabbitMQ or Belfry's own services: the
+    compose network is private, so the allow-list names Mailpit's fixed address only."""
+    allowed = compose["services"]["alerting"]["environment"]["ALERTING_EGRESS_ALLOW_CIDRS"]
+    mailpit = compose["services"]["mailpit"]["networks"]["belfry"]["ipv4_address"]
+    assert allowed.split(",") == [f"{mailpit}/32"]
