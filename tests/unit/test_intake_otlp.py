@@ -163,6 +163,67 @@ def test_hand_written_otlp_json_with_its_spec_quirks() -> None:
     ]
 
 
+def test_otlp_json_spellings_that_protobufs_json_mapping_allows() -> None:
+    doc = {
+        "resource_metrics": [  # original field names work as camelCase ones do
+            {
+                "scope_metrics": [
+                    {
+                        "metrics": [
+                            {
+                                "name": "a",
+                                "sum": {
+                                    "aggregationTemporality": "AGGREGATION_TEMPORALITY_CUMULATIVE",
+                                    "isMonotonic": True,
+                                    "dataPoints": [
+                                        {"asDouble": "NaN", "timeUnixNano": 5_000_000},
+                                        {
+                                            "asDouble": "2.5",
+                                            "attributes": [
+                                                {"key": "raw", "value": {"bytesValue": "AP8="}}
+                                            ],
+                                        },
+                                        {"asInt": 7, "attributes": None, "flags": 0},
+                                    ],
+                                },
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+    result = decode_otlp_metrics(orjson.dumps(doc), JSON, now_ms=NOW_MS)
+    assert [(s.value, s.labels, s.kind) for s in result.samples] == [
+        (2.5, {"raw": "AP8="}, "counter"),
+        (7.0, {}, "counter"),
+    ]
+    assert result.reasons == {"non_finite": 1}
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        {"asInt": "12abc"},
+        {"asInt": 1.5},
+        {"asInt": True},
+        {"asInt": str(2**70)},
+        {"asDouble": "fast"},
+        {"asDouble": [1]},
+        {"timeUnixNano": -1},
+        {"attributes": {"key": "a"}},
+        {"attributes": [{"key": "a", "value": {"bytesValue": 5}}]},
+        {"attributes": [{"key": 5, "value": {}}]},
+    ],
+)
+def test_otlp_json_values_of_the_wrong_type_are_intake_errors(point: dict[str, Any]) -> None:
+    doc = {
+        "resourceMetrics": [{"scopeMetrics": [{"metrics": [{"gauge": {"dataPoints": [point]}}]}]}]
+    }
+    with pytest.raises(IntakeError):
+        decode_otlp_metrics(orjson.dumps(doc), JSON)
+
+
 # --- hand-built protobuf for the edge cases -------------------------------------------------
 
 
@@ -439,6 +500,37 @@ _JSON = st.recursive(
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(_KEYS, _JSON, max_size=3))
 def test_hostile_otlp_json_never_escapes_as_anything_but_intake_error(doc: Any) -> None:
+    try:
+        body = orjson.dumps(doc)
+    except orjson.JSONEncodeError:
+        return
+    with contextlib.suppress(IntakeError):
+        decode_otlp_metrics(body, JSON, now_ms=NOW_MS)
+
+
+def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON document a value sits."""
+    found = [prefix]
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(doc, list):
+        for i, value in enumerate(doc):
+            found += _paths(value, (*prefix, i))
+    return found
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_any_value_anywhere_in_valid_otlp_json_is_a_result_or_an_intake_error(
+    data: st.DataObject,
+) -> None:
+    doc = json_format.MessageToDict(ExportMetricsServiceRequest.FromString(_valid_body()))
+    path = data.draw(st.sampled_from(_paths(doc)[1:]))
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = data.draw(_JSON)
     try:
         body = orjson.dumps(doc)
     except orjson.JSONEncodeError:

@@ -22,8 +22,9 @@ Labels: services/ingest/intake/otlp_labels.py. A point flagged "no recorded valu
 dropped (not an error); a point with a non-finite value, a bad label or no value is
 refused alone, counted in `rejected` (OTLP's `rejected_data_points`: one per data point,
 however many samples it would have made). Timestamps: `time_unix_nano` floored to ms; 0
-(unset) is the receive time. Exemplars are ignored (so OTLP/JSON's hex trace ids, which
-the protobuf JSON parser reads as base64, do no harm: both alphabets fit).
+(unset) is the receive time. Exemplars are ignored (so OTLP/JSON's hex trace ids, read
+as base64, do no harm). OTLP/JSON is read by otlp_json.py into the same message, so
+both encodings go through one mapping.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
 
 from services.ingest.intake.names import format_float, otlp_metric_name
+from services.ingest.intake.otlp_json import parse_json_request
 from services.ingest.intake.otlp_labels import point_labels, resource_labels
 from services.ingest.intake.otlp_schema import RawExportMetricsServiceRequest
 from services.ingest.intake.protos import RpcStatus
@@ -89,11 +90,7 @@ def parse_request(body: bytes, content_type: str) -> Any:
         raise IntakeError(f"body is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise IntakeError("body is not an OTLP/JSON ExportMetricsServiceRequest object")
-    request = ExportMetricsServiceRequest()
-    try:
-        json_format.ParseDict(doc, request, ignore_unknown_fields=True, max_recursion_depth=64)
-    except Exception as exc:  # the pure-Python parser has more failure types than it documents
-        raise IntakeError(f"body is not an OTLP/JSON metrics request: {str(exc)[:200]}") from None
+    request = parse_json_request(doc)
     # One decoding path: the JSON-read message re-read as the raw-attributes schema.
     return RawExportMetricsServiceRequest.FromString(request.SerializeToString())
 
