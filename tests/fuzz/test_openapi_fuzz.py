@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.tenants import create_tenant
 from tests.support.processes import ROOT, Proc
@@ -154,6 +156,25 @@ def _errors(log: Path) -> str:
     return _shorten("\n".join(line for line in lines if '"ERROR"' in line or "Traceback" in line))
 
 
+async def answered(service: Proc) -> dict[tuple[str, str, str], float]:
+    """(method, route template, status) -> requests the service answered so, from its
+    /metrics: proof that the run got past auth, signatures and validation."""
+    async with aiohttp.ClientSession() as http, http.get(service.url + "/metrics") as resp:
+        text = await resp.text()
+    return {
+        (s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "http_requests"
+        for s in family.samples
+        if s.name == "http_requests_total"
+    }
+
+
+def assert_reached(counts: dict[tuple[str, str, str], float], *keys: tuple[str, str, str]) -> None:
+    missing = [k for k in keys if not counts.get(k)]
+    assert not missing, f"the fuzzer never got these answers: {missing}"
+
+
 @pytest.fixture
 def service_env() -> dict[str, str]:
     """What every fuzzed service gets on top of `spawn`'s: no migrations (the template
@@ -188,6 +209,13 @@ async def test_alerting_openapi(
         # judge. It takes no parameters; tests/alerting/test_api.py covers it.
         extra=["--exclude-path", "/api/v1/alerts/stream"],
     )
+    assert_reached(
+        await answered(alerting),
+        ("POST", "/api/v1/rules", "201"),
+        ("POST", "/api/v1/silences", "201"),
+        ("POST", "/api/v1/channels", "201"),
+        ("GET", "/api/v1/rules/{rule_id}", "200"),
+    )
 
 
 async def test_api_openapi(
@@ -204,6 +232,12 @@ async def test_api_openapi(
     await run_schemathesis(
         api, "/api/v1/openapi.yaml", tmp_path, config=config, auth=_auth_file(tmp_path, keys)
     )
+    assert_reached(
+        await answered(api),
+        ("POST", "/{tenant}/emails", "201"),
+        ("GET", "/{tenant}/stats", "200"),
+        ("PUT", "/{tenant}/settings", "200"),
+    )
 
 
 async def test_ingest_openapi(spawn: Any, service_env: dict[str, str], tmp_path: Path) -> None:
@@ -214,4 +248,10 @@ async def test_ingest_openapi(spawn: Any, service_env: dict[str, str], tmp_path:
         tmp_path,
         config=_config(tmp_path),
         env={"FUZZ_SIGNING_KEYS": SIGNING_KEYS},  # positive click cases carry a real signature
+    )
+    assert_reached(
+        await answered(ingest),
+        ("GET", "/{tenant}/click/{email_id}", "302"),
+        ("GET", "/{tenant}/pixel/{email_id}.gif", "200"),
+        ("POST", "/v1/track", "202"),
     )
