@@ -36,10 +36,12 @@ from services.alerting.keys import (
 from services.alerting.leader import EvaluatorLock
 from services.alerting.notify import failure_figures, setup_notify
 from services.alerting.outbox import OutboxRelay
+from services.alerting.retrying import Failures
 from services.alerting.routes import add_routes
 from services.alerting.settings import AlertingSettings
 from shared.broker import Broker
 from shared.db import Database, apply_migrations
+from shared.failures import error_text
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
 from shared.selfreport import MetricReporter, broker_channel, broker_exchange, queue_depth
@@ -142,7 +144,7 @@ async def _evaluate_while_leader(
 ) -> None:
     """Forever: take the evaluator lock (else stay a standby), prepare and load, tick and
     consume while the lock is held; when it is lost, stop and start over."""
-    delay = 0.5
+    failures = Failures(log, "alerting start-up (database)", base=0.5, cap=10.0)
     while True:
         try:
             if not await lock.try_acquire():
@@ -154,14 +156,10 @@ async def _evaluate_while_leader(
                 app[_PREPARED] = True
             await engine.load()
         except Exception as exc:
-            engine.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            log.warning(
-                "alerting start-up waits for the database", extra={"error": engine.last_error}
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
+            engine.last_error = error_text(exc)[:300]
+            await asyncio.sleep(failures.failed(exc))
             continue
-        delay = 0.5
+        failures.succeeded()
         engine.start(interval)
         await consuming.start()
         log.info("evaluating: this instance holds the evaluator lock")
@@ -193,6 +191,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         hub=app[HUB],
         tracer=tracer,
         on_outbox=relay.wake,
+        arrival_gap=settings.eval_on_arrival,
     )
     consumer = MetricConsumer(engine, topo, tracer)
     consuming = _Consuming(topo, consumer)

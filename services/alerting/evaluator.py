@@ -10,6 +10,7 @@ state in memory is the writer's cache of the alerts table).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -24,20 +25,23 @@ from opentelemetry.trace import Link, NonRecordingSpan
 from services.alerting import metrics
 from services.alerting.engine.observe import observe
 from services.alerting.engine.state import (
-    ACTIVE,
-    PENDING,
+    RESOLVED,
     SEVERITIES_FOR_METRICS,
     STATES,
     Alert,
     Change,
     acknowledge,
     evaluate,
+    flush_held,
+    full_labels,
     notification_alert,
+    render_annotations,
     resolve_manually,
 )
 from services.alerting.engine.windows import SampleStore
 from services.alerting.hub import TransitionHub
 from services.alerting.outbox import group_due
+from services.alerting.retrying import Failures
 from services.alerting.rules.model import Rule
 from services.alerting.store import (
     OutboxItem,
@@ -47,6 +51,7 @@ from services.alerting.store import (
     save_evaluation,
 )
 from shared.db import Database
+from shared.failures import error_text
 from shared.tasks import stop_task
 from shared.tracing import span_context_of, traceparent
 
@@ -76,10 +81,6 @@ def silence_for(
     return None
 
 
-def full_labels(rule: Rule, alert: Alert) -> dict[str, str]:
-    return {"alertname": rule.name, "severity": rule.severity, **rule.labels, **alert.labels}
-
-
 class AlertEngine:
     def __init__(
         self,
@@ -91,6 +92,7 @@ class AlertEngine:
         hub: TransitionHub | None = None,
         tracer: trace.Tracer | None = None,
         on_outbox: Callable[[], None] = lambda: None,
+        arrival_gap: float = 0.0,
     ) -> None:
         self.db = db
         self.clock = clock
@@ -99,6 +101,11 @@ class AlertEngine:
         self.hub = hub or TransitionHub()
         self.tracer = tracer
         self.on_outbox = on_outbox
+        # > 0: a sample of a metric some rule with `for: 0` watches brings the next tick
+        # forward, at most once per this many seconds (0: ticks only on the interval).
+        self.arrival_gap = arrival_gap
+        self._urgent: set[tuple[str, str]] = set()
+        self._arrived = asyncio.Event()
         self.rules: dict[str, Rule] = {}
         self.alerts: dict[str, Alert] = {}
         self.samples = SampleStore()
@@ -133,11 +140,15 @@ class AlertEngine:
 
     def _watch(self) -> None:
         retention: dict[tuple[str, str], float] = {}
+        urgent: set[tuple[str, str]] = set()
         for rule in self.rules.values():
             if rule.enabled:
                 key = (rule.tenant, rule.metric)
                 retention[key] = max(retention.get(key, 0.0), rule.window)
+                if rule.for_ <= 0:
+                    urgent.add(key)
         self.samples.watch(retention)
+        self._urgent = urgent
 
     # --- samples -------------------------------------------------------------------
 
@@ -151,7 +162,10 @@ class AlertEngine:
         trace_carrier: dict[str, str] | None = None,
     ) -> bool:
         now = self.clock()
-        return self.samples.add(tenant, metric, labels, min(at, now), value, trace_carrier)
+        kept = self.samples.add(tenant, metric, labels, min(at, now), value, trace_carrier)
+        if kept and self.arrival_gap > 0 and (tenant, metric) in self._urgent:
+            self._arrived.set()
+        return kept
 
     # --- the tick ------------------------------------------------------------------
 
@@ -162,13 +176,24 @@ class AlertEngine:
         await stop_task(self._task)
 
     async def _run(self, interval: float) -> None:
+        """Tick every `interval`, or sooner (`arrival_gap` after the last tick) when a
+        sample arrived for a rule that fires at once: its notification should not wait
+        for the interval. Failures back off and are logged when they start and end."""
+        loop = asyncio.get_running_loop()
+        failures = Failures(log, "evaluation", base=interval, cap=max(interval, 30.0))
         while True:
+            self._arrived.clear()  # samples arriving during the tick ask for the next one
+            started = loop.time()
             try:
                 await self.tick()
             except Exception as exc:  # database away: state stays as committed; retry
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("evaluation failed", extra={"error": self.last_error})
-            await asyncio.sleep(interval)
+                self.last_error = error_text(exc)[:300]
+                await asyncio.sleep(failures.failed(exc))
+                continue
+            failures.succeeded()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), interval)
+                await asyncio.sleep(max(0.0, started + self.arrival_gap - loop.time()))
 
     async def tick(self) -> list[Change]:
         """Evaluate every enabled rule at the clock's now; commit; group due outbox items."""
@@ -214,20 +239,21 @@ class AlertEngine:
                 else:
                     current.value = after.value  # shown by the API; not worth a write
         await self._commit(work, now)
+        # Series that left every window stop counting toward the per-metric cap; their
+        # alerts (committed above) carry on to no-data by themselves.
+        self.samples.expire(now.timestamp())
         return [c for w in work for c in w.changes]
 
-    async def _group(self) -> None:
+    async def _group(self) -> int:
         made = await group_due(self.db, self.clock(), self.group_wait, self.external_url)
         if made:
             self.on_outbox()
+        return made
 
     async def flush_groups(self) -> int:
         """Group what is due now (tests with a fake clock call this after advancing it)."""
         async with self.lock:
-            made = await group_due(self.db, self.clock(), self.group_wait, self.external_url)
-        if made:
-            self.on_outbox()
-        return made
+            return await self._group()
 
     # --- commit ----------------------------------------------------------------------
 
@@ -240,6 +266,8 @@ class AlertEngine:
         items: list[OutboxItem] = []
         changes: list[Change] = []
         for entry in work:
+            # Stored and shown by the API: the text of the alert's latest change.
+            entry.after.annotations = render_annotations(entry.after, entry.rule)
             for change in entry.changes:
                 carrier = self._state_span(entry, change)
                 changes.append(change)
@@ -253,7 +281,11 @@ class AlertEngine:
                             alert=notification_alert(
                                 change.alert, entry.rule, change.notify, self.external_url
                             ),
-                            rule={"name": entry.rule.name, "channels": list(entry.rule.channels)},
+                            rule={
+                                "name": entry.rule.name,
+                                "channels": list(entry.rule.channels),
+                                "group_wait": entry.rule.group_wait,
+                            },
                             traceparent=carrier,
                             created_at=now,
                         )
@@ -363,9 +395,13 @@ class AlertEngine:
                 if drop or (new is not None and not new.enabled):
                     reason = "rule deleted" if new is None else "rule changed"
                     for alert in self.alerts.values():
-                        if alert.rule_id == rule_id and alert.state in (*ACTIVE, PENDING):
-                            after, changes = resolve_manually(alert, now, actor)
-                            changes = [_with_reason(c, reason) for c in changes]
+                        if alert.rule_id != rule_id:
+                            continue
+                        # A resolved held by the cooldown goes now: no later evaluation would.
+                        step = flush_held if alert.state == RESOLVED else resolve_manually
+                        after, changes = step(alert, now, actor)
+                        changes = [_with_reason(c, reason) for c in changes]
+                        if changes:
                             work.append(_Pending(alert, after, changes, old))
 
             async def extra(conn: asyncpg.Connection) -> T:

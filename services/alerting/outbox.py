@@ -2,11 +2,13 @@
 the state change) become notification messages, and a relay publishes those.
 
 Grouping: items of one rule and one status wait until the first of them is `group_wait`
-old (on the injectable clock), then become ONE notification per channel of the rule, in
-one transaction (items marked grouped, `alert_outbox` rows inserted with a new UUID each:
-the notification id, stable forever). The relay publishes pending rows under publisher
+old (on the injectable clock; the rule's own `group_wait`, else the service's), then
+become ONE notification per channel of the rule, in one transaction (items marked
+grouped, `alert_outbox` rows inserted with a new UUID each: the notification id, stable
+forever). The relay publishes pending rows under publisher
 confirms and marks them sent after the confirm, so a crash re-publishes (same id) rather
-than loses; receivers dedupe by the id (`webhook-id`).
+than loses; receivers dedupe by the id (`webhook-id`). While Postgres or the broker is
+away the relay backs off and logs when it starts failing and when it recovers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -25,21 +27,28 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind
 
 from services.alerting import metrics
+from services.alerting.retrying import Failures
 from services.alerting.store import dumps, loads
 from shared.broker import Broker
 from shared.contracts import ALERT_NOTIFICATION_V1, make_envelope, validate_envelope
 from shared.db import Database
+from shared.failures import error_text
 from shared.tasks import stop_task
 from shared.topology import Topology
 from shared.tracing import inject_headers, messaging_attributes, span_context_of
 
 log = logging.getLogger("belfry.alerting.outbox")
 
+RELAY_BACKOFF_MAX = 10.0  # seconds between relay passes at most while they fail
+
+# An item's `rule` carries the rule's group_wait (null: the service's, $2 seconds); the
+# shortest of a group's items counts, so a rule changed to a shorter wait takes effect.
 DUE_GROUPS = """
 SELECT tenant_id, rule_id, status, min(created_at) AS first
 FROM alert_outbox_items WHERE grouped_at IS NULL
 GROUP BY tenant_id, rule_id, status
-HAVING min(created_at) <= $1
+HAVING min(created_at)
+       + make_interval(secs => min(COALESCE((rule->>'group_wait')::float8, $2))) <= $1
 ORDER BY first
 """
 
@@ -67,7 +76,7 @@ async def group_due(db: Database, now: datetime, group_wait: float, external_url
     pool = await db.pool()
     made = 0
     async with pool.acquire() as conn, conn.transaction():
-        groups = await conn.fetch(DUE_GROUPS, now - timedelta(seconds=group_wait))
+        groups = await conn.fetch(DUE_GROUPS, now, float(group_wait))
         for group in groups:
             made += await _group(conn, group, now, external_url)
     return made
@@ -166,6 +175,7 @@ class OutboxRelay:
         self._stopping = False
         self.published = 0
         self.last_error: str | None = None
+        self.failures = Failures(log, "outbox relay", base=interval, cap=RELAY_BACKOFF_MAX)
 
     def wake(self) -> None:
         self._wake.set()
@@ -180,15 +190,22 @@ class OutboxRelay:
         await stop_task(self._task, grace=10)
 
     async def _run(self) -> None:
+        """Poll every `interval` (or when woken: a commit, the broker back); while passes
+        fail, wait longer each time (a wake still brings the next pass forward)."""
+        failures = self.failures
+        delay = self.interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), delay)
             self._wake.clear()
             try:
                 await self.publish_pending()
-            except Exception as exc:  # database or broker away: try again next round
-                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("outbox relay pass failed", extra={"error": self.last_error})
+            except Exception as exc:  # database or broker away: try again, later each time
+                self.last_error = error_text(exc)[:300]
+                delay = failures.failed(exc)
+            else:
+                failures.succeeded()
+                delay = self.interval
             if self._stopping:
                 return
 
@@ -214,7 +231,7 @@ class OutboxRelay:
                     try:
                         await self._publish(row)
                     except Exception as exc:
-                        failed = (notification_id, f"{type(exc).__name__}: {exc}"[:500])
+                        failed = (notification_id, error_text(exc)[:500])
                         break
                     await conn.execute(
                         "UPDATE alert_outbox SET sent_at = $2, attempts = attempts + 1,"

@@ -19,6 +19,9 @@ class AlertingSettings:
     channels_file: str = ""
     # Seconds between two evaluation ticks (driven by the injectable clock in tests).
     eval_interval: float = 5.0
+    # A sample of a metric watched by a rule with `for: 0` brings the next tick forward
+    # to this many seconds after the last one (the least gap between such ticks); 0 = off.
+    eval_on_arrival: float = 0.25
     # Window within which transitions of one rule to the same status become one
     # notification (Alertmanager's group_wait).
     group_wait: float = 10.0
@@ -42,6 +45,7 @@ class AlertingSettings:
             rules_file=env.text("ALERTING_RULES_FILE", ""),
             channels_file=env.text("ALERTING_CHANNELS_FILE", ""),
             eval_interval=env.number("ALERTING_EVAL_INTERVAL_SECONDS", 5.0, lo=0.05),
+            eval_on_arrival=env.number("ALERTING_EVAL_ON_ARRIVAL_SECONDS", 0.25, lo=0.0),
             group_wait=env.number("ALERTING_GROUP_WAIT_SECONDS", 10.0),
             outbox_interval=env.number("ALERTING_OUTBOX_INTERVAL_SECONDS", 1.0, lo=0.01),
             prefetch=env.integer("ALERTING_PREFETCH", 50, lo=1, hi=65535),

@@ -49,7 +49,7 @@ class OutboxItem:
 _ALERT_COLUMNS = (
     "fingerprint, rule_id, tenant_id, labels, state, severity, value, pending_since, fired_at,"
     " resolved_at, last_breach_at, last_notified_at, announced, no_data, acknowledged_by,"
-    " acknowledged_at, silence_id, annotations"
+    " acknowledged_at, silence_id, annotations, last_firing_at, last_resolved_at"
 )
 
 
@@ -73,6 +73,8 @@ def _alert_row(a: Alert) -> tuple[Any, ...]:
         a.acknowledged_at,
         a.silence_id,
         dumps(a.annotations),
+        a.last_firing_at,
+        a.last_resolved_at,
     )
 
 
@@ -96,12 +98,15 @@ def alert_from_row(row: Any) -> Alert:
         acknowledged_at=row["acknowledged_at"],
         silence_id=None if row["silence_id"] is None else str(row["silence_id"]),
         annotations=dict(loads(row["annotations"])),
+        last_firing_at=row["last_firing_at"],
+        last_resolved_at=row["last_resolved_at"],
     )
 
 
 UPSERT_ALERT = f"""
 INSERT INTO alerts ({_ALERT_COLUMNS})
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19,
+        $20)
 ON CONFLICT (fingerprint) DO UPDATE SET
     state = EXCLUDED.state, severity = EXCLUDED.severity, value = EXCLUDED.value,
     pending_since = EXCLUDED.pending_since, fired_at = EXCLUDED.fired_at,
@@ -109,7 +114,8 @@ ON CONFLICT (fingerprint) DO UPDATE SET
     last_notified_at = EXCLUDED.last_notified_at, announced = EXCLUDED.announced,
     no_data = EXCLUDED.no_data, acknowledged_by = EXCLUDED.acknowledged_by,
     acknowledged_at = EXCLUDED.acknowledged_at, silence_id = EXCLUDED.silence_id,
-    annotations = EXCLUDED.annotations, updated_at = now()
+    annotations = EXCLUDED.annotations, last_firing_at = EXCLUDED.last_firing_at,
+    last_resolved_at = EXCLUDED.last_resolved_at, updated_at = now()
 """
 
 INSERT_TRANSITION = """

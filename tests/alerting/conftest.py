@@ -27,6 +27,7 @@ from shared.auth import create_key
 from shared.contracts import BATCH_V1, METRIC_V1, make_envelope
 from shared.settings import CommonSettings
 from shared.topology import CHANNEL_TYPES, Topology, declare
+from tests.alerting.notify.conftest import Receiver
 from tests.support.eventually import eventually
 
 TENANT = "acme"
@@ -59,6 +60,7 @@ def alerting_settings(common: CommonSettings) -> AlertingSettings:
     return AlertingSettings(
         common=replace(common, service="alerting", metrics_interval=3600),
         eval_interval=3600,
+        eval_on_arrival=0,  # ticks only when a test calls them
         group_wait=0,
         outbox_interval=0.05,
         external_url="http://alerting.test",
@@ -226,3 +228,36 @@ async def add_channel(
         kind,
         orjson.dumps(config).decode(),
     )
+
+
+@pytest.fixture
+async def webhook_receiver() -> AsyncIterator[Receiver]:
+    """A real HTTP server standing in for a tenant's webhook subscriber (127.0.0.1, which
+    the test settings' egress allow-list admits); see `add_webhook`."""
+    receiver = Receiver()
+    await receiver.start()
+    yield receiver
+    assert receiver.runner is not None
+    await receiver.runner.cleanup()
+
+
+async def add_webhook(db: asyncpg.Connection, name: str, receiver: Receiver) -> None:
+    """A webhook channel of TENANT delivering to `receiver` (path /<name>)."""
+    config = {"url": f"{receiver.url}/{name}"}
+    await db.execute(
+        "INSERT INTO alert_channels (tenant_id, name, type, config)"
+        " VALUES ($1, $2, 'webhook', $3::jsonb)",
+        TENANT,
+        name,
+        orjson.dumps(config).decode(),
+    )
+
+
+def webhook_alerts(receiver: Receiver) -> list[tuple[str, dict[str, Any]]]:
+    """(notification status, its one alert) per request the receiver got, in order."""
+    out = []
+    for request in receiver.requests:
+        body = request.json()
+        (alert,) = body["alerts"]
+        out.append((body["status"], alert))
+    return out

@@ -449,3 +449,36 @@ async def test_database_away_is_a_503_with_a_reason(
         assert (await resp.json())["error"] == "database unavailable; retry later"
     finally:
         await proxy.close()
+
+
+async def test_alerts_show_their_rendered_annotations(
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    api_key: str,
+    send_metrics: Send,
+    clock: FakeClock,
+) -> None:
+    """The annotations of the alert's latest change, as its notification carried them,
+    in the list and the single-alert route (and after a restart, from Postgres)."""
+    client = await start_alerting()
+    h = auth(api_key)
+    rule = {
+        "name": "lat",
+        "condition": "latency > 1",
+        "annotations": {"summary": "{{ labels.service }} at {{ value }}s > {{ threshold }}"},
+    }
+    await _json(await client.post("/api/v1/rules", json=rule, headers=h), 201)
+    await _fire(client, send_metrics, clock, 2.5)
+    expected = {"summary": "api at 2.5s > 1"}
+    (alert,) = (await _json(await client.get("/api/v1/alerts", headers=h), 200))["alerts"]
+    assert alert["annotations"] == expected
+    one = await _json(await client.get(f"/api/v1/alerts/{alert['fingerprint']}", headers=h), 200)
+    assert one["annotations"] == expected
+    acked = await _json(
+        await client.post(f"/api/v1/alerts/{alert['fingerprint']}/ack", headers=h), 200
+    )
+    assert acked["annotations"] == expected
+    await client.close()
+    again = await start_alerting()
+    (alert,) = (await _json(await again.get("/api/v1/alerts", headers=h), 200))["alerts"]
+    assert alert["annotations"] == expected

@@ -218,3 +218,70 @@ def test_manual_resolve_sends_resolved_once() -> None:
     assert changes[0].fired_at == at(0)
     again, changes = resolve_manually(alert, at(6), "alice")
     assert changes == [] and again is alert
+
+
+def test_a_firing_series_going_quiet_is_announced_again_and_flagged() -> None:
+    run = Run(make_rule(condition="x > 5", no_data={"mode": "alert", "windows": 2}))
+    assert run.at(0, 9) == "firing"
+    assert run.at(60, None) == "firing" and not run.alert.no_data  # not quiet long enough
+    assert run.at(120, None, stale=True) == "firing" and run.alert.no_data
+    assert run.notified == ["firing", "firing"]  # receivers learn the data stopped
+    assert run.at(130, None, stale=True) == "firing"
+    assert run.notified == ["firing", "firing"]  # once
+    assert run.at(140, 9) == "firing" and not run.alert.no_data
+    assert run.at(150, 1) == "resolved"
+    assert run.notified == ["firing", "firing", "resolved"]
+
+
+def test_keep_and_resolve_modes_flag_the_quiet_series() -> None:
+    keep = Run(make_rule(condition="x > 5", no_data="keep"))
+    keep.at(0, 9)
+    _, changes = evaluate(keep.alert, keep.rule, Observation(None, True), at(600))
+    (change,) = changes  # no transition, no notification: the flag is written
+    assert change.alert.no_data and not change.is_transition and change.notify is None
+    resolve = Run(make_rule(condition="x > 5", no_data="resolve"))
+    resolve.at(0, 9)
+    assert resolve.at(600, None, stale=True) == "resolved" and resolve.alert.no_data
+    assert resolve.at(610, 1) == "resolved" and not resolve.alert.no_data
+
+
+def test_cooldown_holds_a_second_firing_and_sends_it_when_over() -> None:
+    run = Run(make_rule(condition="x > 5", cooldown="10m"))
+    assert run.at(0, 9) == "firing"
+    assert run.at(60, 1) == "resolved"
+    assert run.at(120, 9) == "firing"  # inside the cooldown of the first firing
+    assert run.notified == ["firing", "resolved"] and not run.alert.announced
+    assert run.at(300, 9) == "firing"
+    assert run.notified == ["firing", "resolved"]
+    assert run.at(600, 9) == "firing"  # 600 s after the first firing notification
+    assert run.notified == ["firing", "resolved", "firing"] and run.alert.announced
+    assert run.at(660, 1) == "resolved"  # 600 s after the first resolved: goes out
+    assert run.notified == ["firing", "resolved", "firing", "resolved"]
+
+
+def test_cooldown_swallows_a_flap_and_holds_a_resolved() -> None:
+    run = Run(make_rule(condition="x > 5", cooldown=600))
+    run.at(0, 9)
+    run.at(100, 1)
+    assert run.at(650, 9) == "firing"
+    assert run.notified == ["firing", "resolved", "firing"]
+    assert run.at(660, 1) == "resolved"  # 560 s after the last resolved: held
+    assert run.alert.announced  # receivers still see it firing
+    assert run.at(670, 9) == "firing"  # and it is: nothing to say
+    assert run.at(680, 1) == "resolved"
+    assert run.notified == ["firing", "resolved", "firing"]
+    assert run.at(700, 1) == "resolved"  # 600 s after the last resolved
+    assert run.notified == ["firing", "resolved", "firing", "resolved"]
+    assert not run.alert.announced
+    assert run.at(710, 1) == "resolved"
+    assert len(run.notified) == 4
+
+
+def test_cooldown_stretches_repeats_and_skips_manual_resolves() -> None:
+    run = Run(make_rule(condition="x > 5", repeat_interval="1m", cooldown="5m"))
+    for second in range(0, 601, 60):
+        run.at(second, 9)
+    assert run.notified == ["firing", "firing", "firing"]  # at 0, 300, 600
+    after, changes = resolve_manually(run.alert, at(610), "ops")
+    assert [c.notify for c in changes] == ["resolved"]
+    assert not after.announced

@@ -216,3 +216,28 @@ def test_regex_matchers_are_re2_fully_anchored_and_linear() -> None:
     assert Matcher("route", "=~", "a|/v1/track").matches({"route": "/v1/track"})
     assert Matcher("city", "=~", "Z.rich").matches({"city": "Zürich"})  # characters, not bytes
     assert Matcher("absent", "=~", ".*").matches({})
+
+
+def test_cooldown_and_group_wait_are_bounded_durations() -> None:
+    rule = rule_from_doc(
+        {"name": "r", "condition": "x > 1", "cooldown": "10m", "group_wait": 0},
+        tenant="t",
+        rule_id="1",
+    )
+    assert (rule.cooldown, rule.group_wait) == (600, 0)
+    assert rule_from_doc({**rule.to_doc(), "condition": None}, tenant="t", rule_id="1") == rule
+    default = rule_from_doc({"name": "r", "condition": "x > 1"}, tenant="t", rule_id="1")
+    assert (default.cooldown, default.group_wait) == (0, None)  # None: the service's
+    assert default.to_doc()["group_wait"] is None
+    for bad in ("1e999", 1e308, -1, "367d", "soon", True, "nan"):
+        with pytest.raises(RuleError) as info:
+            rule_from_doc(
+                {"name": "r", "condition": "x > 1", "cooldown": bad}, tenant="t", rule_id="1"
+            )
+        assert set(info.value.errors) == {"cooldown"}, bad
+    for bad in ("2h", 3601, -0.5, "1e999"):
+        with pytest.raises(RuleError) as info:
+            rule_from_doc(
+                {"name": "r", "condition": "x > 1", "group_wait": bad}, tenant="t", rule_id="1"
+            )
+        assert set(info.value.errors) == {"group_wait"}, bad

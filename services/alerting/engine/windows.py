@@ -146,8 +146,15 @@ class SampleStore:
     def find(self, tenant: str, metric: str, labels: Mapping[str, str]) -> Series | None:
         return self._series.get((tenant, metric), {}).get(label_key(labels))
 
-    def forget_older_than(self, cutoff: float) -> None:
-        """Drop series not seen since `cutoff` (their alerts keep their own last state)."""
-        for by_labels in self._series.values():
-            for lk in [k for k, s in by_labels.items() if s.last_seen < cutoff]:
+    def expire(self, now: float) -> int:
+        """Drop the series with no sample inside their metric's retention before `now`
+        (no window of any rule sees them any more), so a series that stopped reporting
+        stops counting toward the per-metric cap; their alerts keep their own last state
+        and go on to no-data. Returns how many went."""
+        dropped = 0
+        for key, by_labels in self._series.items():
+            cutoff = now - self._retention.get(key, 0.0)
+            for lk in [k for k, s in by_labels.items() if s.last_seen <= cutoff]:
                 del by_labels[lk]
+                dropped += 1
+        return dropped

@@ -81,6 +81,12 @@ class Rule:
     annotations: Mapping[str, str] = field(default_factory=dict)
     channels: tuple[str, ...] = ()
     repeat_interval: float = 4 * 3600.0  # 0 = never repeat
+    # Seconds after a notification of one status for an alert in which another of that
+    # status is held (0 = none).
+    cooldown: float = 0.0
+    # Seconds a notification waits to be grouped with others of the rule; None = the
+    # service's ALERTING_GROUP_WAIT_SECONDS.
+    group_wait: float | None = None
     enabled: bool = True
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -113,6 +119,8 @@ class Rule:
             "annotations": dict(self.annotations),
             "channels": list(self.channels),
             "repeat_interval": self.repeat_interval,
+            "cooldown": self.cooldown,
+            "group_wait": self.group_wait,
             "enabled": self.enabled,
             "condition": self.condition,
         }

@@ -9,7 +9,8 @@ Accepted document (every field but `name` and the condition is optional)::
      "keep_firing_for": "1m", "clear_threshold": 0.03,
      "no_data": {"mode": "alert|keep|resolve", "windows": 3} | "alert",
      "severity": "warning", "labels": {}, "annotations": {"summary": "{{ value }}"},
-     "channels": ["ops"], "repeat_interval": "4h", "enabled": true}
+     "channels": ["ops"], "repeat_interval": "4h", "cooldown": "10m", "group_wait": "0s",
+     "enabled": true}
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ FIELDS = frozenset(
         "annotations",
         "channels",
         "repeat_interval",
+        "cooldown",
+        "group_wait",
         "enabled",
         "tenant",
     }
@@ -66,7 +69,8 @@ FIELDS = frozenset(
 CONDITION_FIELDS = ("metric", "matchers", "aggregation", "window", "op", "threshold", "for")
 RESERVED_LABELS = frozenset({"alertname", "severity"})
 MAX_WINDOW = 24 * 3600.0
-MAX_RULE_DURATION = 366 * 86400.0  # for, keep_firing_for, repeat_interval
+MAX_RULE_DURATION = 366 * 86400.0  # for, keep_firing_for, repeat_interval, cooldown
+MAX_GROUP_WAIT = 3600.0  # a notification held longer than an hour is a lost one
 MAX_VALUE = 4096  # characters of a label, annotation or matcher value
 MAX_ENTRIES = 64  # labels, annotations, matchers
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -290,6 +294,10 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
     repeat = _duration(doc, "repeat_interval", 4 * 3600.0, errors)
     if 0 < repeat < 1:
         errors["repeat_interval"] = "must be 0 (never) or at least 1s"
+    cooldown = _duration(doc, "cooldown", 0.0, errors)
+    group_wait = None
+    if doc.get("group_wait") is not None:
+        group_wait = _duration(doc, "group_wait", 0.0, errors, MAX_GROUP_WAIT)
     if errors:
         raise RuleError(errors)
     return Rule(
@@ -312,6 +320,8 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
         annotations=annotations,
         channels=tuple(dict.fromkeys(channels)),
         repeat_interval=repeat,
+        cooldown=cooldown,
+        group_wait=group_wait,
         enabled=enabled,
     )
 
