@@ -153,6 +153,11 @@ class TenantLimits:
         limits = self.settings
         if len(labels) > limits.max_labels:
             return TOO_MANY_LABELS, f"{len(labels)} labels, over {limits.max_labels}"
+        if not labels or (
+            max(map(len, labels)) <= limits.max_label_name_len
+            and max(map(len, labels.values())) <= limits.max_label_value_len
+        ):
+            return None  # the usual case, in C; below: which label, for the message
         for name, value in labels.items():
             if len(name) > limits.max_label_name_len:
                 return LABEL_TOO_LONG, f"label name {name[:40]}… over {limits.max_label_name_len}"
