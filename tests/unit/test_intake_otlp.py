@@ -537,3 +537,13 @@ def test_any_value_anywhere_in_valid_otlp_json_is_a_result_or_an_intake_error(
         return
     with contextlib.suppress(IntakeError):
         decode_otlp_metrics(body, JSON, now_ms=NOW_MS)
+
+
+def test_instance_falls_back_to_host_name_and_host_details_stay_out() -> None:
+    request, scope = _request(
+        {"service.name": "mailer", "host.name": "mx-1", "host.arch": "amd64", "k8s.pod.name": "p"}
+    )
+    _gauge(scope, "queue.depth", 3.0, {"service": "override"})
+    [sample] = _decode(request).samples
+    # A point's own attribute wins over the resource's.
+    assert sample.labels == {"service": "override", "instance": "mx-1", "k8s_pod_name": "p"}

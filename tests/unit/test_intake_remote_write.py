@@ -222,3 +222,9 @@ def test_hostile_bytes_never_escape_as_anything_but_intake_error(data: st.DataOb
         return
     for sample in result.samples:
         assert math.isfinite(sample.value)
+
+
+def test_a_metadata_only_request_is_no_samples_and_no_error() -> None:
+    """Prometheus sends metadata in requests of their own, every minute."""
+    result = _decode([], metadata=[(1, "http_requests_total"), (3, "latency_seconds")])
+    assert (result.samples, result.rejected, result.dropped) == ([], 0, 0)
