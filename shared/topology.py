@@ -10,11 +10,12 @@ past it, or rejected, go to the dead-letter exchange `<prefix>.dlx`, one dead-le
 per work queue.
 
 Notifications: `<prefix>.notify` routes by channel type (webhook, slack, email,
-alertmanager) to one work queue per type, so one failing channel never delays another. A
-retry is published to a delay queue of that type (per-message `expiration` = the backoff;
-the queue's TTL caps it), which dead-letters it back to `<prefix>.notify` with the type as
-routing key when it expires. Delay queues are bucketed by the longest delay they hold so a
-short retry never waits behind a long one for more than its bucket's span.
+alertmanager, pagerduty) to one work queue per type, so one failing channel never delays
+another. A retry is published to a delay queue of that type (per-message `expiration` =
+the backoff; the queue's TTL caps it), which dead-letters it back to `<prefix>.notify`
+with the type as routing key when it expires. Delay queues are bucketed by the longest
+delay they hold so a short retry never waits behind a long one for more than its
+bucket's span.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 # Redeliveries of one message before the broker dead-letters it (a crash loop guard).
 DELIVERY_LIMIT = 20
 
-CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager")
+CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty")
 # Delay-queue buckets: (suffix, longest delay in ms).
 DELAY_BUCKETS: tuple[tuple[str, int], ...] = (
     ("1s", 1_000),

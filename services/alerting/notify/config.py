@@ -10,6 +10,9 @@ secret given once is never shown again. The delivery code reads the same shapes:
 - email:        {host, port?, username?, password?, tls?: "starttls"|"implicit"|"none",
                  from, to: [address, ...], verify_tls?: bool}
 - alertmanager: {url, headers?: {name: value}}  (the Alertmanager base URL)
+- pagerduty:    {routing_key, url?, severities?: {belfry severity: PagerDuty severity},
+                 source?}  (Events API v2; `url` overrides ALERTING_PAGERDUTY_EVENTS_URL,
+                 e.g. for an EU account; `routing_key` is a secret, never shown again)
 
 Field names in errors are dotted paths into the config (`secrets.1`, `headers.X-Foo`).
 Given the egress allow-list, the API also refuses a `url` or `host` that is an internal
@@ -29,13 +32,15 @@ from urllib.parse import urlsplit
 from services.alerting.notify.destinations import destination_problem
 from services.alerting.notify.ssrf import EgressPolicy, Network
 
-CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager")
+CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty")
 TLS_MODES = ("starttls", "implicit", "none")
 SECRET_PREFIX = "whsec_"
 MASK = "***"
 MAX_URL_LEN = 2048
 MAX_HEADERS = 20
 MAX_RECIPIENTS = 50
+PAGERDUTY_SEVERITIES = ("critical", "error", "warning", "info")
+BELFRY_SEVERITIES = ("critical", "warning", "info")
 
 # Headers the delivery sets itself; a custom header may not replace them.
 RESERVED_HEADERS = frozenset(
@@ -56,6 +61,9 @@ RESERVED_HEADERS = frozenset(
 _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
 _ADDRESS = re.compile(r"[^@\s<>,;\"]+@[^@\s<>,;\"]+\.[^@\s<>,;\"]+")
 _HOST = re.compile(r"[A-Za-z0-9.:\[\]-]{1,253}")
+# An Events API v2 integration key: 32 characters (PagerDuty's are hex-like; letters
+# and digits admitted).
+_ROUTING_KEY = re.compile(r"[A-Za-z0-9]{32}")
 
 
 def _check_url(config: dict[str, Any], errors: dict[str, str], name: str = "url") -> None:
@@ -132,6 +140,29 @@ def _check_alertmanager(config: dict[str, Any], errors: dict[str, str]) -> None:
     _check_headers(config, errors)
 
 
+def _check_pagerduty(config: dict[str, Any], errors: dict[str, str]) -> None:
+    key = config.get("routing_key")
+    if not isinstance(key, str) or not _ROUTING_KEY.fullmatch(key):
+        errors["routing_key"] = "required: the integration's 32-character routing key"
+    if config.get("url") is not None:
+        _check_url(config, errors)
+    severities = config.get("severities")
+    if severities is not None:
+        if not isinstance(severities, dict):
+            errors["severities"] = "must map Belfry severities to PagerDuty severities"
+        else:
+            for name, value in severities.items():
+                if name not in BELFRY_SEVERITIES:
+                    errors[f"severities.{name}"] = f"not one of {', '.join(BELFRY_SEVERITIES)}"
+                elif value not in PAGERDUTY_SEVERITIES:
+                    errors[f"severities.{name}"] = (
+                        f"must be one of {', '.join(PAGERDUTY_SEVERITIES)}"
+                    )
+    source = config.get("source")
+    if source is not None and (not isinstance(source, str) or not 0 < len(source) <= 255):
+        errors["source"] = "must be a string of 1 to 255 characters"
+
+
 def _check_email(config: dict[str, Any], errors: dict[str, str]) -> None:
     host = config.get("host")
     if not isinstance(host, str) or not _HOST.fullmatch(host):
@@ -172,6 +203,7 @@ _CHECKS = {
     "slack": _check_slack,
     "email": _check_email,
     "alertmanager": _check_alertmanager,
+    "pagerduty": _check_pagerduty,
 }
 
 
@@ -180,6 +212,8 @@ def _check_destination(
 ) -> None:
     field = "host" if channel_type == "email" else "url"
     if field in errors:
+        return
+    if config.get(field) is None:  # pagerduty without `url`: the events URL of the settings
         return
     value = str(config[field])
     host = value if field == "host" else urlsplit(value).hostname or ""
@@ -247,4 +281,6 @@ def redact_channel_config(channel_type: str, config: Any) -> dict[str, Any]:
         out["headers"] = {k: MASK for k in out["headers"]}
     if out.get("password") is not None:
         out["password"] = MASK
+    if out.get("routing_key") is not None:
+        out["routing_key"] = MASK
     return out

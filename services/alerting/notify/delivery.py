@@ -5,6 +5,11 @@ notification, skips one already finished (a redelivered message never sends twic
 reads the channel, sends inside a client span, records the attempt, and returns a
 `Decision` (delivered, retry after a delay, failed, refused, skipped) that the consumer
 turns into acks, delay-queue and dead-letter messages.
+
+A `resolved` goes to a channel only for the alerts whose `firing` (same episode) was
+delivered on that channel: "announced" is per channel and means delivered. Alerts whose
+firing failed or was refused there are left out; when none is left the notification is
+`skipped`; while a firing is still on its way (retrying), the resolved waits for it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from services.alerting.notify.channels import (
     SendContext,
     alertmanager,
     email,
+    pagerduty,
     slack,
     webhook,
 )
@@ -42,6 +48,7 @@ SENDERS: dict[str, Sender] = {
     "slack": slack.send,
     "email": email.send,
     "alertmanager": alertmanager.send,
+    "pagerduty": pagerduty.send,
 }
 
 
@@ -102,6 +109,11 @@ class Deliverer:
                 )
         if problem is not None or channel is None:
             return await self._finish(n, attempt, Outcome(False, error=problem), 0.0, 0.0)
+        if n.status == "resolved":
+            announced = await self._announced(n, attempt)
+            if isinstance(announced, Decision):
+                return announced
+            n = announced
 
         at = self.context.clock()
         started = time.perf_counter()
@@ -109,6 +121,30 @@ class Deliverer:
         elapsed = time.perf_counter() - started
         metrics.DELIVERY_SECONDS.labels(self.channel_type).observe(elapsed)
         return await self._finish(n, attempt, outcome, at, elapsed)
+
+    async def _announced(self, n: Notification, attempt: int) -> Notification | Decision:
+        """The resolved notification cut to the alerts this channel got the firing of; or
+        the decision when there is nothing to send yet (a firing still retrying) or at
+        all (skipped)."""
+        delivered, pending = await self.store.firings(n)
+        if pending:
+            wait = Outcome(
+                False,
+                error=f"waiting for the firing of {len(pending)} alert(s) to be delivered first",
+                retryable=True,
+            )
+            return await self._finish(n, attempt, wait, 0.0, 0.0)
+        kept = tuple(a for a in n.alerts if a.fingerprint in delivered)
+        if kept:
+            return replace(n, alerts=kept)
+        reason = "no firing of these alerts was delivered on this channel; nothing to resolve"
+        await self.store.skip(n.id, reason, self._now())
+        metrics.count(self.channel_type, "skipped", metrics.owner_of(n.tenant))
+        log.info(
+            "resolved notification skipped",
+            extra={"notification_id": n.id, "channel": n.channel, "tenant": n.tenant},
+        )
+        return Decision("skipped", reason)
 
     async def _send_traced(
         self, n: Notification, config: dict[str, Any], incoming_trace: dict[str, str]
@@ -141,6 +177,8 @@ class Deliverer:
                 "belfry.channel_type": "email",
             }
         url = str(config.get("url", ""))
+        if self.channel_type == "pagerduty":
+            url = url or self.settings.pagerduty_events_url
         if self.channel_type == "alertmanager":
             url = url.rstrip("/") + "/api/v2/alerts"
         try:

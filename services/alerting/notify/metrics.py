@@ -18,7 +18,8 @@ from shared.selfreport import TENANT as BELFRY_TENANT
 from shared.selfreport import Sample
 
 # `error`: the handler failed before the delivery was settled; the message goes round again.
-OUTCOMES = ("delivered", "retried", "failed", "refused", "error")
+# `skipped`: a resolved for a channel that never got the firing (nothing to resolve).
+OUTCOMES = ("delivered", "retried", "failed", "refused", "skipped", "error")
 OWNERS = ("belfry", "tenant")
 
 NOTIFICATIONS = Counter(

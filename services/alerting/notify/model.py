@@ -52,6 +52,13 @@ class Alert:
         )
 
 
+def receiver_labels(rule_name: str, alert: Alert) -> dict[str, str]:
+    """An alert's labels as receivers expect them: `alertname` and `severity` set."""
+    labels = {"alertname": rule_name, "severity": alert.severity}
+    labels.update(alert.labels)
+    return labels
+
+
 @dataclass(frozen=True, slots=True)
 class Notification:
     id: str
@@ -88,9 +95,7 @@ class Notification:
 
     def labels_of(self, alert: Alert) -> dict[str, str]:
         """An alert's labels as receivers expect them: `alertname` and `severity` set."""
-        labels = {"alertname": self.rule_name, "severity": alert.severity}
-        labels.update(alert.labels)
-        return labels
+        return receiver_labels(self.rule_name, alert)
 
     def common(self, attribute: str) -> dict[str, str]:
         """Label (or annotation) pairs every alert shares."""

@@ -4,6 +4,7 @@ Per channel type: its own supervised AMQP connection (shared.broker.Broker), con
 prefetch window, so one slow or failing channel type never blocks another. One HTTP
 session, whose connector checks every address against the egress policy, serves the
 HTTP channel types; the email channel applies the same policy to its own connections.
+With an Alertmanager consumer, `AlertmanagerResender` keeps the active alerts alive there.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from services.alerting.notify.config import CHANNEL_TYPES
 from services.alerting.notify.consumer import ATTEMPT_HEADER, NotifyConsumer
 from services.alerting.notify.delivery import Deliverer
 from services.alerting.notify.deps import NotifyDeps
+from services.alerting.notify.resend import AlertmanagerResender
 from services.alerting.notify.settings import NotifySettings
 from services.alerting.notify.ssrf import EgressPolicy, guarded_connector
 from services.alerting.notify.store import DeliveryStore
@@ -66,6 +68,7 @@ class NotifyService:
         self.brokers: dict[str, Broker] = {}
         self.consumers: dict[str, NotifyConsumer] = {}
         self._smtp_resolver: Any = None  # DNS of the email channel (the connector has its own)
+        self.resender: AlertmanagerResender | None = None
 
     async def start(self, database: Database) -> None:
         self.store = DeliveryStore(database)
@@ -106,6 +109,9 @@ class NotifyService:
             self.consumers[kind] = consumer
             self.brokers[kind] = broker
             await broker.start()
+            if kind == "alertmanager":
+                self.resender = AlertmanagerResender(self.store, context)
+                self.resender.start()
 
     async def wait_available(self, timeout: float) -> bool:
         results = await asyncio.gather(*(b.wait_available(timeout) for b in self.brokers.values()))
@@ -120,6 +126,8 @@ class NotifyService:
         return f"notification consumers disconnected: {reasons}"
 
     async def stop(self, drain_timeout: float = 10.0) -> None:
+        if self.resender is not None:
+            await self.resender.stop()
         for consumer in self.consumers.values():
             await consumer.cancel()
         await asyncio.gather(*(c.drain(drain_timeout) for c in self.consumers.values()))

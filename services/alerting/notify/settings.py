@@ -8,12 +8,25 @@ start-up with a message naming the variable.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass
 
 from shared.settings import Env, SettingsError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_EXTERNAL_URL = "http://localhost:8082"
+DEFAULT_PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
+
+
+def default_external_url(host: str, port: int) -> str:
+    """Where the service listens, as a link: the configured host and port, the machine's
+    host name for a wildcard address (what Prometheus does for its external URL)."""
+    if host in WILDCARD_HOSTS:
+        host = socket.gethostname() or "localhost"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 literal
+    return f"http://{host}:{port}" if port else f"http://{host}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +50,25 @@ class NotifySettings:
     # Outgoing connections to private/loopback/link-local/metadata/... addresses are
     # refused unless one of these networks admits them (ALERTING_EGRESS_ALLOW_CIDRS).
     egress_allow: tuple[Network, ...] = ()
-    # `externalURL` of webhook payloads and the link back in Slack and email.
+    # `externalURL` of webhook payloads, the link back in Slack and email, and the base
+    # of each alert's generatorURL; from the environment, unset means
+    # `default_external_url(ALERTING_HOST, ALERTING_PORT)`.
     external_url: str = DEFAULT_EXTERNAL_URL
+    # PagerDuty Events API v2 endpoint (a channel's `url` overrides it, e.g. an EU account).
+    pagerduty_events_url: str = DEFAULT_PAGERDUTY_EVENTS_URL
+    # Active alerts are sent to Alertmanager channels again this often, with `endsAt`
+    # ALERTMANAGER_ENDS_AFTER intervals ahead, as Prometheus does: Alertmanager then keeps
+    # them active while Belfry fires them, and expires them if Belfry goes away.
+    alertmanager_resend: float = 60.0
 
     @classmethod
     def from_env(cls, env: Env) -> NotifySettings:
-        external = env.url("ALERTING_EXTERNAL_URL", DEFAULT_EXTERNAL_URL, ("http", "https"))
+        # Unset: derived from ALERTING_HOST and ALERTING_PORT (as the service reads them).
+        listen = default_external_url(
+            env.text("ALERTING_HOST", "0.0.0.0"),
+            env.integer("ALERTING_PORT", 8082, lo=0, hi=65535),
+        )
+        external = env.url("ALERTING_EXTERNAL_URL", listen, ("http", "https"))
         settings = cls(
             max_attempts=env.integer("ALERTING_NOTIFY_MAX_ATTEMPTS", 8, lo=1, hi=50),
             backoff_base=env.number("ALERTING_NOTIFY_BACKOFF_BASE_SECONDS", 1.0, lo=0.001),
@@ -59,6 +85,10 @@ class NotifySettings:
                 if isinstance(n, ipaddress.IPv4Network | ipaddress.IPv6Network)
             ),
             external_url=external.rstrip("/"),
+            pagerduty_events_url=env.url(
+                "ALERTING_PAGERDUTY_EVENTS_URL", DEFAULT_PAGERDUTY_EVENTS_URL, ("http", "https")
+            ),
+            alertmanager_resend=env.number("ALERTING_ALERTMANAGER_RESEND_SECONDS", 60.0, lo=0.1),
         )
         if settings.backoff_jitter >= 1:
             raise SettingsError(

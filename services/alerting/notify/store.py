@@ -1,5 +1,6 @@
 """The delivery log in Postgres: one row per notification, one per attempt (migration
-0004), and the channel definitions delivery reads (`alert_channels`, migration 0003)."""
+0004; `skipped` and pagerduty: 0007), and the channel definitions delivery reads
+(`alert_channels`, migration 0003)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import orjson
 from services.alerting.notify.model import Notification
 from shared.db import Database
 
-TERMINAL = ("delivered", "failed", "refused")
+# `skipped`: a `resolved` for a channel that never got the firing of its alerts.
+TERMINAL = ("delivered", "failed", "refused", "skipped")
 STATUSES = ("pending", *TERMINAL)
 
 _DELIVERY_COLUMNS = (
@@ -82,6 +84,77 @@ class DeliveryStore:
             orjson.dumps(envelope).decode(),
         )
         return str(status)
+
+    async def firings(self, n: Notification) -> tuple[set[str], set[str]]:
+        """For a `resolved` notification: which of its alerts had the `firing` of the same
+        episode (fingerprint and start) delivered on the same channel, and which have one
+        still on its way (pending)."""
+        pool = await self.database.pool()
+        rows = await pool.fetch(
+            """
+            SELECT a->>'fingerprint' AS fingerprint, d.status
+            FROM notification_deliveries d,
+                 jsonb_array_elements(d.payload->'data'->'alerts') AS a
+            WHERE d.tenant_id = $1 AND d.channel = $2 AND d.alert_status = 'firing'
+              AND d.status IN ('delivered', 'pending') AND d.notification_id <> $3
+              AND (a->>'fingerprint', (a->>'starts_at')::timestamptz)
+                  IN (SELECT * FROM unnest($4::text[], $5::timestamptz[]))
+            """,
+            n.tenant,
+            n.channel,
+            n.id,
+            [a.fingerprint for a in n.alerts],
+            [a.starts_at for a in n.alerts],
+        )
+        delivered = {r["fingerprint"] for r in rows if r["status"] == "delivered"}
+        pending = {r["fingerprint"] for r in rows if r["status"] == "pending"} - delivered
+        return delivered, pending
+
+    async def active_on_alertmanager(self) -> list[dict[str, Any]]:
+        """Alerts still active in Belfry (firing, acknowledged or silenced, same episode)
+        whose firing was delivered to an enabled Alertmanager channel: one row per
+        channel and alert, with the channel's config and the alert as last delivered."""
+        pool = await self.database.pool()
+        rows = await pool.fetch(
+            """
+            SELECT DISTINCT ON (d.tenant_id, d.channel, a->>'fingerprint')
+                   d.tenant_id, d.channel, c.config, d.payload->'data'->>'rule_name' AS rule,
+                   a AS alert
+            FROM notification_deliveries d
+            JOIN alert_channels c
+              ON c.tenant_id = d.tenant_id AND c.name = d.channel
+             AND c.type = 'alertmanager' AND c.enabled
+            CROSS JOIN LATERAL jsonb_array_elements(d.payload->'data'->'alerts') AS a
+            JOIN alerts al
+              ON al.fingerprint = a->>'fingerprint' AND al.tenant_id = d.tenant_id
+            WHERE d.channel_type = 'alertmanager' AND d.alert_status = 'firing'
+              AND d.status = 'delivered'
+              AND al.state IN ('firing', 'acknowledged', 'silenced')
+              AND al.fired_at = (a->>'starts_at')::timestamptz
+            ORDER BY d.tenant_id, d.channel, a->>'fingerprint', d.delivered_at DESC
+            """
+        )
+        return [
+            {
+                "tenant": r["tenant_id"],
+                "channel": r["channel"],
+                "config": _json(r["config"]),
+                "rule": r["rule"],
+                "alert": _json(r["alert"]),
+            }
+            for r in rows
+        ]
+
+    async def skip(self, notification_id: str, reason: str, at: datetime) -> None:
+        """Nothing to send (see `firings`): the delivery ends `skipped`, with the reason."""
+        pool = await self.database.pool()
+        await pool.execute(
+            "UPDATE notification_deliveries SET status = 'skipped', last_error = $2,"
+            " updated_at = $3 WHERE notification_id = $1",
+            notification_id,
+            reason,
+            at,
+        )
 
     async def channel(self, tenant: str, name: str) -> Channel | None:
         pool = await self.database.pool()

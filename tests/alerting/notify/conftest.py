@@ -5,14 +5,17 @@ Slack, SMTP servers, Alertmanager) runs as a real server in the test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiohttp
 import asyncpg
 import orjson
 import pytest
@@ -30,6 +33,8 @@ from tests.support.eventually import eventually
 from tests.support.processes import free_port
 
 TENANT = "acme"
+ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
+HAVE_ALERTMANAGER = ALERTMANAGER.exists()
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
@@ -327,3 +332,42 @@ async def dead_letters(
 
     await eventually(take, lambda c: c >= n, timeout=timeout, what=f"{n} dead letters")
     return got
+
+
+@contextlib.asynccontextmanager
+async def run_alertmanager(
+    tmp_path: Path, resolve_timeout: str | None = None
+) -> AsyncIterator[str]:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.1; its URL. The
+    test is skipped where it is not installed."""
+    if not HAVE_ALERTMANAGER:
+        pytest.skip(f"{ALERTMANAGER} is not installed (Debian package prometheus-alertmanager)")
+    config = tmp_path / "alertmanager.yml"
+    header = f"global:\n  resolve_timeout: {resolve_timeout}\n" if resolve_timeout else ""
+    config.write_text(header + "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(ALERTMANAGER),
+        f"--config.file={config}",
+        f"--storage.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> int:
+                try:
+                    async with session.get(f"{url}/-/ready") as resp:
+                        return resp.status
+                except aiohttp.ClientError:
+                    return 0
+
+            await eventually(ready, lambda s: s == 200, timeout=15, what="alertmanager ready")
+        yield url
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -3,7 +3,6 @@ channel types, and the trace carried from the AMQP header to the receiver."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import shutil
 import ssl
@@ -32,12 +31,9 @@ from tests.alerting.notify.conftest import (
     StartNotify,
     delivery,
     notification,
+    run_alertmanager,
 )
-from tests.support.eventually import eventually
 from tests.support.processes import free_port
-
-ALERTMANAGER = Path("/usr/bin/prometheus-alertmanager")
-HAVE_ALERTMANAGER = ALERTMANAGER.exists()
 
 
 async def test_slack_payload_and_one_message_per_second_per_url(
@@ -148,12 +144,13 @@ async def test_email_reaches_a_real_smtp_server(
             },
         )
         await start_notify(deps=deps, types=("email",))
-        env = notification("oncall", "email", status="resolved")
-        await publish(env)
-        await delivery(db, env["data"]["notification_id"], "delivered")
+        for status in ("firing", "resolved"):  # a resolved needs its firing delivered
+            env = notification("oncall", "email", status=status)
+            await publish(env)
+            await delivery(db, env["data"]["notification_id"], "delivered")
     finally:
         controller.stop()
-    (envelope,) = inbox.messages
+    _, envelope = inbox.messages
     assert envelope.rcpt_tos == ["oncall@example.com", "lead@example.com"]
     msg = message_from_bytes(envelope.content)
     assert msg["Subject"] == "[RESOLVED] critical: HighLatency"
@@ -167,36 +164,8 @@ async def test_email_reaches_a_real_smtp_server(
 
 @pytest.fixture
 async def alertmanager(tmp_path: Path) -> AsyncIterator[str]:
-    if not HAVE_ALERTMANAGER:
-        pytest.skip(f"{ALERTMANAGER} is not installed (Debian package prometheus-alertmanager)")
-    config = tmp_path / "alertmanager.yml"
-    config.write_text("route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        str(ALERTMANAGER),
-        f"--config.file={config}",
-        f"--storage.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--cluster.listen-address=",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-
-            async def ready() -> int:
-                try:
-                    async with session.get(f"{url}/-/ready") as resp:
-                        return resp.status
-                except aiohttp.ClientError:
-                    return 0
-
-            await eventually(ready, lambda s: s == 200, timeout=15, what="alertmanager ready")
+    async with run_alertmanager(tmp_path) as url:
         yield url
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def test_alertmanager_receives_the_alert(

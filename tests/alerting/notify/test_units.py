@@ -11,6 +11,7 @@ import os
 import random
 import re
 import socket
+from dataclasses import replace
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,20 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from standardwebhooks.webhooks import Webhook
 
-from services.alerting.notify.channels import RateLimiter, alertmanager, slack, webhook
+from services.alerting.notify.channels import (
+    RateLimiter,
+    SendContext,
+    alertmanager,
+    slack,
+    webhook,
+)
 from services.alerting.notify.channels import email as email_channel
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.notify.destinations import destination_problem, literal_address
 from services.alerting.notify.metrics import failure_figures
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff, parse_retry_after, retry_delay
-from services.alerting.notify.settings import NotifySettings
+from services.alerting.notify.settings import NotifySettings, default_external_url
 from services.alerting.notify.ssrf import (
     EgressPolicy,
     EgressRefused,
@@ -130,7 +137,12 @@ def test_settings_from_env_fail_fast_naming_the_variable() -> None:
         NotifySettings.from_env(Env({"ALERTING_EGRESS_ALLOW_CIDRS": "10.0.0.0/99"}))
     with pytest.raises(SettingsError, match="ALERTING_NOTIFY_MAX_ATTEMPTS"):
         NotifySettings.from_env(Env({"ALERTING_NOTIFY_MAX_ATTEMPTS": "0"}))
-    assert NotifySettings.from_env(Env({})) == NotifySettings()
+    defaults = replace(NotifySettings(), external_url=default_external_url("0.0.0.0", 8082))
+    assert NotifySettings.from_env(Env({})) == defaults
+    with pytest.raises(SettingsError, match="ALERTING_ALERTMANAGER_RESEND_SECONDS"):
+        NotifySettings.from_env(Env({"ALERTING_ALERTMANAGER_RESEND_SECONDS": "0"}))
+    with pytest.raises(SettingsError, match="ALERTING_PAGERDUTY_EVENTS_URL"):
+        NotifySettings.from_env(Env({"ALERTING_PAGERDUTY_EVENTS_URL": "ftp://x"}))
 
 
 # --- egress policy ---------------------------------------------------------------------
@@ -290,6 +302,23 @@ def test_alertmanager_alerts_shape() -> None:
         parsed(notification("a", "alertmanager")), {"url": "http://am/"}, {}
     )
     assert req.url == "http://am/api/v2/alerts"
+    # Sent: a firing alert ends 4 resend intervals ahead (Prometheus), a resolved one at
+    # its real end.
+    ctx = SendContext(
+        settings=NotifySettings(alertmanager_resend=60), session=None, clock=lambda: 1e9, sleep=_nap
+    )
+    ends = alertmanager.firing_ends_at(ctx)
+    assert ends.timestamp() == 1e9 + 240
+    (sent,) = alertmanager.build_alerts(parsed(notification("a", "alertmanager")), ends)
+    assert sent["endsAt"] == "2001-09-09T01:50:40.000Z"
+    (done,) = alertmanager.build_alerts(
+        parsed(notification("a", "alertmanager", status="resolved")), ends
+    )
+    assert done["endsAt"] == "2026-01-02T04:00:00.000Z"
+
+
+async def _nap(seconds: float) -> None:
+    return None
 
 
 # --- slack limiter ---------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Email channel: a multipart (text + HTML) message over SMTP with aiosmtplib, with
 STARTTLS, implicit TLS or (for a local relay) none. The subject says state, severity and
-rule. SMTP replies decide retries the way SMTP means them: 4xx transient, 5xx permanent.
+rule; each alert says since when it fires, or when it resolved and how long it fired, and
+`*_url` annotations (runbook_url) are links in the HTML part (http(s) only). SMTP
+replies decide retries the way SMTP means them: 4xx transient, 5xx permanent.
 
 The egress guard applies as to HTTP channels (a tenant's channel must not reach
 Belfry's database, broker or cloud metadata): the relay's name is resolved, every
@@ -20,6 +22,7 @@ import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiosmtplib
 from aiohttp.resolver import DefaultResolver
@@ -36,8 +39,40 @@ def subject(n: Notification) -> str:
     return f"[{n.status.upper()}] {n.severity}: {n.rule_name}{count}"
 
 
+def duration(seconds: float) -> str:
+    """`1h 2m 3s`, `4m 5s`, `6s`: how long an alert fired."""
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    shown = [f"{v}{u}" for v, u in parts if v]
+    return " ".join(shown) or "0s"
+
+
+def when(alert: Alert) -> str:
+    """`since <start>` while firing; `at <end>, after firing <duration> (since <start>)`
+    once resolved."""
+    start = alert.starts_at.isoformat(timespec="seconds")
+    if alert.status != "resolved" or alert.ends_at is None:
+        return f"since {start}"
+    fired = duration((alert.ends_at - alert.starts_at).total_seconds())
+    return f"at {alert.ends_at.isoformat(timespec='seconds')}, after firing {fired} (since {start})"
+
+
+def link(url: str) -> str | None:
+    """An http(s) URL fit for an href, or None (javascript:, data: and the like)."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    return url.strip()
+
+
 def _alert_lines(n: Notification, alert: Alert) -> list[str]:
-    lines = [f"- {alert.status.upper()} since {alert.starts_at.isoformat(timespec='seconds')}"]
+    lines = [f"- {alert.status.upper()} {when(alert)}"]
     for key, value in sorted(alert.annotations.items()):
         lines.append(f"  {key}: {value}")
     if alert.value is not None:
@@ -58,6 +93,15 @@ def text_body(n: Notification, external_url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _annotation(key: str, value: str) -> str:
+    """One annotation as HTML; a `*_url` annotation holding an http(s) URL (runbook_url,
+    dashboard_url) is a link."""
+    e = html.escape
+    href = link(value) if key.endswith("_url") else None
+    shown = f'<a href="{e(href)}">{e(value)}</a>' if href else e(value)
+    return f"<div><b>{e(key)}</b>: {shown}</div>"
+
+
 def html_body(n: Notification, external_url: str) -> str:
     e = html.escape
     color = {"firing": "#c0392b", "resolved": "#27ae60"}[n.status]
@@ -66,14 +110,14 @@ def html_body(n: Notification, external_url: str) -> str:
         labels = ", ".join(
             f"<code>{e(k)}={e(v)}</code>" for k, v in sorted(n.labels_of(alert).items())
         )
-        notes = "".join(
-            f"<div><b>{e(k)}</b>: {e(v)}</div>" for k, v in sorted(alert.annotations.items())
-        )
+        notes = "".join(_annotation(k, v) for k, v in sorted(alert.annotations.items()))
         value = f"{alert.value:g}" if alert.value is not None else ""
-        link = f'<a href="{e(alert.generator_url)}">source</a>' if alert.generator_url else ""
+        source = link(alert.generator_url)
+        anchor = f'<a href="{e(source)}">source</a>' if source else ""
         rows.append(
-            f"<tr><td>{e(alert.status)}</td><td>{notes}<div>{labels}</div></td>"
-            f"<td>{e(value)}</td><td>{link}</td></tr>"
+            f"<tr><td>{e(alert.status)}<div>{e(when(alert))}</div></td>"
+            f"<td>{notes}<div>{labels}</div></td>"
+            f"<td>{e(value)}</td><td>{anchor}</td></tr>"
         )
     return (
         f'<html><body><h2 style="color:{color}">{e(subject(n))}</h2>'

@@ -1,0 +1,105 @@
+"""A channel gets a `resolved` only for alerts whose `firing` (same episode) was delivered
+to it: "announced" is per channel and means delivered. A firing that failed or was
+refused there leaves its resolved `skipped`; a firing still retrying makes the resolved
+wait for it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from tests.alerting.notify.conftest import (
+    AddChannel,
+    Publish,
+    Receiver,
+    StartNotify,
+    delivery,
+    notification,
+)
+
+
+def _alert(fingerprint: str, status: str) -> dict[str, Any]:
+    alert = notification("x", "webhook", status=status)["data"]["alerts"][0]
+    return {**alert, "fingerprint": fingerprint}
+
+
+async def test_no_resolved_where_the_firing_was_not_delivered(
+    start_notify: StartNotify,
+    receiver: Any,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    ok: Receiver = await receiver()
+    broken: Receiver = await receiver()
+    broken.answers = [(400, {})]  # the firing fails for good on this channel
+    await add_channel("ok", "webhook", {"url": ok.url})
+    await add_channel("broken", "webhook", {"url": broken.url})
+    await start_notify()
+    for channel in ("ok", "broken"):
+        firing = notification(channel, "webhook")
+        await publish(firing)
+        status = "delivered" if channel == "ok" else "failed"
+        await delivery(db, firing["data"]["notification_id"], status)
+
+    resolved = {c: notification(c, "webhook", status="resolved") for c in ("ok", "broken")}
+    for env in resolved.values():
+        await publish(env)
+    await delivery(db, resolved["ok"]["data"]["notification_id"], "delivered")
+    row = await delivery(db, resolved["broken"]["data"]["notification_id"], "skipped")
+    assert "no firing" in row["last_error"] and row["attempts"] == 0
+    assert [r.json()["status"] for r in ok.requests] == ["firing", "resolved"]
+    assert [r.json()["status"] for r in broken.requests] == ["firing"]  # the failed one
+
+
+async def test_resolved_carries_only_the_alerts_the_channel_heard_of(
+    start_notify: StartNotify,
+    receiver: Any,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    hook: Receiver = await receiver()
+    await add_channel("h", "webhook", {"url": hook.url})
+    await start_notify()
+    firing = notification("h", "webhook", alerts=[_alert("fp-a", "firing")])
+    await publish(firing)
+    await delivery(db, firing["data"]["notification_id"], "delivered")
+    # fp-b's firing went to another channel only; an earlier episode of fp-a (another
+    # start) does not count for this one either.
+    earlier = {**_alert("fp-a", "resolved"), "starts_at": "2025-01-01T00:00:00+00:00"}
+    resolved = notification(
+        "h",
+        "webhook",
+        status="resolved",
+        alerts=[_alert("fp-a", "resolved"), _alert("fp-b", "resolved")],
+    )
+    await publish(resolved)
+    await delivery(db, resolved["data"]["notification_id"], "delivered")
+    old = notification("h", "webhook", status="resolved", alerts=[earlier])
+    await publish(old)
+    await delivery(db, old["data"]["notification_id"], "skipped")
+    sent = hook.requests[-1].json()
+    assert sent["status"] == "resolved"
+    assert [a["fingerprint"] for a in sent["alerts"]] == ["fp-a"]
+
+
+async def test_resolved_waits_for_a_firing_still_being_retried(
+    start_notify: StartNotify,
+    receiver: Any,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    hook: Receiver = await receiver()
+    hook.answers = [(503, {"Retry-After": "1"})]  # the firing's first attempt fails
+    await add_channel("h", "webhook", {"url": hook.url})
+    await start_notify(max_attempts=5)
+    firing = notification("h", "webhook")
+    resolved = notification("h", "webhook", status="resolved")
+    await publish(firing)
+    await hook.wait(1)
+    await publish(resolved)
+    await delivery(db, resolved["data"]["notification_id"], "delivered")
+    assert [r.json()["status"] for r in hook.requests] == ["firing", "firing", "resolved"]
