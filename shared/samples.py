@@ -51,6 +51,7 @@ a `quantile` label): a hint, not a gate: a rule may still `rate` a gauge.
 from __future__ import annotations
 
 import re
+from collections import deque
 from datetime import datetime
 from math import isfinite
 from typing import Annotated, Any, Literal
@@ -156,6 +157,24 @@ def metric_v2_data(samples: list[Sample]) -> dict[str, Any]:
 def chunks(samples: list[Sample], size: int = MAX_SAMPLES_PER_EVENT) -> list[list[Sample]]:
     """A request's samples cut into event-sized lists."""
     return [samples[i : i + size] for i in range(0, len(samples), size)]
+
+
+def metric_v2_datas(samples: list[Sample], max_bytes: int) -> list[dict[str, Any]]:
+    """`metric_v2_data` for a whole request, in order: chunks of up to
+    MAX_SAMPLES_PER_EVENT samples, halved until each encodes to at most `max_bytes` (long
+    labels repeat in every sample of a series, so a count alone doesn't bound the size;
+    a single sample is never split)."""
+    out = []
+    pending = deque(chunks(samples))
+    while pending:
+        chunk = pending.popleft()
+        encoded = _samples_encoder.encode(chunk)
+        if len(encoded) > max_bytes and len(chunk) > 1:
+            half = len(chunk) // 2
+            pending.extendleft([chunk[half:], chunk[:half]])  # the first half goes first
+            continue
+        out.append({"samples": orjson.Fragment(encoded)})
+    return out
 
 
 def validate_metric_v2(data: Any) -> MetricData:

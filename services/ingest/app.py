@@ -10,8 +10,20 @@ from aio_pika.abc import AbstractChannel
 from aiohttp import web
 
 from services.ingest import metrics
-from services.ingest.keys import BROKER, DEPS, HEALTH, HOT, SETTINGS, SPOOL, Hot, IngestDeps
-from services.ingest.routes import click, pixel, track
+from services.ingest.intake.limits import TenantLimits
+from services.ingest.intake_publisher import start_intake
+from services.ingest.keys import (
+    BROKER,
+    DEPS,
+    HEALTH,
+    HOT,
+    INTAKE,
+    SETTINGS,
+    SPOOL,
+    Hot,
+    IngestDeps,
+)
+from services.ingest.routes import click, intake, pixel, track
 from services.ingest.settings import IngestSettings
 from shared.broker import Broker
 from shared.httpobs import HTTP_STATS, add_observability
@@ -77,6 +89,8 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     health.add_check("broker", broker.check)
     health.add_check("confirms", publisher.check)
     health.add_check("spool", spool.check)
+    limits = TenantLimits(settings.intake_limits, app[DEPS].monotonic)
+    app[INTAKE] = metric_path = start_intake(settings, broker, health, limits)
     reporter = MetricReporter(
         "ingest",
         broker_exchange(broker, topo.metrics_exchange),
@@ -97,8 +111,10 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await reporter.stop()
         await publisher.close()
+        await metric_path.publisher.close()
         await broker.stop()
         spool.close()
+        metric_path.publisher.spool.close()
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -122,6 +138,9 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
     app.router.add_get("/{tenant}/pixel/{email_id}.gif", pixel.pixel, name="pixel")
     app.router.add_get("/{tenant}/click/{email_id}", click.click, name="click")
     app.router.add_post("/v1/track", track.track, name="track")
+    app.router.add_post("/v1/metrics", intake.otlp_metrics, name="otlp_metrics")
+    app.router.add_post("/api/v1/write", intake.remote_write, name="remote_write")
+    app.router.add_post("/v1/samples", intake.samples, name="samples")
     app.router.add_get("/v1/openapi.yaml", openapi)  # these routes, described
     app.cleanup_ctx.append(_broker_ctx)
     return app

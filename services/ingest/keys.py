@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
+from services.ingest.intake.limits import TenantLimits
 from services.ingest.settings import IngestSettings
 from shared.broker import Broker
 from shared.probes import Health
@@ -27,6 +29,8 @@ class IngestDeps:
     clock: Callable[[], datetime] = field(default=_utcnow)
     # None: tracing off (no OTLP endpoint configured); __main__ passes the real one.
     tracer_provider: TracerProvider | None = None
+    # The metric intake's rate limits and series idle times run on this.
+    monotonic: Callable[[], float] = time.monotonic
 
 
 @dataclass
@@ -38,9 +42,21 @@ class Hot:
     clock: Callable[[], datetime]
 
 
+@dataclass
+class Intake:
+    """What the metric intake routes touch: their own publisher (the metrics exchange,
+    its own spool) and the per-tenant limits of this process."""
+
+    settings: IngestSettings
+    publisher: BatchPublisher
+    limits: TenantLimits
+    broker: Broker
+
+
 SETTINGS = web.AppKey("settings", IngestSettings)
 DEPS = web.AppKey("deps", IngestDeps)
 HEALTH = web.AppKey("ingest_health", Health)
 BROKER = web.AppKey("broker", Broker)
 SPOOL = web.AppKey("spool", Spool)
 HOT = web.AppKey("hot", Hot)
+INTAKE = web.AppKey("intake", Intake)

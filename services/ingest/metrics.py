@@ -22,6 +22,23 @@ CONFIRM_SECONDS = Histogram(
 SPOOL_BYTES = Gauge("belfry_ingest_spool_bytes", "Bytes waiting in the local spool")
 SPOOL_REPLAYED = Counter("belfry_ingest_spool_replayed_total", "Spool records replayed")
 
+# Metric intake (/v1/metrics, /api/v1/write, /v1/samples). outcome: published | spooled
+# (stored: the answer was 2xx), unavailable (broker and spool could not take them: 503),
+# ignored (end-of-series signals: staleness markers, "no recorded value").
+SAMPLES = Counter(
+    "belfry_ingest_samples_total",
+    "Metric samples taken in, by protocol and outcome",
+    ["protocol", "outcome"],
+)
+SAMPLES_REFUSED = Counter(
+    "belfry_ingest_samples_refused_total",
+    "Metric samples (OTLP: data points) refused, by protocol and reason",
+    ["protocol", "reason"],
+)
+INTAKE_SPOOL_BYTES = Gauge(
+    "belfry_ingest_metrics_spool_bytes", "Bytes of metric samples waiting in the local spool"
+)
+
 _confirm = {o: CONFIRM_SECONDS.labels(o.value) for o in Outcome}
 
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 
+from services.ingest.intake.limits import LimitSettings
 from shared.ids import valid_tenant
 from shared.ingest_tokens import TenantSelection, parse_keys
+from shared.samples import MAX_LABEL_NAME_LEN, MAX_LABEL_VALUE_LEN, MAX_LABELS, MAX_NAME_LEN
 from shared.settings import CommonSettings, Env, SettingsError
 from shared.signing import SigningKeys
 
@@ -42,6 +44,13 @@ class IngestSettings:
     token_keys: SigningKeys | None = None
     # Tenants whose `/v1/track` hits need `Authorization: Bearer <ingest token>`.
     track_require_token: TenantSelection = field(default_factory=TenantSelection)
+    # Metric intake (/v1/metrics, /api/v1/write, /v1/samples): per-tenant limits, the body
+    # as sent (refused past it before it is read) and once un-gzipped / un-snappied.
+    intake_limits: LimitSettings = field(default_factory=LimitSettings)
+    intake_max_body_bytes: int = 10 << 20
+    intake_max_decoded_bytes: int = 32 << 20
+    # /v1/samples items per request.
+    intake_max_items: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> IngestSettings:
@@ -69,6 +78,7 @@ class IngestSettings:
             track_max_items=env.integer("TRACK_MAX_ITEMS", 1000, lo=1),
             track_max_age_days=env.integer("TRACK_MAX_AGE_DAYS", 30, lo=1),
             **_token_settings(env),
+            **_intake_settings(env),
         )
 
 
@@ -80,6 +90,51 @@ def _token_settings(env: Env) -> dict[str, Any]:
     if require and keys is None:
         raise SettingsError("INGEST_TRACK_REQUIRE_TOKEN needs INGEST_TOKEN_KEYS to verify tokens")
     return {"token_keys": keys, "track_require_token": require}
+
+
+def _intake_settings(env: Env) -> dict[str, Any]:
+    defaults = LimitSettings()
+    try:
+        limits = LimitSettings(
+            samples_per_second=env.number("INTAKE_SAMPLES_PER_SECOND", defaults.samples_per_second),
+            burst_samples=env.integer("INTAKE_BURST_SAMPLES", defaults.burst_samples, lo=1),
+            max_series=env.integer("INTAKE_MAX_SERIES", defaults.max_series, lo=1),
+            series_idle_seconds=env.number(
+                "INTAKE_SERIES_IDLE_SECONDS", defaults.series_idle_seconds
+            ),
+            max_labels=env.integer("INTAKE_MAX_LABELS", defaults.max_labels, lo=1, hi=MAX_LABELS),
+            max_label_name_len=env.integer(
+                "INTAKE_MAX_LABEL_NAME_LEN",
+                defaults.max_label_name_len,
+                lo=1,
+                hi=MAX_LABEL_NAME_LEN,
+            ),
+            max_label_value_len=env.integer(
+                "INTAKE_MAX_LABEL_VALUE_LEN",
+                defaults.max_label_value_len,
+                lo=1,
+                hi=MAX_LABEL_VALUE_LEN,
+            ),
+            max_name_len=env.integer(
+                "INTAKE_MAX_NAME_LEN", defaults.max_name_len, lo=1, hi=MAX_NAME_LEN
+            ),
+            max_tenants=env.integer("INTAKE_MAX_TENANTS", defaults.max_tenants, lo=1),
+        )
+    except SettingsError:
+        raise
+    except ValueError as exc:  # a rate or idle time of 0: LimitSettings names the field
+        field_name = str(exc).split()[2]
+        raise SettingsError(f"INTAKE_{field_name.upper()} must be > 0") from None
+    body = env.integer("INTAKE_MAX_BODY_BYTES", 10 << 20, lo=1024)
+    decoded = env.integer("INTAKE_MAX_DECODED_BYTES", 32 << 20, lo=1024)
+    if decoded < body:
+        raise SettingsError("INTAKE_MAX_DECODED_BYTES must be >= INTAKE_MAX_BODY_BYTES")
+    return {
+        "intake_limits": limits,
+        "intake_max_body_bytes": body,
+        "intake_max_decoded_bytes": decoded,
+        "intake_max_items": env.integer("INTAKE_MAX_ITEMS", 10_000, lo=1, hi=100_000),
+    }
 
 
 def parse_unsigned_domains(raw: str) -> dict[str, frozenset[str]]:
