@@ -8,7 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import orjson
 
+from tests.alerting.conftest import (
+    TENANT,
+    FakeClock,
+    Send,
+    StartAlerting,
+    add_webhook,
+    auth,
+    engine_of,
+    metric_event,
+    webhook_alerts,
+)
 from tests.alerting.notify.conftest import (
     AddChannel,
     Publish,
@@ -17,6 +29,7 @@ from tests.alerting.notify.conftest import (
     delivery,
     notification,
 )
+from tests.support.eventually import eventually
 
 
 def _alert(fingerprint: str, status: str) -> dict[str, Any]:
@@ -103,3 +116,51 @@ async def test_resolved_waits_for_a_firing_still_being_retried(
     await publish(resolved)
     await delivery(db, resolved["data"]["notification_id"], "delivered")
     assert [r.json()["status"] for r in hook.requests] == ["firing", "firing", "resolved"]
+
+
+async def test_deleting_a_rule_whose_firing_was_refused_sends_no_resolved_there(
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    api_key: str,
+    send_metrics: Send,
+    clock: FakeClock,
+    webhook_receiver: Receiver,
+) -> None:
+    """The issue's case end to end: the firing of a channel is refused by the egress guard,
+    the rule is deleted; that channel gets no resolved, the one that got the firing does."""
+    await add_webhook(db, "ok", webhook_receiver)
+    await db.execute(
+        "INSERT INTO alert_channels (tenant_id, name, type, config)"
+        " VALUES ($1, 'internal', 'webhook', $2::jsonb)",
+        TENANT,
+        orjson.dumps({"url": "http://10.255.255.1:9/hook"}).decode(),  # refused: private
+    )
+    client = await start_alerting()
+    h = auth(api_key)
+    resp = await client.post(
+        "/api/v1/rules",
+        json={"name": "lat", "condition": "latency > 1", "channels": ["ok", "internal"]},
+        headers=h,
+    )
+    assert resp.status == 201, await resp.text()
+    rule = await resp.json()
+    await send_metrics(client, [metric_event("latency", 5, {"service": "api"}, at=clock())])
+    await engine_of(client).tick()
+
+    async def by_channel() -> dict[tuple[str, str], str]:
+        rows = await db.fetch("SELECT channel, alert_status, status FROM notification_deliveries")
+        return {(r["channel"], r["alert_status"]): r["status"] for r in rows}
+
+    await eventually(by_channel, lambda d: len(d) == 2 and "pending" not in d.values())
+    clock.advance(5)
+    assert (await client.delete(f"/api/v1/rules/{rule['id']}", headers=h)).status == 204
+    done = await eventually(
+        by_channel, lambda d: len(d) == 4 and "pending" not in d.values(), what="4 settled"
+    )
+    assert done == {
+        ("ok", "firing"): "delivered",
+        ("ok", "resolved"): "delivered",
+        ("internal", "firing"): "refused",
+        ("internal", "resolved"): "skipped",
+    }
+    assert [status for status, _ in webhook_alerts(webhook_receiver)] == ["firing", "resolved"]
