@@ -33,6 +33,7 @@ from typing import Any
 import orjson
 
 from shared.ids import valid_email_id, valid_tenant
+from shared.samples import METRIC_V2, SampleContractError, validate_metric_v2
 
 BATCH_V1 = "batch.v1"
 HIT_OPEN_V1 = "hit.open.v1"
@@ -274,6 +275,14 @@ def _check_metric(data: dict[str, Any]) -> None:
         raise ContractError("data.labels must be an object of strings")
 
 
+def _check_metric_v2(data: dict[str, Any]) -> None:
+    """`metric.v2`: samples from outside applications (shared/samples.py holds the rules)."""
+    try:
+        validate_metric_v2(data)
+    except SampleContractError as exc:
+        raise ContractError(str(exc)) from None
+
+
 def _str_map(value: Any, field: str) -> None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -325,6 +334,7 @@ CONTRACTS: dict[str, Callable[[dict[str, Any]], None]] = {
     HIT_CLICK_V2: _check_click_v2,
     EMAIL_REGISTERED_V1: _check_email_registered,
     METRIC_V1: _check_metric,
+    METRIC_V2: _check_metric_v2,
     ALERT_NOTIFICATION_V1: _check_notification,
 }
 
