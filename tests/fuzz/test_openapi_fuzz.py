@@ -74,10 +74,11 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
     """schemathesis.toml: what the command line cannot say."""
     path = tmp_path / "schemathesis.toml"
     path.write_text(
-        # 413 is how a service rightly refuses a body over its size limit.
+        # schemathesis' default list plus 413, how a service rightly refuses a body over
+        # its size limit (a 5xx fails not_a_server_error).
         "[checks.negative_data_rejection]\n"
         'expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413",'
-        ' "415", "422", "428", "429"]\n' + extra
+        ' "415", "422", "428", "429", "5xx"]\n' + extra
     )
     return path
 
