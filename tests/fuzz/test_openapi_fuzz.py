@@ -153,8 +153,16 @@ def _shorten(text: str, width: int = 2000) -> str:
 
 
 def _errors(log: Path) -> str:
-    lines = log.read_text(errors="replace").splitlines()
-    return _shorten("\n".join(line for line in lines if '"ERROR"' in line or "Traceback" in line))
+    """The service's error lines (JSON logs, shared/jsonlog.py): where a 5xx came from."""
+
+    def is_error(line: str) -> bool:
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return "Traceback" in line  # a crash before logging was set up
+        return isinstance(doc, dict) and (doc.get("level") in ("error", "critical") or "exc" in doc)
+
+    return _shorten("\n".join(filter(is_error, log.read_text(errors="replace").splitlines())))
 
 
 async def answered(service: Proc) -> dict[tuple[str, str, str], float]:
