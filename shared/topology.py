@@ -10,7 +10,7 @@ past it, or rejected, go to the dead-letter exchange `<prefix>.dlx`, one dead-le
 per work queue.
 
 Notifications: `<prefix>.notify` routes by channel type (webhook, slack, email,
-alertmanager, pagerduty) to one work queue per type, so one failing channel never delays
+alertmanager, pagerduty, log) to one work queue per type, so one failing channel never delays
 another. A retry is published to a delay queue of that type (per-message `expiration` =
 the backoff; the queue's TTL caps it), which dead-letters it back to `<prefix>.notify`
 with the type as routing key when it expires. Delay queues are bucketed by the longest
@@ -29,7 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 # Redeliveries of one message before the broker dead-letters it (a crash loop guard).
 DELIVERY_LIMIT = 20
 
-CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty")
+CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty", "log")
 # Delay-queue buckets: (suffix, longest delay in ms).
 DELAY_BUCKETS: tuple[tuple[str, int], ...] = (
     ("1s", 1_000),

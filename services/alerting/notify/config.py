@@ -13,6 +13,7 @@ secret given once is never shown again. The delivery code reads the same shapes:
 - pagerduty:    {routing_key, url?, severities?: {belfry severity: PagerDuty severity},
                  source?}  (Events API v2; `url` overrides ALERTING_PAGERDUTY_EVENTS_URL,
                  e.g. for an EU account; `routing_key` is a secret, never shown again)
+- log:          {level?: "info"|"warning"|"error"}  (a JSON line in the service's log)
 
 Field names in errors are dotted paths into the config (`secrets.1`, `headers.X-Foo`).
 Given the egress allow-list, the API also refuses a `url` or `host` that is an internal
@@ -32,8 +33,9 @@ from urllib.parse import urlsplit
 from services.alerting.notify.destinations import destination_problem
 from services.alerting.notify.ssrf import EgressPolicy, Network
 
-CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty")
+CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty", "log")
 TLS_MODES = ("starttls", "implicit", "none")
+LOG_LEVELS = ("info", "warning", "error")
 SECRET_PREFIX = "whsec_"
 MASK = "***"
 MAX_URL_LEN = 2048
@@ -198,12 +200,19 @@ def _check_email(config: dict[str, Any], errors: dict[str, str]) -> None:
             errors[f"to.{i}"] = "not an email address"
 
 
+def _check_log(config: dict[str, Any], errors: dict[str, str]) -> None:
+    level = config.get("level")
+    if level is not None and level not in LOG_LEVELS:
+        errors["level"] = f"must be one of {', '.join(LOG_LEVELS)}"
+
+
 _CHECKS = {
     "webhook": _check_webhook,
     "slack": _check_slack,
     "email": _check_email,
     "alertmanager": _check_alertmanager,
     "pagerduty": _check_pagerduty,
+    "log": _check_log,
 }
 
 
@@ -211,7 +220,7 @@ def _check_destination(
     channel_type: str, config: dict[str, Any], errors: dict[str, str], policy: EgressPolicy
 ) -> None:
     field = "host" if channel_type == "email" else "url"
-    if field in errors:
+    if channel_type == "log" or field in errors:  # no destination: the service's own log
         return
     if config.get(field) is None:  # pagerduty without `url`: the events URL of the settings
         return

@@ -35,6 +35,7 @@ from services.alerting.notify.channels import (
     slack,
     webhook,
 )
+from services.alerting.notify.channels import service_log as log_channel
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import retry_delay
@@ -49,6 +50,7 @@ SENDERS: dict[str, Sender] = {
     "email": email.send,
     "alertmanager": alertmanager.send,
     "pagerduty": pagerduty.send,
+    "log": log_channel.send,
 }
 
 
@@ -170,6 +172,8 @@ class Deliverer:
             return outcome
 
     def _client_span(self, config: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        if self.channel_type == "log":
+            return "log write", {"belfry.channel_type": "log"}
         if self.channel_type == "email":
             return "smtp send", {
                 "server.address": str(config.get("host", "")),
