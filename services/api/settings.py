@@ -9,6 +9,19 @@ from shared.settings import CommonSettings, Env
 from shared.signing import SigningKeys
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "*", "")
+
+
+def ingest_url(environ: Mapping[str, str]) -> str:
+    """The ingest's own address from its INGEST_HOST/INGEST_PORT: where pixel and click
+    URLs work when API_PUBLIC_URL is unset (one machine, e.g. `make run` on other ports)."""
+    env = Env(environ)
+    host = env.text("INGEST_HOST", "0.0.0.0")
+    port = env.integer("INGEST_PORT", 8080, lo=0, hi=65535)
+    if port == 0:  # an ephemeral port: nothing to derive
+        return DEFAULT_PUBLIC_URL
+    host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +48,14 @@ class ApiSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiSettings:
         env = Env(environ)
+        # Unset: the ingest's own address (read only then, so a set one never needs it).
+        public_default = "" if env.text("API_PUBLIC_URL", "") else ingest_url(environ)
         return cls(
             common=CommonSettings.from_env("api", environ),
             signing=SigningKeys.parse(env.text("CLICK_SIGNING_KEYS", "")),
             host=env.text("API_HOST", "0.0.0.0"),
             port=env.integer("API_PORT", 8083, lo=0, hi=65535),
-            public_url=env.url("API_PUBLIC_URL", DEFAULT_PUBLIC_URL, ("http", "https")).rstrip("/"),
+            public_url=env.url("API_PUBLIC_URL", public_default, ("http", "https")).rstrip("/"),
             little_bell_open=env.flag("API_LITTLE_BELL_OPEN", False),
             export_chunk_rows=env.integer("API_EXPORT_CHUNK_ROWS", 2000, lo=1, hi=100_000),
             dashboard_poll_seconds=env.integer("API_DASHBOARD_POLL_SECONDS", 15, lo=1, hi=3600),

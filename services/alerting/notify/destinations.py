@@ -18,6 +18,7 @@ import re
 from services.alerting.notify.ssrf import Address, EgressPolicy
 
 _NUMBER = re.compile(r"0[xX][0-9A-Fa-f]*|[0-9]+")
+ALLOW_VARIABLE = "ALERTING_EGRESS_ALLOW_CIDRS"
 _LOCALHOST = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
@@ -70,5 +71,9 @@ def destination_problem(host: str, policy: EgressPolicy) -> str | None:
         why = policy.verdict(address)
         if why is not None:
             shown = host if host.strip("[]") == str(address) else f"{host} ({address})"
-            return f"{shown} is refused by the egress policy ({why})"
+            # The variable named: the operator's fix (e.g. a local receiver in development).
+            return (
+                f"{shown} is refused by the egress policy ({why}) "
+                f"unless the operator's {ALLOW_VARIABLE} admits it"
+            )
     return None
