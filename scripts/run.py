@@ -4,7 +4,9 @@
    <SERVICE>_HOST/_PORT, CLICK_SIGNING_KEYS), with the same defaults.
 2. Makes sure Postgres and RabbitMQ answer a real login; a local Debian-installed server
    that is stopped is started, anything else ends with one line saying what to do.
-3. Creates the database, applies migrations and declares the broker topology.
+3. Creates the database, applies migrations and declares the broker topology; makes
+   sure the dev tenants exist, and Belfry's own channel `belfry-ops` (a `log` channel
+   unless someone pointed it elsewhere).
 4. Starts every service in SERVICES as a child process, prefixes its output with its
    name, waits for each `/readyz`, and prints URLs that work.
 5. Ctrl-C or SIGTERM stops them all (SIGTERM, then SIGKILL after 30 s); if one dies on
@@ -86,6 +88,20 @@ DEV_TOKEN_KEY_FILE = REPO / "var" / "dev-ingest-token-key"  # INGEST_TOKEN_KEYS 
 # in the database, so the keys printed in the banner are kept here (0600).
 DEV_API_KEYS_FILE = REPO / "var" / "dev-api-keys.json"
 DEV_TENANTS = ("demo", "belfry")
+RULES_FILE = REPO / "infra" / "alerting" / "rules.yaml"
+# Development only: channels may notify receivers on this machine (a webhook on
+# 127.0.0.1); the services default to refusing every internal address.
+DEV_EGRESS_ALLOW = "127.0.0.0/8,::1/128"
+# The channel Belfry's rule pack notifies; created as a `log` channel when missing, so
+# Belfry's own alerts show up in the alerting service's output from the first run.
+OPS_TENANT, OPS_CHANNEL, OPS_CHANNEL_TYPE = "belfry", "belfry-ops", "log"
+# What each variable `make run` supplies means, for the banner.
+DEV_SETTINGS = {
+    "ALERTING_RULES_FILE": "Belfry's own rule pack (tenant belfry)",
+    "ALERTING_EGRESS_ALLOW_CIDRS": "channels may notify receivers on this machine; "
+    "development only, never in production",
+    "API_PUBLIC_URL": "the ingest: pixel and click URLs the api hands out point here",
+}
 START_TIMEOUT = 60.0  # a stopped Postgres/RabbitMQ must answer within this after starting
 BOOT_WAIT = 15.0  # a server someone else is starting gets this long to accept a login
 READY_TIMEOUT = 60.0  # every service's /readyz must answer 200 within this
@@ -135,6 +151,9 @@ class Config:
     endpoints: tuple[Endpoint, ...]
     api_keys: tuple[tuple[str, str], ...] = ()  # (tenant, key) for the banner
     token_keys: str = ""  # INGEST_TOKEN_KEYS: the banner mints the demo's ingest token
+    # Variables `make run` gives the services because the user did not set them.
+    dev_settings: tuple[tuple[str, str], ...] = ()
+    ops_channel_type: str = ""  # what `belfry-ops` is, for the banner
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Config:
@@ -166,7 +185,40 @@ class Config:
             parse_keys(token_keys)
         except SettingsError as exc:
             raise Fatal(f"{exc} (for a dev key, unset it or delete {DEV_TOKEN_KEY_FILE})") from None
-        return cls(common, raw_keys, dev_key, tuple(endpoints), token_keys=token_keys)
+        return cls(
+            common,
+            raw_keys,
+            dev_key,
+            tuple(endpoints),
+            token_keys=token_keys,
+            dev_settings=dev_settings(tuple(endpoints), environ),
+        )
+
+    def service_env(self, environ: Mapping[str, str]) -> dict[str, str]:
+        """The environment every service starts with: the user's, the keys, the dev
+        settings."""
+        return dict(
+            environ,
+            CLICK_SIGNING_KEYS=self.signing_keys,
+            INGEST_TOKEN_KEYS=self.token_keys,
+            PYTHONUNBUFFERED="1",
+            **dict(self.dev_settings),
+        )
+
+
+def dev_settings(
+    endpoints: tuple[Endpoint, ...], environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """The DEV_SETTINGS values for these endpoints, those the user left unset."""
+    values = {
+        # Belfry watches itself from the first run: the default rule pack.
+        "ALERTING_RULES_FILE": str(RULES_FILE),
+        "ALERTING_EGRESS_ALLOW_CIDRS": DEV_EGRESS_ALLOW,
+    }
+    ingest = next((e for e in endpoints if e.service.name == "ingest"), None)
+    if ingest is not None:  # the api's links must reach this ingest, on whatever port
+        values["API_PUBLIC_URL"] = ingest.base_url
+    return tuple((k, v) for k, v in values.items() if not environ.get(k))
 
 
 def dev_signing_key(path: Path = DEV_KEY_FILE) -> str:
@@ -473,6 +525,32 @@ async def dev_api_keys(database_url: str) -> tuple[tuple[str, str], ...]:
     return tuple(keys.items())
 
 
+async def ops_channel(database_url: str) -> str:
+    """The type of the belfry tenant's `belfry-ops`, created as a `log` channel when
+    missing. Never replaced: an operator who pointed it elsewhere (API, or
+    ALERTING_CHANNELS_FILE) keeps that."""
+    try:
+        conn = await asyncpg.connect(database_url, timeout=5)
+        try:
+            await conn.execute(
+                "INSERT INTO alert_channels (tenant_id, name, type, config)"
+                " VALUES ($1, $2, $3, '{}') ON CONFLICT DO NOTHING",
+                OPS_TENANT,
+                OPS_CHANNEL,
+                OPS_CHANNEL_TYPE,
+            )
+            kind = await conn.fetchval(
+                "SELECT type FROM alert_channels WHERE tenant_id = $1 AND name = $2",
+                OPS_TENANT,
+                OPS_CHANNEL,
+            )
+        finally:
+            await conn.close()
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise Fatal(f"creating the channel {OPS_CHANNEL} failed: {_why(exc)}") from None
+    return str(kind)
+
+
 # --- the services -----------------------------------------------------------------------
 
 
@@ -620,8 +698,12 @@ def banner(config: Config) -> str:
     lines += [
         f"  stored rows   psql {shlex.quote(redact_url(common.database_url))} "
         f"-c {shlex.quote(EVENTS_SQL)}",
-        "Probes and metrics:",
+        *_ops_lines(config, alerting),
     ]
+    if config.dev_settings:
+        lines.append("Set by make run for development (set them yourself to change):")
+        lines += [f"  {k}={v}  # {DEV_SETTINGS[k]}" for k, v in config.dev_settings]
+    lines.append("Probes and metrics:")
     width = max(len(e.service.name) for e in config.endpoints)
     for e in config.endpoints:
         lines.append(
@@ -630,6 +712,24 @@ def banner(config: Config) -> str:
         )
     lines += ["Ctrl-C stops everything.", ""]
     return "\n".join(lines)
+
+
+def _ops_lines(config: Config, alerting: Endpoint | None) -> list[str]:
+    """Where Belfry's own alerts go, and how to send them elsewhere."""
+    if not config.ops_channel_type or alerting is None:
+        return []
+    where = (
+        "a JSON line in the alerting output"
+        if config.ops_channel_type == OPS_CHANNEL_TYPE
+        else f"a {config.ops_channel_type} channel"
+    )
+    key = dict(config.api_keys).get(OPS_TENANT, "<belfry key>")
+    return [
+        f"Belfry's own alerts go to channel {OPS_CHANNEL} ({where}); point it elsewhere with",
+        f"  curl -s -X PUT {alerting.base_url}/api/v1/channels/{OPS_CHANNEL} "
+        f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
+        """-d '{"type": "webhook", "config": {"url": "http://127.0.0.1:9000/hook"}}'""",
+    ]
 
 
 def _token_header(config: Config) -> str:
@@ -646,14 +746,7 @@ async def supervise(config: Config) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    env = dict(
-        os.environ,
-        CLICK_SIGNING_KEYS=config.signing_keys,
-        INGEST_TOKEN_KEYS=config.token_keys,
-        PYTHONUNBUFFERED="1",
-    )
-    # Belfry watches itself from the first run: the default rule pack (tenant `belfry`).
-    env.setdefault("ALERTING_RULES_FILE", str(REPO / "infra" / "alerting" / "rules.yaml"))
+    env = config.service_env(os.environ)
     label = labels(color=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     children: list[Child] = []
     code = 1
@@ -764,7 +857,11 @@ async def main() -> int:
         say("  ".join(f"{d.name} up at {d.address}." for d in deps))
         for line in await prepare(common):
             say(line)
-        config = replace(config, api_keys=await dev_api_keys(common.database_url))
+        config = replace(
+            config,
+            api_keys=await dev_api_keys(common.database_url),
+            ops_channel_type=await ops_channel(common.database_url),
+        )
         return await supervise(config)
     except (Fatal, SettingsError) as exc:
         print(f"make run: {exc}", file=sys.stderr)
