@@ -132,7 +132,8 @@ def _channel_put(case: Case) -> None:
     if not isinstance(config, dict):
         body.pop("type", None)  # a new type needs its config
     elif "type" not in body:
-        body["type"] = "email" if "host" in config else "webhook"
+        kinds = {"host": "email", "routing_key": "pagerduty"}
+        body["type"] = next((k for f, k in kinds.items() if f in config), "webhook")
 
 
 @schemathesis.hook
