@@ -46,7 +46,7 @@ class AlertmanagerResender:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await self.context.sleep(self.interval)
             try:
                 await self.resend()
             except Exception as exc:  # database away: the next interval tries again
