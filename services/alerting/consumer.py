@@ -1,13 +1,16 @@
 """The thin adapter between the metrics queue and the engine's sample windows.
 
-A message is a `batch.v1` array of `metric.v1` envelopes. Each valid event becomes a
-sample (tenant = the envelope's tenant, time = its occurred_at, never later than now);
-the message is acked once its samples are in the windows. A body that isn't a JSON array
+A message is a `batch.v1` array of `metric.v1` envelopes (one sample each: Belfry's
+self-reports; time = occurred_at) or `metric.v2` envelopes (a list of typed samples from
+the metric intake, shared/samples.py; time = each sample's `ts`). Every sample goes into
+the windows under its envelope's tenant, never later than now, with its kind (what `rate`
+and the quantiles need); the message is acked once its samples are in the windows. A
+batch of valid `metric.v2` envelopes is decoded in one msgspec pass; any other batch is
+checked envelope by envelope. A body that isn't a JSON array
 is dead-lettered whole, each bad event alone (with `x-belfry-reason`), so one bad event
 never costs the batch. A NUL character in the name or labels is a bad event too: the labels
 become an alert row's jsonb, which Postgres refuses, and every tick would fail. Samples
-live in memory: after a restart the windows refill, and alert state, which is what must
-survive, is in Postgres.
+are journaled to Postgres by the engine (sample_log.py), so windows survive a restart.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import contextlib
 import logging
 from typing import Any
 
+import msgspec
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from opentelemetry import trace
@@ -25,6 +29,12 @@ from services.alerting import metrics
 from services.alerting.evaluator import AlertEngine
 from shared.contracts import METRIC_V1, ContractError, decode_batch, validate_envelope
 from shared.deadletter import dead_letter_message
+from shared.samples import (
+    METRIC_V2,
+    MetricEnvelope,
+    SampleContractError,
+    decode_metric_v2_batch,
+)
 from shared.topology import Topology
 from shared.tracing import links_to, messaging_attributes, traceparent
 
@@ -93,11 +103,26 @@ class MetricConsumer:
         self, message: AbstractIncomingMessage, carrier: dict[str, str] | None
     ) -> None:
         try:
+            envelopes = decode_metric_v2_batch(message.body)
+        except SampleContractError:
+            pass  # not all valid metric.v2: envelope by envelope, below
+        else:
+            for v2 in envelopes:
+                self._observe_v2(v2, carrier)
+            return
+        try:
             items = decode_batch(message.body)
         except ContractError as exc:
             await self._dead_letter(message.body, str(exc), "decode", message)
             return
         for item in items:
+            if isinstance(item, dict) and item.get("type") == METRIC_V2:
+                try:
+                    self._observe_v2(msgspec.convert(item, MetricEnvelope), carrier)
+                except msgspec.ValidationError as exc:
+                    reason = str(exc).replace("`$.", "`")[:300]
+                    await self._dead_letter(orjson.dumps([item]), reason, "validate", message)
+                continue
             try:
                 envelope = validate_envelope(item)
                 if envelope.type != METRIC_V1:
@@ -117,6 +142,16 @@ class MetricConsumer:
             )
             metrics.SAMPLES.labels("kept" if kept else "ignored").inc()
             self.samples += 1
+
+    def _observe_v2(self, envelope: MetricEnvelope, carrier: dict[str, str] | None) -> None:
+        tenant, observe = envelope.tenant, self.engine.observe_sample
+        kept = 0
+        samples = envelope.data.samples
+        for s in samples:
+            kept += observe(tenant, s.name, s.labels, s.ts / 1000, s.value, s.kind, carrier)
+        metrics.SAMPLES.labels("kept").inc(kept)
+        metrics.SAMPLES.labels("ignored").inc(len(samples) - kept)
+        self.samples += len(samples)
 
     async def _dead_letter(
         self, body: bytes, reason: str, stage: str, source: AbstractIncomingMessage

@@ -2,6 +2,9 @@
 each tick of the injectable clock, with every state change committed to Postgres (with its
 outbox items) before memory, SSE subscribers and metrics see it.
 
+The sample windows are journaled to Postgres on each tick and at stop, and read back at
+load (services/alerting/sample_log.py), so a restart keeps them.
+
 One lock serialises ticks, API actions (ack, resolve) and rule changes, so an alert never
 changes twice at once. Only one alerting process should evaluate a database's rules (the
 state in memory is the writer's cache of the alerts table).
@@ -22,7 +25,7 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan
 
-from services.alerting import metrics
+from services.alerting import metrics, sample_log
 from services.alerting.engine.observe import observe
 from services.alerting.engine.state import (
     RESOLVED,
@@ -129,10 +132,17 @@ class AlertEngine:
         started = self.clock().timestamp()
         self.rules = {r.id: r for r in rules}
         for alert in alerts:
-            # No-data counts from now: samples seen before the restart are gone.
+            # No-data counts from now (the stored samples move it on where they reach).
             alert.last_seen = started
         self.alerts = {a.fingerprint: a for a in alerts}
-        self._watch()
+        # The windows from Postgres (what this store journaled is written first, so a
+        # reload after a lost evaluator lock neither loses nor doubles samples).
+        async with pool.acquire() as conn:
+            await sample_log.flush(conn, self.samples, started, prune=False)
+            self.samples = SampleStore()
+            self._watch()
+            await sample_log.reload(conn, self.samples, started)
+        self.samples.journaling = True
         self.loaded = True
         self.last_error = None
         self._update_gauge()
@@ -143,10 +153,11 @@ class AlertEngine:
         urgent: set[tuple[str, str]] = set()
         for rule in self.rules.values():
             if rule.enabled:
-                key = (rule.tenant, rule.metric)
-                retention[key] = max(retention.get(key, 0.0), rule.window)
-                if rule.for_ <= 0:
-                    urgent.add(key)
+                for metric, window in rule.watches():
+                    key = (rule.tenant, metric)
+                    retention[key] = max(retention.get(key, 0.0), window)
+                    if rule.for_ <= 0:
+                        urgent.add(key)
         self.samples.watch(retention)
         self._urgent = urgent
 
@@ -167,6 +178,23 @@ class AlertEngine:
             self._arrived.set()
         return kept
 
+    def observe_sample(
+        self,
+        tenant: str,
+        metric: str,
+        labels: Mapping[str, str],
+        ts: float,
+        value: float,
+        kind: str,
+        trace_carrier: dict[str, str] | None = None,
+    ) -> bool:
+        """`observe` for a metric.v2 sample: time in epoch seconds, with its kind."""
+        ts = min(ts, self.clock().timestamp())
+        kept = self.samples.add_ts(tenant, metric, labels, ts, value, kind, trace_carrier)
+        if kept and self.arrival_gap > 0 and (tenant, metric) in self._urgent:
+            self._arrived.set()
+        return kept
+
     # --- the tick ------------------------------------------------------------------
 
     def start(self, interval: float) -> None:
@@ -174,6 +202,18 @@ class AlertEngine:
 
     async def stop(self) -> None:
         await stop_task(self._task)
+        await self.save_samples()
+
+    async def save_samples(self) -> None:
+        """Write the journaled samples now (at stop; a failure is logged, not raised)."""
+        if not self.samples.journal:
+            return
+        try:
+            pool = await self.db.pool()
+            async with pool.acquire() as conn:
+                await sample_log.flush(conn, self.samples, self.clock().timestamp(), prune=False)
+        except Exception as exc:
+            log.warning("samples not saved", extra={"error": error_text(exc)[:300]})
 
     async def _run(self, interval: float) -> None:
         """Tick every `interval`, or sooner (`arrival_gap` after the last tick) when a
@@ -242,6 +282,8 @@ class AlertEngine:
         # Series that left every window stop counting toward the per-metric cap; their
         # alerts (committed above) carry on to no-data by themselves.
         self.samples.expire(now.timestamp())
+        async with pool.acquire() as conn:
+            await sample_log.flush(conn, self.samples, now.timestamp())
         return [c for w in work for c in w.changes]
 
     async def _group(self) -> int:
@@ -391,7 +433,11 @@ class AlertEngine:
             work: list[_Pending] = []
             drop = False
             if old is not None:
-                drop = new is None or (new.metric, new.matchers) != (old.metric, old.matchers)
+                drop = new is None or (new.metric, new.matchers, new.expr) != (
+                    old.metric,
+                    old.matchers,
+                    old.expr,
+                )
                 if drop or (new is not None and not new.enabled):
                     reason = "rule deleted" if new is None else "rule changed"
                     for alert in self.alerts.values():

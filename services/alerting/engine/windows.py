@@ -1,18 +1,24 @@
 """Sliding windows of metric samples, per series, and the aggregations over them.
 
-A series is one (tenant, metric name, label set). Only metrics some rule watches are kept,
-each for the longest window a rule needs, so memory follows the rules, not the traffic.
+A series is one (tenant, metric name, label set), with the kind of its latest sample
+(`gauge`, `counter`, `counter_delta`, `histogram_bucket`, `summary_quantile`: how `rate`
+and the quantiles read it). Only metrics some rule watches are kept, each for the longest
+window a rule needs, so memory follows the rules, not the traffic.
+
+Each kept sample is also appended to `journal` (when `journaling` is on), which the
+engine drains into Postgres on its tick, so the windows survive a restart.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from services.alerting.engine.functions import delta_increase, extrapolated_increase, raw_increase
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -29,22 +35,49 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _rate(points: list[tuple[float, float]]) -> float | None:
-    """Per-second increase of a counter over the window; a drop counts as a reset."""
+    """Per-second increase of a counter over the sampled span; a drop counts as a reset."""
     if len(points) < 2:
         return None
     elapsed = points[-1][0] - points[0][0]
     if elapsed <= 0:
         return None
-    increase = 0.0
-    for (_, before), (_, after) in itertools.pairwise(points):
-        increase += after - before if after >= before else after
-    return increase / elapsed
+    return raw_increase(points) / elapsed
 
 
-def aggregate(name: str, points: list[tuple[float, float]]) -> float | None:
-    """The aggregation `name` of (timestamp, value) points in time order; None = no data."""
+def _increase(
+    name: str, points: list[tuple[float, float]], span: tuple[float, float] | None, kind: str
+) -> float | None:
+    """`rate` or `increase`: Prometheus's extrapolation over the window `span`, a plain sum
+    of deltas for `counter_delta` series, the sampled span's rate without a window."""
+    if kind == "counter_delta":
+        total = delta_increase(points)
+        if total is None or name == "increase":
+            return total
+        return total / (span[1] - span[0]) if span else None
+    if span is None:
+        rate = _rate(points)
+        if rate is None or name == "rate":
+            return rate
+        return rate * (points[-1][0] - points[0][0])
+    increase = extrapolated_increase(points, *span)
+    if increase is None or name == "increase":
+        return increase
+    return increase / (span[1] - span[0])
+
+
+def aggregate(
+    name: str,
+    points: list[tuple[float, float]],
+    span: tuple[float, float] | None = None,
+    kind: str = "gauge",
+) -> float | None:
+    """The aggregation `name` of (timestamp, value) points in time order; None = no data.
+    `span`: the window (start, end] the points were taken from (rate and increase
+    extrapolate to it, as Prometheus does); `kind`: the series' sample kind."""
     if not points:
         return None
+    if name in ("rate", "increase"):
+        return _increase(name, points, span, kind)
     values = [v for _, v in points]
     if name == "avg":
         return sum(values) / len(values)
@@ -58,8 +91,6 @@ def aggregate(name: str, points: list[tuple[float, float]]) -> float | None:
         return float(len(values))
     if name == "last":
         return values[-1]
-    if name == "rate":
-        return _rate(points)
     if name in ("p50", "p95", "p99"):
         return _percentile(values, int(name[1:]) / 100)
     raise ValueError(f"unknown aggregation {name!r}")
@@ -71,6 +102,7 @@ class Series:
     # (epoch seconds, value), in time order.
     points: deque[tuple[float, float]] = field(default_factory=deque)
     last_seen: float = 0.0
+    kind: str = "gauge"
     # traceparent carrier of the consumer span that brought the latest sample.
     trace: dict[str, str] | None = None
 
@@ -95,11 +127,16 @@ class SampleStore:
     """Every watched series' recent samples. `watch()` says which metrics to keep and for
     how long; everything else is dropped on arrival."""
 
-    def __init__(self, max_series_per_metric: int = 10_000) -> None:
+    def __init__(self, max_series_per_metric: int = 10_000, journal_limit: int = 1_000_000) -> None:
         self._retention: dict[tuple[str, str], float] = {}
         self._series: dict[tuple[str, str], dict[LabelKey, Series]] = {}
         self.max_series = max_series_per_metric
         self.dropped_series = 0
+        # Kept samples not yet written to Postgres: (tenant, metric, labels, kind, ts, value).
+        self.journaling = False
+        self.journal: list[tuple[str, str, LabelKey, str, float, float]] = []
+        self.journal_limit = journal_limit
+        self.journal_dropped = 0
 
     def watch(self, retention: Mapping[tuple[str, str], float]) -> None:
         """(tenant, metric) → seconds to keep; series of metrics no longer watched go."""
@@ -119,8 +156,22 @@ class SampleStore:
         at: datetime,
         value: float,
         trace: dict[str, str] | None = None,
+        kind: str = "gauge",
     ) -> bool:
         """Record one sample; False when nobody watches the metric (or too many series)."""
+        return self.add_ts(tenant, metric, labels, at.timestamp(), value, kind, trace)
+
+    def add_ts(
+        self,
+        tenant: str,
+        metric: str,
+        labels: Mapping[str, str],
+        ts: float,
+        value: float,
+        kind: str = "gauge",
+        trace: dict[str, str] | None = None,
+    ) -> bool:
+        """`add` with the time in epoch seconds (the metric.v2 path)."""
         key = (tenant, metric)
         retention = self._retention.get(key)
         if retention is None or not math.isfinite(value):
@@ -133,12 +184,25 @@ class SampleStore:
                 self.dropped_series += 1
                 return False
             series = by_labels[lk] = Series(dict(labels))
-        ts = at.timestamp()
         series.add(ts, value)
+        series.kind = kind
         series.prune(series.last_seen - retention)
         if trace:
             series.trace = trace
+        if self.journaling:
+            if len(self.journal) >= self.journal_limit:  # Postgres away for long: bounded
+                self.journal_dropped += 1
+            else:
+                self.journal.append((tenant, metric, lk, kind, ts, value))
         return True
+
+    def drain(self) -> list[tuple[str, str, LabelKey, str, float, float]]:
+        """The journal so far, emptied."""
+        out, self.journal = self.journal, []
+        return out
+
+    def longest_retention(self) -> float:
+        return max(self._retention.values(), default=0.0)
 
     def series(self, tenant: str, metric: str) -> Iterator[Series]:
         yield from self._series.get((tenant, metric), {}).values()

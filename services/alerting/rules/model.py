@@ -10,13 +10,28 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from services.alerting.rules.regex import full_match
 
-AGGREGATIONS = ("avg", "min", "max", "sum", "count", "rate", "p50", "p95", "p99", "last")
+if TYPE_CHECKING:
+    from services.alerting.rules.expr import Expr, Selector
+
+AGGREGATIONS = (
+    "avg",
+    "min",
+    "max",
+    "sum",
+    "count",
+    "rate",
+    "increase",
+    "p50",
+    "p95",
+    "p99",
+    "last",
+)
 COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
 SEVERITIES = ("info", "warning", "critical")
 NO_DATA_MODES = ("alert", "keep", "resolve")
@@ -88,26 +103,48 @@ class Rule:
     # service's ALERTING_GROUP_WAIT_SECONDS.
     group_wait: float | None = None
     enabled: bool = True
+    # An expression (rules/expr.py) instead of metric/matchers/aggregation/window; then
+    # `metric` is its first metric and `window` its longest window.
+    expr: Expr | None = None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
 
     @property
+    def selector(self) -> Selector:
+        from services.alerting.rules.expr import Selector
+
+        return Selector(self.metric, self.matchers, self.aggregation, self.window)
+
+    def watches(self) -> list[tuple[str, float]]:
+        """(metric, window) for every metric the rule reads."""
+        from services.alerting.rules.expr import selectors, watched
+
+        chosen = selectors(self.expr) if self.expr is not None else [self.selector]
+        return [(name, s.window) for s in chosen for name in watched(s)]
+
+    @property
     def condition(self) -> str:
         """The rule's condition in shorthand form (for display)."""
-        sel = ",".join(f'{m.label}{m.op}"{m.value}"' for m in self.matchers)
-        expr = f"{self.metric}{{{sel}}}" if sel else self.metric
-        text = f"{self.aggregation}({expr}[{_dur(self.window)}]) {self.op} {self.threshold:g}"
+        if self.expr is not None:
+            shown = self.expr.text()
+            if type(self.expr).__name__ == "Binary":  # its own parentheses, not needed here
+                shown = shown[1:-1]
+            text = f"{shown} {self.op} {self.threshold:g}"
+        else:
+            text = f"{self.selector.text()} {self.op} {self.threshold:g}"
         return f"{text} for {_dur(self.for_)}" if self.for_ else text
 
     def to_doc(self) -> dict[str, Any]:
+        # An expression rule holds its metrics, matchers and windows in `expr` alone.
+        simple = self.expr is None
         return {
             "id": self.id,
             "name": self.name,
-            "metric": self.metric,
-            "matchers": [m.to_doc() for m in self.matchers],
-            "aggregation": self.aggregation,
-            "window": self.window,
+            "metric": self.metric if simple else None,
+            "matchers": [m.to_doc() for m in self.matchers] if simple else None,
+            "aggregation": self.aggregation if simple else None,
+            "window": self.window if simple else None,
             "op": self.op,
             "threshold": self.threshold,
             "for": self.for_,
@@ -122,6 +159,7 @@ class Rule:
             "cooldown": self.cooldown,
             "group_wait": self.group_wait,
             "enabled": self.enabled,
+            "expr": self.expr.to_doc() if self.expr is not None else None,
             "condition": self.condition,
         }
 

@@ -6,6 +6,8 @@ Accepted document (every field but `name` and the condition is optional)::
      "condition": "belfry_http_error_rate > 5% for 5m",      # shorthand, or the fields:
      "metric": "...", "matchers": [{"label", "op", "value"}] | {"label": "value"},
      "aggregation": "avg", "window": "5m", "op": ">", "threshold": 0.05, "for": "5m",
+     # or, instead of metric/matchers/aggregation/window, an expression (rules/expr.py):
+     "expr": {"op": "/", "left": {...}, "right": {...}},
      "keep_firing_for": "1m", "clear_threshold": 0.03,
      "no_data": {"mode": "alert|keep|resolve", "windows": 3} | "alert",
      "severity": "warning", "labels": {}, "annotations": {"summary": "{{ value }}"},
@@ -20,6 +22,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from services.alerting.rules.expr import Selector, check, selectors
+from services.alerting.rules.exprdoc import expr_from_doc
+from services.alerting.rules.exprparse import parse_expr_condition
 from services.alerting.rules.model import (
     AGGREGATIONS,
     COMPARISONS,
@@ -31,6 +36,7 @@ from services.alerting.rules.model import (
 )
 from services.alerting.rules.parse import (
     LABEL_NAME,
+    MAX_CONDITION,
     METRIC_NAME,
     ParseError,
     parse_condition,
@@ -63,10 +69,13 @@ FIELDS = frozenset(
         "group_wait",
         "enabled",
         "tenant",
+        "expr",
     }
 )
 # Set by a condition; giving one of them beside it is ambiguous.
-CONDITION_FIELDS = ("metric", "matchers", "aggregation", "window", "op", "threshold", "for")
+CONDITION_FIELDS = ("metric", "matchers", "aggregation", "window", "op", "threshold", "for", "expr")
+# Held by an expression instead.
+SELECTOR_FIELDS = ("metric", "matchers", "aggregation", "window")
 RESERVED_LABELS = frozenset({"alertname", "severity"})
 MAX_WINDOW = 24 * 3600.0
 MAX_RULE_DURATION = 366 * 86400.0  # for, keep_firing_for, repeat_interval, cooldown
@@ -207,48 +216,13 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
     values: dict[str, Any] = {}
     condition = doc.get("condition")
     if condition is not None:
-        try:
-            cond = parse_condition(condition)
-        except ParseError as exc:
-            errors["condition"] = str(exc)
-        else:
-            for field in CONDITION_FIELDS:
-                if doc.get(field) is not None:
-                    errors[field] = "already given by condition; set one or the other"
-            values.update(metric=cond.metric, op=cond.op, threshold=cond.threshold)
-            values["matchers"] = check_matchers(cond.matchers, "condition", errors)
-            if cond.aggregation:
-                values["aggregation"] = cond.aggregation
-            if cond.window is not None:
-                values["window"] = cond.window
-            if cond.for_ is not None:
-                values["for_"] = cond.for_
-                if cond.for_ > MAX_RULE_DURATION:
-                    errors["condition"] = f"for: must be at most {MAX_RULE_DURATION:g} seconds"
+        _from_condition(doc, condition, values, errors)
     else:
-        metric = doc.get("metric")
-        if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):
-            errors["metric"] = "required (or a condition): a metric name"
-        else:
-            values["metric"] = metric
-        op = doc.get("op")
-        if op not in COMPARISONS:
-            errors["op"] = f"required (or a condition): one of {' '.join(COMPARISONS)}"
-        else:
-            values["op"] = op
-        threshold = _number(doc.get("threshold"))
-        if threshold is None:
-            errors["threshold"] = "required (or a condition): a finite number"
-        else:
-            values["threshold"] = threshold
-        values["matchers"] = matchers_from_doc(doc.get("matchers"), errors)
-        if doc.get("aggregation") is not None:
-            values["aggregation"] = doc["aggregation"]
-        values["window"] = _duration(doc, "window", 60.0, errors)
-        values["for_"] = _duration(doc, "for", 0.0, errors)
+        _from_fields(doc, values, errors)
     aggregation = values.get("aggregation", "last")
     if aggregation not in AGGREGATIONS:
         errors["aggregation"] = f"must be one of {', '.join(AGGREGATIONS)}"
+        aggregation = "last"
     window = values.get("window", 60.0)
     if not 1 <= window <= MAX_WINDOW:
         errors["window"] = "must be between 1s and 24h"
@@ -323,7 +297,92 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
         cooldown=cooldown,
         group_wait=group_wait,
         enabled=enabled,
+        expr=values.get("expr"),
     )
+
+
+def _from_condition(
+    doc: Mapping[str, Any], condition: Any, values: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """The shorthand: one metric's aggregation (parse_condition), else an expression."""
+    try:
+        cond = parse_condition(condition)
+    except ParseError as exc:
+        if not isinstance(condition, str) or len(condition) > MAX_CONDITION:
+            errors["condition"] = str(exc)
+            return
+        try:
+            parsed = parse_expr_condition(condition)
+        except ParseError as expr_exc:
+            errors["condition"] = f"{exc}; as an expression: {expr_exc}"
+            return
+        _expr_values(parsed.expr, "condition", values, errors)
+        values.update(op=parsed.op, threshold=parsed.threshold)
+        if parsed.for_ is not None:
+            values["for_"] = parsed.for_
+    else:
+        values.update(metric=cond.metric, op=cond.op, threshold=cond.threshold)
+        values["matchers"] = check_matchers(cond.matchers, "condition", errors)
+        if cond.aggregation:
+            values["aggregation"] = cond.aggregation
+        if cond.window is not None:
+            values["window"] = cond.window
+        if cond.for_ is not None:
+            values["for_"] = cond.for_
+    for field in CONDITION_FIELDS:
+        if doc.get(field) is not None:
+            errors[field] = "already given by condition; set one or the other"
+    if values.get("for_", 0.0) > MAX_RULE_DURATION:
+        errors["condition"] = f"for: must be at most {MAX_RULE_DURATION:g} seconds"
+
+
+def _expr_values(expr: Any, field: str, values: dict[str, Any], errors: dict[str, str]) -> None:
+    """An expression's values: a lone metric aggregation is a plain rule; otherwise `metric`
+    and `window` are the first metric and the longest window (no-data, display)."""
+    check(expr, errors, field)
+    for selector in selectors(expr):
+        check_matchers(selector.matchers, field, errors)
+        if not 1 <= selector.window <= MAX_WINDOW:
+            errors[field] = "windows must be between 1s and 24h"
+    chosen = selectors(expr)
+    if not chosen or field in errors:
+        return
+    values.update(metric=chosen[0].metric, window=max(s.window for s in chosen))
+    if isinstance(expr, Selector):
+        values.update(matchers=expr.matchers, aggregation=expr.aggregation)
+    else:
+        values["expr"] = expr
+
+
+def _from_fields(doc: Mapping[str, Any], values: dict[str, Any], errors: dict[str, str]) -> None:
+    if doc.get("expr") is not None:
+        for field in SELECTOR_FIELDS:
+            if doc.get(field) is not None:
+                errors[field] = "already given by expr; set one or the other"
+        expr = expr_from_doc(doc["expr"], errors)
+        if expr is not None:
+            _expr_values(expr, "expr", values, errors)
+    else:
+        metric = doc.get("metric")
+        if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):
+            errors["metric"] = "required (or a condition or expr): a metric name"
+        else:
+            values["metric"] = metric
+        values["matchers"] = matchers_from_doc(doc.get("matchers"), errors)
+        if doc.get("aggregation") is not None:
+            values["aggregation"] = doc["aggregation"]
+        values["window"] = _duration(doc, "window", 60.0, errors)
+    op = doc.get("op")
+    if op not in COMPARISONS:
+        errors["op"] = f"required (or a condition): one of {' '.join(COMPARISONS)}"
+    else:
+        values["op"] = op
+    threshold = _number(doc.get("threshold"))
+    if threshold is None:
+        errors["threshold"] = "required (or a condition): a finite number"
+    else:
+        values["threshold"] = threshold
+    values["for_"] = _duration(doc, "for", 0.0, errors)
 
 
 def stored_doc(rule: Rule) -> dict[str, Any]:
