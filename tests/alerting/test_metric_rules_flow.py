@@ -26,7 +26,7 @@ from services.alerting.store import upsert_rule
 from shared.contracts import BATCH_V1, make_envelope
 from shared.samples import METRIC_V2, Sample, metric_v2_data
 from shared.topology import Topology
-from tests.alerting.conftest import TENANT, FakeClock, StartAlerting, engine_of
+from tests.alerting.conftest import TENANT, FakeClock, StartAlerting, engine_of, metric_event
 from tests.alerting.notify.conftest import Receiver
 from tests.support.eventually import eventually
 
@@ -216,3 +216,55 @@ async def test_a_pending_alert_fires_on_time_across_a_restart(
     assert alert.fired_at == clock() and alert.pending_since == start.replace(minute=1)
     # Pruned to the longest window on the tick: the sample at 0 s is gone.
     assert await db.fetchval("SELECT min(ts) FROM alert_samples") > start.timestamp()
+
+
+async def test_a_bad_metric_v2_envelope_is_dead_lettered_alone(
+    amqp: aio_pika.abc.AbstractConnection,
+    prefix: str,
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    send_v2: Any,
+    clock: FakeClock,
+) -> None:
+    """A batch mixing a valid metric.v2 envelope, an invalid one (a bucket without `le`)
+    and a metric.v1 event: the bad one goes to the dead-letter queue with its reason, the
+    others are taken (the v1 path keeps working beside v2)."""
+    await add_rule(db, "Depth", "queue_depth > 10", channels=[])
+    client = await start_alerting()
+    good = make_envelope(
+        str(uuid.uuid4()),
+        METRIC_V2,
+        TENANT,
+        clock().isoformat(),
+        clock().isoformat(),
+        {"samples": [{"name": "queue_depth", "value": 50, "ts": 1, "labels": {"q": "a"}}]},
+    )
+    bad = {**good, "id": str(uuid.uuid4())}
+    bad["data"] = {
+        "samples": [{"name": "x_bucket", "value": 1, "ts": 1, "kind": "histogram_bucket"}]
+    }
+    v1 = metric_event("queue_depth", 20, {"q": "b"}, at=clock())
+    assert client.app is not None
+    consumer = client.app[CONSUMER]
+    exchange = await (await amqp.channel()).get_exchange(Topology(prefix).metrics_exchange)
+    await exchange.publish(
+        aio_pika.Message(orjson.dumps([good, bad, v1]), type=BATCH_V1), routing_key="metric.x"
+    )
+
+    async def consumed() -> int:
+        return consumer.messages
+
+    await eventually(consumed, lambda n: n >= 1, what="batch consumed")
+    await engine_of(client).tick()
+    states = {a.labels["q"]: a.state for a in engine_of(client).alerts.values()}
+    assert states == {"a": "firing", "b": "firing"}
+
+    channel = await amqp.channel()
+    queue = await channel.get_queue(Topology(prefix).alerting_dlq)
+
+    async def take() -> Any:
+        return await queue.get(no_ack=True, fail=False)
+
+    message = await eventually(take, lambda m: m is not None, what="a dead letter")
+    assert [e["id"] for e in orjson.loads(message.body)] == [bad["id"]]
+    assert "`le`" in str(message.headers["x-belfry-reason"])
