@@ -26,7 +26,14 @@ from services.alerting.store import upsert_rule
 from shared.contracts import BATCH_V1, make_envelope
 from shared.samples import METRIC_V2, Sample, metric_v2_data
 from shared.topology import Topology
-from tests.alerting.conftest import TENANT, FakeClock, StartAlerting, engine_of, metric_event
+from tests.alerting.conftest import (
+    TENANT,
+    FakeClock,
+    StartAlerting,
+    auth,
+    engine_of,
+    metric_event,
+)
 from tests.alerting.notify.conftest import Receiver
 from tests.support.eventually import eventually
 
@@ -268,3 +275,49 @@ async def test_a_bad_metric_v2_envelope_is_dead_lettered_alone(
     message = await eventually(take, lambda m: m is not None, what="a dead letter")
     assert [e["id"] for e in orjson.loads(message.body)] == [bad["id"]]
     assert "`le`" in str(message.headers["x-belfry-reason"])
+
+
+async def test_expression_rules_through_the_api(
+    db: asyncpg.Connection, start_alerting: StartAlerting, api_key: str
+) -> None:
+    """An expression rule in the field form is stored and shown with its shorthand; what
+    GET shows, PUT back, is the same rule; a bad node is a 400 naming its path."""
+    client = await start_alerting()
+    h = auth(api_key)
+    side = {"metric": "e_total", "aggregation": "rate", "window": "5m"}
+    body = {
+        "name": "ErrorRatio",
+        "expr": {
+            "op": "/",
+            "left": {"aggregate": "sum", "by": ["service"], "of": side},
+            "right": {"aggregate": "sum", "by": ["service"], "of": {**side, "metric": "r_total"}},
+        },
+        "op": ">",
+        "threshold": 0.05,
+    }
+    resp = await client.post("/api/v1/rules", json=body, headers=h)
+    assert resp.status == 201, await resp.text()
+    made = await resp.json()
+    assert made["condition"] == (
+        "sum by (service) (rate(e_total[5m])) / sum by (service) (rate(r_total[5m])) > 0.05"
+    )
+    assert made["metric"] is None and made["expr"]["op"] == "/"
+    shown = {
+        k: v
+        for k, v in made.items()
+        if k not in ("condition", "source", "created_at", "updated_at", "id")
+    }
+    resp = await client.put(f"/api/v1/rules/{made['id']}", json=shown, headers=h)
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["condition"] == made["condition"]
+
+    bad = {**body, "name": "Bad", "expr": {"op": "/", "left": {"metric": "a"}, "right": 3}}
+    resp = await client.post("/api/v1/rules", json=bad, headers=h)
+    assert resp.status == 400
+    assert "expr.right" in (await resp.json())["fields"]
+    resp = await client.post(
+        "/api/v1/rules",
+        json={"name": "Both", "condition": "a / b > 1", "expr": body["expr"]},
+        headers=h,
+    )
+    assert resp.status == 400 and "expr" in (await resp.json())["fields"]
