@@ -70,15 +70,68 @@ def _auth_file(tmp_path: Path, keys: Keys) -> Path:
     return path
 
 
-def _config(tmp_path: Path, extra: str = "") -> Path:
-    """schemathesis.toml: what the command line cannot say."""
+# Values that broke a service before (issue 13): now and then one replaces a generated
+# query or path string, number, or one of these body fields. Schemathesis puts each where
+# it fits: into positive cases only where the document admits it, negative ones elsewhere.
+NASTY = [
+    "a\\u0000b",
+    "\\u0000",
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:00:00Z",
+    "0001-01-05",
+    "9999-12-30",
+    "9999-12-31T23:59:59-14:00",
+    "253402300800",
+    "HTTPS://example.com/offer",
+    "http://127.1/",
+    "(a+)+$",
+    "((a|a)*)*b",
+    "1e16",
+    "-1e16",
+    "1.7976931348623157e308",
+    "-0.0",
+    "9007199254740993",
+]
+NASTY_BODY_FIELDS = (
+    *("subject", "recipient", "links.[*]", "retention_months"),  # api
+    *("name", "author", "comment", "by", "condition", "threshold", "clear_threshold"),
+    *("starts_at", "ends_at", "duration", "window", "for", "matchers.[*].value"),  # alerting
+    *("[*].ts", "[*].url", "[*].ua", "[*].email_id", "[*].tenant", "[*].ip"),  # ingest
+)
+
+
+def _nasty_values() -> str:
+    """The TOML list: numbers as numbers, the rest as (escaped) strings."""
+
+    def toml(value: str) -> str:
+        try:
+            float(value)
+        except ValueError:
+            return f'"{value}"'
+        return value
+
+    return ", ".join(dict.fromkeys(toml(v) for v in NASTY))
+
+
+def _config(tmp_path: Path, extra: str = "", *, parameters: dict[str, str] | None = None) -> Path:
+    """schemathesis.toml: what the command line cannot say (`extra`: more TOML)."""
+    bindings = {
+        **{f"body.{f}": '{dictionary = "nasty", probability = 0.2}' for f in NASTY_BODY_FIELDS},
+        **(parameters or {}),
+    }
     path = tmp_path / "schemathesis.toml"
     path.write_text(
         # schemathesis' default list plus 413, how a service rightly refuses a body over
         # its size limit (a 5xx fails not_a_server_error).
         "[checks.negative_data_rejection]\n"
         'expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413",'
-        ' "415", "422", "428", "429", "5xx"]\n' + extra
+        ' "415", "422", "428", "429", "5xx"]\n'
+        f"[dictionaries.nasty]\nvalues = [{_nasty_values()}]\n"
+        f'[dictionaries.tenants]\nvalues = ["{TENANT}"]\n'
+        "[generation.dictionaries]\n"
+        'string = {dictionary = "nasty", probability = 0.2}\n'
+        'number = {dictionary = "nasty", probability = 0.2}\n'
+        "[parameters]\n" + "".join(f'"{k}" = {v}\n' for k, v in bindings.items()) + extra
     )
     return path
 
@@ -234,9 +287,7 @@ async def test_api_openapi(
     # The tenant routes are exercised as acme (its key makes the requests); now and then
     # another well-formed tenant id, which must be a 404.
     config = _config(
-        tmp_path,
-        f'[dictionaries.tenants]\nvalues = ["{TENANT}"]\n'
-        '[parameters]\n"path.tenant" = {dictionary = "tenants", probability = 0.9}\n',
+        tmp_path, parameters={"path.tenant": '{dictionary = "tenants", probability = 0.9}'}
     )
     await run_schemathesis(
         api, "/api/v1/openapi.yaml", tmp_path, config=config, auth=_auth_file(tmp_path, keys)
