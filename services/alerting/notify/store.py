@@ -40,6 +40,32 @@ class Filters:
     limit: int = 100
 
 
+# The firing notifications of one channel ($1 tenant, $2 channel; not $3, the resolved
+# itself) that carried one of the episodes ($4 fingerprints, $5 starts), with their
+# delivery status; an outbox row without a delivery yet counts as pending.
+FIRINGS = """
+WITH firing AS (
+    SELECT d.status, d.payload AS doc FROM notification_deliveries d
+    WHERE d.tenant_id = $1 AND d.channel = $2 AND d.alert_status = 'firing'
+      AND d.status IN ('delivered', 'pending') AND d.notification_id <> $3
+    UNION ALL
+    SELECT 'pending', o.envelope FROM alert_outbox o
+    WHERE o.tenant_id = $1 AND o.channel = $2 AND o.status = 'firing'
+      AND NOT EXISTS (
+          SELECT 1 FROM notification_deliveries d WHERE d.notification_id = o.notification_id
+      )
+)
+SELECT a->>'fingerprint' AS fingerprint, f.status
+FROM firing f, jsonb_array_elements(f.doc->'data'->'alerts') AS a
+WHERE (a->>'fingerprint', (a->>'starts_at')::timestamptz)
+      IN (SELECT * FROM unnest($4::text[], $5::timestamptz[]))
+"""
+
+
+def _episodes(n: Notification) -> tuple[list[str], list[datetime]]:
+    return [a.fingerprint for a in n.alerts], [a.starts_at for a in n.alerts]
+
+
 def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
@@ -88,24 +114,10 @@ class DeliveryStore:
     async def firings(self, n: Notification) -> tuple[set[str], set[str]]:
         """For a `resolved` notification: which of its alerts had the `firing` of the same
         episode (fingerprint and start) delivered on the same channel, and which have one
-        still on its way (pending)."""
+        still on its way: pending in the log, or published by the outbox and not yet
+        taken by a consumer (the two messages may be handled at once)."""
         pool = await self.database.pool()
-        rows = await pool.fetch(
-            """
-            SELECT a->>'fingerprint' AS fingerprint, d.status
-            FROM notification_deliveries d,
-                 jsonb_array_elements(d.payload->'data'->'alerts') AS a
-            WHERE d.tenant_id = $1 AND d.channel = $2 AND d.alert_status = 'firing'
-              AND d.status IN ('delivered', 'pending') AND d.notification_id <> $3
-              AND (a->>'fingerprint', (a->>'starts_at')::timestamptz)
-                  IN (SELECT * FROM unnest($4::text[], $5::timestamptz[]))
-            """,
-            n.tenant,
-            n.channel,
-            n.id,
-            [a.fingerprint for a in n.alerts],
-            [a.starts_at for a in n.alerts],
-        )
+        rows = await pool.fetch(FIRINGS, n.tenant, n.channel, n.id, *_episodes(n))
         delivered = {r["fingerprint"] for r in rows if r["status"] == "delivered"}
         pending = {r["fingerprint"] for r in rows if r["status"] == "pending"} - delivered
         return delivered, pending

@@ -5,6 +5,7 @@ wait for it."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ from tests.alerting.notify.conftest import (
     Publish,
     Receiver,
     StartNotify,
+    attempts,
     delivery,
     notification,
 )
@@ -116,6 +118,41 @@ async def test_resolved_waits_for_a_firing_still_being_retried(
     await publish(resolved)
     await delivery(db, resolved["data"]["notification_id"], "delivered")
     assert [r.json()["status"] for r in hook.requests] == ["firing", "firing", "resolved"]
+
+
+async def test_resolved_waits_for_a_firing_published_but_not_yet_taken(
+    start_notify: StartNotify,
+    receiver: Any,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    """Firing and resolved of a quick flap are handled at once: a resolved whose firing
+    the outbox published but no consumer has begun yet waits for it, not skipped."""
+    hook: Receiver = await receiver()
+    await add_channel("h", "webhook", {"url": hook.url})
+    await start_notify(max_attempts=8, backoff_base=0.2)
+    firing = notification("h", "webhook")
+    await db.execute(
+        "INSERT INTO alert_outbox (notification_id, tenant_id, rule_id, channel, channel_type,"
+        " status, envelope, created_at, sent_at)"
+        " VALUES ($1, $2, $3, 'h', 'webhook', 'firing', $4::jsonb, now(), now())",
+        firing["data"]["notification_id"],
+        TENANT,
+        str(uuid.uuid4()),
+        orjson.dumps(firing).decode(),
+    )
+    resolved = notification("h", "webhook", status="resolved")
+    await publish(resolved)
+    await eventually(
+        lambda: attempts(db, resolved["data"]["notification_id"]),
+        lambda found: len(found) >= 1,
+        what="the resolved waiting",
+    )
+    assert hook.requests == []  # not sent, and not skipped either
+    await publish(firing)
+    await delivery(db, resolved["data"]["notification_id"], "delivered")
+    assert [r.json()["status"] for r in hook.requests] == ["firing", "resolved"]
 
 
 async def test_deleting_a_rule_whose_firing_was_refused_sends_no_resolved_there(
