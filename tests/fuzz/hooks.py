@@ -14,7 +14,10 @@ schemathesis promises are valid), so `positive_data_acceptance` still checks the
   positive cases get them swapped;
 - the channels a rule names must exist: positive rules name none;
 - a channel PUT keeps the stored name, and the stored type unless it names one: positive
-  ones carry the path's name and the type their config is for.
+  ones carry the path's name and the type their config is for;
+- a metric intake protobuf body is valid only as the message it names: positive OTLP
+  and remote_write cases get a real one (tests/fuzz/intake_bodies.py); a `/v1/samples`
+  `ts` may be at most 5 minutes ahead and a bucket needs its `le`: positive items get both.
 
 Negative cases go out as generated: a forged signature or an old `ts` must be refused.
 """
@@ -31,6 +34,7 @@ from schemathesis.hooks import HookContext
 
 from services.api.timerange import MAX_BUCKETS, parse_instant, parse_scope
 from shared.signing import SigningKeys, sign_click
+from tests.fuzz.intake_bodies import INTAKE_PATHS, intake_case
 
 
 def _positive(case: Case) -> bool:
@@ -138,9 +142,12 @@ def _channel_put(case: Case) -> None:
 
 @schemathesis.hook
 def map_case(context: HookContext, case: Case) -> Case:
+    path = case.operation.path
+    if path in INTAKE_PATHS:
+        intake_case(case, _positive(case))
+        return case
     if not _positive(case):
         return case
-    path = case.operation.path
     if path == "/{tenant}/click/{email_id}":
         _sign(case)
     elif path == "/v1/track":

@@ -34,6 +34,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.tenants import create_tenant
+from shared.ingest_tokens import mint_token
+from shared.signing import SigningKeys
 from tests.support.processes import ROOT, Proc
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
@@ -43,6 +45,7 @@ RUN_TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT_SECONDS", str(120 + 12 * MAX_EX
 
 TENANT, RIVAL = "acme", "rival"
 SIGNING_KEYS = "k2:fuzz-secret-0123456789,k1:older-secret-0123456789"
+INGEST_TOKEN_KEYS = "t1:fuzz-ingest-token-secret-0123"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(RUN_TIMEOUT + 60)]
 
@@ -301,12 +304,14 @@ async def test_api_openapi(
 
 
 async def test_ingest_openapi(spawn: Any, service_env: dict[str, str], tmp_path: Path) -> None:
-    ingest = await spawn("ingest", **service_env)
+    ingest = await spawn("ingest", **service_env, INGEST_TOKEN_KEYS=INGEST_TOKEN_KEYS)
+    token = mint_token(SigningKeys.parse(INGEST_TOKEN_KEYS), TENANT)
     await run_schemathesis(
         ingest,
         "/v1/openapi.yaml",
         tmp_path,
-        config=_config(tmp_path),
+        # The intake routes' security scheme gets a real ingest token.
+        config=_config(tmp_path, f'[auth.openapi.IngestToken]\nbearer = "{token}"\n'),
         env={"FUZZ_SIGNING_KEYS": SIGNING_KEYS},  # positive click cases carry a real signature
     )
     assert_reached(
@@ -314,4 +319,7 @@ async def test_ingest_openapi(spawn: Any, service_env: dict[str, str], tmp_path:
         ("GET", "/{tenant}/click/{email_id}", "302"),
         ("GET", "/{tenant}/pixel/{email_id}.gif", "200"),
         ("POST", "/v1/track", "202"),
+        ("POST", "/v1/metrics", "200"),
+        ("POST", "/api/v1/write", "204"),
+        ("POST", "/v1/samples", "202"),
     )
