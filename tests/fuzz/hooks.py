@@ -113,6 +113,13 @@ def _since_until(query: dict[str, Any] | None) -> None:
             query["until"] = (since + timedelta(hours=1)).isoformat()
 
 
+def _instant_at(raw: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
 def _silence(case: Case) -> None:
     body = case.body
     if not isinstance(body, dict):
@@ -120,10 +127,11 @@ def _silence(case: Case) -> None:
     _ordered(body, "starts_at", "ends_at")
     if body.get("ends_at") is None and body.get("duration") is None:
         body["duration"] = "1h"
-    ends = body.get("ends_at")
-    if body.get("starts_at") is None and isinstance(ends, str):
-        # Without starts_at the silence starts now: an end in the past needs a start.
-        body["starts_at"] = "1970-01-01T00:00:00Z"
+    ends = _instant_at(body.get("ends_at"))
+    if body.get("starts_at") is None and ends is not None and ends <= datetime.now(UTC):
+        # Without starts_at the silence starts now, so it must end later. (Not a start in
+        # the past: the stateful phase reuses stored ends_at values without a start.)
+        body["ends_at"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
 
 
 def _channel_put(case: Case) -> None:
