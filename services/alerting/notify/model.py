@@ -23,6 +23,26 @@ def rfc3339(value: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def duration(seconds: float) -> str:
+    """`1h 2m 3s`, `4m 5s`, `6s`: how long an alert fired."""
+    total = max(0, round(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    return " ".join(f"{v}{u}" for v, u in parts if v) or "0s"
+
+
+def when(alert: Alert) -> str:
+    """`since <start>` while firing; `at <end>, after firing <duration> (since <start>)`
+    once resolved (email and Slack)."""
+    start = alert.starts_at.isoformat(timespec="seconds")
+    if alert.status != "resolved" or alert.ends_at is None:
+        return f"since {start}"
+    fired = duration((alert.ends_at - alert.starts_at).total_seconds())
+    return f"at {alert.ends_at.isoformat(timespec='seconds')}, after firing {fired} (since {start})"
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     fingerprint: str

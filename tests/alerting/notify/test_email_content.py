@@ -10,7 +10,8 @@ from typing import Any
 
 import asyncpg
 
-from services.alerting.notify.channels.email import duration, link
+from services.alerting.notify.channels.email import link
+from services.alerting.notify.model import duration
 from tests.alerting.notify.conftest import (
     AddChannel,
     Inbox,

@@ -280,6 +280,10 @@ def test_slack_payload_has_text_and_blocks() -> None:
     text = str(body["blocks"])
     assert "p95 latency 1.4s" in text and "service=ingest" in text and "1.4" in text
     assert "http://localhost:8082/alerts/" in text
+    assert "State: firing, since 2026-01-02T03:04:05+00:00" in text
+    done = str(slack.build_payload(parsed(notification("s", "slack", status="resolved")), "h"))
+    # Resolved 04:00:00 after a start at 03:04:05: when it ended and for how long it fired.
+    assert "State: resolved, at 2026-01-02T04:00:00+00:00, after firing 55m 55s" in done
 
 
 def test_email_is_multipart_with_a_subject_naming_state_severity_rule() -> None:

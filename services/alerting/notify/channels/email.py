@@ -28,7 +28,7 @@ import aiosmtplib
 from aiohttp.resolver import DefaultResolver
 
 from services.alerting.notify.channels import Outcome, SendContext, connection_failed
-from services.alerting.notify.model import Alert, Notification
+from services.alerting.notify.model import Alert, Notification, when
 from services.alerting.notify.ssrf import EgressRefused, open_checked
 
 DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
@@ -37,27 +37,6 @@ DEFAULT_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
 def subject(n: Notification) -> str:
     count = f" ({len(n.alerts)} alerts)" if len(n.alerts) > 1 else ""
     return f"[{n.status.upper()}] {n.severity}: {n.rule_name}{count}"
-
-
-def duration(seconds: float) -> str:
-    """`1h 2m 3s`, `4m 5s`, `6s`: how long an alert fired."""
-    total = max(0, round(seconds))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
-    shown = [f"{v}{u}" for v, u in parts if v]
-    return " ".join(shown) or "0s"
-
-
-def when(alert: Alert) -> str:
-    """`since <start>` while firing; `at <end>, after firing <duration> (since <start>)`
-    once resolved."""
-    start = alert.starts_at.isoformat(timespec="seconds")
-    if alert.status != "resolved" or alert.ends_at is None:
-        return f"since {start}"
-    fired = duration((alert.ends_at - alert.starts_at).total_seconds())
-    return f"at {alert.ends_at.isoformat(timespec='seconds')}, after firing {fired} (since {start})"
 
 
 def link(url: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from services.alerting.notify.channels import HttpRequest, Outcome, SendContext, post
-from services.alerting.notify.model import Alert, Notification
+from services.alerting.notify.model import Alert, Notification, when
 
 MAX_ALERT_BLOCKS = 10
 _EMOJI = {"firing": ":rotating_light:", "resolved": ":white_check_mark:"}
@@ -39,7 +39,7 @@ def _alert_block(n: Notification, alert: Alert) -> dict[str, Any]:
         lines.append(f"Labels: {labels}")
     if alert.value is not None:
         lines.append(f"Value: {alert.value:g}")
-    lines.append(f"State: {alert.status}, since {alert.starts_at.isoformat(timespec='seconds')}")
+    lines.append(f"State: {alert.status}, {when(alert)}")
     if alert.generator_url:
         lines.append(f"<{alert.generator_url}|Open in Belfry>")
     return {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}
