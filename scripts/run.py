@@ -700,6 +700,8 @@ def banner(config: Config) -> str:
         f"-c {shlex.quote(EVENTS_SQL)}",
         *_ops_lines(config, alerting),
     ]
+    if ingest is not None:
+        lines += _metric_lines(config, ingest.base_url)
     if config.dev_settings:
         lines.append("Set by make run for development (set them yourself to change):")
         lines += [f"  {k}={v}  # {DEV_SETTINGS[k]}" for k, v in config.dev_settings]
@@ -729,6 +731,24 @@ def _ops_lines(config: Config, alerting: Endpoint | None) -> list[str]:
         f"  curl -s -X PUT {alerting.base_url}/api/v1/channels/{OPS_CHANNEL} "
         f"-H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' "
         """-d '{"type": "webhook", "config": {"url": "http://127.0.0.1:9000/hook"}}'""",
+    ]
+
+
+def _metric_lines(config: Config, base: str) -> list[str]:
+    """The demo tenant's metrics in through each protocol, ready to paste (one token)."""
+    keys = parse_keys(config.token_keys)
+    if keys is None:
+        return []
+    token = mint_token(keys, DEMO_TENANT)
+    sample = '[{"name":"queue_depth","value":42,"labels":{"queue":"mail"}}]'
+    return [
+        f'Send metrics as tenant {DEMO_TENANT} (README "Send your metrics"):',
+        f"  samples       curl -si {base}/v1/samples -H 'Content-Type: application/json' "
+        f"-H 'Authorization: Bearer {token}' -d '{sample}'",
+        f"  OTel SDK      OTEL_EXPORTER_OTLP_METRICS_ENDPOINT={base}/v1/metrics "
+        f"OTEL_EXPORTER_OTLP_METRICS_HEADERS=Authorization=Bearer%20{token}",
+        f'  Prometheus    remote_write: [{{url: "{base}/api/v1/write", '
+        f'authorization: {{credentials: "{token}"}}}}]',
     ]
 
 
