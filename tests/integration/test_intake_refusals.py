@@ -337,3 +337,51 @@ async def _available(app: Any) -> bool:
 
 async def _count(sink: MetricSink) -> int:
     return len(sink.samples())
+
+
+async def test_broker_away_and_spool_full_is_503_with_retry_after(
+    start_ingest: Started, ingest_settings: IngestSettings
+) -> None:
+    proxy = await TcpProxy("127.0.0.1", 5672).start()
+    try:
+        common = ingest_settings.common
+        settings = replace(
+            ingest_settings,
+            common=replace(common, amqp_url=proxy.url_for(common.amqp_url)),
+            spool_max_bytes=4096,
+        )
+        ingest = await start_ingest(settings, token_keys=KEYS)
+        await ready(ingest)
+        app = ingest.app
+        assert app is not None
+        proxy.cut()
+        await eventually(lambda: _available(app), lambda up: not up, what="broker marked down")
+        items = orjson.dumps(
+            [{"name": "fill", "value": i, "labels": {"n": str(i)}} for i in range(40)]
+        )
+        statuses = []
+        for _ in range(20):  # ~1.5 kB a request into a 4 kB spool
+            code, headers, answer = await post(ingest, "/v1/samples", items, {**JSON, **bearer()})
+            statuses.append(code)
+            if code == 503:
+                assert int(headers["Retry-After"]) >= 1
+                assert json.loads(answer)["error"]
+                break
+        assert statuses[0] == 202 and statuses[-1] == 503, statuses
+        # What still fits is spooled (2xx); once nothing does, every protocol says 503.
+        for path, body, headers in ROUTES:
+            for _ in range(50):
+                code, answer_headers, answer = await post(
+                    ingest, path, body, {**headers, **bearer()}
+                )
+                if code == 503:
+                    break
+                assert code in (200, 202, 204), answer
+            assert code == 503, answer
+            assert int(answer_headers["Retry-After"]) >= 1
+            if path == "/v1/metrics":  # a google.rpc.Status, code 14 (UNAVAILABLE)
+                assert _status(answer, protobuf=False)[0] == 14
+        text = await (await ingest.get("/metrics")).text()
+        assert 'belfry_ingest_samples_total{outcome="spooled",protocol="samples"}' in text
+    finally:
+        await proxy.close()
