@@ -14,6 +14,7 @@ from services.alerting.notify.config import redact_channel_config, validate_chan
 from services.alerting.routes.common import fail, iso, json_response, read_object, tenant_of
 from services.alerting.rules.validate import CHANNEL_NAME
 from services.alerting.store import dumps, loads
+from shared.selfreport import TENANT as BELFRY_TENANT
 
 _SELECT = "SELECT name, type, config, enabled, created_at, updated_at FROM alert_channels"
 _FIELDS = {"name", "type", "config", "enabled"}
@@ -31,7 +32,7 @@ def channel_json(row: Any) -> dict[str, Any]:
 
 
 def _check(
-    request: web.Request, body: dict[str, Any], *, stored: Any = None
+    request: web.Request, tenant: str, body: dict[str, Any], *, stored: Any = None
 ) -> tuple[str, dict[str, Any], bool]:
     errors: dict[str, str] = {}
     # A destination the egress guard always refuses (internal address in any spelling)
@@ -41,6 +42,9 @@ def _check(
         if key not in _FIELDS:
             errors[str(key)] = "unknown field"
     kind = body.get("type", stored["type"] if stored is not None else None)
+    if kind == "log" and tenant != BELFRY_TENANT:
+        # The service log is the operators': a tenant's alerts don't belong in it.
+        errors["type"] = f"'log' is for Belfry's own channels (tenant {BELFRY_TENANT})"
     config = body.get("config")
     if config is None and stored is not None and kind == stored["type"]:
         config = loads(stored["config"])  # PUT without config keeps the stored one (secrets)
@@ -72,7 +76,7 @@ async def create_channel(request: web.Request) -> web.Response:
     name = body.get("name")
     if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
         fail(400, "invalid channel", {"name": f"required: matching {CHANNEL_NAME.pattern}"})
-    kind, config, enabled = _check(request, body)
+    kind, config, enabled = _check(request, tenant, body)
     pool = await request.app[DATABASE].pool()
     try:
         row = await pool.fetchrow(
@@ -111,7 +115,7 @@ async def replace_channel(request: web.Request) -> web.Response:
     body = await read_object(request)
     if body.get("name", stored["name"]) != stored["name"]:
         fail(400, "invalid channel", {"name": "a channel cannot be renamed"})
-    kind, config, enabled = _check(request, body, stored=stored)
+    kind, config, enabled = _check(request, tenant, body, stored=stored)
     pool = await request.app[DATABASE].pool()
     row = await pool.fetchrow(
         "UPDATE alert_channels SET type = $3, config = $4, enabled = $5, updated_at = now()"

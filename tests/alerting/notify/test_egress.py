@@ -20,6 +20,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from services.alerting.notify import metrics
 from services.alerting.notify.deps import NotifyDeps
 from services.alerting.notify.settings import NotifySettings
+from shared.auth import create_key
 from tests.alerting.conftest import StartAlerting, auth
 from tests.alerting.notify.conftest import (
     LOOPBACK,
@@ -294,3 +295,18 @@ async def test_channel_api_admits_what_the_allow_list_admits(
     body = {"name": "lan", "type": "webhook", "config": {"url": "http://10.0.0.1/hook"}}
     resp = await client.post("/api/v1/channels", json=body, headers=h)
     assert resp.status == 400 and set((await resp.json())["fields"]) == {"config.url"}
+
+
+async def test_only_belfry_may_write_notifications_into_the_service_log(
+    start_alerting: StartAlerting, api_key: str, db: asyncpg.Connection
+) -> None:
+    """The `log` channel writes into the operators' log: a tenant's alerts don't belong
+    there, so only tenant `belfry` may create one."""
+    client = await start_alerting()
+    body = {"name": "ops", "type": "log", "config": {}}
+    resp = await client.post("/api/v1/channels", json=body, headers=auth(api_key))
+    assert resp.status == 400
+    assert set((await resp.json())["fields"]) == {"type"}
+    belfry_key = await create_key(db, "belfry")
+    resp = await client.post("/api/v1/channels", json=body, headers=auth(belfry_key))
+    assert resp.status == 201, await resp.text()
