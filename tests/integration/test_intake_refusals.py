@@ -385,3 +385,9 @@ async def test_broker_away_and_spool_full_is_503_with_retry_after(
         assert 'belfry_ingest_samples_total{outcome="spooled",protocol="samples"}' in text
     finally:
         await proxy.close()
+
+
+async def test_readiness_covers_the_metrics_publisher_and_spool(ingest: TestClient) -> None:
+    detailed = await (await ingest.get("/health/detailed")).json()
+    for check in ("metrics_confirms", "metrics_spool"):
+        assert detailed["dependencies"][check]["status"] == "healthy", detailed
