@@ -32,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from shared.errors_contract import ERROR_V1, ErrorContractError, validate_error_v1
 from shared.ids import valid_email_id, valid_tenant
 from shared.samples import METRIC_V2, SampleContractError, validate_metric_v2
 
@@ -283,6 +284,14 @@ def _check_metric_v2(data: dict[str, Any]) -> None:
         raise ContractError(str(exc)) from None
 
 
+def _check_error_v1(data: dict[str, Any]) -> None:
+    """`error.v1`: an application's error (shared/errors_contract.py holds the rules)."""
+    try:
+        validate_error_v1(data)
+    except ErrorContractError as exc:
+        raise ContractError(str(exc)) from None
+
+
 def _str_map(value: Any, field: str) -> None:
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -335,6 +344,7 @@ CONTRACTS: dict[str, Callable[[dict[str, Any]], None]] = {
     EMAIL_REGISTERED_V1: _check_email_registered,
     METRIC_V1: _check_metric,
     METRIC_V2: _check_metric_v2,
+    ERROR_V1: _check_error_v1,
     ALERT_NOTIFICATION_V1: _check_notification,
 }
 
