@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.writer.errors import error_text
-from services.writer.store import KIND, EventStore
+from services.writer.store import STORED, EventStore
 from shared.contracts import ContractError, Envelope, decode_batch, validate_envelope
 
 
@@ -43,7 +43,7 @@ def decode_message(body: bytes) -> DecodedMessage:
         except Exception as exc:  # a check that broke on odd input: refuse it, don't wedge
             out.rejected.append(Rejected(item, f"validation failed: {error_text(exc)}"))
             continue
-        if event.type not in KIND:
+        if event.type not in STORED:
             out.rejected.append(Rejected(item, f"writer does not store {event.type} events"))
             continue
         out.events.append(event)

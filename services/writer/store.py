@@ -1,4 +1,8 @@
-"""The events table, seen from the writer: one idempotent insert per batch."""
+"""The events and errors tables, seen from the writer: one idempotent insert per batch.
+
+Hits (`hit.*`) go to `events`; error events (`error.v1`) to `errors`, in the same
+transaction. A batch of hits only (the hot path) costs one extra pass over the events,
+to find that there are no errors."""
 
 from __future__ import annotations
 
@@ -19,8 +23,11 @@ from shared.contracts import (
     Envelope,
 )
 from shared.db import Database, apply_migrations
+from shared.errors_contract import ERROR_V1
 
 KIND = {HIT_OPEN_V1: "open", HIT_CLICK_V1: "click", HIT_OPEN_V2: "open", HIT_CLICK_V2: "click"}
+# Every event type the writer stores: hits, and applications' errors.
+STORED = frozenset({*KIND, ERROR_V1})
 
 INSERT_EVENTS = """
 INSERT INTO events (id, occurred_at, received_at, tenant_id, email_id, kind, ip,
@@ -31,10 +38,18 @@ SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[
 ON CONFLICT (id, occurred_at) DO NOTHING
 """
 
+INSERT_ERRORS = """
+INSERT INTO errors (id, occurred_at, received_at, tenant_id, fingerprint, type, message,
+                    stack, labels)
+SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::text[],
+                     $5::text[], $6::text[], $7::text[], $8::text[], $9::jsonb[])
+ON CONFLICT (id, occurred_at) DO NOTHING
+"""
+
 
 class EventStore(Protocol):
     async def insert_hits(self, events: list[Envelope]) -> int:
-        """Store the hits in one transaction; returns how many were new."""
+        """Store the events (hits and errors) in one transaction; returns how many were new."""
         ...
 
 
@@ -98,6 +113,30 @@ def _columns(
     )
 
 
+def _error_columns(events: list[Envelope]) -> tuple[list[Any], ...]:
+    """The unnest() arrays of INSERT_ERRORS (the contract checked every field)."""
+    datas = [e.data for e in events]
+    return (
+        [e.id for e in events],
+        [e.occurred_at for e in events],
+        [e.received_at for e in events],
+        [e.tenant for e in events],
+        [d["fingerprint"] for d in datas],
+        [d.get("type", "") for d in datas],
+        [d.get("message", "") for d in datas],
+        [d.get("stack", "") for d in datas],
+        [orjson.dumps(d.get("labels") or {}).decode() for d in datas],
+    )
+
+
+def split_errors(events: list[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
+    """(hits, errors) of a batch; a batch of hits only is returned as it is."""
+    errors = [e for e in events if e.type == ERROR_V1]
+    if not errors:
+        return events, errors
+    return [e for e in events if e.type != ERROR_V1], errors
+
+
 class PostgresEventStore:
     def __init__(
         self, db: Database, *, migrate: bool = True, privacy: TenantPrivacy | None = None
@@ -117,7 +156,10 @@ class PostgresEventStore:
             self._migrated = True
 
     async def insert_hits(self, events: list[Envelope]) -> int:
+        """Store hits and error events in one transaction; returns how many were new."""
         await self.prepare()  # the database may have been down at start-up
+        events, errors = split_errors(events)
+        inserted = 0
         pool = await self.db.pool()
         async with pool.acquire() as conn:
             # Month -> its first event's timestamp (reversed: the first one is set last).
@@ -130,10 +172,15 @@ class PostgresEventStore:
             cols = _columns(events, privacy)
             clicks = [e for e, kind in zip(events, cols[5], strict=True) if kind == "click"]
             async with conn.transaction():
-                status = await conn.execute(INSERT_EVENTS, *cols)
+                if events:
+                    status = await conn.execute(INSERT_EVENTS, *cols)
+                    inserted += int(status.rsplit(" ", 1)[1])
                 if clicks:  # the verdict rules that need other rows
                     ids, times = [e.id for e in clicks], [e.occurred_at for e in clicks]
                     await conn.execute(CLICK_TOO_SOON_SQL, ids, times)
                     await conn.execute(ALL_LINKS_AT_ONCE_SQL, ids, times)
+                if errors:
+                    status = await conn.execute(INSERT_ERRORS, *_error_columns(errors))
+                    inserted += int(status.rsplit(" ", 1)[1])
         self.db.mark_ok()
-        return int(status.rsplit(" ", 1)[1])
+        return inserted
