@@ -23,7 +23,7 @@ from services.ingest.keys import (
     Hot,
     IngestDeps,
 )
-from services.ingest.routes import click, intake, pixel, track
+from services.ingest.routes import click, errors, intake, pixel, track
 from services.ingest.settings import IngestSettings
 from shared.broker import Broker
 from shared.httpobs import HTTP_STATS, add_observability
@@ -141,6 +141,8 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
     app.router.add_post("/v1/metrics", intake.otlp_metrics, name="otlp_metrics")
     app.router.add_post("/api/v1/write", intake.remote_write, name="remote_write")
     app.router.add_post("/v1/samples", intake.samples, name="samples")
+    app.router.add_post("/v1/errors", errors.errors, name="errors")
+    app.router.add_post("/v1/logs", errors.otlp_logs, name="otlp_logs")
     app.router.add_get("/v1/openapi.yaml", openapi)  # these routes, described
     app.cleanup_ctx.append(_broker_ctx)
     return app
