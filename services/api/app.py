@@ -15,7 +15,7 @@ from aiohttp import web
 
 from services.api.http import MAX_BODY, refuse_nul
 from services.api.keys import BROKER, DATABASE, DEPS, SETTINGS, ApiDeps
-from services.api.routes import dashboard, emails, export, privacy, stats
+from services.api.routes import dashboard, emails, errors, export, privacy, stats
 from services.api.settings import ApiSettings
 from shared.broker import Broker
 from shared.db import UNAVAILABLE, Database, apply_migrations
@@ -133,5 +133,9 @@ def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Applic
     r.add_get("/{tenant}/stats", stats.stats)
     r.add_get("/{tenant}/export.{format:csv|ndjson}", export.export)
     r.add_get("/{tenant}/settings", privacy.get_settings)
+    # Error events (stats and fingerprint before {error_id}: first match wins).
+    r.add_get("/{tenant}/errors/stats", errors.stats)
+    r.add_get("/{tenant}/errors/fingerprint/{fingerprint}", errors.by_fingerprint)
+    r.add_get("/{tenant}/errors/{error_id}", errors.get_error)
     r.add_put("/{tenant}/settings", privacy.put_settings)
     return app

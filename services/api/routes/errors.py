@@ -1,0 +1,102 @@
+"""A tenant's error events, grouped by fingerprint (services/api/errors_queries.py):
+
+- `GET /{tenant}/errors/stats?from=&to=&limit=`: per fingerprint over [from, to) (default
+  the last 30 days): count, first/last seen, type, a sample (id + message); the `limit`
+  (1..1000, default 100) largest groups by count; the range's totals.
+- `GET /{tenant}/errors/fingerprint/{fp}?from=&to=`: one fingerprint's count, first/last
+  seen and its latest occurrence (all time unless bounded); 404 if it has none.
+- `GET /{tenant}/errors/{id}`: one error; 404 if unknown or another tenant's.
+
+API key of the tenant, as every `/{tenant}/...` route (services/api/access.py).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from aiohttp import web
+
+from services.api.access import authorize, pool
+from services.api.errors_queries import error_stats, fingerprint_summary, one_error
+from services.api.http import bad_request, json_response, not_found
+from services.api.keys import DEPS
+from services.api.timerange import DEFAULT_SPAN, parse_instant
+from shared.errors_contract import valid_fingerprint
+
+MAX_GROUPS = 1000
+# Canonical UUID spelling only: anything else can't be an error's id (and Postgres would
+# refuse it as a uuid, a 500).
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _bounds(request: web.Request) -> tuple[datetime | None, datetime | None, dict[str, str]]:
+    errors: dict[str, str] = {}
+    bounds: dict[str, datetime | None] = {"from": None, "to": None}
+    for name in bounds:
+        raw = request.query.get(name)
+        if raw:
+            try:
+                bounds[name] = parse_instant(raw)
+            except ValueError as exc:
+                errors[name] = str(exc)
+    start, end = bounds["from"], bounds["to"]
+    if start is not None and end is not None and start >= end:
+        errors["to"] = "must be after from"
+    return start, end, errors
+
+
+def _limit(raw: str | None, errors: dict[str, str]) -> int:
+    try:
+        limit = int(raw) if raw else 100
+        if 1 <= limit <= MAX_GROUPS:
+            return limit
+    except ValueError:
+        pass
+    errors["limit"] = f"must be an integer from 1 to {MAX_GROUPS}"
+    return 0
+
+
+async def stats(request: web.Request) -> web.Response:
+    tenant = await authorize(request)
+    start, end, errors = _bounds(request)
+    limit = _limit(request.query.get("limit"), errors)
+    if errors:
+        raise bad_request("invalid query", errors)
+    end = end or request.app[DEPS].now()
+    start = start or end - DEFAULT_SPAN
+    if start >= end:
+        raise bad_request("invalid query", {"from": "must be before to"})
+    db = await pool(request)
+    async with db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        body = await error_stats(conn, tenant, start, end, limit)
+    return json_response(body)
+
+
+async def by_fingerprint(request: web.Request) -> web.Response:
+    tenant = await authorize(request)
+    fingerprint = request.match_info["fingerprint"]
+    start, end, errors = _bounds(request)
+    if errors:
+        raise bad_request("invalid query", errors)
+    if not valid_fingerprint(fingerprint):
+        raise not_found("unknown fingerprint")
+    db = await pool(request)
+    async with db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
+        body = await fingerprint_summary(conn, tenant, fingerprint, start, end)
+    if body is None:
+        raise not_found("unknown fingerprint")
+    return json_response(body)
+
+
+async def get_error(request: web.Request) -> web.Response:
+    tenant = await authorize(request)
+    error_id = request.match_info["error_id"]
+    if _UUID.fullmatch(error_id) is None:
+        raise not_found("unknown error")
+    db = await pool(request)
+    async with db.acquire() as conn:
+        body = await one_error(conn, tenant, error_id)
+    if body is None:
+        raise not_found("unknown error")
+    return json_response(body)
