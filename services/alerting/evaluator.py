@@ -25,7 +25,7 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan
 
-from services.alerting import metrics, sample_log
+from services.alerting import external, metrics, sample_log
 from services.alerting.engine.observe import observe
 from services.alerting.engine.state import (
     RESOLVED,
@@ -262,7 +262,7 @@ class AlertEngine:
             by_rule.setdefault(alert.rule_id, {})[alert.fingerprint] = alert
         work: list[_Pending] = []
         for rule in self.rules.values():
-            if not rule.enabled:
+            if not rule.enabled or external.is_external(rule):  # received, not evaluated
                 continue
             metrics.EVALUATIONS.inc()
             for seen in observe(rule, self.samples, by_rule.get(rule.id, {}), now):
@@ -278,6 +278,7 @@ class AlertEngine:
                     work.append(_Pending(current, after, changes, rule, seen.trace))
                 else:
                     current.value = after.value  # shown by the API; not worth a write
+        work += [_Pending(*w) for w in await external.tick_work(self, pool, now, silences)]
         await self._commit(work, now)
         # Series that left every window stop counting toward the per-metric cap; their
         # alerts (committed above) carry on to no-data by themselves.
@@ -409,6 +410,7 @@ class AlertEngine:
             rule = self.rules.get(alert.rule_id) if alert else None
             if alert is None or rule is None or alert.tenant != tenant:
                 return None
+            rule = await external.own_rule(self, alert, rule)
             now = self.clock()
             step = acknowledge if action == "ack" else resolve_manually
             after, changes = step(alert, now, actor)
@@ -448,7 +450,8 @@ class AlertEngine:
                         after, changes = step(alert, now, actor)
                         changes = [_with_reason(c, reason) for c in changes]
                         if changes:
-                            work.append(_Pending(alert, after, changes, old))
+                            rule = await external.own_rule(self, alert, old)
+                            work.append(_Pending(alert, after, changes, rule))
 
             async def extra(conn: asyncpg.Connection) -> T:
                 result = await write(conn)

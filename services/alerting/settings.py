@@ -31,6 +31,9 @@ class AlertingSettings:
     # Link put into notifications (generatorURL, externalURL): ALERTING_EXTERNAL_URL.
     external_url: str = "http://localhost:8082"
     migrate_on_start: bool = True
+    # Seconds an alert received without `endsAt` (POST /api/v2/alerts) stays active
+    # unless sent again: Alertmanager's resolve_timeout.
+    resolve_timeout: float = 300.0
     notify: NotifySettings = field(default_factory=NotifySettings)
 
     @classmethod
@@ -52,5 +55,6 @@ class AlertingSettings:
             # One variable for both: notify reads ALERTING_EXTERNAL_URL too.
             external_url=notify.external_url,
             migrate_on_start=env.flag("ALERTING_MIGRATE", True),
+            resolve_timeout=env.number("ALERTING_RESOLVE_TIMEOUT_SECONDS", 300.0, lo=1.0),
             notify=notify,
         )

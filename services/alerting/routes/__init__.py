@@ -7,6 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from services.alerting.routes.alerts import add_alert_routes
+from services.alerting.routes.am_alerts import add_am_alert_routes
 from services.alerting.routes.channels import add_channel_routes
 from services.alerting.routes.common import api_errors
 from services.alerting.routes.rules import add_rule_routes
@@ -29,4 +30,5 @@ def add_routes(app: web.Application) -> None:
     add_silence_routes(app)
     add_channel_routes(app)
     add_stats_routes(app)
+    add_am_alert_routes(app)  # Alertmanager's receiving API (Prometheus, Grafana)
     app.router.add_get("/api/v1/openapi.yaml", openapi)
