@@ -274,3 +274,11 @@ def test_shown_condition_reads_back_to_the_same_rule(text: str, is_expr: bool) -
     made = rule(text)
     assert (made.expr is not None) == is_expr
     assert rule(made.condition) == made
+
+
+def test_a_by_list_of_objects_is_a_field_error_not_a_crash() -> None:
+    # Found by the OpenAPI fuzzer: `by: [{}]` raised TypeError (unhashable) → 500.
+    doc = {"aggregate": "avg", "by": [{}], "of": {"metric": "a"}}
+    with pytest.raises(RuleError) as info:
+        rule(expr={"op": "*", "left": {"metric": "a"}, "right": doc}, op=">", threshold=0)
+    assert "expr.right.by.0" in info.value.errors

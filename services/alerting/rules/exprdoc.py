@@ -99,7 +99,7 @@ def _aggregate(
         if not isinstance(label, str) or not LABEL_NAME.fullmatch(label):
             errors[f"{path}.by.{i}"] = "must be a label name"
     of = _node(doc.get("of"), errors, f"{path}.of", budget)
-    if of is None or op not in GROUPINGS:
+    if of is None or op not in GROUPINGS or any(f"{path}.by" in k for k in errors):
         return None
     return Aggregate(op, of, tuple(dict.fromkeys(by)))
 
