@@ -160,7 +160,7 @@ def map_case(context: HookContext, case: Case) -> Case:
         _sign(case)
     elif path == "/v1/track":
         _track_times(case)
-    elif path == "/{tenant}/stats" or path.startswith("/{tenant}/export."):
+    elif path == "/{tenant}/stats" or path.startswith(("/{tenant}/export.", "/{tenant}/errors/")):
         _api_range(case, stats=path == "/{tenant}/stats")
     elif path == "/api/v1/stats":
         _since_until(case.query)

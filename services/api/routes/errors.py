@@ -21,7 +21,7 @@ from services.api.access import authorize, pool
 from services.api.errors_queries import error_stats, fingerprint_summary, one_error
 from services.api.http import bad_request, json_response, not_found
 from services.api.keys import DEPS
-from services.api.timerange import DEFAULT_SPAN, parse_instant
+from services.api.timerange import DEFAULT_SPAN, EARLIEST, parse_instant
 from shared.errors_contract import valid_fingerprint
 
 MAX_GROUPS = 1000
@@ -63,10 +63,10 @@ async def stats(request: web.Request) -> web.Response:
     limit = _limit(request.query.get("limit"), errors)
     if errors:
         raise bad_request("invalid query", errors)
-    end = end or request.app[DEPS].now()
-    start = start or end - DEFAULT_SPAN
-    if start >= end:
-        raise bad_request("invalid query", {"from": "must be before to"})
+    if end is None:  # now, or an empty range at a `from` still to come
+        end = max(request.app[DEPS].now(), start) if start else request.app[DEPS].now()
+    if start is None:  # 30 days before `to`, or as far back as datetime goes
+        start = end - DEFAULT_SPAN if end - EARLIEST > DEFAULT_SPAN else EARLIEST
     db = await pool(request)
     async with db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
         body = await error_stats(conn, tenant, start, end, limit)
