@@ -100,7 +100,7 @@ def validate_error_v1(data: Any) -> ErrorData:
 
 def error_v1_data(error: ErrorData) -> dict[str, Any]:
     """The `data` dict of an envelope (`shared.contracts.make_envelope`)."""
-    return msgspec.to_builtins(error)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(error)
 
 
 # --- fingerprints -----------------------------------------------------------------------
