@@ -287,6 +287,14 @@ async def test_bad_input_is_a_4xx(
         (
             "/v1/logs",
             {
+                "data": b'{"resourceLogs": ["AAA"]}',  # json_format.ParseDict took this
+                "headers": {**acme, "Content-Type": "application/json"},
+            },
+            400,
+        ),
+        (
+            "/v1/logs",
+            {
                 "data": b'{"resourceLogs": 3}',
                 "headers": {**acme, "Content-Type": "application/json"},
             },

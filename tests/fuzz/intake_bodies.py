@@ -13,6 +13,8 @@ import time
 from typing import Any
 
 import schemathesis
+from google.protobuf.json_format import ParseDict
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -22,12 +24,13 @@ from schemathesis.transport.serialization import serialize_binary
 
 from tests.support.remote_write import remote_write_body
 
-INTAKE_PATHS = frozenset({"/v1/metrics", "/api/v1/write", "/v1/samples"})
+INTAKE_PATHS = frozenset({"/v1/metrics", "/api/v1/write", "/v1/samples", "/v1/errors", "/v1/logs"})
 # A positive case's protobuf body is this placeholder, a string that schemathesis's
 # re-validation of a hook's body takes as `format: binary` (bytes it would take as
 # invalid); the serializer below puts the real message on the wire in its place.
 OTLP_PLACEHOLDER = "belfry-fuzz:otlp-request"
 REMOTE_WRITE_PLACEHOLDER = "belfry-fuzz:remote-write-request"
+LOGS_PLACEHOLDER = "belfry-fuzz:otlp-logs-request"
 
 
 @schemathesis.serializer("application/x-protobuf")
@@ -35,6 +38,8 @@ def protobuf(_ctx: Any, value: Any) -> bytes:
     if value == OTLP_PLACEHOLDER:
         data: bytes = _otlp_request().SerializeToString()
         return data
+    if value == LOGS_PLACEHOLDER:
+        return ParseDict(_logs_json(), ExportLogsServiceRequest()).SerializeToString()
     if value == REMOTE_WRITE_PLACEHOLDER:
         now = int(time.time() * 1000)
         return remote_write_body([({"__name__": "fuzz_up"}, [(1.0, now)])])
@@ -92,6 +97,28 @@ def _samples(items: Any) -> None:
             item["labels"] = {**(labels if isinstance(labels, dict) else {}), needs: "1"}
 
 
+def _logs_json() -> dict[str, Any]:
+    """An OTLP/JSON logs request with one exception record (an error) and a plain line."""
+    exception = [
+        {"key": "exception.type", "value": {"stringValue": "FuzzError"}},
+        {"key": "exception.stacktrace", "value": {"stringValue": '  File "/f.py", line 1, in f'}},
+    ]
+    records = [
+        {"timeUnixNano": str(time.time_ns()), "attributes": exception},
+        {"body": {"stringValue": "a plain line"}},
+    ]
+    return {"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}
+
+
+def _errors(body: Any) -> None:
+    """Positive `/v1/errors` items get a `ts` of the last hour where they have one."""
+    items = body if isinstance(body, list) else [body]
+    now = time.time()
+    for index, item in enumerate(items):
+        if isinstance(item, dict) and item.get("ts") is not None:
+            item["ts"] = now - 60 - index
+
+
 def intake_case(case: Case, positive: bool) -> None:
     meta = case.meta
     # A case may be positive overall with a negative body (coverage phase): keep that body.
@@ -108,3 +135,8 @@ def intake_case(case: Case, positive: bool) -> None:
             case.body = _otlp_json()
     elif path == "/v1/samples":
         _samples(case.body)
+    elif path == "/v1/errors":
+        _errors(case.body)
+    elif path == "/v1/logs":
+        is_protobuf = case.media_type == "application/x-protobuf"
+        case.body = LOGS_PLACEHOLDER if is_protobuf else _logs_json()

@@ -5,7 +5,8 @@ exception -> `error.v1` data (shared/errors_contract.py). No I/O: the routes
 `/v1/errors` item: `{"message"?, "type"?, "stack"?, "fingerprint"?, "labels"?, "ts"?,
 "id"?}` (a type or a message is required). `ts`: RFC 3339 with an offset or epoch
 seconds, not more than 5 minutes ahead nor older than the track age limit (default
-now). `id` (a UUID, with `ts`) makes a retry idempotent, as on `/v1/track`.
+now). `id` (a UUID in its canonical 8-4-4-4-12 spelling, with a non-null `ts`) makes
+a retry idempotent, as on `/v1/track`.
 
 OTLP logs: a log record becomes an error when it has `exception.type` or
 `exception.message` (OpenTelemetry's exception semantic conventions, which the SDKs'
@@ -23,10 +24,9 @@ The fingerprint, when not given, is computed (`compute_fingerprint`).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import orjson
@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 )
 
 from services.ingest.intake.otlp import JSON, PROTOBUF, media_type, response_content_type
+from services.ingest.intake.otlp_json import _message as json_message
 from services.ingest.intake.otlp_labels import attribute_text, resource_labels
 from services.ingest.intake.result import IntakeError, UnsupportedMediaType
 from shared.errors_contract import (
@@ -55,6 +56,8 @@ FUTURE_SKEW = timedelta(minutes=5)
 MAX_EVENT_BYTES = 64 * 1024
 EXPORTED_TENANT = "exported_tenant"
 _PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
+# The canonical spelling only (as shared.contracts checks an envelope's id).
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 
 
 class ErrorItem(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,7 +69,7 @@ class ErrorItem(msgspec.Struct, forbid_unknown_fields=True):
     fingerprint: str | None = None
     labels: dict[str, str] = {}
     ts: str | float | None = None
-    id: str | None = None
+    id: Annotated[str, msgspec.Meta(pattern=_UUID_PATTERN)] | msgspec.UnsetType = msgspec.UNSET
 
 
 @dataclass(slots=True)
@@ -155,13 +158,10 @@ def _item(raw: Any, now: datetime, max_age: timedelta) -> Reported:
     except msgspec.ValidationError as exc:
         raise ErrorRefused(str(exc).replace("`$.", "`")) from None
     event_id = new_event_id()
-    if item.id is not None:
+    if item.id is not msgspec.UNSET:
         if item.ts is None:  # stored once per (id, occurred_at): a retry needs both
             raise ErrorRefused("ts is required when id is given")
-        try:
-            event_id = str(uuid.UUID(item.id))
-        except ValueError:
-            raise ErrorRefused("id must be a UUID") from None
+        event_id = item.id.lower()
     at = _when(item.ts, now, max_age)
     data = shape(
         type_=item.type,
@@ -202,9 +202,12 @@ def parse_logs_request(body: bytes, content_type: str) -> Any:
         raise IntakeError(f"body is not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise IntakeError("body is not an OTLP/JSON ExportLogsServiceRequest object")
-    try:  # low volume (only errors matter here): the general parser will do
-        return json_format.ParseDict(doc, ExportLogsServiceRequest(), ignore_unknown_fields=True)
-    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+    # The metric intake's descriptor-driven reader: as strict (json_format.ParseDict takes
+    # `"resourceLogs": ["AAA"]`), and what it accepts is OTLP/JSON's mapping.
+    kwargs = json_message(doc, ExportLogsServiceRequest.DESCRIPTOR, 0)
+    try:
+        return ExportLogsServiceRequest(**kwargs)
+    except (TypeError, ValueError, OverflowError) as exc:  # out-of-range integers, mostly
         raise IntakeError(f"not an OTLP/JSON logs request: {str(exc)[:200]}") from None
 
 
