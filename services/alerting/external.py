@@ -113,8 +113,8 @@ def _alert(item: Any, at: str, errors: dict[str, str]) -> Incoming | None:
     url = item.get("generatorURL", "")
     if url is None:
         url = ""
-    if not isinstance(url, str) or len(url) > MAX_TEXT:
-        errors[f"{at}.generatorURL"] = f"must be a string of at most {MAX_TEXT} characters"
+    if not isinstance(url, str) or len(url) > MAX_TEXT or "\x00" in url:
+        errors[f"{at}.generatorURL"] = f"must be text of at most {MAX_TEXT} characters"
         url = ""
     if labels is None or annotations is None or any(k.startswith(at + ".") for k in errors):
         return None
@@ -137,6 +137,8 @@ def _strings(
             errors[f"{at}.{key[:100]}"] = "not a label name ([a-zA-Z_][a-zA-Z0-9_]*)"
         elif not isinstance(value, str) or len(value) > MAX_TEXT or len(key) > MAX_TEXT:
             errors[f"{at}.{key[:100]}"] = f"must be a string of at most {MAX_TEXT} characters"
+        elif "\x00" in key or "\x00" in value:  # Postgres cannot store it
+            errors[f"{at}.{key[:100]}"] = "must not contain NUL characters"
     return raw if not any(k.startswith(at) for k in errors) else None
 
 
