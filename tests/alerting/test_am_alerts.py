@@ -191,6 +191,51 @@ async def test_silence_ack_and_the_rule_of_an_alertname(
     await notify_tap.quiet(client, 5)
 
 
+async def test_disabling_the_rule_resolves_and_drops_and_a_reload_keeps_the_expiry(
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    api_key: str,
+    clock: FakeClock,
+    notify_tap: Tap,
+) -> None:
+    await add_channel(db, "ops")
+    client = await start_alerting()
+    h = auth(api_key)
+    ends = clock() + timedelta(minutes=2)
+    await post(client, api_key, [am_alert("A", ends=ends), am_alert("B", ends=ends)])
+    await notify_tap.wait(2)
+    # The engine's memory reloaded from Postgres (as after a restart): B's expiry holds.
+    await engine_of(client).load()
+    rules = (await (await client.get("/api/v1/rules", headers=h)).json())["rules"]
+    (rule_a,) = [r for r in rules if r["name"] == "A"]
+    doc = {k: rule_a[k] for k in ("name", "metric", "op", "threshold")} | {"enabled": False}
+    resp = await client.put(f"/api/v1/rules/{rule_a['id']}", json=doc, headers=h)
+    assert resp.status == 200, await resp.text()
+    states = {a["rule"]: a["state"] for a in await alerts_of(client, api_key)}
+    assert states == {"A": "resolved", "B": "firing"}
+    envelopes = await notify_tap.wait(3)
+    assert (envelopes[2]["data"]["status"], envelopes[2]["data"]["channel"]) == ("resolved", "ops")
+    await post(client, api_key, [am_alert("A", ends=ends + timedelta(minutes=5))])  # dropped
+    clock.advance(121)
+    await engine_of(client).tick()
+    states = {a["rule"]: a["state"] for a in await alerts_of(client, api_key)}
+    assert states == {"A": "resolved", "B": "resolved"}
+    await notify_tap.quiet(client, 4)
+
+
+async def test_an_instance_that_does_not_evaluate_answers_503(
+    start_alerting: StartAlerting, api_key: str
+) -> None:
+    client = await start_alerting()
+    engine = engine_of(client)
+    engine.loaded = False  # as on a standby, or before the engine could load
+    try:
+        resp = await client.post("/api/v2/alerts", data=b"[]", headers=auth(api_key))
+        assert resp.status == 503 and "error" in await resp.json()
+    finally:
+        engine.loaded = True
+
+
 async def test_a_rule_named_like_the_alertname_is_left_alone(
     db: asyncpg.Connection, start_alerting: StartAlerting, api_key: str
 ) -> None:
