@@ -393,6 +393,10 @@ async def test_otlp_json_logs_partial_success(ingest: TestClient, db: asyncpg.Co
     answer = await resp.json()
     assert answer["partialSuccess"]["rejectedLogRecords"] == "1"
     assert "#2" in answer["partialSuccess"]["errorMessage"]
+    exposition = await (await ingest.get("/metrics")).text()
+    for outcome in ("ignored", "refused", "published"):
+        line = f'belfry_ingest_errors_total{{outcome="{outcome}",protocol="otlp_logs"}}'
+        assert line in exposition, outcome
     (row,) = await stored(db, 1)
     assert (row["type"], row["message"], row["labels"]) == (
         "SMTPError",

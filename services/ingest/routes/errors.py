@@ -18,7 +18,9 @@ it again in `errors_total` (the counter counts deliveries).
 Answers: `/v1/errors` as `/v1/track`: 202 `{"accepted", "rejected"}`, 400 with per-item
 `errors` after storing the valid ones. `/v1/logs`: 200 `ExportLogsServiceResponse`, with
 `partial_success` (`rejected_log_records`) for refused exception records; records without
-an exception are ignored, counted in `belfry_ingest_errors_total{outcome="ignored"}`.
+an exception are ignored. Counted in `/metrics`: `belfry_ingest_errors_total{protocol,
+outcome}` (published, spooled, unavailable, refused, ignored), and the counts' samples as
+the metric intake's (`belfry_ingest_samples_total`, `..._samples_refused_total`).
 """
 
 from __future__ import annotations
@@ -210,8 +212,9 @@ async def _publish(intake: Intake, hot: Hot, tenant: str, batch: ErrorBatch, pro
     if Outcome.DROPPED in outcomes:
         ERRORS.labels(protocol, "unavailable").inc(len(batch.errors))
         raise _Refusal(503, _UNAVAILABLE_TEXT, hot.settings.retry_after_seconds, _UNAVAILABLE)
-    ERRORS.labels(protocol, "stored").inc(len(batch.errors))
-    metrics.SAMPLES.labels(protocol, "published").inc(len(admission.samples))
+    stored = Outcome.SPOOLED if Outcome.SPOOLED in outcomes else Outcome.PUBLISHED
+    ERRORS.labels(protocol, stored.value).inc(len(batch.errors))
+    metrics.SAMPLES.labels(protocol, stored.value).inc(len(admission.samples))
 
 
 # --- answers --------------------------------------------------------------------------
