@@ -277,7 +277,11 @@ class AlertEngine:
                 if current is None or changes or current.severity != rule.severity:
                     work.append(_Pending(current, after, changes, rule, seen.trace))
                 else:
-                    current.value = after.value  # shown by the API; not worth a write
+                    # Nothing to announce or store, but keep what the next evaluation
+                    # reads: the value (shown by the API) and the last breach, which
+                    # keep_firing_for counts from.
+                    current.value = after.value
+                    current.last_breach_at = after.last_breach_at
         work += [_Pending(*w) for w in await external.tick_work(self, pool, now, silences)]
         await self._commit(work, now)
         # Series that left every window stop counting toward the per-metric cap; their
