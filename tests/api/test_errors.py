@@ -418,3 +418,17 @@ async def test_otlp_json_logs_partial_success(ingest: TestClient, db: asyncpg.Co
     assert resp.status == 200
     parsed = ExportLogsServiceResponse.FromString(await resp.read())
     assert not parsed.HasField("partial_success")
+
+
+async def test_a_retry_with_id_and_ts_is_stored_once(
+    ingest: TestClient, db: asyncpg.Connection
+) -> None:
+    at = datetime.now(UTC).replace(microsecond=0).isoformat()
+    item = {"id": "0190A5B2-7C3D-7E4F-8A9B-0C1D2E3F4A5B", "ts": at, "message": "retried"}
+    for _ in range(2):
+        resp = await ingest.post("/v1/errors", json=item, headers=token("acme"))
+        assert resp.status == 202
+    await ingest.post("/v1/errors", json={"message": "last"}, headers=token("acme"))
+    rows = await stored(db, 2)
+    assert [r["message"] for r in rows].count("retried") == 1
+    assert str(rows[0]["id"]) == item["id"].lower()
