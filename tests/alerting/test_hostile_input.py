@@ -191,6 +191,12 @@ BAD_INPUT: dict[str, tuple[str, str, Any]] = {
         None,
     ),
     "silence duration 1e16": ("POST", "/api/v1/silences", {**_SILENCE, "duration": 1e16}),
+    "silence PUT ends_at and a duration past the maximum": (
+        "PUT",
+        "/api/v1/silences/{silence}",
+        {**_SILENCE, "ends_at": "2030-01-01T00:00:00Z", "duration": 3153600001},
+    ),
+    "silences ?active=null": ("GET", "/api/v1/silences?active=null", None),
     "silence duration '1e400'": ("POST", "/api/v1/silences", {**_SILENCE, "duration": "1e400"}),
     "silence duration 'nan'": ("POST", "/api/v1/silences", {**_SILENCE, "duration": "nan"}),
     "silence starts before year 1": (

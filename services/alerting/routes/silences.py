@@ -63,6 +63,11 @@ def _parse(
         except web.HTTPException:
             errors["starts_at"] = "must be an RFC 3339 timestamp with offset"
     ends: datetime | None = None
+    if body.get("ends_at") is not None and body.get("duration") is not None:
+        try:  # ends_at wins, but a duration given must still be one
+            parse_duration(body["duration"])
+        except ParseError as exc:
+            errors["duration"] = str(exc)
     if body.get("ends_at") is not None:
         try:
             ends = parse_time(body["ends_at"], "ends_at")
@@ -95,7 +100,10 @@ async def list_silences(request: web.Request) -> web.Response:
     pool = await request.app[DATABASE].pool()
     query = f"{_SELECT} WHERE tenant_id = $1"
     args: list[Any] = [tenant]
-    if request.query.get("active") in ("1", "true"):
+    active = request.query.get("active")
+    if active not in (None, "1", "true", "0", "false"):
+        fail(400, "invalid query", {"active": "must be true or false"})
+    if active in ("1", "true"):
         query += " AND starts_at <= $2 AND ends_at > $2"
         args.append(now)
     rows = await pool.fetch(query + " ORDER BY starts_at DESC, id", *args)
