@@ -12,6 +12,8 @@ cutoff is now minus that many calendar months; its events before the cutoff go.
    old rows, never sooner.
 2. Rows: for each tenant with a retention, `DELETE` its events before its cutoff from
    what stays (Postgres prunes the partitions the range cannot touch).
+3. Errors (`errors`, not partitioned) follow the same cutoffs: a tenant's before its own,
+   and those of every other tenant id before the longest one in force.
 
 `plan()` reads and decides; `apply()` acts. A dry run prints the plan with row counts.
 """
@@ -104,6 +106,18 @@ DELETE_DEFAULT = "DELETE FROM events_default WHERE occurred_at < $1"
 COUNT_DEFAULT = "SELECT count(*) FROM events_default WHERE occurred_at < $1"
 
 
+DELETE_TENANT_ERRORS = "DELETE FROM errors WHERE tenant_id = $1 AND occurred_at < $2"
+COUNT_TENANT_ERRORS = "SELECT count(*) FROM errors WHERE tenant_id = $1 AND occurred_at < $2"
+# Errors of ids that are not tenants with a retention (unregistered, or keep-everything ones
+# never reach here: then there is no global cutoff).
+DELETE_OTHER_ERRORS = (
+    "DELETE FROM errors WHERE occurred_at < $1 AND NOT (tenant_id = ANY($2::text[]))"
+)
+COUNT_OTHER_ERRORS = (
+    "SELECT count(*) FROM errors WHERE occurred_at < $1 AND NOT (tenant_id = ANY($2::text[]))"
+)
+
+
 def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
@@ -142,12 +156,37 @@ async def apply(conn: asyncpg.Connection, p: Plan, *, dry_run: bool) -> list[str
             f"{'would delete' if dry_run else 'deleted'} {n} rows of tenant {tenant}"
             f" before {cutoff.isoformat()}"
         )
+    lines += await _apply_errors(conn, p, dry_run=dry_run)
     if p.keep_all:
         lines.append(
             f"kept every partition: no retention (keep everything) for {', '.join(p.keep_all)}"
         )
     if not p.cutoffs and not p.keep_all:
         lines.append("no tenants: nothing to do")
+    return lines
+
+
+async def _apply_errors(conn: asyncpg.Connection, p: Plan, *, dry_run: bool) -> list[str]:
+    """Application errors go with the same cutoffs as the tenant's events."""
+    lines = []
+    verb = "would delete" if dry_run else "deleted"
+    for tenant, cutoff in sorted(p.cutoffs.items()):
+        if dry_run:
+            n = await conn.fetchval(COUNT_TENANT_ERRORS, tenant, cutoff)
+        else:
+            n = _count(await conn.execute(DELETE_TENANT_ERRORS, tenant, cutoff))
+        if n:
+            lines.append(f"{verb} {n} errors of tenant {tenant} before {cutoff.isoformat()}")
+    if p.global_cutoff is not None:
+        known = list(p.cutoffs)
+        if dry_run:
+            n = await conn.fetchval(COUNT_OTHER_ERRORS, p.global_cutoff, known)
+        else:
+            n = _count(await conn.execute(DELETE_OTHER_ERRORS, p.global_cutoff, known))
+        if n:
+            lines.append(
+                f"{verb} {n} errors of other tenant ids before {p.global_cutoff.isoformat()}"
+            )
     return lines
 
 

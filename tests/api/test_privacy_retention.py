@@ -195,3 +195,49 @@ async def test_retention_drops_partitions_and_rows(
         ("stranger", 5),
     }
     assert await db.fetchval("SELECT count(*) FROM events_default") == 0
+
+
+async def test_retention_deletes_application_errors_with_the_same_cutoffs(
+    db: asyncpg.Connection, database_url: str
+) -> None:
+    await new_tenant(db, "acme")
+    await new_tenant(db, "globex")
+    await db.execute(
+        """UPDATE tenants SET settings = '{"retention_months": 3}' WHERE id = 'acme'"""
+    )
+    for tenant in ("acme", "globex", "stranger"):
+        for months in (1, 5, 20):
+            await db.execute(
+                "INSERT INTO errors (id, occurred_at, received_at, tenant_id, fingerprint)"
+                " VALUES ($1, $2, $2, $3, 'fp')",
+                uuid.uuid4(),
+                months_before(NOW, months) + timedelta(hours=1),
+                tenant,
+            )
+
+    async def left() -> set[tuple[str, int]]:
+        rows = await db.fetch("SELECT tenant_id, occurred_at FROM errors")
+        return {
+            (
+                r["tenant_id"],
+                next(m for m in (1, 5, 20) if r["occurred_at"] >= months_before(NOW, m)),
+            )
+            for r in rows
+        }
+
+    status, out, _ = await cli(database_url, "retention")  # globex keeps everything
+    assert status == 0 and "deleted 2 errors of tenant acme" in out, out
+    assert ("acme", 5) not in await left() and ("stranger", 20) in await left()
+
+    await db.execute(
+        """UPDATE tenants SET settings = '{"retention_months": 12}' WHERE id = 'globex'"""
+    )
+    status, out, _ = await cli(database_url, "retention")
+    assert status == 0 and "deleted 1 errors of other tenant ids" in out, out
+    assert await left() == {
+        ("acme", 1),
+        ("globex", 1),
+        ("globex", 5),
+        ("stranger", 1),
+        ("stranger", 5),
+    }
