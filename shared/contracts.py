@@ -45,7 +45,10 @@ MAX_PURPOSE_LEN = 64
 EMAIL_REGISTERED_V1 = "email.registered.v1"
 METRIC_V1 = "metric.v1"
 ALERT_NOTIFICATION_V1 = "alert.notification.v1"
+ALERT_NOTIFICATION_V2 = "alert.notification.v2"
 ALERT_STATUSES = ("firing", "resolved")
+# v2 adds `acknowledged`: someone acknowledged the alert in Belfry (it still fires).
+ALERT_STATUSES_V2 = (*ALERT_STATUSES, "acknowledged")
 
 MAX_URL_LEN = 2048
 MAX_UA_LEN = 1024
@@ -307,13 +310,24 @@ def _check_notification(data: dict[str, Any]) -> None:
     alerts: [{fingerprint, status, labels, annotations, starts_at, ends_at|null,
     generator_url, value|null, severity}]}
     """
+    _check_notification_of(data, ALERT_STATUSES)
+
+
+def _check_notification_v2(data: dict[str, Any]) -> None:
+    """`alert.notification.v2`: v1's shape, status (and each alert's) firing | resolved |
+    acknowledged. v1 stays valid; the alerting core publishes v2 for `acknowledged` only."""
+    _check_notification_of(data, ALERT_STATUSES_V2)
+
+
+def _check_notification_of(data: dict[str, Any], statuses: tuple[str, ...]) -> None:
+    allowed = " or ".join(repr(s) for s in statuses)
     if not isinstance(data.get("notification_id"), str) or not _is_uuid(data["notification_id"]):
         raise ContractError("data.notification_id must be a UUID string")
     for name in ("channel", "channel_type", "rule_id", "rule_name", "group_key"):
         if not isinstance(data.get(name), str) or not data[name]:
             raise ContractError(f"data.{name} must be a non-empty string")
-    if data.get("status") not in ALERT_STATUSES:
-        raise ContractError("data.status must be 'firing' or 'resolved'")
+    if data.get("status") not in statuses:
+        raise ContractError(f"data.status must be {allowed}")
     _str_map(data.get("group_labels"), "data.group_labels")
     alerts = data.get("alerts")
     if not isinstance(alerts, list) or not alerts:
@@ -324,8 +338,8 @@ def _check_notification(data: dict[str, Any]) -> None:
             raise ContractError(f"{where} must be an object")
         if not isinstance(alert.get("fingerprint"), str):
             raise ContractError(f"{where}.fingerprint must be a string")
-        if alert.get("status") not in ALERT_STATUSES:
-            raise ContractError(f"{where}.status must be 'firing' or 'resolved'")
+        if alert.get("status") not in statuses:
+            raise ContractError(f"{where}.status must be {allowed}")
         _str_map(alert.get("labels"), f"{where}.labels")
         _str_map(alert.get("annotations"), f"{where}.annotations")
         _timestamp(alert, "starts_at")
@@ -346,6 +360,7 @@ CONTRACTS: dict[str, Callable[[dict[str, Any]], None]] = {
     METRIC_V2: _check_metric_v2,
     ERROR_V1: _check_error_v1,
     ALERT_NOTIFICATION_V1: _check_notification,
+    ALERT_NOTIFICATION_V2: _check_notification_v2,
 }
 
 

@@ -10,6 +10,8 @@ import orjson
 import pytest
 
 from shared.contracts import (
+    ALERT_NOTIFICATION_V1,
+    ALERT_NOTIFICATION_V2,
     EMAIL_REGISTERED_V1,
     HIT_CLICK_V1,
     HIT_CLICK_V2,
@@ -353,3 +355,54 @@ def test_bad_hints(hints: Any, why: str) -> None:
     doc["type"] = HIT_OPEN_V2
     doc["data"]["hints"] = hints
     assert reason(doc) == why
+
+
+def notification(event_type: str, status: str, alert_status: str | None = None) -> dict[str, Any]:
+    alert = {
+        "fingerprint": "fp-1",
+        "status": alert_status or status,
+        "labels": {"service": "api"},
+        "annotations": {},
+        "starts_at": OCCURRED,
+        "ends_at": None,
+        "generator_url": "http://belfry.test/api/v1/alerts/fp-1",
+        "value": 2.5,
+        "severity": "critical",
+    }
+    data = {
+        "notification_id": EVENT_ID,
+        "channel": "pd",
+        "channel_type": "pagerduty",
+        "rule_id": "r-1",
+        "rule_name": "High",
+        "status": status,
+        "group_key": "r-1:{}",
+        "group_labels": {"alertname": "High"},
+        "alerts": [alert],
+    }
+    return make_envelope(EVENT_ID, event_type, "acme", OCCURRED, RECEIVED, data)
+
+
+@pytest.mark.parametrize("status", ["firing", "resolved"])
+def test_notification_v1_and_v2_take_firing_and_resolved(status: str) -> None:
+    for event_type in (ALERT_NOTIFICATION_V1, ALERT_NOTIFICATION_V2):
+        env = validate_envelope(notification(event_type, status))
+        assert env.type == event_type and env.data["status"] == status
+
+
+def test_acknowledged_is_a_v2_status_only() -> None:
+    """A contract change is a new version: v1 keeps refusing what it never carried."""
+    env = validate_envelope(notification(ALERT_NOTIFICATION_V2, "acknowledged"))
+    assert env.data["alerts"][0]["status"] == "acknowledged"
+    assert reason(notification(ALERT_NOTIFICATION_V1, "acknowledged")) == (
+        "data.status must be 'firing' or 'resolved'"
+    )
+    assert reason(notification(ALERT_NOTIFICATION_V1, "firing", "acknowledged")) == (
+        "data.alerts[0].status must be 'firing' or 'resolved'"
+    )
+    assert reason(notification(ALERT_NOTIFICATION_V2, "snoozed")) == (
+        "data.status must be 'firing' or 'resolved' or 'acknowledged'"
+    )
+    assert reason(notification(ALERT_NOTIFICATION_V2, "acknowledged", "paused")) == (
+        "data.alerts[0].status must be 'firing' or 'resolved' or 'acknowledged'"
+    )
