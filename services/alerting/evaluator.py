@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -331,7 +331,10 @@ class AlertEngine:
                             rule={
                                 "name": entry.rule.name,
                                 "channels": list(entry.rule.channels),
-                                "group_wait": entry.rule.group_wait,
+                                # An acknowledgement is one person's action: sent at once.
+                                "group_wait": 0
+                                if change.notify == "acknowledged"
+                                else entry.rule.group_wait,
                             },
                             traceparent=carrier,
                             created_at=now,
@@ -418,6 +421,9 @@ class AlertEngine:
             now = self.clock()
             step = acknowledge if action == "ack" else resolve_manually
             after, changes = step(alert, now, actor)
+            if action == "ack" and alert.announced:
+                # Channels that can acknowledge (PagerDuty) hear of it; see outbox.py.
+                changes = [replace(c, notify="acknowledged") for c in changes]
             if changes:
                 await self._commit([_Pending(alert, after, changes, rule)], now)
                 await self._group()
@@ -482,6 +488,4 @@ class AlertEngine:
 
 
 def _with_reason(change: Change, reason: str) -> Change:
-    from dataclasses import replace
-
     return replace(change, reason=reason)

@@ -1,5 +1,6 @@
-"""The outbox: outbox items (one per alert that changed to firing/resolved, written with
-the state change) become notification messages, and a relay publishes those.
+"""The outbox: outbox items (one per alert that changed to firing/resolved, or that
+someone acknowledged; written with the state change) become notification messages, and a
+relay publishes those.
 
 Grouping: items of one rule and one status wait until the first of them is `group_wait`
 old (on the injectable clock; the rule's own `group_wait`, else the service's), then
@@ -9,6 +10,11 @@ forever). The relay publishes pending rows under publisher
 confirms and marks them sent after the confirm, so a crash re-publishes (same id) rather
 than loses; receivers dedupe by the id (`webhook-id`). While Postgres or the broker is
 away the relay backs off and logs when it starts failing and when it recovers.
+
+Firing and resolved go out as `alert.notification.v1` (what every consumer and replay
+already reads); an acknowledgement as `alert.notification.v2` (the version that has the
+`acknowledged` status), and only to the rule's channels whose type has an acknowledge
+action (`ACKNOWLEDGING_TYPES`: PagerDuty); the others are not sent it at all.
 """
 
 from __future__ import annotations
@@ -27,10 +33,16 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind
 
 from services.alerting import metrics
+from services.alerting.notify.channels import ACKNOWLEDGING_TYPES
 from services.alerting.retrying import Failures
 from services.alerting.store import dumps, loads
 from shared.broker import Broker
-from shared.contracts import ALERT_NOTIFICATION_V1, make_envelope, validate_envelope
+from shared.contracts import (
+    ALERT_NOTIFICATION_V1,
+    ALERT_NOTIFICATION_V2,
+    make_envelope,
+    validate_envelope,
+)
 from shared.db import Database
 from shared.failures import error_text
 from shared.tasks import stop_task
@@ -91,21 +103,11 @@ async def _group(conn: asyncpg.Connection, group: Any, now: datetime, external_u
     # One entry per alert: a later item of the same alert replaces an earlier one.
     alerts = {item["fingerprint"]: loads(item["alert"]) for item in items}
     traceparent = next((i["traceparent"] for i in items if i["traceparent"]), None)
-    channels = await conn.fetch(
-        "SELECT name, type FROM alert_channels"
-        " WHERE tenant_id = $1 AND name = ANY($2::text[]) AND enabled",
-        tenant,
-        list(rule.get("channels", [])),
-    )
-    found = {c["name"] for c in channels}
-    missing = [c for c in rule.get("channels", []) if c not in found]
-    if missing:
-        log.warning(
-            "notification channels missing or disabled",
-            extra={"rule": rule["name"], "rule_id": rule_id, "tenant": tenant, "channels": missing},
-        )
+    channels = await _channels(conn, tenant, rule_id, rule)
+    if status == "acknowledged":
+        channels = [c for c in channels if c["type"] in ACKNOWLEDGING_TYPES]
     made = 0
-    for channel in sorted(channels, key=lambda c: rule["channels"].index(c["name"])):
+    for channel in channels:
         notification_id = str(uuid.uuid4())
         data = {
             "notification_id": notification_id,
@@ -121,7 +123,7 @@ async def _group(conn: asyncpg.Connection, group: Any, now: datetime, external_u
         }
         envelope = make_envelope(
             notification_id,
-            ALERT_NOTIFICATION_V1,
+            ALERT_NOTIFICATION_V2 if status == "acknowledged" else ALERT_NOTIFICATION_V1,
             tenant,
             group["first"].isoformat(),
             now.isoformat(),
@@ -148,6 +150,26 @@ async def _group(conn: asyncpg.Connection, group: Any, now: datetime, external_u
         [i["id"] for i in items],
     )
     return made
+
+
+async def _channels(
+    conn: asyncpg.Connection, tenant: str, rule_id: str, rule: dict[str, Any]
+) -> list[Any]:
+    """The rule's enabled channels, in the rule's order; the missing ones logged."""
+    channels = await conn.fetch(
+        "SELECT name, type FROM alert_channels"
+        " WHERE tenant_id = $1 AND name = ANY($2::text[]) AND enabled",
+        tenant,
+        list(rule.get("channels", [])),
+    )
+    found = {c["name"] for c in channels}
+    missing = [c for c in rule.get("channels", []) if c not in found]
+    if missing:
+        log.warning(
+            "notification channels missing or disabled",
+            extra={"rule": rule["name"], "rule_id": rule_id, "tenant": tenant, "channels": missing},
+        )
+    return sorted(channels, key=lambda c: rule["channels"].index(c["name"]))
 
 
 class OutboxRelay:
@@ -261,7 +283,6 @@ class OutboxRelay:
         exchange = await channel.get_exchange(self.topo.notify_exchange, ensure=False)
         envelope = loads(row["envelope"])
         routing_key = row["channel_type"]
-        body = dumps(envelope).encode()
         notification_id = str(row["notification_id"])
         carrier = {"traceparent": row["traceparent"]} if row["traceparent"] else None
         parent_ctx = span_context_of(carrier)
@@ -269,7 +290,7 @@ class OutboxRelay:
         if self.tracer is None:
             if row["traceparent"]:
                 headers["traceparent"] = row["traceparent"]
-            await self._send(exchange, body, notification_id, routing_key, headers)
+            await self._send(exchange, envelope, notification_id, routing_key, headers)
         else:
             parent = trace.set_span_in_context(NonRecordingSpan(parent_ctx)) if parent_ctx else None
             attributes = messaging_attributes(self.topo.notify_exchange, routing_key, "publish", 1)
@@ -282,7 +303,7 @@ class OutboxRelay:
                 attributes=attributes,
             ):
                 inject_headers(headers)
-                await self._send(exchange, body, notification_id, routing_key, headers)
+                await self._send(exchange, envelope, notification_id, routing_key, headers)
         metrics.NOTIFICATIONS_PUBLISHED.labels(routing_key).inc()
         log.info(
             "notification published",
@@ -300,17 +321,17 @@ class OutboxRelay:
     async def _send(
         self,
         exchange: aio_pika.abc.AbstractExchange,
-        body: bytes,
+        envelope: dict[str, Any],
         notification_id: str,
         routing_key: str,
         headers: dict[str, Any],
     ) -> None:
         message = aio_pika.Message(
-            body,
+            dumps(envelope).encode(),
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=notification_id,
-            type=ALERT_NOTIFICATION_V1,
+            type=str(envelope.get("type") or ALERT_NOTIFICATION_V1),
             app_id="belfry-alerting",
             headers=headers,
         )

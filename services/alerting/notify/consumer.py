@@ -29,7 +29,12 @@ from services.alerting.notify.delivery import Decision, Deliverer
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff
 from services.alerting.notify.settings import NotifySettings
-from shared.contracts import ALERT_NOTIFICATION_V1, ContractError, validate_envelope
+from shared.contracts import (
+    ALERT_NOTIFICATION_V1,
+    ALERT_NOTIFICATION_V2,
+    ContractError,
+    validate_envelope,
+)
 from shared.deadletter import dead_letter_message
 from shared.topology import Topology, declare
 from shared.tracing import messaging_attributes, span_context_of, traceparent
@@ -43,6 +48,8 @@ HANDLER_RETRIES_HEADER = "x-belfry-handler-retries"
 MAX_HANDLER_RETRIES = 30
 HANDLER_BACKOFF_MAX = 60.0
 TRACE_HEADERS = ("traceparent", "tracestate")
+# v2 adds the `acknowledged` status; v1 (firing, resolved) stays what most messages are.
+ACCEPTED = (ALERT_NOTIFICATION_V1, ALERT_NOTIFICATION_V2)
 
 
 def _text(value: Any) -> str:
@@ -55,6 +62,11 @@ def _count(headers: dict[str, Any], name: str, default: int) -> int:
     except (KeyError, ValueError):
         return default
     return max(value, default)
+
+
+def _message_type(message: AbstractIncomingMessage) -> str:
+    """The AMQP type a retry or dead-letter of `message` carries on: its own."""
+    return message.type if message.type in ACCEPTED else ALERT_NOTIFICATION_V1
 
 
 class NotifyConsumer:
@@ -131,8 +143,8 @@ class NotifyConsumer:
         try:
             doc = orjson.loads(message.body)
             env = validate_envelope(doc)
-            if env.type != ALERT_NOTIFICATION_V1:
-                raise ContractError(f"{env.type} is not {ALERT_NOTIFICATION_V1}")
+            if env.type not in ACCEPTED:
+                raise ContractError(f"{env.type} is not one of {', '.join(ACCEPTED)}")
             if env.data["channel_type"] != self.channel_type:
                 raise ContractError(
                     f"channel_type {env.data['channel_type']!r} on the {self.channel_type} queue"
@@ -254,7 +266,7 @@ class NotifyConsumer:
             message.body,
             content_type="application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            type=ALERT_NOTIFICATION_V1,
+            type=_message_type(message),
             message_id=message.message_id,
             headers=out,
             expiration=delay_ms / 1000,
@@ -279,7 +291,7 @@ class NotifyConsumer:
                 stage,
                 message,
                 self.queue,
-                message_type=ALERT_NOTIFICATION_V1,
+                message_type=_message_type(message),
                 extra=extra,
             ),
             self.topo.notify_dlq_key(self.channel_type),

@@ -10,6 +10,8 @@ A `resolved` goes to a channel only for the alerts whose `firing` (same episode)
 delivered on that channel: "announced" is per channel and means delivered. Alerts whose
 firing failed or was refused there are left out; when none is left the notification is
 `skipped`; while a firing is still on its way (retrying), the resolved waits for it.
+An `acknowledged` (alert.notification.v2) follows the same rule, and is `skipped` on a
+channel type without an acknowledge action (the outbox makes none for those).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.alerting.notify import metrics
 from services.alerting.notify.channels import (
+    ACKNOWLEDGING_TYPES,
     Outcome,
     SendContext,
     alertmanager,
@@ -111,7 +114,10 @@ class Deliverer:
                 )
         if problem is not None or channel is None:
             return await self._finish(n, attempt, Outcome(False, error=problem), 0.0, 0.0)
-        if n.status == "resolved":
+        if n.status == "acknowledged" and self.channel_type not in ACKNOWLEDGING_TYPES:
+            reason = f"{self.channel_type} channels have no acknowledge action"
+            return await self._skip(n, reason)
+        if n.status in ("resolved", "acknowledged"):
             announced = await self._announced(n, attempt)
             if isinstance(announced, Decision):
                 return announced
@@ -125,9 +131,9 @@ class Deliverer:
         return await self._finish(n, attempt, outcome, at, elapsed)
 
     async def _announced(self, n: Notification, attempt: int) -> Notification | Decision:
-        """The resolved notification cut to the alerts this channel got the firing of; or
-        the decision when there is nothing to send yet (a firing still retrying) or at
-        all (skipped)."""
+        """The resolved (or acknowledged) notification cut to the alerts this channel got
+        the firing of; or the decision when there is nothing to send yet (a firing still
+        retrying) or at all (skipped)."""
         delivered, pending = await self.store.firings(n)
         if pending:
             wait = Outcome(
@@ -139,12 +145,22 @@ class Deliverer:
         kept = tuple(a for a in n.alerts if a.fingerprint in delivered)
         if kept:
             return replace(n, alerts=kept)
-        reason = "no firing of these alerts was delivered on this channel; nothing to resolve"
+        what = "resolve" if n.status == "resolved" else "acknowledge"
+        reason = f"no firing of these alerts was delivered on this channel; nothing to {what}"
+        return await self._skip(n, reason)
+
+    async def _skip(self, n: Notification, reason: str) -> Decision:
+        """Nothing to send on this channel: the delivery ends `skipped`, with the reason."""
         await self.store.skip(n.id, reason, self._now())
         metrics.count(self.channel_type, "skipped", metrics.owner_of(n.tenant))
         log.info(
-            "resolved notification skipped",
-            extra={"notification_id": n.id, "channel": n.channel, "tenant": n.tenant},
+            f"{n.status} notification skipped",
+            extra={
+                "notification_id": n.id,
+                "channel": n.channel,
+                "tenant": n.tenant,
+                "reason": reason,
+            },
         )
         return Decision("skipped", reason)
 

@@ -1,7 +1,8 @@
 """A notification as delivery sees it: one group of alerts of one rule, for one channel.
 
-Built from a validated `alert.notification.v1` envelope (shared.contracts), so every
-field here is known to be well-formed.
+Built from a validated `alert.notification.v1` or `.v2` envelope (shared.contracts), so
+every field here is known to be well-formed; `status` is firing, resolved or (v2 only)
+acknowledged.
 """
 
 from __future__ import annotations

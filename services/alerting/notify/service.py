@@ -166,7 +166,7 @@ class NotifyService:
                     orjson.dumps(envelope),
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    type=ALERT_NOTIFICATION_V1,
+                    type=str(envelope.get("type") or ALERT_NOTIFICATION_V1),
                     headers=headers,
                 ),
                 routing_key=kind,

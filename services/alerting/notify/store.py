@@ -13,7 +13,8 @@ import orjson
 from services.alerting.notify.model import Notification
 from shared.db import Database
 
-# `skipped`: a `resolved` for a channel that never got the firing of its alerts.
+# `skipped`: a `resolved` or `acknowledged` for a channel that never got the firing of its
+# alerts, or an `acknowledged` for a channel type without an acknowledge action.
 TERMINAL = ("delivered", "failed", "refused", "skipped")
 STATUSES = ("pending", *TERMINAL)
 
@@ -40,8 +41,8 @@ class Filters:
     limit: int = 100
 
 
-# The firing notifications of one channel ($1 tenant, $2 channel; not $3, the resolved
-# itself) that carried one of the episodes ($4 fingerprints, $5 starts), with their
+# The firing notifications of one channel ($1 tenant, $2 channel; not $3, the resolved or
+# acknowledged itself) that carried one of the episodes ($4 fingerprints, $5 starts), with their
 # delivery status; an outbox row without a delivery yet counts as pending.
 FIRINGS = """
 WITH firing AS (
@@ -112,10 +113,10 @@ class DeliveryStore:
         return str(status)
 
     async def firings(self, n: Notification) -> tuple[set[str], set[str]]:
-        """For a `resolved` notification: which of its alerts had the `firing` of the same
-        episode (fingerprint and start) delivered on the same channel, and which have one
-        still on its way: pending in the log, or published by the outbox and not yet
-        taken by a consumer (the two messages may be handled at once)."""
+        """For a `resolved` (or `acknowledged`) notification: which of its alerts had the
+        `firing` of the same episode (fingerprint and start) delivered on the same channel,
+        and which have one still on its way: pending in the log, or published by the
+        outbox and not yet taken by a consumer (the two messages may be handled at once)."""
         pool = await self.database.pool()
         rows = await pool.fetch(FIRINGS, n.tenant, n.channel, n.id, *_episodes(n))
         delivered = {r["fingerprint"] for r in rows if r["status"] == "delivered"}

@@ -1,7 +1,7 @@
-"""PagerDuty (Events API v2) against a local fake that checks the v2 schema: trigger and
-resolve with the fingerprint as dedup key, severity mapping, retries (429 Retry-After,
-5xx) and final 4xx, the events URL from settings or the channel, the egress guard, and
-a routing key the channel API never shows again."""
+"""PagerDuty (Events API v2) against a local fake that checks the v2 schema: trigger,
+acknowledge (an ack in Belfry) and resolve with the fingerprint as dedup key, severity
+mapping, retries (429 Retry-After, 5xx) and final 4xx, the events URL from settings or the
+channel, the egress guard, and a routing key the channel API never shows again."""
 
 from __future__ import annotations
 
@@ -15,17 +15,32 @@ import asyncpg
 import orjson
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
+from services.alerting.engine.state import ACKNOWLEDGED
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
-from tests.alerting.conftest import StartAlerting, auth
+from shared.contracts import ALERT_NOTIFICATION_V2
+from tests.alerting.conftest import (
+    TENANT,
+    FakeClock,
+    Send,
+    StartAlerting,
+    add_webhook,
+    auth,
+    engine_of,
+    metric_event,
+    webhook_alerts,
+)
 from tests.alerting.notify.conftest import (
     AddChannel,
     Publish,
+    Receiver,
     StartNotify,
     attempts,
     delivery,
     notification,
 )
+from tests.support.eventually import eventually
 
 ROUTING_KEY = "R0ut1ngKey0123456789abcdefABCDEF"  # 32 characters
 ACTIONS = ("trigger", "acknowledge", "resolve")
@@ -271,3 +286,113 @@ async def test_the_api_never_shows_the_routing_key(
         "/api/v1/channels/pd", json={"config": {"routing_key": "nope"}}, headers=h
     )
     assert resp.status == 400 and "config.routing_key" in (await resp.json())["fields"]
+
+
+async def _settled(db: asyncpg.Connection, count: int) -> dict[tuple[str, str], str]:
+    """(channel, alert status) → delivery status, once `count` deliveries are final."""
+
+    async def rows() -> dict[tuple[str, str], str]:
+        found = await db.fetch("SELECT channel, alert_status, status FROM notification_deliveries")
+        return {(r["channel"], r["alert_status"]): r["status"] for r in found}
+
+    return await eventually(
+        rows, lambda d: len(d) == count and "pending" not in d.values(), what=f"{count} settled"
+    )
+
+
+async def _post(client: TestClient, path: str, headers: dict[str, str]) -> dict[str, Any]:
+    resp = await client.post(path, json={"by": "alice"}, headers=headers)
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_an_ack_in_belfry_acknowledges_the_incident_and_nothing_else(
+    pagerduty: FakePagerDuty,
+    db: asyncpg.Connection,
+    start_alerting: StartAlerting,
+    api_key: str,
+    send_metrics: Send,
+    clock: FakeClock,
+    webhook_receiver: Receiver,
+) -> None:
+    """Fire → `trigger`; ack through the API → `acknowledge`, same dedup key, as an
+    alert.notification.v2; resolve → `resolve`. The webhook on the same rule has no
+    acknowledge action: it is sent no notification for the ack."""
+    await db.execute(
+        "INSERT INTO alert_channels (tenant_id, name, type, config)"
+        " VALUES ($1, 'pd', 'pagerduty', $2::jsonb)",
+        TENANT,
+        orjson.dumps({"routing_key": ROUTING_KEY, "url": pagerduty.url}).decode(),
+    )
+    await add_webhook(db, "hook", webhook_receiver)
+    client = await start_alerting()
+    h = auth(api_key)
+    resp = await client.post(
+        "/api/v1/rules",
+        json={"name": "lat", "condition": "latency > 1", "channels": ["pd", "hook"]},
+        headers=h,
+    )
+    assert resp.status == 201, await resp.text()
+    await send_metrics(client, [metric_event("latency", 5, {"service": "api"}, at=clock())])
+    await engine_of(client).tick()
+    await _settled(db, 2)
+    (alert,) = (await (await client.get("/api/v1/alerts", headers=h)).json())["alerts"]
+    fp = alert["fingerprint"]
+
+    clock.advance(30)
+    assert (await _post(client, f"/api/v1/alerts/{fp}/ack", h))["state"] == ACKNOWLEDGED
+    assert await _settled(db, 3) == {
+        ("pd", "firing"): "delivered",
+        ("hook", "firing"): "delivered",
+        ("pd", "acknowledged"): "delivered",
+    }
+    envelope = await db.fetchval(
+        "SELECT payload FROM notification_deliveries WHERE alert_status = 'acknowledged'"
+    )
+    assert orjson.loads(envelope)["type"] == ALERT_NOTIFICATION_V2
+
+    clock.advance(30)
+    await _post(client, f"/api/v1/alerts/{fp}/resolve", h)
+    await _settled(db, 5)
+    assert pagerduty.invalid == []
+    assert [(e["event_action"], e["dedup_key"]) for e in pagerduty.events] == [
+        ("trigger", fp),
+        ("acknowledge", fp),
+        ("resolve", fp),
+    ]
+    assert pagerduty.events[1]["payload"]["summary"].startswith("[ACKNOWLEDGED] ")
+    assert [status for status, _ in webhook_alerts(webhook_receiver)] == ["firing", "resolved"]
+
+
+async def test_an_acknowledged_goes_only_where_it_can_acknowledge_a_delivered_firing(
+    pagerduty: FakePagerDuty,
+    receiver: Any,
+    start_notify: StartNotify,
+    add_channel: AddChannel,
+    publish: Publish,
+    db: asyncpg.Connection,
+) -> None:
+    """Delivery's own checks, whoever published the v2: no acknowledge for an incident
+    PagerDuty never got the trigger of, and none to a channel type without the action."""
+    hook: Receiver = await receiver()
+    await add_channel("pd", "pagerduty", {"routing_key": ROUTING_KEY, "url": pagerduty.url})
+    await add_channel("hook", "webhook", {"url": hook.url})
+    await start_notify(types=("pagerduty", "webhook"))
+
+    def acknowledged(channel: str, kind: str) -> dict[str, Any]:
+        env = notification(channel, kind, status="acknowledged")
+        return {**env, "type": ALERT_NOTIFICATION_V2}
+
+    early = acknowledged("pd", "pagerduty")
+    await publish(early)
+    row = await delivery(db, early["data"]["notification_id"], "skipped")
+    assert "nothing to acknowledge" in row["last_error"]
+    firing = notification("hook", "webhook")
+    await publish(firing)
+    await delivery(db, firing["data"]["notification_id"], "delivered")
+    to_hook = acknowledged("hook", "webhook")
+    await publish(to_hook)
+    row = await delivery(db, to_hook["data"]["notification_id"], "skipped")
+    assert row["last_error"] == "webhook channels have no acknowledge action"
+    assert pagerduty.times == [] and [r.json()["status"] for r in hook.requests] == ["firing"]

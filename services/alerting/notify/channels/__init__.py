@@ -29,6 +29,9 @@ log = logging.getLogger("belfry.alerting.notify")
 USER_AGENT = "Belfry-Alerting/1"
 ERROR_BODY_BYTES = 300
 CONNECTION_FAILED = "connection failed"
+# Channel types with an acknowledge action of their own (PagerDuty's `acknowledge` event):
+# the only ones an `acknowledged` notification (alert.notification.v2) is made for.
+ACKNOWLEDGING_TYPES = frozenset({"pagerduty"})
 
 
 @dataclass(frozen=True, slots=True)

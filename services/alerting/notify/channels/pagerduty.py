@@ -2,11 +2,12 @@
 the events URL (`ALERTING_PAGERDUTY_EVENTS_URL`, or the channel's `url`).
 
 `dedup_key` is the alert's fingerprint, so PagerDuty keeps one incident per alert:
-`trigger` on firing (a repeat updates the same incident), `resolve` on resolved.
+`trigger` on firing (a repeat updates the same incident), `acknowledge` when someone
+acknowledges the alert in Belfry (an `alert.notification.v2` `acknowledged`), `resolve`
+on resolved.
 Belfry's severities map onto PagerDuty's (critical, error, warning, info), per channel
 overridable. Events go one after the other; a failure stops the notification there and
 its retry sends every event again, which PagerDuty takes as the same events (dedup key).
-Belfry's acknowledge action sends no notification yet, hence no `acknowledge` event.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from services.alerting.notify.model import Alert, Notification, rfc3339
 MAX_SUMMARY = 1024
 MAX_SOURCE = 255
 DEFAULT_SEVERITIES = {"critical": "critical", "warning": "warning", "info": "info"}
-ACTIONS = {"firing": "trigger", "resolved": "resolve"}
+ACTIONS = {"firing": "trigger", "acknowledged": "acknowledge", "resolved": "resolve"}
 
 
 def summary(n: Notification, alert: Alert) -> str:
