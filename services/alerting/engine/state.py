@@ -79,7 +79,7 @@ class Change:
     to_state: str
     at: datetime
     reason: str
-    notify: str | None = None  # "firing" | "resolved": a notification item is due
+    notify: str | None = None  # "firing" | "resolved" | "acknowledged": a notification is due
     fired_at: datetime | None = None
     actor: str | None = None
     trace: dict[str, str] | None = None
