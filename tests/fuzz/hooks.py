@@ -125,8 +125,11 @@ def _silence(case: Case) -> None:
     if not isinstance(body, dict):
         return
     _ordered(body, "starts_at", "ends_at")
-    if body.get("ends_at") is None and body.get("duration") is None:
-        body["duration"] = "1h"
+    duration = body.get("duration")
+    if body.get("ends_at") is None and (
+        duration is None or (isinstance(duration, int | float) and duration < 0.001)
+    ):
+        body["duration"] = "1h"  # alone, a duration under a microsecond ends as it starts
     ends = _instant_at(body.get("ends_at"))
     if body.get("starts_at") is None and ends is not None and ends <= datetime.now(UTC):
         # Without starts_at the silence starts now, so it must end later. (Not a start in
