@@ -129,7 +129,7 @@ def _silence(case: Case) -> None:
     if body.get("ends_at") is None and (
         duration is None or (isinstance(duration, int | float) and duration < 0.001)
     ):
-        body["duration"] = "1h"  # alone, a duration under a microsecond ends as it starts
+        body["duration"] = "1h"  # alone, one under a microsecond would end as it starts
     ends = _instant_at(body.get("ends_at"))
     if body.get("starts_at") is None and ends is not None and ends <= datetime.now(UTC):
         # Without starts_at the silence starts now, so it must end later. (Not a start in
