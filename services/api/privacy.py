@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shared.jsonnum import json_int
+
 IP_MODES = ("full", "truncated", "none")
 DEFAULTS: dict[str, Any] = {"ip_mode": "full", "respect_dnt": True, "retention_months": None}
 # Ten years: anything longer is "keep" (null), and a bound keeps date arithmetic sane.
@@ -45,17 +47,16 @@ def validate_update(update: Any) -> dict[str, Any]:
         errors["respect_dnt"] = "must be true or false"
     if "retention_months" in update:
         months = update["retention_months"]
-        if months is not None and (
-            isinstance(months, bool)
-            or not isinstance(months, int)
-            or not 1 <= months <= MAX_RETENTION_MONTHS
-        ):
+        if months is not None and json_int(months, 1, MAX_RETENTION_MONTHS) is None:
             errors["retention_months"] = (
                 f"must be null (keep everything) or an integer from 1 to {MAX_RETENTION_MONTHS}"
             )
     if errors:
         raise SettingsInvalid(errors)
-    return dict(update)
+    checked = dict(update)
+    if checked.get("retention_months") is not None:  # 6.0 is stored as 6
+        checked["retention_months"] = json_int(checked["retention_months"], 1, MAX_RETENTION_MONTHS)
+    return checked
 
 
 def merged(stored: Mapping[str, Any] | None, update: Mapping[str, Any]) -> dict[str, Any]:

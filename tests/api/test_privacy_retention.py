@@ -53,6 +53,9 @@ async def test_settings_route_validates_and_merges(
         assert field in (await resp.json())["fields"]
     resp = await api.put("/acme/settings", data=b"[]", headers=bearer(key))
     assert resp.status == 400
+    # JSON has one number type: 6.0 is the integer 6 (as JSON Schema's `integer` says).
+    resp = await api.put("/acme/settings", json={"retention_months": 6.0}, headers=bearer(key))
+    assert resp.status == 200 and (await resp.json())["retention_months"] == 6
     resp = await api.put("/acme/settings", json={"retention_months": None}, headers=bearer(key))
     assert (await resp.json())["retention_months"] is None
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 from services.alerting.notify.destinations import destination_problem
 from services.alerting.notify.ssrf import EgressPolicy, Network
+from shared.jsonnum import json_int
 
 CHANNEL_TYPES = ("webhook", "slack", "email", "alertmanager", "pagerduty", "log")
 TLS_MODES = ("starttls", "implicit", "none")
@@ -170,10 +171,11 @@ def _check_email(config: dict[str, Any], errors: dict[str, str]) -> None:
     if not isinstance(host, str) or not _HOST.fullmatch(host):
         errors["host"] = "required: an SMTP host name or address"
     port = config.get("port")
-    if port is not None and (
-        isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535
-    ):
-        errors["port"] = "must be an integer between 1 and 65535"
+    if port is not None:
+        if json_int(port, 1, 65535) is None:
+            errors["port"] = "must be an integer between 1 and 65535"
+        else:
+            config["port"] = json_int(port, 1, 65535)  # 25.0 is stored as 25
     tls = config.get("tls", "starttls")
     if tls not in TLS_MODES:
         errors["tls"] = f"must be one of {', '.join(TLS_MODES)}"

@@ -44,6 +44,7 @@ from services.alerting.rules.parse import (
 )
 from services.alerting.rules.regex import regex_problem
 from services.alerting.rules.template import template_errors
+from shared.jsonnum import json_int
 
 FIELDS = frozenset(
     {
@@ -237,11 +238,13 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
         errors["no_data"] = "must be {mode, windows} or a mode"
     else:
         mode = no_data.get("mode", "alert")
-        windows = no_data.get("windows", 3)
         if mode not in NO_DATA_MODES:
             errors["no_data.mode"] = f"must be one of {', '.join(NO_DATA_MODES)}"
-        if isinstance(windows, bool) or not isinstance(windows, int) or not 1 <= windows <= 1000:
+        checked = json_int(no_data.get("windows", 3), 1, 1000)  # 3.0 is 3, as JSON has it
+        if checked is None:
             errors["no_data.windows"] = "must be an integer between 1 and 1000"
+        else:
+            windows = checked
     severity = doc.get("severity", "warning")
     if severity not in SEVERITIES:
         errors["severity"] = f"must be one of {', '.join(SEVERITIES)}"

@@ -153,7 +153,7 @@ async def test_belfrys_own_channel_refused_counts_for_the_operators(
     assert await figures() == {"tenant": 0, "belfry": 1}
 
 
-def email_config(host: str, port: int) -> dict[str, Any]:
+def email_config(host: str, port: float) -> dict[str, Any]:
     return {
         "host": host,
         "port": port,
@@ -309,4 +309,22 @@ async def test_only_belfry_may_write_notifications_into_the_service_log(
     assert set((await resp.json())["fields"]) == {"type"}
     belfry_key = await create_key(db, "belfry")
     resp = await client.post("/api/v1/channels", json=body, headers=auth(belfry_key))
+    assert resp.status == 201, await resp.text()
+
+
+async def test_whole_numbers_written_as_floats_are_integers(
+    start_alerting: StartAlerting, api_key: str
+) -> None:
+    """JSON has one number type: a client writing 25.0 for a port means the integer 25
+    (JSON Schema's `integer`, which the OpenAPI document states); 25.5 stays refused."""
+    client = await start_alerting()
+    h = auth(api_key)
+    body = {"name": "mail", "type": "email", "config": email_config("smtp.example.com", 25.0)}
+    resp = await client.post("/api/v1/channels", json=body, headers=h)
+    assert resp.status == 201, await resp.text()
+    assert (await resp.json())["config"]["port"] == 25
+    body = {"name": "half", "type": "email", "config": email_config("smtp.example.com", 25.5)}
+    assert (await client.post("/api/v1/channels", json=body, headers=h)).status == 400
+    rule = {"name": "x", "condition": "m > 1", "no_data": {"mode": "alert", "windows": 290.0}}
+    resp = await client.post("/api/v1/rules", json=rule, headers=h)
     assert resp.status == 201, await resp.text()
