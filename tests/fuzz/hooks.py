@@ -188,3 +188,13 @@ def map_case(context: HookContext, case: Case) -> Case:
     elif path.startswith("/api/v1/rules") and isinstance(case.body, dict):
         case.body.pop("channels", None)
     return case
+
+
+@schemathesis.hook
+def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
+    """The stateful phase fills a channel PUT from an earlier answer (a listed channel's
+    name, type or config) after `map_case` ran: the same rule again, right before it goes
+    out, so a positive PUT never names a new type without the config that type needs."""
+    channel_put = case.operation.path == "/api/v1/channels/{name}" and case.method == "PUT"
+    if channel_put and _positive(case):
+        _channel_put(case)
