@@ -31,16 +31,15 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 
-from services.ingest.intake.otlp import JSON, PROTOBUF, media_type, response_content_type
+from services.ingest.intake.otlp import PROTOBUF, read_otlp, response_content_type
 from services.ingest.intake.otlp_json import _message as json_message
 from services.ingest.intake.otlp_labels import attribute_text, resource_labels
-from services.ingest.intake.result import IntakeError, UnsupportedMediaType
+from services.ingest.intake.result import IntakeError
 from shared.errors_contract import (
     MAX_MESSAGE_LEN,
     MAX_STACK_LEN,
@@ -55,7 +54,6 @@ FUTURE_SKEW = timedelta(minutes=5)
 # (default 200) envelopes per AMQP message, which must stay under the broker's limit.
 MAX_EVENT_BYTES = 64 * 1024
 EXPORTED_TENANT = "exported_tenant"
-_PROTOBUF_TYPES = frozenset({PROTOBUF, "application/protobuf"})
 # The canonical spelling only (as shared.contracts checks an envelope's id).
 _UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 
@@ -188,20 +186,9 @@ def decode_error_items(items: list[Any], now: datetime, max_age: timedelta) -> E
 
 
 def parse_logs_request(body: bytes, content_type: str) -> Any:
-    media = media_type(content_type)
-    if media in _PROTOBUF_TYPES:
-        try:
-            return ExportLogsServiceRequest.FromString(body)
-        except DecodeError as exc:
-            raise IntakeError(f"body is not an OTLP ExportLogsServiceRequest: {exc}") from None
-    if media != JSON:
-        raise UnsupportedMediaType(f"content type must be {PROTOBUF} or {JSON}")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise IntakeError(f"body is not JSON: {exc}") from None
+    doc = read_otlp(body, content_type, ExportLogsServiceRequest, "ExportLogsServiceRequest")
     if not isinstance(doc, dict):
-        raise IntakeError("body is not an OTLP/JSON ExportLogsServiceRequest object")
+        return doc
     # The metric intake's descriptor-driven reader: as strict (json_format.ParseDict takes
     # `"resourceLogs": ["AAA"]`), and what it accepts is OTLP/JSON's mapping.
     kwargs = json_message(doc, ExportLogsServiceRequest.DESCRIPTOR, 0)

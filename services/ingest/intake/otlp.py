@@ -73,15 +73,16 @@ def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
-def parse_request(body: bytes, content_type: str) -> Any:
-    """The request, parsed with the raw-attributes schema (otlp_schema.py); IntakeError
+def read_otlp(body: bytes, content_type: str, message: Any, what: str) -> Any:
+    """An OTLP/HTTP body: a protobuf one parsed as `message` (a generated class), a JSON
+    one as its top-level object (a dict, for the caller's OTLP/JSON reader). IntakeError
     if undecodable, UnsupportedMediaType if neither protobuf nor JSON."""
     media = media_type(content_type)
     if media in _PROTOBUF_TYPES:
         try:
-            return RawExportMetricsServiceRequest.FromString(body)
+            return message.FromString(body)
         except DecodeError as exc:
-            raise IntakeError(f"body is not an OTLP ExportMetricsServiceRequest: {exc}") from None
+            raise IntakeError(f"body is not an OTLP {what}: {exc}") from None
     if media != JSON:
         raise UnsupportedMediaType(f"content type must be {PROTOBUF} or {JSON}")
     try:
@@ -89,8 +90,17 @@ def parse_request(body: bytes, content_type: str) -> Any:
     except orjson.JSONDecodeError as exc:
         raise IntakeError(f"body is not JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise IntakeError("body is not an OTLP/JSON ExportMetricsServiceRequest object")
-    request = parse_json_request(doc)
+        raise IntakeError(f"body is not an OTLP/JSON {what} object")
+    return doc
+
+
+def parse_request(body: bytes, content_type: str) -> Any:
+    """The request, parsed with the raw-attributes schema (otlp_schema.py)."""
+    what = "ExportMetricsServiceRequest"
+    parsed = read_otlp(body, content_type, RawExportMetricsServiceRequest, what)
+    if not isinstance(parsed, dict):
+        return parsed
+    request = parse_json_request(parsed)
     # One decoding path: the JSON-read message re-read as the raw-attributes schema.
     return RawExportMetricsServiceRequest.FromString(request.SerializeToString())
 
