@@ -8,8 +8,9 @@ import asyncio
 import itertools
 import os
 import secrets
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,22 @@ async def spawn(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Callabl
         if p.proc.returncode is None:
             p.proc.kill()
             await p.proc.wait()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs, for a real ENOSPC (mounting needs root, as the test machine runs);
+    skipped where it cannot be mounted."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

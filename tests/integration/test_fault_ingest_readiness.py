@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -37,24 +36,6 @@ def via_proxy(ingest_settings: IngestSettings, rabbit_proxy: TcpProxy) -> Ingest
     return replace(
         ingest_settings, common=replace(common, amqp_url=rabbit_proxy.url_for(common.amqp_url))
     )
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs, for a real ENOSPC (the test machine runs as root)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def readyz(client: Any) -> tuple[int, dict[str, Any]]:

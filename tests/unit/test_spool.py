@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -411,24 +410,6 @@ async def test_write_errors_are_logged_once_per_interval_with_a_count(
     assert len(lines) == 1
     assert lines[0].error == "OSError: [Errno 28] No space left on device"  # type: ignore[attr-defined]
     assert lines[0].errno == errno.ENOSPC  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 64 KiB tmpfs: a real ENOSPC (needs root, as the test machine runs)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 async def test_a_full_disk_refuses_the_batch_says_so_and_makes_the_spool_unready(
