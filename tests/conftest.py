@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import asyncpg
@@ -32,6 +33,7 @@ from shared.settings import CommonSettings
 from shared.signing import SigningKeys
 from shared.topology import Topology, delete_all
 from tests.support.processes import ROOT, Proc, free_port, wait_ready
+from tests.support.tcpproxy import TcpProxy
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -238,3 +240,34 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _upstream(url: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or default_port
+
+
+async def start_broker_proxy() -> TcpProxy:
+    """A TCP proxy in front of the test broker (TEST_AMQP_URL), to cut or freeze it."""
+    return await TcpProxy(*_upstream(AMQP_URL, 5672)).start()
+
+
+async def start_postgres_proxy() -> TcpProxy:
+    """A TCP proxy in front of the test Postgres (TEST_PG_URL), to cut or freeze it."""
+    return await TcpProxy(*_upstream(PG_ADMIN_URL, 5432)).start()
+
+
+@pytest.fixture
+async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
+    proxy = await start_broker_proxy()
+    yield proxy
+    proxy.thaw()
+    await proxy.close()
+
+
+@pytest.fixture
+async def pg_proxy() -> AsyncIterator[TcpProxy]:
+    proxy = await start_postgres_proxy()
+    yield proxy
+    proxy.thaw()
+    await proxy.close()

@@ -27,7 +27,7 @@ from tests.alerting.conftest import (
     engine_of,
     metric_event,
 )
-from tests.support.tcpproxy import TcpProxy
+from tests.conftest import start_postgres_proxy
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -439,7 +439,7 @@ async def test_database_away_is_a_503_with_a_reason(
     api_key: str,
     database_url: str,
 ) -> None:
-    proxy = await TcpProxy("127.0.0.1", 5432).start()
+    proxy = await start_postgres_proxy()
     try:
         common = replace(alerting_settings.common, database_url=proxy.url_for(database_url))
         client = await start_alerting(common=common)

@@ -17,8 +17,8 @@ from services.alerting.keys import RELAY
 from services.alerting.retrying import Failures
 from services.alerting.settings import AlertingSettings
 from tests.alerting.conftest import StartAlerting
+from tests.conftest import start_postgres_proxy
 from tests.support.eventually import eventually
-from tests.support.tcpproxy import TcpProxy
 
 OUTBOX = "belfry.alerting.outbox"
 
@@ -35,7 +35,7 @@ async def test_relay_backs_off_and_logs_failing_and_recovered_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger=OUTBOX)
-    proxy = await TcpProxy("127.0.0.1", 5432).start()
+    proxy = await start_postgres_proxy()
     try:
         common = replace(alerting_settings.common, database_url=proxy.url_for(database_url))
         client = await start_alerting(common=common, outbox_interval=0.05)

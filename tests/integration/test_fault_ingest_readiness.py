@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,6 @@ from tests.conftest import Started
 from tests.integration.helpers import ready
 from tests.support.eventually import eventually
 from tests.support.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
-    yield proxy
-    proxy.thaw()
-    await proxy.close()
 
 
 @pytest.fixture

@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest
 
 from tests.conftest import AMQP_URL
 from tests.support.eventually import eventually
@@ -29,13 +28,6 @@ RECOVERY_BOUND = 30.0
 # Bounds on the rate offered: enough load to matter, not more than the writer, broker
 # and Postgres (sharing the same two cores) take comfortably.
 MIN_RATE, MAX_RATE = 200.0, 2500.0
-
-
-@pytest.fixture
-async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
-    yield proxy
-    await proxy.close()
 
 
 _SAMPLE = re.compile(r"^belfry_ingest_(spool_bytes|events_total)(\{[^}]*\})? (\S+)$", re.M)

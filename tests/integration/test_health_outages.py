@@ -6,11 +6,9 @@ dependency (and no internals) while it cannot, back to 200 when the dependency r
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from services.alerting.app import create_app as create_alerting
@@ -31,20 +29,6 @@ from tests.support.eventually import eventually
 from tests.support.tcpproxy import TcpProxy
 
 SHAPE = {"status", "service", "version", "timestamp"}
-
-
-@pytest.fixture
-async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def pg_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5432).start()
-    yield proxy
-    await proxy.close()
 
 
 async def health(client: TestClient) -> tuple[int, dict[str, Any]]:

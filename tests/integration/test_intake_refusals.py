@@ -25,13 +25,12 @@ from services.ingest.settings import IngestSettings
 from shared.contracts import ContractError, validate_envelope
 from shared.ingest_tokens import mint_token
 from shared.signing import SigningKeys
-from tests.conftest import Started
+from tests.conftest import Started, start_broker_proxy
 from tests.integration.helpers import broker_up, ready
 from tests.support.eventually import eventually
 from tests.support.metric_sink import MetricSink
 from tests.support.remote_write import HEADERS as RW
 from tests.support.remote_write import remote_write_body, write_request
-from tests.support.tcpproxy import TcpProxy
 
 KEYS = SigningKeys.parse("m1:intake-token-secret-0123")
 OTHER_KEYS = SigningKeys.parse("zz:other-secret-0123456")
@@ -305,7 +304,7 @@ async def test_broker_cut_spools_samples_and_they_arrive_after_heal(
     ingest_settings: IngestSettings,
     sink: MetricSink,
 ) -> None:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
+    proxy = await start_broker_proxy()
     try:
         common = ingest_settings.common
         settings = replace(
@@ -342,7 +341,7 @@ async def _count(sink: MetricSink) -> int:
 async def test_broker_away_and_spool_full_is_503_with_retry_after(
     start_ingest: Started, ingest_settings: IngestSettings
 ) -> None:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
+    proxy = await start_broker_proxy()
     try:
         common = ingest_settings.common
         settings = replace(

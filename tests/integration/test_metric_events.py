@@ -196,13 +196,6 @@ async def test_writer_reports_the_depth_of_its_queue_and_dead_letter_queue(
     assert f'belfry_queue_messages{{queue="{topo.writer_dlq}"}} 1.0' in text.splitlines()
 
 
-@pytest.fixture
-async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
-    yield proxy
-    await proxy.close()
-
-
 async def test_reports_pause_while_the_broker_is_away_and_resume_after(
     start_ingest: Started, ingest_settings: IngestSettings, inbox: Inbox, rabbit_proxy: TcpProxy
 ) -> None:

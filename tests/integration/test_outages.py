@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import asyncpg
-import pytest
 
 from services.ingest.keys import BROKER, SPOOL
 from services.ingest.settings import IngestSettings
@@ -17,20 +15,6 @@ from tests.conftest import Started
 from tests.integration.helpers import broker_up, ready, rows
 from tests.support.eventually import eventually
 from tests.support.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
-    yield proxy
-    await proxy.close()
-
-
-@pytest.fixture
-async def pg_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5432).start()
-    yield proxy
-    await proxy.close()
 
 
 async def readyz(client: Any) -> tuple[int, dict[str, Any]]:

@@ -18,9 +18,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from services.ingest.keys import IngestDeps
+from tests.conftest import start_broker_proxy
 from tests.integration.helpers import broker_up, ready, rows
 from tests.support.otlp import OtlpReceiver, SpanRecord
-from tests.support.tcpproxy import TcpProxy
 
 
 @pytest.fixture
@@ -113,7 +113,7 @@ async def test_a_spooled_hit_shows_the_spool_and_its_replay(
     # the event loop that the in-test receiver answers on.
     exporter = OTLPSpanExporter(f"{otlp.endpoint}/v1/traces")
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=50))
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
+    proxy = await start_broker_proxy()
     try:
         settings = replace(
             ingest_settings,

@@ -6,7 +6,6 @@ out does not close the consuming channel (which would redeliver every held messa
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -21,13 +20,6 @@ from tests.integration.helpers import ready, rows
 from tests.integration.test_writer import hit, publish
 from tests.support.eventually import eventually
 from tests.support.tcpproxy import TcpProxy
-
-
-@pytest.fixture
-async def rabbit_proxy() -> AsyncIterator[TcpProxy]:
-    proxy = await TcpProxy("127.0.0.1", 5672).start()
-    yield proxy
-    await proxy.close()
 
 
 def through(proxy: TcpProxy, settings: WriterSettings, **common: Any) -> WriterSettings:

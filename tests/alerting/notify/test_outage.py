@@ -18,8 +18,8 @@ from tests.alerting.notify.conftest import (
     delivery,
     notification,
 )
+from tests.conftest import start_postgres_proxy
 from tests.support.eventually import eventually
-from tests.support.tcpproxy import TcpProxy
 
 
 async def test_database_outage_delays_delivery_without_loss_or_duplicate(
@@ -32,7 +32,7 @@ async def test_database_outage_delays_delivery_without_loss_or_duplicate(
 ) -> None:
     hook: Receiver = await receiver()
     await add_channel("h", "webhook", {"url": hook.url})
-    proxy = await TcpProxy("127.0.0.1", 5432).start()
+    proxy = await start_postgres_proxy()
     errors_before = metrics.NOTIFICATIONS.labels("webhook", "error", "belfry")._value.get()
     try:
         service = await start_notify(database_url=proxy.url_for(database_url))
