@@ -218,6 +218,9 @@ def dev_settings(
     ingest = next((e for e in endpoints if e.service.name == "ingest"), None)
     if ingest is not None:  # the api's links must reach this ingest, on whatever port
         values["API_PUBLIC_URL"] = ingest.base_url
+    for endpoint in endpoints:  # the console reaches every service server-side
+        if endpoint.service.name in ("ingest", "writer", "alerting"):
+            values[f"API_{endpoint.service.name.upper()}_URL"] = endpoint.base_url
     return tuple((k, v) for k, v in values.items() if not environ.get(k))
 
 

@@ -13,6 +13,7 @@ import orjson
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
 
+from services.api.console.routes import add_console_routes
 from services.api.http import MAX_BODY, refuse_nul
 from services.api.keys import BROKER, DATABASE, DEPS, SETTINGS, ApiDeps
 from services.api.routes import dashboard, emails, errors, export, privacy, stats
@@ -138,4 +139,5 @@ def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Applic
     r.add_get("/{tenant}/errors/fingerprint/{fingerprint}", errors.by_fingerprint)
     r.add_get("/{tenant}/errors/{error_id}", errors.get_error)
     r.add_put("/{tenant}/settings", privacy.put_settings)
+    add_console_routes(app)
     return app

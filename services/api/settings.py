@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from services.api.console.targets import ConsoleTargets
 from shared.settings import CommonSettings, Env
 from shared.signing import SigningKeys
 
@@ -44,6 +45,8 @@ class ApiSettings:
     top_links: int = 10
     # Apply pending migrations at start-up (in the background, like the writer).
     migrate_on_start: bool = True
+    # The other services, as the console reaches them (console/targets.py).
+    console: ConsoleTargets = field(default_factory=ConsoleTargets)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> ApiSettings:
@@ -61,4 +64,5 @@ class ApiSettings:
             dashboard_poll_seconds=env.integer("API_DASHBOARD_POLL_SECONDS", 15, lo=1, hi=3600),
             top_links=env.integer("API_TOP_LINKS", 10, lo=1, hi=1000),
             migrate_on_start=env.flag("API_MIGRATE", True),
+            console=ConsoleTargets.from_env(environ),
         )
