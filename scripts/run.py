@@ -44,6 +44,7 @@ import aiohttp
 import aiormq.exceptions
 import asyncpg
 
+from services.api.console.targets import ConsoleTargets
 from shared.auth import create_key, tenant_for_key
 from shared.db.migrate import MigrationError, ensure_database, migrate_url
 from shared.ingest_tokens import mint_token, parse_keys
@@ -101,6 +102,10 @@ DEV_SETTINGS = {
     "ALERTING_EGRESS_ALLOW_CIDRS": "channels may notify receivers on this machine; "
     "development only, never in production",
     "API_PUBLIC_URL": "the ingest: pixel and click URLs the api hands out point here",
+    **{
+        f"API_{name.upper()}_URL": f"the {name}, as the console reaches it"
+        for name in ConsoleTargets().urls()
+    },
 }
 START_TIMEOUT = 60.0  # a stopped Postgres/RabbitMQ must answer within this after starting
 BOOT_WAIT = 15.0  # a server someone else is starting gets this long to accept a login
@@ -218,8 +223,9 @@ def dev_settings(
     ingest = next((e for e in endpoints if e.service.name == "ingest"), None)
     if ingest is not None:  # the api's links must reach this ingest, on whatever port
         values["API_PUBLIC_URL"] = ingest.base_url
-    for endpoint in endpoints:  # the console reaches every service server-side
-        if endpoint.service.name in ("ingest", "writer", "alerting"):
+    console = ConsoleTargets().urls()
+    for endpoint in endpoints:  # the console reaches the services, on whatever port
+        if console.get(endpoint.service.name, endpoint.base_url) != endpoint.base_url:
             values[f"API_{endpoint.service.name.upper()}_URL"] = endpoint.base_url
     return tuple((k, v) for k, v in values.items() if not environ.get(k))
 
