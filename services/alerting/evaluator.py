@@ -26,7 +26,8 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan
 
 from services.alerting import external, metrics, sample_log
-from services.alerting.engine.observe import observe
+from services.alerting.engine.exprs import Cache
+from services.alerting.engine.observe import Fingerprints, observe
 from services.alerting.engine.state import (
     RESOLVED,
     SEVERITIES_FOR_METRICS,
@@ -111,7 +112,10 @@ class AlertEngine:
         self._arrived = asyncio.Event()
         self.rules: dict[str, Rule] = {}
         self.alerts: dict[str, Alert] = {}
+        # The same alerts by rule id (what each rule's evaluation reads), kept in step.
+        self._by_rule: dict[str, dict[str, Alert]] = {}
         self.samples = SampleStore()
+        self._fingerprints: Fingerprints = {}
         self.lock = asyncio.Lock()
         self.loaded = False
         self.ticks = 0
@@ -135,6 +139,9 @@ class AlertEngine:
             # No-data counts from now (the stored samples move it on where they reach).
             alert.last_seen = started
         self.alerts = {a.fingerprint: a for a in alerts}
+        self._by_rule = {}
+        for alert in alerts:
+            self._by_rule.setdefault(alert.rule_id, {})[alert.fingerprint] = alert
         # The windows from Postgres (what this store journaled is written first, so a
         # reload after a lost evaluator lock neither loses nor doubles samples).
         async with pool.acquire() as conn:
@@ -257,15 +264,20 @@ class AlertEngine:
         now = self.clock()
         pool = await self.db.pool()
         silences = await active_silences(pool, now)
-        by_rule: dict[str, dict[str, Alert]] = {}
-        for alert in self.alerts.values():
-            by_rule.setdefault(alert.rule_id, {})[alert.fingerprint] = alert
+        silenced = {s["tenant"] for s in silences}
         work: list[_Pending] = []
+        cache: Cache = {}  # selector values shared by this tick's rules
+        if len(self._fingerprints) > 2 * len(self.alerts) + 100_000:
+            self._fingerprints.clear()  # label sets gone for good: start the memo afresh
         for rule in self.rules.values():
             if not rule.enabled or external.is_external(rule):  # received, not evaluated
                 continue
             metrics.EVALUATIONS.inc()
-            for seen in observe(rule, self.samples, by_rule.get(rule.id, {}), now):
+            known = self._by_rule.get(rule.id, {})
+            unsilenced = rule.tenant not in silenced
+            for seen in observe(
+                rule, self.samples, known, now, cache, self._fingerprints, unsilenced
+            ):
                 current = self.alerts.get(seen.fingerprint)
                 base = current or Alert(
                     seen.fingerprint, rule.id, rule.tenant, dict(seen.labels), rule.severity
@@ -348,7 +360,9 @@ class AlertEngine:
                 if extra is not None:
                     result = await extra(conn)
         for entry in work:
-            self.alerts[entry.after.fingerprint] = entry.after
+            after = entry.after
+            self.alerts[after.fingerprint] = after
+            self._by_rule.setdefault(after.rule_id, {})[after.fingerprint] = after
         for change in changes:
             if not change.is_transition:
                 continue
@@ -473,6 +487,7 @@ class AlertEngine:
             if drop:
                 for fp in [fp for fp, a in self.alerts.items() if a.rule_id == rule_id]:
                     del self.alerts[fp]
+                self._by_rule.pop(rule_id, None)
             if new is None:
                 self.rules.pop(rule_id, None)
             else:

@@ -397,6 +397,8 @@ async def tick_work(
     or ended, a repeat or a cooldown that is over — what changed, for the tick's commit."""
     from services.alerting.evaluator import silence_for
 
+    if not any(r.enabled and is_external(r) for r in engine.rules.values()):
+        return []  # no alert to look at (and no walk over every rule-made one)
     live = [a for a in engine.alerts.values() if _watched(engine, a)]
     if not live:
         return []

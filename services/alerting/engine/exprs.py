@@ -11,6 +11,11 @@ value per label set.
 - `+ - * /` match label sets one to one; a label set on one side only is dropped, a
   divisor of 0 (or any result that is not finite) gives no value.
 
+Within one tick, rules share work: a selector's values over every series of its metric
+(before matchers) are computed once per (metric, aggregation, window) and kept in the
+tick's `Cache`, so ten rules over `rate(x[5m])` with other thresholds or matchers cost one
+pass over the series.
+
 A label set that is known but has no value (its window holds too few samples, or a
 division by zero) is kept with value None, so the rule sees it as "no value yet" and the
 no-data clock runs from its last sample.
@@ -22,8 +27,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from services.alerting.engine.functions import bucket_quantile, extrapolated_increase, parse_le
-from services.alerting.engine.windows import LabelKey, SampleStore, Series, aggregate, label_key
+from services.alerting.engine.functions import bucket_quantile, parse_le
+from services.alerting.engine.windows import LabelKey, SampleStore, Series, label_key
 from services.alerting.rules.expr import QUANTILES, Aggregate, Expr, Number, Selector
 
 
@@ -36,19 +41,25 @@ class Value:
 
 
 Vector = dict[LabelKey, Value]
+# One tick's selector results, before matchers: (tenant, metric, aggregation, window).
+Cache = dict[tuple[str, str, str, float], Vector]
 
 
-def evaluate(expr: Expr, store: SampleStore, tenant: str, now: float) -> Vector | float:
+def evaluate(
+    expr: Expr, store: SampleStore, tenant: str, now: float, cache: Cache | None = None
+) -> Vector | float:
     """A vector (label set → value), or a number for a constant expression."""
     if isinstance(expr, Number):
         return expr.value
     if isinstance(expr, Selector):
-        return select(expr, store, tenant, now)
+        return select(expr, store, tenant, now, cache)
     if isinstance(expr, Aggregate):
-        inner = evaluate(expr.of, store, tenant, now)
+        inner = evaluate(expr.of, store, tenant, now, cache)
         return fold(expr.op, expr.by, inner if isinstance(inner, dict) else {})
     return combine(
-        expr.op, evaluate(expr.left, store, tenant, now), evaluate(expr.right, store, tenant, now)
+        expr.op,
+        evaluate(expr.left, store, tenant, now, cache),
+        evaluate(expr.right, store, tenant, now, cache),
     )
 
 
@@ -59,31 +70,36 @@ def histogram_name(selector: Selector) -> str | None:
     return metric if metric.endswith("_bucket") else f"{metric}_bucket"
 
 
-def _matching(store: SampleStore, tenant: str, metric: str, selector: Selector) -> Iterable[Series]:
-    return (
-        s
-        for s in store.series(tenant, metric)
-        if all(m.matches(s.labels) for m in selector.matchers)
-    )
+def select(
+    selector: Selector, store: SampleStore, tenant: str, now: float, cache: Cache | None = None
+) -> Vector:
+    """The selector's value per matching series (the cache holds every series' value)."""
+    key = (tenant, selector.metric, selector.aggregation, selector.window)
+    every = cache.get(key) if cache is not None else None
+    if every is None:
+        every = _select_all(selector, store, tenant, now)
+        if cache is not None:
+            cache[key] = every
+    matchers = selector.matchers
+    if not matchers:
+        return every
+    return {k: v for k, v in every.items() if all(m.matches(v.labels) for m in matchers)}
 
 
-def select(selector: Selector, store: SampleStore, tenant: str, now: float) -> Vector:
+def _select_all(selector: Selector, store: SampleStore, tenant: str, now: float) -> Vector:
     span = (now - selector.window, now)
     bucket_metric = histogram_name(selector)
     if bucket_metric is not None:
-        buckets = [
-            s
-            for s in _matching(store, tenant, bucket_metric, selector)
-            if s.kind == "histogram_bucket"
-        ]
+        buckets = [s for s in store.series(tenant, bucket_metric) if s.kind == "histogram_bucket"]
         if buckets:
             return histogram(int(selector.aggregation[1:]) / 100, buckets, span)
-    out: Vector = {}
-    for series in _matching(store, tenant, selector.metric, selector):
-        points = series.window(*span)
-        value = aggregate(selector.aggregation, points, span, series.kind)
-        out[label_key(series.labels)] = Value(series.labels, value, series.last_seen, series.trace)
-    return out
+    aggregation = selector.aggregation
+    return {
+        series.key: Value(
+            series.labels, series.aggregate(aggregation, span), series.last_seen, series.trace
+        )
+        for series in store.series(tenant, selector.metric)
+    }
 
 
 def histogram(q: float, buckets: Iterable[Series], span: tuple[float, float]) -> Vector:
@@ -96,7 +112,7 @@ def histogram(q: float, buckets: Iterable[Series], span: tuple[float, float]) ->
             continue
         labels = {k: v for k, v in series.labels.items() if k != "le"}
         key = label_key(labels)
-        increase = extrapolated_increase(series.window(*span), *span)
+        increase = series.increase(*span)
         groups.setdefault(key, []).append((le, increase))
         _touch(seen, key, labels, series.last_seen, series.trace)
     for key, pairs in groups.items():

@@ -39,12 +39,19 @@ def extrapolated_increase(points: Sequence[Point], start: float, end: float) -> 
         return None
     first_t, first_v = points[0]
     last_t = points[-1][0]
-    sampled = last_t - first_t
-    if sampled <= 0:
+    if last_t - first_t <= 0:
         return None
-    result = raw_increase(points)
+    return extrapolate(raw_increase(points), first_t, first_v, last_t, len(points), start, end)
+
+
+def extrapolate(
+    result: float, first_t: float, first_v: float, last_t: float, n: int, start: float, end: float
+) -> float:
+    """The increase `result` seen between the first and last of `n` samples (n ≥ 2,
+    last_t > first_t), extrapolated to the window (start, end] as Prometheus does."""
+    sampled = last_t - first_t
     to_start, to_end = first_t - start, end - last_t
-    average = sampled / (len(points) - 1)
+    average = sampled / (n - 1)
     if result > 0 and first_v >= 0:
         # A counter does not go below zero: extrapolate no further back than where it was 0.
         to_start = min(to_start, sampled * (first_v / result))

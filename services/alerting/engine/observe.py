@@ -1,6 +1,12 @@
 """What a rule sees at `now`: one observation per series it matches (or per label set of
 its expression), including series that went quiet (known only from their alert), so a
-missing series becomes no-data."""
+missing series becomes no-data.
+
+The hot path of a tick: most series of most rules are quiet (an inactive alert whose
+value stays on the safe side of the threshold). Those are settled here, their value
+updated in place (`state.settle`), and never reach the state machine; the fingerprints
+of known label sets come from a memo instead of a hash per series per tick.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.alerting.engine.exprs import Value, evaluate, histogram_name, select
-from services.alerting.engine.state import Alert, Observation
-from services.alerting.engine.windows import SampleStore, aggregate
+from services.alerting.engine.exprs import Cache, Vector, evaluate, select
+from services.alerting.engine.state import Alert, Observation, settle
+from services.alerting.engine.windows import LabelKey, SampleStore
 from services.alerting.rules.model import Rule, fingerprint
+
+# (rule id, label set) → fingerprint; the engine keeps one, bounded by its alerts.
+Fingerprints = dict[tuple[str, LabelKey], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,17 +33,31 @@ class Seen:
 
 
 def observe(
-    rule: Rule, samples: SampleStore, alerts: Mapping[str, Alert], now: datetime
+    rule: Rule,
+    samples: SampleStore,
+    alerts: Mapping[str, Alert],
+    now: datetime,
+    cache: Cache | None = None,
+    fingerprints: Fingerprints | None = None,
+    unsilenced: bool = False,
 ) -> Iterator[Seen]:
-    """`alerts`: this rule's known alerts by fingerprint."""
+    """`alerts`: this rule's known alerts by fingerprint. Known alerts that `settle`
+    are updated in place and not yielded (`unsilenced`: the tenant has no active
+    silence)."""
     now_ts = now.timestamp()
     quiet_after = rule.no_data_windows * rule.window
+    fps: Fingerprints = {} if fingerprints is None else fingerprints
     seen: set[str] = set()
-    for value in _values(rule, samples, now_ts):
-        fp = fingerprint(rule.id, value.labels)
+    for key, value in _values(rule, samples, now_ts, cache).items():
+        fp = fps.get((rule.id, key))
+        if fp is None:
+            fp = fps[(rule.id, key)] = fingerprint(rule.id, value.labels)
         seen.add(fp)
         known = alerts.get(fp)
-        last_seen = max(value.last_seen, known.last_seen if known else 0.0)
+        last_seen = max(value.last_seen, known.last_seen) if known else value.last_seen
+        if known is not None and settle(known, rule, value.value, now, unsilenced):
+            known.last_seen = last_seen
+            continue
         stale = value.value is None and now_ts - last_seen >= quiet_after
         yield Seen(fp, value.labels, Observation(value.value, stale), last_seen, value.trace)
     for fp, alert in alerts.items():
@@ -44,22 +67,10 @@ def observe(
         yield Seen(fp, alert.labels, Observation(None, stale), alert.last_seen)
 
 
-def _values(rule: Rule, samples: SampleStore, now_ts: float) -> Iterator[Value]:
-    """The rule's value per label set: a plain rule's per series (the hot path, inline),
-    a histogram quantile's or an expression's through engine/exprs.py."""
+def _values(rule: Rule, samples: SampleStore, now_ts: float, cache: Cache | None) -> Vector:
+    """The rule's value per label set: a plain rule's selector (a histogram quantile's
+    over its buckets), or its expression's."""
     if rule.expr is not None:
-        result = evaluate(rule.expr, samples, rule.tenant, now_ts)
-        yield from result.values() if isinstance(result, dict) else ()
-        return
-    bucket_metric = histogram_name(rule.selector)
-    if bucket_metric is not None and any(
-        s.kind == "histogram_bucket" for s in samples.series(rule.tenant, bucket_metric)
-    ):
-        yield from select(rule.selector, samples, rule.tenant, now_ts).values()
-        return
-    span = (now_ts - rule.window, now_ts)
-    for series in samples.series(rule.tenant, rule.metric):
-        if not rule.matches(series.labels):
-            continue
-        value = aggregate(rule.aggregation, series.window(*span), span, series.kind)
-        yield Value(series.labels, value, series.last_seen, series.trace)
+        result = evaluate(rule.expr, samples, rule.tenant, now_ts, cache)
+        return result if isinstance(result, dict) else {}
+    return select(rule.selector, samples, rule.tenant, now_ts, cache)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.alerting.engine.functions import delta_increase, extrapolated_increase, raw_increase
+from services.alerting.engine.functions import (
+    delta_increase,
+    extrapolate,
+    extrapolated_increase,
+    raw_increase,
+)
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -78,7 +82,11 @@ def aggregate(
         return None
     if name in ("rate", "increase"):
         return _increase(name, points, span, kind)
-    values = [v for _, v in points]
+    return aggregate_values(name, [v for _, v in points])
+
+
+def aggregate_values(name: str, values: list[float]) -> float:
+    """A gauge aggregation of a window's values (at least one)."""
     if name == "avg":
         return sum(values) / len(values)
     if name == "min":
@@ -96,31 +104,98 @@ def aggregate(
     raise ValueError(f"unknown aggregation {name!r}")
 
 
-@dataclass
+@dataclass(slots=True)
 class Series:
+    """One series' samples in time order, as parallel lists (so a window is two bisects
+    and its sums and extremes run over list slices in C), with `adj`: the value plus
+    every counter reset before it, so a counter's increase over any window (resets added
+    back, as Prometheus counts them) is one subtraction instead of a walk."""
+
     labels: dict[str, str]
-    # (epoch seconds, value), in time order.
-    points: deque[tuple[float, float]] = field(default_factory=deque)
+    key: LabelKey = ()
+    ts: list[float] = field(default_factory=list)
+    vs: list[float] = field(default_factory=list)
+    adj: list[float] = field(default_factory=list)
+    # Points before `head` are pruned (the lists are compacted when that is half of them).
+    head: int = 0
     last_seen: float = 0.0
     kind: str = "gauge"
     # traceparent carrier of the consumer span that brought the latest sample.
     trace: dict[str, str] | None = None
 
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        return list(zip(self.ts[self.head :], self.vs[self.head :], strict=True))
+
     def add(self, at: float, value: float) -> None:
-        if not self.points or at >= self.points[-1][0]:
-            self.points.append((at, value))
-        else:  # late sample: keep time order
-            items = list(self.points)
-            bisect.insort(items, (at, value))
-            self.points = deque(items)
+        ts, vs = self.ts, self.vs
+        if len(ts) == self.head or at >= ts[-1]:
+            if len(ts) > self.head:
+                before = vs[-1]
+                self.adj.append(self.adj[-1] + (value - before if value >= before else value))
+            else:
+                self.adj.append(value)
+            ts.append(at)
+            vs.append(value)
+        else:  # late sample: keep time order, and recount the resets after it
+            i = bisect.bisect_right(ts, at, self.head)
+            ts.insert(i, at)
+            vs.insert(i, value)
+            self._recount(i)
         self.last_seen = max(self.last_seen, at)
 
+    def _recount(self, start: int) -> None:
+        adj, vs = self.adj, self.vs
+        del adj[max(start, self.head) :]
+        for i in range(len(adj), len(vs)):
+            if i == self.head:
+                adj.append(vs[i])
+            else:
+                before, value = vs[i - 1], vs[i]
+                adj.append(adj[-1] + (value - before if value >= before else value))
+
     def prune(self, before: float) -> None:
-        while self.points and self.points[0][0] < before:
-            self.points.popleft()
+        ts, head = self.ts, self.head
+        if head < len(ts) and ts[head] < before:
+            head = bisect.bisect_left(ts, before, head)
+            if head * 2 >= len(ts):
+                del ts[:head], self.vs[:head], self.adj[:head]
+                head = 0
+            self.head = head
+
+    def bounds(self, start: float, end: float) -> tuple[int, int]:
+        """The index range [lo, hi) of the points in (start, end]."""
+        lo = bisect.bisect_right(self.ts, start, self.head)
+        return lo, bisect.bisect_right(self.ts, end, lo)
 
     def window(self, start: float, end: float) -> list[tuple[float, float]]:
-        return [p for p in self.points if start < p[0] <= end]
+        lo, hi = self.bounds(start, end)
+        return list(zip(self.ts[lo:hi], self.vs[lo:hi], strict=True))
+
+    def increase(self, start: float, end: float) -> float | None:
+        """Prometheus `increase` over (start, end] (extrapolated_increase, in O(log n))."""
+        lo, hi = self.bounds(start, end)
+        if hi - lo < 2 or self.ts[hi - 1] <= self.ts[lo]:
+            return None
+        raw = self.adj[hi - 1] - self.adj[lo]
+        return extrapolate(raw, self.ts[lo], self.vs[lo], self.ts[hi - 1], hi - lo, start, end)
+
+    def aggregate(self, name: str, span: tuple[float, float]) -> float | None:
+        """`aggregate(name, self.window(*span), span, self.kind)`, without building the
+        window's points."""
+        if name in ("rate", "increase") and self.kind != "counter_delta":
+            increase = self.increase(*span)
+            if increase is None or name == "increase":
+                return increase
+            return increase / (span[1] - span[0])
+        lo, hi = self.bounds(*span)
+        if hi == lo:
+            return None
+        values = self.vs[lo:hi]
+        if name in ("rate", "increase"):  # counter_delta: the sum of the deltas
+            total = sum(values)
+            return total if name == "increase" else total / (span[1] - span[0])
+        return aggregate_values(name, values)
 
 
 class SampleStore:
@@ -183,7 +258,7 @@ class SampleStore:
             if len(by_labels) >= self.max_series:
                 self.dropped_series += 1
                 return False
-            series = by_labels[lk] = Series(dict(labels))
+            series = by_labels[lk] = Series(dict(labels), lk)
         series.add(ts, value)
         series.kind = kind
         series.prune(series.last_seen - retention)
