@@ -10,6 +10,7 @@ answers something that is not a health document, or does not answer in time show
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -90,6 +91,10 @@ async def fetch_service(
         return {**entry, "status": "down", "reason": f"no answer within {timeout:g} s"}
     except Down as exc:
         return {**entry, "status": "down", "reason": str(exc)}
+    except aiohttp.ClientConnectorError as exc:  # the common case: say it plainly
+        errno = exc.os_error.errno
+        why = os.strerror(errno) if errno else error_text(exc.os_error)
+        return {**entry, "status": "down", "reason": f"cannot connect: {why}"}
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return {**entry, "status": "down", "reason": error_text(exc)}
     entry["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)

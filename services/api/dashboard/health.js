@@ -9,7 +9,7 @@
   var fragment = new URLSearchParams(location.hash.slice(1));
   var key = fragment.get("key") || "";
   var inFlight = false;
-  var pending = null; // the action waiting for its confirmation: {action, queue, count}
+  var pending = null; // the action waiting for its confirmation: {action, queue}
 
   function $(id) { return document.getElementById(id); }
   function clear(e) { while (e.firstChild) e.removeChild(e.firstChild); }
@@ -20,6 +20,7 @@
     if (parent) parent.appendChild(e);
     return e;
   }
+  function count(n, word) { return fmt(n) + " " + word + (Number(n) === 1 ? "" : "s"); }
   function fmt(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
   function bytes(n) {
     if (n == null) return "–";
@@ -71,6 +72,7 @@
     }
   }
 
+  var NAMES = { api: "API", ingest: "Ingest", writer: "Writer", alerting: "Alerting" };
   function figure(list, label, value) {
     el("dt", null, label, list);
     el("dd", null, value, list);
@@ -80,7 +82,7 @@
     card.setAttribute("data-service", s.service);
     card.setAttribute("data-status", s.status);
     var head = el("div", "service-head", null, card);
-    el("h2", null, s.service, head);
+    el("h2", null, NAMES[s.service] || s.service, head);
     el("span", "badge " + s.status, s.status, head);
     if (s.status === "down") {
       el("p", "reason", s.reason, card);
@@ -170,7 +172,8 @@
   function showLetters(queue) {
     api("dead-letters/" + encodeURIComponent(queue) + "?limit=50").then(function (doc) {
       $("letters-panel").classList.remove("hidden");
-      $("letters-title").textContent = "Dead letters in " + queue + " (" + fmt(doc.count) + ")";
+      $("letters-title").textContent = count(doc.count, "dead letter") + " in " + queue +
+        (doc.count > doc.messages.length ? ", the first " + doc.messages.length + " shown" : "");
       var tbody = $("letters");
       clear(tbody);
       doc.messages.forEach(function (m) {
@@ -181,16 +184,19 @@
         el("td", null, m.failed_at || "–", tr);
         el("td", "mono body", m.body, tr);
       });
+      $("letters-panel").scrollIntoView({ block: "nearest" });
     }).catch(function (err) { notice(err.message, true); });
   }
-  function ask(action, queue, count) {
+  function ask(action, queue, n) {
     pending = { action: action, queue: queue };
-    var n = fmt(Number(count));
+    var letters = count(n, "dead letter");
     $("confirm-text").textContent = action === "replay"
-      ? "Replay the " + n + " dead letters of " + queue + " back to " + queue.replace(/\.dlq$/, "") + "?"
-      : "Purge " + queue + "? Its " + n + " dead letters are deleted for good.";
+      ? "Replay " + letters + " of " + queue + " back to " + queue.replace(/\.dlq$/, "") + "?"
+      : "Purge " + queue + "? Its " + letters + " will be deleted for good.";
     $("confirm-yes").textContent = action === "replay" ? "Confirm replay" : "Confirm purge";
+    $("confirm-yes").className = action === "purge" ? "danger" : "primary";
     $("confirm").classList.remove("hidden");
+    $("confirm").scrollIntoView({ block: "nearest" });
   }
   function confirmed() {
     var p = pending;
@@ -200,8 +206,8 @@
     var path = "dead-letters/" + encodeURIComponent(p.queue) + "/" + p.action;
     api(path, { method: "POST", body: JSON.stringify({ confirm: true }) })
       .then(function (doc) {
-        notice(p.action === "replay" ? "Replayed " + fmt(doc.replayed) + " to " + doc.to + "."
-          : "Purged " + fmt(doc.purged) + " from " + doc.queue + ".");
+        notice(p.action === "replay" ? "Replayed " + count(doc.replayed, "dead letter") + " to " +
+          doc.to + "." : "Purged " + count(doc.purged, "dead letter") + " from " + doc.queue + ".");
         body.setAttribute("data-last-action", p.action + ":" + p.queue);
         $("letters-panel").classList.add("hidden");
         load();

@@ -1,0 +1,226 @@
+"""The health view in a real browser, on real services: headless Chromium, driven over
+the DevTools protocol (so the test can click), opens `/console/health#key=...` of an api
+whose console reaches a writer, an ingest and an alerting service running as processes
+on the real broker and database.
+
+The story: Postgres refuses an event (a CHECK constraint), the writer dead-letters it;
+the writer is stopped. The page shows the writer down and the rest healthy, the dead
+letter with its reason; after the fix (the constraint dropped) the replay button, once
+confirmed, sends it back to the writer's queue, and the writer, started again, stores it.
+Screenshots go to tests/artifacts/ (not committed: see .gitignore)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+
+from services.api.console.targets import ConsoleTargets
+from shared.topology import Topology
+from tests.api.conftest import new_tenant
+from tests.conftest import Started
+from tests.integration.helpers import rows
+from tests.integration.test_writer import dlq_depth, hit, publish
+from tests.support.eventually import eventually
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)"
+)
+
+
+class Page:
+    """One browser tab over the DevTools protocol: evaluate, wait for, screenshot."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        call_id = next(self.ids)
+        await self.ws.send_json({"id": call_id, "method": method, "params": params})
+        async for msg in self.ws:
+            data = orjson.loads(msg.data)
+            if data.get("id") == call_id:
+                assert "error" not in data, data["error"]
+                result: dict[str, Any] = data["result"]
+                return result
+        raise AssertionError("the browser closed the connection")
+
+    async def eval(self, expression: str) -> Any:
+        result = await self.call(
+            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
+        )
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, what: str, timeout: float = 20) -> Any:
+        return await eventually(
+            lambda: self.eval(expression), bool, timeout=timeout, interval=0.1, what=what
+        )
+
+    async def open(self, url: str) -> None:
+        await self.call("Page.navigate", url=url)
+
+    async def screenshot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / f"console-health-{name}.png"
+        data = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+        shot.write_bytes(base64.b64decode(data["data"]))
+        assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
+        return shot
+
+
+@asynccontextmanager
+async def browser(profile: Path) -> AsyncIterator[Page]:
+    assert CHROMIUM is not None
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM,
+        "--headless=new",
+        "--disable-gpu",
+        "--no-first-run",
+        "--hide-scrollbars",
+        "--disable-extensions",
+        "--no-default-browser-check",
+        f"--user-data-dir={profile}",
+        *(["--no-sandbox"] if os.geteuid() == 0 else []),
+        "--remote-debugging-port=0",
+        "--window-size=1280,1400",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        endpoint = None
+        while endpoint is None:
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, "chromium exited before it listened for DevTools"
+            found = re.search(rb"DevTools listening on (ws://\S+)", line)
+            endpoint = found and found.group(1).decode()
+        port = endpoint.split("/")[2]
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://{port}/json/list") as resp:
+                tabs = await resp.json()
+            tab = next(t for t in tabs if t["type"] == "page")
+            async with http.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+                yield Page(ws)
+    finally:
+        proc.kill()
+        await proc.wait()
+
+
+STATUSES = (
+    "Object.fromEntries([...document.querySelectorAll('[data-service]')]"
+    ".map(e => [e.dataset.service, e.dataset.status]))"
+)
+
+
+def row_depth(queue: str) -> str:
+    cell = f"document.querySelector('tr[data-queue=\"{queue}\"] [data-depth]')"
+    return f"{cell} && Number({cell}.dataset.depth)"
+
+
+def click(selector: str) -> str:
+    return f"document.querySelector('{selector}').click(), true"
+
+
+async def queue_depth(amqp: Any, name: str) -> int:
+    channel = await amqp.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await channel.close()
+
+
+async def test_health_view_shows_a_stopped_writer_and_replays_a_dead_letter(
+    db: asyncpg.Connection,
+    spawn: Any,
+    start_api: Started,
+    amqp: aio_pika.abc.AbstractConnection,
+    prefix: str,
+    tmp_path: Path,
+) -> None:
+    topo = Topology(prefix)
+    await db.execute("ALTER TABLE events ADD CONSTRAINT test_poison CHECK (user_agent <> 'bad')")
+    writer, ingest, alerting = await asyncio.gather(
+        spawn("writer"), spawn("ingest"), spawn("alerting")
+    )
+    targets = ConsoleTargets(ingest.url, writer.url, alerting.url, timeout_seconds=1.0)
+    api = await start_api(console=targets, dashboard_poll_seconds=1)
+    key = await new_tenant(db, "belfry")
+    refused = hit("refused", ua="bad")
+    await publish(await amqp.channel(), prefix, orjson.dumps([refused]))
+    await eventually(lambda: dlq_depth(prefix), lambda n: n == 1, what="a dead letter")
+    writer.proc.terminate()
+    await writer.proc.wait()
+
+    base = str(api.make_url("")).rstrip("/")
+    dlq = topo.writer_dlq
+    async with browser(tmp_path / "chromium") as page:
+        await page.open(f"{base}/console/health#key={key}")
+        await page.wait_for("document.body.dataset.loaded === 'true'", "the page rendered")
+        statuses = await page.eval(STATUSES)
+        assert statuses["writer"] == "down"
+        assert {s: statuses[s] for s in ("ingest", "alerting")} == dict.fromkeys(
+            ("ingest", "alerting"), "healthy"
+        )
+        assert statuses["api"] in ("healthy", "degraded")  # degraded: no self-report broker
+        writer_card = await page.eval("document.querySelector('[data-service=writer]').innerText")
+        assert "cannot connect: Connection refused" in writer_card
+        assert await page.eval(row_depth(dlq)) == 1
+        email_link = await page.eval("document.querySelector('#views a[data-view]').href")
+        assert email_link == f"{base}/belfry/dashboard#key={key}"  # the key goes along
+        await page.screenshot("writer-down")
+
+        await page.eval(click(f'button[data-action=list][data-queue="{dlq}"]'))
+        letters = await page.wait_for(
+            "!document.getElementById('letters-panel').classList.contains('hidden')"
+            " && document.getElementById('letters').innerText",
+            "the dead letters listed",
+        )
+        assert "test_poison" in letters and refused["id"] in letters
+
+        # Purge asks first; cancelled, nothing is purged.
+        await page.eval(click(f'button[data-action=purge][data-queue="{dlq}"]'))
+        assert await page.eval("document.getElementById('confirm-text').textContent") == (
+            f"Purge {dlq}? Its 1 dead letter will be deleted for good."
+        )
+        await page.eval(click("#confirm-no"))
+        assert await page.eval("document.getElementById('confirm').classList.contains('hidden')")
+
+        await db.execute("ALTER TABLE events DROP CONSTRAINT test_poison")  # the fix
+        await page.eval(click(f'button[data-action=replay][data-queue="{dlq}"]'))
+        question = await page.eval("document.getElementById('confirm-text').textContent")
+        assert question == f"Replay 1 dead letter of {dlq} back to {topo.writer_queue}?"
+        await page.screenshot("confirm-replay")
+        assert await queue_depth(amqp, dlq) == 1  # nothing happens before the confirmation
+        await page.eval(click("#confirm-yes"))
+        await page.wait_for(
+            f"document.body.dataset.lastAction === 'replay:{dlq}'", "the replay answered"
+        )
+        assert await queue_depth(amqp, dlq) == 0
+        assert await queue_depth(amqp, topo.writer_queue) == 1  # back, waiting for a writer
+        await page.wait_for(f"{row_depth(topo.writer_queue)} === 1", "the page shows it queued")
+        notice = await page.eval("document.getElementById('notice').textContent")
+        assert notice == f"Replayed 1 dead letter to {topo.writer_queue}."
+        await page.screenshot("replayed")
+
+    await spawn("writer")  # the writer back: it stores what was replayed
+    [stored] = await rows(db, 1)
+    assert str(stored["id"]) == refused["id"] and stored["user_agent"] == "bad"
