@@ -14,6 +14,7 @@ import aio_pika
 import asyncpg
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from services.api.console.health_page import _assets
@@ -311,3 +312,35 @@ async def test_a_recent_operator_key_still_opens_the_view_while_postgres_is_down
     # A key not verified before can't be checked now: 503 with the reason, not a 500.
     resp = await api.get("/console/api/health", headers=bearer(other))
     assert resp.status == 503 and "database unavailable" in (await json_of(resp))["error"]
+
+
+async def test_a_service_answering_no_health_document_shows_as_down_with_why(
+    db: asyncpg.Connection, start_api: Started, start_app: Any
+) -> None:
+    """Real HTTP servers standing in for broken services (outside things: fakes allowed)."""
+
+    def server(status: int, body: bytes, **headers: str) -> web.Application:
+        async def answer(_request: web.Request) -> web.Response:
+            return web.Response(status=status, body=body, headers=headers)
+
+        app = web.Application()
+        app.router.add_get("/health/detailed", answer)
+        return app
+
+    fakes = [
+        await start_app(server(200, b"<html>hello</html>")),
+        await start_app(server(500, b"oops")),
+        await start_app(server(200, b'{"status": "fine"}')),
+    ]
+    ingest, writer, alerting = (str(f.make_url("")).rstrip("/") for f in fakes)
+    api = await start_api(console=ConsoleTargets(ingest, writer, alerting, timeout_seconds=2.0))
+    key = await new_tenant(db, "belfry")
+    resp = await api.get("/console/api/health", headers=bearer(key))
+    assert resp.status == 200
+    reasons = {s["service"]: s.get("reason") for s in (await json_of(resp))["services"]}
+    assert reasons == {
+        "api": None,
+        "ingest": "/health/detailed answered something that is not JSON",
+        "writer": "/health/detailed answered HTTP 500",
+        "alerting": "/health/detailed answered something that is not a health document",
+    }

@@ -96,7 +96,7 @@
     figure(dl, "memory", bytes(h.memory && h.memory.rss_bytes));
     if (f.spool_bytes != null) figure(dl, "spool", bytes(f.spool_bytes));
     if (f.metrics_spool_bytes != null) figure(dl, "metric spool", bytes(f.metrics_spool_bytes));
-    if (f.lag_seconds != null) figure(dl, "lag", f.lag_seconds.toFixed(1) + " s");
+    if (f.lag_seconds != null) figure(dl, "lag", Number(f.lag_seconds).toFixed(1) + " s");
     var table = el("table", "deps", null, card);
     var deps = h.dependencies || {};
     Object.keys(deps).forEach(function (name) {
@@ -104,7 +104,7 @@
       tr.setAttribute("data-dependency", name);
       el("td", null, name, tr);
       el("td", "badge-cell", d.status === "healthy" ? "ok" : "failing", tr);
-      el("td", "num", d.latency_ms == null ? "–" : d.latency_ms.toFixed(1) + " ms", tr);
+      el("td", "num", d.latency_ms == null ? "–" : Number(d.latency_ms).toFixed(1) + " ms", tr);
       if (d.reason) el("td", "reason", d.reason, el("tr", "why", null, table)).colSpan = 3;
     });
   }
