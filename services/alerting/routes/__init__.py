@@ -14,6 +14,7 @@ from services.alerting.routes.rules import add_rule_routes
 from services.alerting.routes.silences import add_silence_routes
 from services.alerting.routes.stats import add_stats_routes
 from services.alerting.routes.stream import add_stream_routes
+from services.alerting.routes.timeline import add_timeline_routes
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
@@ -27,6 +28,7 @@ def add_routes(app: web.Application) -> None:
     add_stream_routes(app)  # before /api/v1/alerts/{fingerprint}
     add_rule_routes(app)
     add_alert_routes(app)
+    add_timeline_routes(app)  # the console's reads: one alert's timeline, activity
     add_silence_routes(app)
     add_channel_routes(app)
     add_stats_routes(app)
