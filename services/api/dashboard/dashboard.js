@@ -30,9 +30,11 @@
   var range = RANGES[fragment.get("range")] ? fragment.get("range") : "30d";
   var timer = null;
   var inFlight = false;
+  var lastData = null;
 
   function $(id) { return document.getElementById(id); }
   function fmt(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+  function plural(n, one, many) { return Number(n) === 1 ? one : many; }
   function pct(r) { return r == null ? "–" : (r * 100).toFixed(1) + "%"; }
   function duration(s) {
     if (s == null) return "–";
@@ -44,6 +46,10 @@
   function setMetric(name, text) {
     var els = document.querySelectorAll('[data-metric="' + name + '"]');
     for (var i = 0; i < els.length; i++) els[i].textContent = text;
+  }
+  function setPlural(name, n, one, many) {
+    var els = document.querySelectorAll('[data-plural="' + name + '"]');
+    for (var i = 0; i < els.length; i++) els[i].textContent = plural(n, one, many);
   }
   function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
   function el(tag, cls, text, parent) {
@@ -72,6 +78,9 @@
     setMetric("unique-opens", fmt(d.opens.unique));
     setMetric("unique-human-opens", fmt(d.opens.unique_human));
     setMetric("clicks", fmt(d.clicks.total));
+    setPlural("opens", d.opens.total, "open", "opens");
+    setPlural("unique-opens", d.opens.unique, "email", "emails");
+    setPlural("clicks", d.clicks.total, "click", "clicks");
     setMetric("human-clicks", fmt(d.clicks.human));
     setMetric("ctr", pct(d.rates.click_through));
     setMetric("cto", pct(d.rates.click_to_open));
@@ -121,16 +130,37 @@
     }
   }
 
-  function label(iso, bucket, long, many) {
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+  // An axis label: `scale` is "hour" (hh:00, the date at midnight), "day" or "month".
+  function label(iso, scale, long) {
     var t = new Date(iso);
-    var months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    var day = t.getUTCDate() + " " + months[t.getUTCMonth()];
-    if (many && !long) return months[t.getUTCMonth()] + " " + t.getUTCFullYear();
-    if (bucket === "hour") {
-      var hh = ("0" + t.getUTCHours()).slice(-2) + ":00";
-      return long ? day + " " + hh + " UTC" : (t.getUTCHours() === 0 ? day : hh);
+    var day = t.getUTCDate() + " " + MONTHS[t.getUTCMonth()];
+    var hh = ("0" + t.getUTCHours()).slice(-2) + ":00";
+    if (long) return scale === "hour" ? day + " " + hh + " UTC" : day + " " + t.getUTCFullYear();
+    if (scale === "month") return MONTHS[t.getUTCMonth()] + " " + t.getUTCFullYear();
+    if (scale === "day") return day;
+    return t.getUTCHours() === 0 ? day : hh;
+  }
+
+  // Where the x axis is labelled, and how: hours over a day or less; days (at midnight)
+  // over more hourly points; months (at the 1st) over a long daily range. At most 8.
+  function ticks(s, bucket) {
+    var n = s.length, scale = bucket === "hour" ? (n > 36 ? "day" : "hour") : (n > 120 ? "month" : "day");
+    var at = [];
+    if (scale !== bucket) {
+      s.forEach(function (p, i) {
+        var t = new Date(p.t);
+        if (scale === "day" ? t.getUTCHours() === 0 : t.getUTCDate() === 1) at.push(i);
+      });
     }
-    return long ? day + " " + t.getUTCFullYear() : day;
+    if (at.length < 2) {
+      at = [];
+      var k = Math.min(n, 7);
+      for (var j = 0; j < k; j++) at.push(k === 1 ? 0 : Math.round(j * (n - 1) / (k - 1)));
+    }
+    var step = Math.ceil(at.length / 8);
+    return { scale: scale, at: at.filter(function (_, j) { return j % step === 0; }) };
   }
 
   function renderChart(d) {
@@ -143,7 +173,7 @@
     var s = d.series, n = s.length;
     var peak = 0;
     s.forEach(function (p) {
-      peak = Math.max(peak, p.human_opens + p.machine_opens, p.human_clicks);
+      peak = Math.max(peak, p.human_opens + p.machine_opens, p.human_clicks, p.machine_clicks || 0);
     });
     var ax = axis(peak), top = ax.top;
     function x(i) { return L + (n <= 1 ? (W - L - R) / 2 : i * (W - L - R) / (n - 1)); }
@@ -158,26 +188,28 @@
         .textContent = "No opens or clicks in this range yet";
     }
     if (n > 0) {
-      var human = [], machine = [], clicks = [], base = [];
+      var human = [], machine = [], clicks = [], machineClicks = [], base = [];
       s.forEach(function (p, i) {
         base.push(x(i) + "," + y(0));
         human.push(x(i) + "," + y(p.human_opens));
         machine.push(x(i) + "," + y(p.human_opens + p.machine_opens));
         clicks.push(x(i) + "," + y(p.human_clicks));
+        machineClicks.push(x(i) + "," + y(p.machine_clicks || 0));
       });
       var area = function (upper, lower) {
         return "M" + upper.join(" L") + " L" + lower.slice().reverse().join(" L") + " Z";
       };
       svg("path", { d: area(machine, human), "class": "area-machine" }, chart);
       svg("path", { d: area(human, base), "class": "area-human" }, chart);
+      svg("path", { d: "M" + machineClicks.join(" L"), "class": "line-machine-clicks" }, chart);
       svg("path", { d: "M" + clicks.join(" L"), "class": "line-clicks" }, chart);
-      var ticks = Math.min(n, 7);
-      for (var j = 0; j < ticks; j++) {
-        var i = ticks === 1 ? 0 : Math.round(j * (n - 1) / (ticks - 1));
-        var anchor = j === 0 ? "start" : j === ticks - 1 ? "end" : "middle";
-        svg("text", { x: x(i), y: H - 8, "text-anchor": anchor, "class": "axis" }, chart)
-          .textContent = label(s[i].t, d.bucket, false, d.bucket === "day" && n > 120);
-      }
+      var tk = ticks(s, d.bucket);
+      tk.at.forEach(function (i) {
+        // Centred on its point, kept inside the plot at both ends.
+        var anchor = x(i) < L + 30 ? "start" : x(i) > W - R - 30 ? "end" : "middle";
+        svg("text", { x: x(i), y: H - 8, "text-anchor": anchor, "class": "axis tick" }, chart)
+          .textContent = label(s[i].t, tk.scale, false);
+      });
       var cursor = svg("line", { x1: 0, x2: 0, y1: T, y2: H - B, "class": "cursor hidden" }, chart);
       var hit = svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "transparent" }, chart);
       hit.addEventListener("mousemove", function (ev) {
@@ -188,7 +220,9 @@
         cursor.setAttribute("x1", x(i)); cursor.setAttribute("x2", x(i));
         cursor.setAttribute("class", "cursor");
         tip.textContent = label(p.t, d.bucket, true) + " · " + fmt(p.human_opens) + " human, " +
-          fmt(p.machine_opens) + " machine opens · " + fmt(p.human_clicks) + " clicks";
+          fmt(p.machine_opens) + " machine " + plural(p.machine_opens, "open", "opens") + " · " +
+          fmt(p.human_clicks) + " human, " + fmt(p.machine_clicks || 0) + " machine " +
+          plural(p.machine_clicks || 0, "click", "clicks");
         tip.classList.remove("hidden");
         var px = x(i) * box.width / W;
         tip.style.left = Math.min(Math.max(0, px - tip.offsetWidth / 2), box.width - tip.offsetWidth) + "px";
@@ -249,6 +283,7 @@
       .then(function (d) {
         if (!d) return;
         $("auth").classList.add("hidden");
+        lastData = d;
         renderCards(d); renderSplit(d); renderChart(d); renderLinks(d);
         body.setAttribute("data-loaded", "true");
         status("ok", "live · updated " + new Date().toLocaleTimeString("en-GB"));
@@ -265,7 +300,17 @@
     }
     fragment.set("range", name);
     history.replaceState(null, "", "#" + fragment.toString());
+    navLinks();
     load();
+  }
+
+  // The nav keeps the key (and range) in the fragment, which links do not carry by themselves.
+  function navLinks() {
+    var links = document.querySelectorAll("nav.views a[data-nav]");
+    for (var i = 0; i < links.length; i++) {
+      var base = links[i].getAttribute("href").split("#")[0];
+      links[i].setAttribute("href", base + "#" + fragment.toString());
+    }
   }
 
   $("ranges").addEventListener("click", function (ev) {
@@ -277,7 +322,14 @@
     key = $("key-input").value.trim();
     fragment.set("key", key);
     history.replaceState(null, "", "#" + fragment.toString());
+    navLinks();
     load();
+  });
+  // The chart is drawn at its element's width: redraw it when that changes (a phone turned).
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { if (lastData) renderChart(lastData); }, 100);
   });
   selectRange(range);
   timer = setInterval(load, pollMs);

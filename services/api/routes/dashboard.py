@@ -1,11 +1,14 @@
-"""`GET /{tenant}/dashboard`: one self-contained page (HTML with its CSS and JS inline,
-charts drawn as inline SVG by that JS; no CDN, so it works offline).
+"""The console's pages: `GET /{tenant}/dashboard` (email figures) and the alerts view
+(`GET /{tenant}/console/alerts`, routed in services/api/console/alerts.py). Each is one
+self-contained page: HTML with its CSS and JS inline, charts drawn as inline SVG by that
+JS; no CDN, so it works offline.
 
-The page holds no data: its script reads the API key from the URL fragment
-(`#key=blf_...`, never sent to a server) and fetches `/{tenant}/stats` with it, then
-polls. So the page itself is served for any well-formed tenant id, without a key, and
-says nothing about whether the tenant exists. A Content-Security-Policy pins the inline
-script and style by hash and allows fetches to this origin only.
+A page holds no data: its script reads the API key from the URL fragment
+(`#key=blf_...`, never sent to a server) and fetches this origin's API with it (the
+alerts view through the api's same-origin proxy to the alerting service). So a page is
+served for any well-formed tenant id, without a key, and says nothing about whether the
+tenant exists. A Content-Security-Policy pins the inline script and style by hash and
+allows fetches to this origin only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -24,51 +28,68 @@ from shared.ids import valid_tenant
 
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 
+# page name → (template, stylesheets inlined in this order, script)
+PAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "dashboard": ("page.html", ("dashboard.css",), "dashboard.js"),
+    "alerts": ("alerts.html", ("dashboard.css", "alerts.css"), "alerts.js"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    template: str
+    css: str
+    js: str
+    csp: str
+
 
 def _sha256(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
 @cache
-def _assets() -> tuple[str, str, str, str]:
-    """(page template, CSS, JS, Content-Security-Policy), read once."""
-    css = (ASSETS / "dashboard.css").read_text()
-    js = (ASSETS / "dashboard.js").read_text()
-    template = (ASSETS / "page.html").read_text()
+def _assets(name: str = "dashboard") -> Page:
+    """A page's template, CSS, JS and Content-Security-Policy, read once."""
+    template, sheets, script = PAGES[name]
+    css = "\n".join((ASSETS / sheet).read_text() for sheet in sheets)
+    js = (ASSETS / script).read_text()
     csp = (
         f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; "
         "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     )
-    return template, css, js, csp
+    return Page((ASSETS / template).read_text(), css, js, csp)
 
 
-def render(tenant: str, poll_seconds: int, open_mode: bool) -> str:
-    template, css, js, _ = _assets()
+def render(tenant: str, poll_seconds: int, open_mode: bool, name: str = "dashboard") -> str:
+    page = _assets(name)
     # The per-page values first, the assets last: the inlined script must stay byte for
     # byte what the CSP hash covers. The tenant id pattern admits no markup; escape anyway.
     return (
-        template.replace("{tenant}", html.escape(tenant))
+        page.template.replace("{tenant}", html.escape(tenant))
         .replace("{poll}", str(poll_seconds))
         .replace("{open}", "true" if open_mode else "false")
-        .replace("{css}", css)
-        .replace("{js}", js)
+        .replace("{css}", page.css)
+        .replace("{js}", page.js)
     )
 
 
-async def dashboard(request: web.Request) -> web.Response:
+def page_response(request: web.Request, name: str) -> web.Response:
     tenant = request.match_info["tenant"]
     if not valid_tenant(tenant):
         raise not_found("unknown tenant")
     settings = request.app[SETTINGS]
-    csp = _assets()[3]
     return web.Response(
-        text=render(tenant, settings.dashboard_poll_seconds, settings.little_bell_open),
+        text=render(tenant, settings.dashboard_poll_seconds, settings.little_bell_open, name),
         content_type="text/html",
         headers={
-            "Content-Security-Policy": csp,
+            "Content-Security-Policy": _assets(name).csp,
             "Referrer-Policy": "no-referrer",
             "X-Content-Type-Options": "nosniff",
             "Cache-Control": "no-store",
         },
     )
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    return page_response(request, "dashboard")
