@@ -15,6 +15,7 @@ answer is never a 500 for a service or the broker being down: the view says whic
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -28,6 +29,8 @@ from services.api.console.health_services import all_services
 from services.api.http import bad_request, json_response, not_found, read_json, unavailable
 from services.api.keys import DEPS, SETTINGS
 from shared.failures import error_text
+
+log = logging.getLogger("belfry.api.console")
 
 SAMPLER = web.AppKey("console_depth_sampler", DepthSampler)
 LIST_DEFAULT, LIST_MAX = 20, 200
@@ -125,6 +128,7 @@ async def replay_route(request: web.Request) -> web.Response:
     limit = _limit(body["limit"] if "limit" in body else _query_limit(request), None)
     url, prefix, timeout = _amqp(request)
     count = await _broker_call(dead.replay_dead_letters(url, prefix, queue, limit, timeout))
+    log.info("dead letters replayed from the console", extra={"queue": queue, "count": count})
     return json_response({"queue": queue, "replayed": count, "to": queue.removesuffix(".dlq")})
 
 
@@ -134,6 +138,7 @@ async def purge_route(request: web.Request) -> web.Response:
     await _confirmed(request, queue, "purge")
     url, _, timeout = _amqp(request)
     count = await _broker_call(dead.purge_dead_letters(url, queue, timeout))
+    log.warning("dead letters purged from the console", extra={"queue": queue, "count": count})
     return json_response({"queue": queue, "purged": count})
 
 

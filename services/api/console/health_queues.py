@@ -40,7 +40,9 @@ def queue_kind(name: str) -> str:
 
 @asynccontextmanager
 async def connection(amqp_url: str, timeout: float) -> AsyncIterator[AbstractConnection]:
-    conn = await aio_pika.connect(amqp_url, timeout=timeout)
+    conn = await aio_pika.connect(
+        amqp_url, timeout=timeout, client_properties={"connection_name": "belfry-api-console"}
+    )
     try:
         yield conn
     finally:
