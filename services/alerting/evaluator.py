@@ -414,9 +414,10 @@ class AlertEngine:
             return traceparent(ctx) if ctx.is_valid else None
 
     def _update_gauge(self) -> None:
-        counts = Counter(
-            (a.state, a.severity) for a in self.alerts.values() if a.rule_id in self.rules
-        )
+        counts: Counter[tuple[str, str]] = Counter()
+        for rule_id, alerts in self._by_rule.items():
+            if rule_id in self.rules:
+                counts.update((a.state, a.severity) for a in alerts.values())
         for state in STATES:
             for severity in SEVERITIES_FOR_METRICS:
                 metrics.ALERTS.labels(state, severity).set(counts.get((state, severity), 0))

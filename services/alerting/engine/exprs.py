@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from services.alerting.engine.functions import bucket_quantile, parse_le
 from services.alerting.engine.windows import LabelKey, SampleStore, Series, label_key
@@ -41,8 +42,9 @@ class Value:
 
 
 Vector = dict[LabelKey, Value]
-# One tick's selector results, before matchers: (tenant, metric, aggregation, window).
-Cache = dict[tuple[str, str, str, float], Vector]
+# One tick's results: a selector's before matchers, by (tenant, metric, aggregation,
+# window); an aggregation's or a binary expression's, by (tenant, expression).
+Cache = dict[tuple[Any, ...], Any]
 
 
 def evaluate(
@@ -53,14 +55,22 @@ def evaluate(
         return expr.value
     if isinstance(expr, Selector):
         return select(expr, store, tenant, now, cache)
+    key = (tenant, expr)
+    if cache is not None and key in cache:
+        return cache[key]  # type: ignore[no-any-return]
+    result: Vector | float
     if isinstance(expr, Aggregate):
         inner = evaluate(expr.of, store, tenant, now, cache)
-        return fold(expr.op, expr.by, inner if isinstance(inner, dict) else {})
-    return combine(
-        expr.op,
-        evaluate(expr.left, store, tenant, now, cache),
-        evaluate(expr.right, store, tenant, now, cache),
-    )
+        result = fold(expr.op, expr.by, inner if isinstance(inner, dict) else {})
+    else:
+        result = combine(
+            expr.op,
+            evaluate(expr.left, store, tenant, now, cache),
+            evaluate(expr.right, store, tenant, now, cache),
+        )
+    if cache is not None:
+        cache[key] = result
+    return result
 
 
 def histogram_name(selector: Selector) -> str | None:
@@ -83,6 +93,9 @@ def select(
     matchers = selector.matchers
     if not matchers:
         return every
+    if len(matchers) == 1:  # the common case, without a generator per series
+        matches = matchers[0].matches
+        return {k: v for k, v in every.items() if matches(v.labels)}
     return {k: v for k, v in every.items() if all(m.matches(v.labels) for m in matchers)}
 
 
