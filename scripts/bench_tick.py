@@ -94,9 +94,9 @@ def rule_docs() -> list[dict[str, Any]]:
         add(f'avg({metric}{{service="svc2"}}[5m]) > 700')
         add(f"min({metric}[5m]) < 10")
         add(f"p95({metric}[5m]) > 950")
-    for threshold in (0.1, 0.25, 0.5, 1, 2):  # 10 on the histogram
-        add(f"p95(http_request_duration_seconds[5m]) > {threshold}")
-        add(f"p99(http_request_duration_seconds[5m]) > {threshold}")
+    for q in (0.1, 0.25, 0.5, 1.0, 2.0):  # 10 on the histogram
+        add(f"p95(http_request_duration_seconds[5m]) > {q:g}")
+        add(f"p99(http_request_duration_seconds[5m]) > {q:g}")
     for threshold in (10, 50, 100, 500, 1000, 5000, 10000):  # 7 on the delta counter
         add(f"increase(ai_tokens[5m]) > {threshold}")
     # 15 expressions: ratios of counters grouped by service, and sums.
@@ -106,10 +106,9 @@ def rule_docs() -> list[dict[str, Any]]:
         ("db_queries_total", "queue_messages_total"),
     ]
     for num, den in pairs:
-        for threshold in (0.05, 0.5, 0.9, 1.5):
+        for ratio in (0.05, 0.5, 0.9, 1.5):
             add(
-                f"sum by (service) (rate({num}[5m])) / sum by (service) (rate({den}[5m]))"
-                f" > {threshold}"
+                f"sum by (service) (rate({num}[5m])) / sum by (service) (rate({den}[5m])) > {ratio}"
             )
         add(f"sum by (service) (rate({num}[5m])) > 100")
     assert len(docs) == 100, len(docs)

@@ -25,6 +25,7 @@ from services.alerting.engine.state import (
 )
 from services.alerting.engine.windows import Series, aggregate
 from services.alerting.rules import rule_from_doc
+from services.alerting.rules.model import Rule
 
 AGGREGATIONS = ("rate", "increase", "avg", "min", "max", "sum", "count", "last", "p50", "p95")
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
@@ -70,8 +71,8 @@ def test_series_aggregations_equal_the_point_functions(kind: str) -> None:
                 assert got == pytest.approx(want, rel=1e-9, abs=1e-9), (name, window)
 
 
-def _rules() -> list:  # type: ignore[type-arg]
-    docs = [
+def _rules() -> list[Rule]:
+    docs: list[dict[str, object]] = [
         {"condition": "x > 10"},
         {"condition": "x > 10 for 1m", "repeat_interval": "5m"},
         {"condition": "x < 10", "clear_threshold": 20},

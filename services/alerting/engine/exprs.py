@@ -57,7 +57,7 @@ def evaluate(
         return select(expr, store, tenant, now, cache)
     key = (tenant, expr)
     if cache is not None and key in cache:
-        return cache[key]  # type: ignore[no-any-return]
+        return cache[key]
     result: Vector | float
     if isinstance(expr, Aggregate):
         inner = evaluate(expr.of, store, tenant, now, cache)
