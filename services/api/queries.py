@@ -15,12 +15,13 @@ Definitions (README, "Stats"):
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from services.api.timerange import Scope, bucket_starts
+from services.api.timerange import BUCKETS, Scope, bucket_starts, floor
 
 HUMAN = "verdict IS DISTINCT FROM 'machine'"
 # $1 tenant, $2 from, $3 to, $4 email id (NULL: every email). Open bounds are NULL.
@@ -115,6 +116,216 @@ GROUP BY 1
 """
 
 
+# The same figures from the rollups (migration 0013) for a range holding at least one
+# whole UTC day: whole hours / days come from the rollups, the partial hours / days at
+# either end from `events` (a day at most on each side). $1 tenant, $2 from, $3 to,
+# $4 / $5 the whole hours (or days) inside [from, to).
+EDGES = """
+    tenant_id = $1
+    AND ((occurred_at >= $2 AND occurred_at < $4) OR (occurred_at >= $5 AND occurred_at < $3))
+"""
+REASON = f"CASE WHEN {HUMAN} THEN '' ELSE coalesce(verdict_reason, 'unknown') END"
+
+# $6 bucket: (bucket, kind, reason ('' = human), n); totals and series both come from it.
+COUNTS_ROLLUP = f"""
+SELECT date_trunc($6, at, 'UTC') AS bucket, kind, reason, sum(n)::bigint AS n FROM (
+    SELECT hour AS at, kind, reason, n FROM stats_hour
+    WHERE tenant_id = $1 AND hour >= $4 AND hour < $5 AND kind IN ('open', 'click')
+    UNION ALL
+    SELECT occurred_at, kind, {REASON}, 1 FROM events WHERE {EDGES}
+) c GROUP BY 1, 2, 3 HAVING sum(n) <> 0
+"""
+
+# The activity keys of an event row `e` (see migration 0013).
+EVENT_KEYS = f"""(VALUES
+    (CASE e.kind WHEN 'open' THEN 'o' ELSE 'c' END),
+    (CASE WHEN e.{HUMAN} THEN CASE e.kind WHEN 'open' THEN 'ho' ELSE 'hc' END END),
+    (CASE WHEN e.kind = 'click' AND e.url IS NOT NULL THEN 'u' || md5(e.url) END)
+) k(key)"""
+
+# $4 / $5 whole days; $6 keys. Emails active in the whole days: the (email, day) pairs
+# whose previous active day is before them; plus the emails active only at the edges.
+UNIQUES_ROLLUP = f"""
+WITH mid AS (
+    SELECT key, sum(n)::bigint AS n FROM stats_uniq
+    WHERE tenant_id = $1 AND key = ANY($6::text[])
+      AND day >= ($4 AT TIME ZONE 'UTC')::date AND day < ($5 AT TIME ZONE 'UTC')::date
+      AND prev_day < ($4 AT TIME ZONE 'UTC')::date
+    GROUP BY key
+),
+edge AS (
+    SELECT DISTINCT e.email_id, k.key
+    FROM events e CROSS JOIN LATERAL {EVENT_KEYS}
+    WHERE k.key = ANY($6::text[]) AND {EDGES.replace("occurred_at", "e.occurred_at")}
+),
+extra AS (
+    SELECT g.key, count(*) AS n FROM edge g
+    WHERE NOT EXISTS (
+        SELECT 1 FROM stats_activity a
+        WHERE a.tenant_id = $1 AND a.email_id = g.email_id AND a.key = g.key
+          AND a.day >= ($4 AT TIME ZONE 'UTC')::date AND a.day < ($5 AT TIME ZONE 'UTC')::date)
+    GROUP BY g.key
+)
+SELECT k AS key, (coalesce(mid.n, 0) + coalesce(extra.n, 0))::bigint AS n
+FROM unnest($6::text[]) k LEFT JOIN mid ON mid.key = k LEFT JOIN extra ON extra.key = k
+"""
+
+# $4 / $5 whole days, $6 limit.
+TOP_LINKS_ROLLUP = f"""
+SELECT min(url) AS url, sum(clicks)::bigint AS clicks, sum(human)::bigint AS human_clicks,
+       'u' || replace(url_key::text, '-', '') AS key
+FROM (
+    SELECT url_key, url, clicks, human_clicks AS human FROM stats_link_day
+    WHERE tenant_id = $1
+      AND day >= ($4 AT TIME ZONE 'UTC')::date AND day < ($5 AT TIME ZONE 'UTC')::date
+    UNION ALL
+    SELECT md5(url)::uuid, url, 1, ({HUMAN})::int FROM events
+    WHERE kind = 'click' AND url IS NOT NULL AND {EDGES}
+) l
+GROUP BY url_key
+HAVING sum(clicks) > 0  -- cells back to zero (erasure, relabels) until retention prunes them
+ORDER BY human_clicks DESC, clicks DESC, url
+LIMIT $6
+"""
+
+# $4 / $5 whole hours. An email's first human open (click) in range is its first ever,
+# unless that came before `from` (a hit before its registration): then `events` says.
+COHORT_ROLLUP = f"""
+WITH cohort AS (
+    SELECT email_id, created_at, first_human_open AS fo, first_human_click AS fc
+    FROM stats_email
+    WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
+      AND (first_human_open < $3 OR first_human_click < $3)
+),
+activity AS (
+    SELECT c.created_at,
+           CASE WHEN c.fo IS NULL OR c.fo >= $2 THEN CASE WHEN c.fo < $3 THEN c.fo END
+                ELSE (SELECT min(e.occurred_at) FROM events e
+                      WHERE e.tenant_id = $1 AND e.email_id = c.email_id AND e.kind = 'open'
+                        AND e.{HUMAN} AND e.occurred_at >= $2 AND e.occurred_at < $3)
+           END AS first_open,
+           CASE WHEN c.fc IS NULL OR c.fc >= $2 THEN coalesce(c.fc < $3, false)
+                ELSE EXISTS (SELECT 1 FROM events e
+                      WHERE e.tenant_id = $1 AND e.email_id = c.email_id AND e.kind = 'click'
+                        AND e.{HUMAN} AND e.occurred_at >= $2 AND e.occurred_at < $3)
+           END AS clicked
+    FROM cohort c
+),
+delays AS (
+    SELECT extract(epoch FROM first_open - created_at)::float8 AS d
+    FROM activity WHERE first_open >= created_at
+)
+SELECT
+    ((SELECT coalesce(sum(n), 0) FROM stats_hour
+      WHERE tenant_id = $1 AND kind = 'email' AND hour >= $4 AND hour < $5)
+     + (SELECT count(*) FROM emails WHERE tenant_id = $1
+        AND ((created_at >= $2 AND created_at < $4) OR (created_at >= $5 AND created_at < $3)))
+    )::bigint AS registered,
+    (SELECT count(*) FROM activity WHERE first_open IS NOT NULL) AS opened,
+    (SELECT count(*) FROM activity WHERE clicked) AS clicked,
+    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY d) FROM delays) AS median_delay,
+    (SELECT avg(d) FROM delays) AS mean_delay,
+    (SELECT count(*) FROM delays) AS delays
+"""
+
+KINDS = ("open", "click")
+SERIES_FIELDS = ("human_opens", "machine_opens", "human_clicks", "machine_clicks")
+
+
+@dataclass
+class Figures:
+    """What one answer is made of, from either source."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    cohort: dict[str, Any] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    series: dict[datetime, dict[str, int]] = field(default_factory=dict)
+
+
+def _ceil(at: datetime, bucket: str) -> datetime:
+    floored = floor(at, bucket)
+    return floored if floored == at else floored + BUCKETS[bucket]
+
+
+def rollup_bounds(scope: Scope) -> tuple[datetime, datetime, datetime, datetime] | None:
+    """(first whole hour, end of whole hours, first whole day, end of whole days) inside
+    the scope; None when the rollups cannot answer it (one email, or no whole day)."""
+    if scope.email_id is not None or scope.start is None or scope.end is None:
+        return None
+    day_start, day_end = _ceil(scope.start, "day"), floor(scope.end, "day")
+    if day_start >= day_end:
+        return None
+    return _ceil(scope.start, "hour"), floor(scope.end, "hour"), day_start, day_end
+
+
+async def _raw_figures(
+    conn: asyncpg.Connection, tenant: str, scope: Scope, top_links: int
+) -> Figures:
+    """The figures scanned from `events` (one email, short ranges, and the oracle)."""
+    args = (tenant, scope.start, scope.end, scope.email_id)
+    out = Figures()
+    out.totals = dict(await conn.fetchrow(TOTALS, *args))
+    for row in await conn.fetch(MACHINE_REASONS, *args):
+        out.reasons[row["kind"]][row["reason"]] = row["n"]
+    out.cohort = dict(await conn.fetchrow(COHORT, *args))
+    out.links = [dict(row) for row in await conn.fetch(TOP_LINKS, *args, top_links)]
+    for row in await conn.fetch(SERIES, *args, scope.bucket):
+        out.series[row["bucket"]] = {k: v for k, v in row.items() if k != "bucket"}
+    return out
+
+
+async def _uniques(
+    conn: asyncpg.Connection,
+    args: tuple[Any, ...],
+    day_start: datetime,
+    day_end: datetime,
+    keys: list[str],
+) -> dict[str, int]:
+    tenant, start, end = args[:3]
+    rows = await conn.fetch(UNIQUES_ROLLUP, tenant, start, end, day_start, day_end, keys)
+    return {row["key"]: row["n"] for row in rows}
+
+
+async def _rollup_figures(
+    conn: asyncpg.Connection,
+    tenant: str,
+    scope: Scope,
+    top_links: int,
+    bounds: tuple[datetime, datetime, datetime, datetime],
+) -> Figures:
+    """The figures from the rollups, exactly equal to `_raw_figures`."""
+    hour_start, hour_end, day_start, day_end = bounds
+    args = (tenant, scope.start, scope.end)
+    out = Figures()
+    totals: dict[str, int] = defaultdict(int)
+    for row in await conn.fetch(COUNTS_ROLLUP, *args, hour_start, hour_end, scope.bucket):
+        kind, human, n = row["kind"], row["reason"] == "", row["n"]
+        totals[f"{kind}s"] += n
+        totals[f"human_{kind}s"] += n if human else 0
+        if not human:
+            reasons = out.reasons[kind]
+            reasons[row["reason"]] = reasons.get(row["reason"], 0) + n
+        point = out.series.setdefault(row["bucket"], dict.fromkeys(SERIES_FIELDS, 0))
+        point[f"{'human' if human else 'machine'}_{kind}s"] += n
+    links = await conn.fetch(TOP_LINKS_ROLLUP, *args, day_start, day_end, top_links)
+    keys = ["o", "ho", "c", "hc", *(row["key"] for row in links)]
+    uniques = await _uniques(conn, args, day_start, day_end, keys)
+    for kind, key in (("open", "o"), ("click", "c")):
+        totals.setdefault(f"{kind}s", 0)
+        totals.setdefault(f"human_{kind}s", 0)
+        totals[f"unique_{kind}s"] = uniques[key]
+        totals[f"unique_human_{kind}s"] = uniques[f"h{key}"]
+    out.totals = dict(totals)
+    out.links = [
+        {"url": r["url"], "clicks": r["clicks"], "human_clicks": r["human_clicks"],
+         "unique_emails": uniques[r["key"]]}
+        for r in links
+    ]  # fmt: skip
+    out.cohort = dict(await conn.fetchrow(COHORT_ROLLUP, *args, hour_start, hour_end))
+    return out
+
+
 def _rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 6) if denominator else None
 
@@ -123,18 +334,23 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat().replace("+00:00", "Z") if at is not None else None
 
 
+async def figures(
+    conn: asyncpg.Connection, tenant: str, scope: Scope, top_links: int = 10, *, raw: bool = False
+) -> Figures:
+    """The figures of a scope: from the rollups when they can answer it, else (or with
+    `raw`, the oracle of the tests and the benchmark) from `events`."""
+    bounds = None if raw else rollup_bounds(scope)
+    if bounds is None:
+        return await _raw_figures(conn, tenant, scope, top_links)
+    return await _rollup_figures(conn, tenant, scope, top_links, bounds)
+
+
 async def tenant_stats(
-    conn: asyncpg.Connection, tenant: str, scope: Scope, top_links: int = 10
+    conn: asyncpg.Connection, tenant: str, scope: Scope, top_links: int = 10, *, raw: bool = False
 ) -> dict[str, Any]:
     """Every figure of the stats answer (see the module docstring for definitions)."""
-    args = (tenant, scope.start, scope.end, scope.email_id)
-    totals = await conn.fetchrow(TOTALS, *args)
-    reasons: dict[str, dict[str, int]] = {"open": {}, "click": {}}
-    for row in await conn.fetch(MACHINE_REASONS, *args):
-        reasons[row["kind"]][row["reason"]] = row["n"]
-    cohort = await conn.fetchrow(COHORT, *args)
-    links = await conn.fetch(TOP_LINKS, *args, top_links)
-    series_rows = await conn.fetch(SERIES, *args, scope.bucket)
+    f = await figures(conn, tenant, scope, top_links, raw=raw)
+    totals, cohort = f.totals, f.cohort
 
     def kind(name: str) -> dict[str, Any]:
         total = totals[f"{name}s"]
@@ -144,18 +360,15 @@ async def tenant_stats(
             "human": totals[f"human_{name}s"],
             "unique_human": totals[f"unique_human_{name}s"],
             "machine": total - totals[f"human_{name}s"],
-            "machine_by_reason": dict(sorted(reasons[name].items())),
+            "machine_by_reason": dict(sorted(f.reasons[name].items())),
         }
 
-    by_bucket: dict[datetime, dict[str, int]] = defaultdict(dict)
-    for row in series_rows:
-        by_bucket[row["bucket"]] = {k: v for k, v in row.items() if k != "bucket"}
     if scope.start is not None and scope.end is not None:
         starts = bucket_starts(scope.start, scope.end, scope.bucket)
     else:
-        starts = sorted(by_bucket)
-    zero = {"human_opens": 0, "machine_opens": 0, "human_clicks": 0, "machine_clicks": 0}
-    series = [{"t": _iso(at), **zero, **by_bucket.get(at, {})} for at in starts]
+        starts = sorted(f.series)
+    zero = dict.fromkeys(SERIES_FIELDS, 0)
+    series = [{"t": _iso(at), **zero, **f.series.get(at, {})} for at in starts]
     registered = cohort["registered"]
     return {
         "tenant": tenant,
@@ -175,6 +388,6 @@ async def tenant_stats(
             "mean": cohort["mean_delay"],
             "emails": cohort["delays"],
         },
-        "top_links": [dict(row) for row in links],
+        "top_links": f.links,
         "series": series,
     }

@@ -15,6 +15,10 @@ cutoff is now minus that many calendar months; its events before the cutoff go.
 3. Errors (`errors`, not partitioned) follow the same cutoffs: a tenant's before its own,
    and those of every other tenant id before the longest one in force.
 
+The stats rollups (migration 0013) stay true: deleted rows leave them through the
+triggers on `events` (deletes go through the parent table, in bounded chunks), and a
+partition's rows are taken out a day at a time in the transaction that drops it.
+
 `plan()` reads and decides; `apply()` acts. A dry run prints the plan with row counts.
 """
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import orjson
@@ -100,10 +104,25 @@ async def plan(conn: asyncpg.Connection, now: datetime) -> Plan:
     return result
 
 
-DELETE_TENANT = "DELETE FROM events WHERE tenant_id = $1 AND occurred_at < $2"
+# Deletes go through `events` (its triggers keep the rollups) at most CHUNK rows at a
+# time: the triggers see each statement's rows at once, and memory stays bounded.
+CHUNK = 20_000
+DELETE_TENANT = """
+DELETE FROM events WHERE (id, occurred_at) IN (
+    SELECT id, occurred_at FROM events WHERE tenant_id = $1 AND occurred_at < $2 LIMIT $3)
+"""
 COUNT_TENANT = "SELECT count(*) FROM events WHERE tenant_id = $1 AND occurred_at < $2"
-DELETE_DEFAULT = "DELETE FROM events_default WHERE occurred_at < $1"
+DELETE_DEFAULT = """
+DELETE FROM events WHERE (id, occurred_at) IN (
+    SELECT id, occurred_at FROM events_default WHERE occurred_at < $1 LIMIT $2)
+"""
 COUNT_DEFAULT = "SELECT count(*) FROM events_default WHERE occurred_at < $1"
+# Rollup cells that went back to zero.
+PRUNE_ROLLUPS = (
+    "DELETE FROM stats_hour WHERE n = 0",
+    "DELETE FROM stats_uniq WHERE n = 0",
+    "DELETE FROM stats_link_day WHERE clicks = 0",
+)
 
 
 DELETE_TENANT_ERRORS = "DELETE FROM errors WHERE tenant_id = $1 AND occurred_at < $2"
@@ -122,6 +141,39 @@ def _count(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+async def _delete_chunks(conn: asyncpg.Connection, sql: str, *args: object) -> int:
+    """Run a chunked DELETE (its last parameter the chunk size) until nothing is left."""
+    total = 0
+    while True:
+        n = _count(await conn.execute(sql, *args, CHUNK))
+        total += n
+        if n < CHUNK:
+            return total
+
+
+async def drop_partition(conn: asyncpg.Connection, name: str) -> None:
+    """Take the partition's rows out of the rollups, a day at a time, and drop it, in one
+    transaction; late inserts into it wait (SHARE lock) so none is dropped uncounted."""
+    end = partition_end(name)
+    if end is None:
+        raise ValueError(f"not a monthly partition: {name}")
+    start = datetime(end.year - (end.month == 1), (end.month - 2) % 12 + 1, 1, tzinfo=UTC)
+    async with conn.transaction():
+        # Queue behind a long query for a bounded time only: writers queue behind us.
+        await conn.execute("SET LOCAL lock_timeout = '10s'")
+        await conn.execute(f'LOCK TABLE "{name}" IN SHARE MODE')
+        day = start
+        while day < end:
+            await conn.execute(
+                "SELECT belfry_stats_forget($1::regclass, $2, $3)",
+                name,
+                day,
+                day + timedelta(days=1),
+            )
+            day += timedelta(days=1)
+        await conn.execute(f'DROP TABLE "{name}"')
+
+
 async def apply(conn: asyncpg.Connection, p: Plan, *, dry_run: bool) -> list[str]:
     """Carry out (or, dry, only describe) the plan; returns one line per action."""
     lines = []
@@ -131,17 +183,14 @@ async def apply(conn: asyncpg.Connection, p: Plan, *, dry_run: bool) -> list[str
             rows = await conn.fetchval(f'SELECT count(*) FROM "{name}"')
         else:
             rows = None
-            async with conn.transaction():
-                # Queue behind a long query for a bounded time only: writers queue behind us.
-                await conn.execute("SET LOCAL lock_timeout = '10s'")
-                await conn.execute(f'DROP TABLE "{name}"')
+            await drop_partition(conn, name)
         detail = f" ({rows} rows)" if rows is not None else ""
         lines.append(f"{verb} partition {name}{detail}: older than every tenant's retention")
     if p.global_cutoff is not None:
         if dry_run:
             n = await conn.fetchval(COUNT_DEFAULT, p.global_cutoff)
         else:
-            n = _count(await conn.execute(DELETE_DEFAULT, p.global_cutoff))
+            n = await _delete_chunks(conn, DELETE_DEFAULT, p.global_cutoff)
         if n:
             lines.append(
                 f"{'would delete' if dry_run else 'deleted'} {n} rows from events_default"
@@ -151,12 +200,15 @@ async def apply(conn: asyncpg.Connection, p: Plan, *, dry_run: bool) -> list[str
         if dry_run:
             n = await conn.fetchval(COUNT_TENANT, tenant, cutoff)
         else:
-            n = _count(await conn.execute(DELETE_TENANT, tenant, cutoff))
+            n = await _delete_chunks(conn, DELETE_TENANT, tenant, cutoff)
         lines.append(
             f"{'would delete' if dry_run else 'deleted'} {n} rows of tenant {tenant}"
             f" before {cutoff.isoformat()}"
         )
     lines += await _apply_errors(conn, p, dry_run=dry_run)
+    if not dry_run:
+        for sql in PRUNE_ROLLUPS:
+            await conn.execute(sql)
     if p.keep_all:
         lines.append(
             f"kept every partition: no retention (keep everything) for {', '.join(p.keep_all)}"
