@@ -18,9 +18,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from services.alerting.keys import RELAY
+from services.api.console.alerts import MAX_RESPONSE
 from services.api.console.targets import ConsoleTargets
 from services.api.settings import ApiSettings
 from tests.alerting.conftest import (  # noqa: F401  (fixtures)
@@ -249,3 +251,42 @@ async def test_a_silence_stops_a_repeat_due_at_the_same_evaluation(
     await eventually(alerting.app[RELAY].pending, lambda n: n == 0, what="outbox empty")
     await asyncio.sleep(0.3)  # a notification, if any, would be delivered by now
     assert len(webhook_receiver.requests) == 1, "the repeat went out despite the silence"
+
+
+async def test_proxy_bounds_what_comes_back(
+    db: asyncpg.Connection, start_api: Started, api_settings: ApiSettings
+) -> None:
+    """An upstream answering 500, an oversized body or too slowly: 502 / 503 JSON, not a
+    500 and not the body. (A stand-in upstream: the real service never answers so.)"""
+    key = await new_tenant(db, TENANT)
+
+    async def crash(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="Traceback (most recent call last): ...")
+
+    async def huge(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" + b"0," * (MAX_RESPONSE // 2) + b"0]")
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(5)
+        return web.json_response({})
+
+    stand_in = web.Application()
+    stand_in.router.add_get("/api/v1/alerts", crash)
+    stand_in.router.add_get("/api/v1/rules", huge)
+    stand_in.router.add_get("/api/v1/stats", slow)
+    server = TestServer(stand_in, host="127.0.0.1")
+    await server.start_server()
+    try:
+        targets = ConsoleTargets(
+            alerting_url=str(server.make_url("")).rstrip("/"), timeout_seconds=1
+        )
+        api = await start_api(replace(api_settings, console=targets))
+        for path, status, reason in (
+            ("alerts", 502, "the alerting service answered 500"),
+            ("rules", 502, "the alerting service's answer is too large"),
+            ("stats", 503, "the alerting service is unavailable; retry later"),
+        ):
+            resp = await api.get(f"/{TENANT}/console/api/{path}", headers=bearer(key))
+            assert (resp.status, (await resp.json())["error"]) == (status, reason), path
+    finally:
+        await server.close()

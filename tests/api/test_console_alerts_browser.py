@@ -184,6 +184,10 @@ async def test_alerts_view_live_ack_silence_history_replay(
     api = await start_console(start_api, api_settings, alerting)
     await add_hook(alerting, key, webhook_receiver)
     base = str(api.make_url("")).rstrip("/")
+    await browser.open(f"{base}/{TENANT}/console/alerts")  # no key: asks for one
+    await browser.until(
+        "!document.getElementById('auth').classList.contains('hidden')", "the key form"
+    )
     await browser.open(f"{base}/{TENANT}/console/alerts#key={key}&range=24h")
     await browser.until("document.body.dataset.loaded === 'true'", "the page loaded")
     await browser.until("document.body.dataset.stream === 'live'", "the stream connected")

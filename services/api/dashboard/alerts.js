@@ -15,7 +15,8 @@
   var key = fragment.get("key") || "";
   var range = RANGES[fragment.get("range")] ? fragment.get("range") : "24h";
   var alerts = {};
-  var streamBackoff = 1000, streamOn = false, reloadTimer = null;
+  // `streaming`: the stream loop runs (connected, or waiting to reconnect).
+  var streamBackoff = 1000, streaming = false, reloadTimer = null;
 
   function $(id) { return document.getElementById(id); }
   function fmt(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
@@ -275,12 +276,13 @@
 
   // The SSE stream, read with fetch: `event: transition` → reload.
   function stream() {
+    streaming = !!key;
     if (!key) return;
     fetch("api/alerts/stream", { headers: { Authorization: "Bearer " + key }, cache: "no-store" })
       .then(function (resp) {
         if (!resp.ok || !resp.body) throw new Error("HTTP " + resp.status);
         var reader = resp.body.getReader(), decoder = new TextDecoder(), buf = "";
-        streamOn = true; streamBackoff = 1000;
+        streamBackoff = 1000;
         $("stream-state").textContent = "live";
         body.setAttribute("data-stream", "live");
         function pump() {
@@ -298,7 +300,6 @@
         return pump();
       })
       .catch(function (err) {
-        streamOn = false;
         body.setAttribute("data-stream", "down");
         $("stream-state").textContent = "stream down (" + err.message + "), reconnecting";
         setTimeout(stream, streamBackoff);
@@ -424,7 +425,14 @@
     key = $("key-input").value.trim();
     fragment.set("key", key);
     selectRange(range);
-    if (!streamOn) stream();
+    if (!streaming) stream();
+  });
+  // A new key pasted into the address bar (only the fragment changes: no reload).
+  window.addEventListener("hashchange", function () {
+    fragment = new URLSearchParams(location.hash.slice(1));
+    key = fragment.get("key") || "";
+    selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
+    if (!streaming) stream();
   });
   selectRange(range);
   stream();

@@ -331,6 +331,12 @@
     clearTimeout(resizing);
     resizing = setTimeout(function () { if (lastData) renderChart(lastData); }, 100);
   });
+  // A new key pasted into the address bar (only the fragment changes: no reload).
+  window.addEventListener("hashchange", function () {
+    fragment = new URLSearchParams(location.hash.slice(1));
+    key = fragment.get("key") || "";
+    selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
+  });
   selectRange(range);
   timer = setInterval(load, pollMs);
   document.addEventListener("visibilitychange", function () { if (!document.hidden) load(); });
