@@ -179,7 +179,7 @@ async def test_health_view_shows_a_stopped_writer_and_replays_a_dead_letter(
     dlq = topo.writer_dlq
     async with browser(tmp_path / "chromium") as page:
         await page.open(f"{base}/console/health#key={key}")
-        await page.wait_for("document.body.dataset.loaded === 'true'", "the page rendered")
+        await page.wait_for("document.body?.dataset.loaded === 'true'", "the page rendered")
         statuses = await page.eval(STATUSES)
         assert statuses["writer"] == "down"
         assert {s: statuses[s] for s in ("ingest", "alerting")} == dict.fromkeys(
