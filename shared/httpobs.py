@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError
-from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Histogram
@@ -158,6 +157,62 @@ async def _drop_server_banner(request: web.Request, response: web.StreamResponse
     response.headers.popall(hdrs.SERVER, None)
 
 
+class _Outcome:
+    """The status a request ends with, as the handler's wrapper learns it (read in the
+    middleware's `finally`, also when the wrapper raises)."""
+
+    __slots__ = ("status",)
+
+    def __init__(self) -> None:
+        self.status = 500
+
+
+async def _answer(
+    request: web.Request,
+    handler: Handler,
+    route: str,
+    outcome: _Outcome,
+    span: trace.Span | None = None,
+) -> web.StreamResponse:
+    """The handler's answer, with every error as JSON (see the module docstring)."""
+    try:
+        response = await handler(request)
+        outcome.status = response.status
+        if outcome.status >= 400:
+            _close_if_unreadable(request, response)
+        return response
+    except web.HTTPException as exc:
+        outcome.status = exc.status
+        answer = _json_error(exc)
+        _close_if_unreadable(request, answer or exc)
+        if answer is None:
+            raise
+        return answer
+    except asyncio.CancelledError:
+        outcome.status = _cancelled(request, route)
+        raise
+    except Exception as exc:
+        if span is not None:
+            span.record_exception(exc)
+        failure = _failure(request, exc, route)
+        outcome.status = failure.status
+        return failure
+
+
+def _server_span(
+    tracer: trace.Tracer, roots: RootSampling | None, request: web.Request, route: str
+) -> trace.Span | None:
+    """The request's server span: a child of the caller's traceparent, else a root (whose
+    sampling `roots` decides without building a span when it says no)."""
+    name = f"{request.method} {route}"
+    if "traceparent" in request.headers:
+        parent = propagate.extract(request.headers)
+        return tracer.start_span(name, parent, SpanKind.SERVER)
+    if roots is not None:  # mail clients send none: the hot path
+        return roots.start_root_span(name, SpanKind.SERVER)
+    return tracer.start_span(name, None, SpanKind.SERVER)
+
+
 def observability_middleware(
     service: str,
     tracer: trace.Tracer | None,
@@ -168,22 +223,17 @@ def observability_middleware(
     metric_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
     roots = RootSampling.of(tracer)  # decides unsampled roots without building a span
 
-    def children(method: str, route: str, status: int) -> tuple[Counter, Histogram]:
-        key = (method, route, status)
-        found = metric_children.get(key)
-        if found is None:
-            found = (
-                REQUESTS.labels(service, method, route, str(status)),
-                DURATION.labels(service, method, route),
-            )
-            metric_children[key] = found
-        return found
-
     def observe(request: web.Request, route: str, status: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        counter, histogram = children(request.method, route, status)
-        counter.inc()
-        histogram.observe(elapsed)
+        key = (request.method, route, status)
+        children = metric_children.get(key)
+        if children is None:
+            children = metric_children[key] = (
+                REQUESTS.labels(service, request.method, route, str(status)),
+                DURATION.labels(service, request.method, route),
+            )
+        children[0].inc()
+        children[1].observe(elapsed)
         stats.observe(status, elapsed)
         if access_log_sample and random.random() < access_log_sample:
             _access_log(request, route, status, elapsed)
@@ -196,71 +246,25 @@ def observability_middleware(
             return await handler(request)
         started = time.perf_counter()
         route = _route(request)
-        status = 500
-        span = None
-        if tracer is not None:
-            headers = request.headers
-            if "traceparent" in headers:
-                parent = propagate.extract(headers)
-                span = tracer.start_span(f"{request.method} {route}", parent, SpanKind.SERVER)
-            elif roots is not None:  # mail clients send none: the hot path
-                span = roots.start_root_span(f"{request.method} {route}", SpanKind.SERVER)
-            else:
-                span = tracer.start_span(f"{request.method} {route}", None, SpanKind.SERVER)
+        outcome = _Outcome()
+        span = None if tracer is None else _server_span(tracer, roots, request, route)
         if span is None or not span.is_recording():
             # Untraced, or not sampled: no context to carry, so 1% sampling costs ~nothing.
             try:
-                response = await handler(request)
-                status = response.status
-                if status >= 400:
-                    _close_if_unreadable(request, response)
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                answer = _json_error(exc)
-                _close_if_unreadable(request, answer or exc)
-                if answer is None:
-                    raise
-                return answer
-            except asyncio.CancelledError:
-                status = _cancelled(request, route)
-                raise
-            except Exception as exc:
-                answer = _failure(request, exc, route)
-                status = answer.status
-                return answer
+                return await _answer(request, handler, route, outcome)
             finally:
-                observe(request, route, status, started)
+                observe(request, route, outcome.status, started)
         span.set_attributes(_server_attributes(request, route, truncate_ips))
         with trace.use_span(
             span, end_on_exit=True, record_exception=True, set_status_on_exception=True
         ):
             try:
-                response = await handler(request)
-                status = response.status
-                if status >= 400:
-                    _close_if_unreadable(request, response)
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                answer = _json_error(exc)
-                _close_if_unreadable(request, answer or exc)
-                if answer is None:
-                    raise
-                return answer
-            except asyncio.CancelledError:
-                status = _cancelled(request, route)
-                raise
-            except Exception as exc:
-                span.record_exception(exc)
-                answer = _failure(request, exc, route)
-                status = answer.status
-                return answer
+                return await _answer(request, handler, route, outcome, span)
             finally:
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
+                span.set_attribute("http.response.status_code", outcome.status)
+                if outcome.status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
-                observe(request, route, status, started)
+                observe(request, route, outcome.status, started)
 
     return middleware
 
@@ -314,13 +318,6 @@ def _access_log(
             **{k: v for k, v in request.match_info.items() if k in ("tenant", "email_id")},
         },
     )
-
-
-def current_trace_headers() -> dict[str, str]:
-    """W3C traceparent/tracestate of the current span, for an event or a message."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier, context=otel_context.get_current())
-    return carrier
 
 
 HTTP_STATS = web.AppKey("http_stats", HttpStats)
