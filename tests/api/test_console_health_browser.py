@@ -191,7 +191,21 @@ async def test_health_view_shows_a_stopped_writer_and_replays_a_dead_letter(
         assert await page.eval(row_depth(dlq)) == 1
         email_link = await page.eval("document.querySelector('#views a[data-view]').href")
         assert email_link == f"{base}/belfry/dashboard#key={key}"  # the key goes along
+        assert (await page.eval("document.getElementById('status').textContent")).startswith(
+            "1 down · 1 dead letter · updated"
+        )
         await page.screenshot("writer-down")
+        # A phone's width: nothing wider than the screen but the queue table, which scrolls.
+        await page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=390,
+            height=844,
+            deviceScaleFactor=1,
+            mobile=True,
+        )
+        assert await page.eval("document.documentElement.scrollWidth") <= 390
+        await page.screenshot("phone")
+        await page.call("Emulation.clearDeviceMetricsOverride")
 
         await page.eval(click(f'button[data-action=list][data-queue="{dlq}"]'))
         letters = await page.wait_for(

@@ -157,7 +157,11 @@
         render(doc);
         body.setAttribute("data-loaded", "true");
         var down = doc.services.filter(function (s) { return s.status === "down"; }).length;
-        status(down ? "warn" : "ok", (down ? down + " down · " : "live · ") +
+        var letters = doc.broker.queues.reduce(function (n, q) {
+          return n + (q.kind === "dead-letter" && q.depth ? q.depth : 0);
+        }, 0);
+        status(down || letters ? "warn" : "ok", (down ? down + " down · " : "live · ") +
+          (letters ? count(letters, "dead letter") + " · " : "") +
           "updated " + new Date().toLocaleTimeString("en-GB"));
       })
       .catch(function (err) { if (err.message !== "auth") status("error", "update failed (" + err.message + ")"); })
