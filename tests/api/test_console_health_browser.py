@@ -178,8 +178,12 @@ async def test_health_view_shows_a_stopped_writer_and_replays_a_dead_letter(
     base = api.url
     dlq = topo.writer_dlq
     async with browser(tmp_path / "chromium") as page:
-        await page.open(f"{base}/console/health#key={key}")
-        await page.wait_for("document.body?.dataset.loaded === 'true'", "the page rendered")
+        await page.open(f"{base}/console/health#key=blf_000000000000_{'x' * 40}")
+        auth = "!document.getElementById('auth').classList.contains('hidden')"
+        await page.wait_for(f"document.body && {auth}", "the page asked for a key")
+        assert "tenant belfry" in await page.eval("document.getElementById('auth').innerText")
+        await page.eval(f"location.hash = 'key={key}', true")  # pasted: no reload
+        await page.wait_for("document.body.dataset.loaded === 'true'", "the page rendered")
         statuses = await page.eval(STATUSES)
         assert statuses["writer"] == "down"
         assert {s: statuses[s] for s in ("ingest", "alerting")} == dict.fromkeys(

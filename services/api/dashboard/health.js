@@ -240,6 +240,13 @@
     keepKey();
     load();
   });
+  // A new key pasted into the address bar (only the fragment changes: no reload).
+  window.addEventListener("hashchange", function () {
+    fragment = new URLSearchParams(location.hash.slice(1));
+    key = fragment.get("key") || "";
+    keepKey();
+    load();
+  });
   keepKey();
   load();
   setInterval(load, pollMs);
