@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -22,7 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from services.alerting.keys import RELAY
-from services.api.console.alerts import MAX_RESPONSE
+from services.api.console.alerts import ALLOWED, MAX_RESPONSE
 from services.api.console.targets import ConsoleTargets
 from services.api.settings import ApiSettings
 from tests.alerting.conftest import (  # noqa: F401  (fixtures)
@@ -132,9 +133,15 @@ async def test_proxy_passes_calls_and_the_stream_and_refuses_the_rest(
     assert ack.status == 200 and (await ack.json())["state"] == "acknowledged"
 
     # Not a call the view makes; no key; another tenant's key; a body too big.
-    for method, path in (("PUT", "rules/x"), ("GET", "../../metrics"), ("POST", "rules")):
+    for method, path in (
+        ("PUT", "rules/x"),
+        ("GET", "../../metrics"),
+        ("POST", "rules"),
+    ):
         resp = await api.request(method, f"/{TENANT}/console/api/{path}", headers=bearer(key))
         assert resp.status in (404, 405), (method, path, resp.status)
+    # A dot segment never reaches the alerting service, whatever a client normalises.
+    assert not any(ALLOWED["GET"].fullmatch(p) for p in ("alerts/../timeline", "alerts/./x"))
     assert (await api.get(f"/{TENANT}/console/api/alerts")).status == 401
     resp = await api.get(f"/{TENANT}/console/api/alerts", headers=bearer(other))
     assert resp.status == 404 and (await resp.json())["error"] == "unknown tenant"
@@ -290,3 +297,21 @@ async def test_proxy_bounds_what_comes_back(
             assert (resp.status, (await resp.json())["error"]) == (status, reason), path
     finally:
         await server.close()
+
+
+async def test_open_streams_end_when_the_api_shuts_down(
+    db: asyncpg.Connection,
+    start_api: Started,
+    api_settings: ApiSettings,
+    start_alerting: StartAlerting,  # noqa: F811 (the imported fixture)
+) -> None:
+    """An open alert stream does not hold the api's shutdown until the drain times out."""
+    key = await new_tenant(db, TENANT)
+    alerting = await start_alerting()
+    api = await start_console(start_api, api_settings, alerting)
+    stream = await api.get(f"/{TENANT}/console/api/alerts/stream", headers=bearer(key))
+    assert (await stream.content.readuntil(b"\n\n")) == b": connected\n\n"
+    started = time.monotonic()
+    assert api.server.runner is not None
+    await api.server.runner.cleanup()
+    assert time.monotonic() - started < 3

@@ -17,7 +17,9 @@ the alerting service needs no CORS and no public route.
   console's timeout; the SSE stream (`alerts/stream`) is relayed chunk by chunk, with a
   read timeout longer than the alerting keep-alive, so a dead upstream is noticed;
 - the alerting service down, slow or answering 5xx is a 503 / 502 JSON `{"error": ...}`
-  with `Retry-After`, never a 500.
+  with `Retry-After`, never a 500;
+- on shutdown the open streams end at once (the page reconnects to another instance),
+  instead of holding the drain until its timeout.
 """
 
 from __future__ import annotations
@@ -37,13 +39,15 @@ from services.api.routes import dashboard
 log = logging.getLogger("belfry.api.console")
 
 SESSION = web.AppKey("console_alerting_session", aiohttp.ClientSession)
+STREAMS = web.AppKey("console_alert_streams", set[aiohttp.ClientResponse])
 MAX_REQUEST = 64 * 1024
 MAX_RESPONSE = 4 * 1024 * 1024
 MAX_QUERY = 4096
 # The alerting stream writes a keep-alive every 15 s: silence beyond this is a dead link.
 STREAM_READ_TIMEOUT = 45.0
 
-_SEG = r"[A-Za-z0-9_.:-]{1,100}"
+# One path segment: fingerprints, uuids, names; never `.` or `..` (no first dot).
+_SEG = r"[A-Za-z0-9_:-][A-Za-z0-9_.:-]{0,99}"
 ALLOWED: dict[str, re.Pattern[str]] = {
     "GET": re.compile(
         rf"alerts|alerts/stream|alerts/{_SEG}|alerts/{_SEG}/timeline|silences|silences/{_SEG}"
@@ -141,6 +145,8 @@ async def _relay_stream(
         }
     )
     await response.prepare(request)
+    streams = request.app[STREAMS]
+    streams.add(upstream)
     try:
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
@@ -149,6 +155,8 @@ async def _relay_stream(
         log.info("console: alert stream upstream ended")
     except ConnectionResetError:
         pass  # the browser went away
+    finally:
+        streams.discard(upstream)
     return response
 
 
@@ -164,12 +172,20 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
         auto_decompress=True,
     )
     app[SESSION] = session
+    app[STREAMS] = set()
     yield
     await session.close()
 
 
+async def _end_streams(app: web.Application) -> None:
+    """Runs before the server waits for handlers: each stream's handler then returns."""
+    for upstream in list(app[STREAMS]):
+        upstream.close()
+
+
 def add_routes(app: web.Application) -> None:
     app.cleanup_ctx.append(_session_ctx)
+    app.on_shutdown.append(_end_streams)
     app.router.add_get("/{tenant}/console/alerts", alerts_page)
     for method in ALLOWED:
         app.router.add_route(method, "/{tenant}/console/api/{path:.+}", proxy)
