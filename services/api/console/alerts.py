@@ -39,7 +39,7 @@ from services.api.routes import dashboard
 log = logging.getLogger("belfry.api.console")
 
 SESSION = web.AppKey("console_alerting_session", aiohttp.ClientSession)
-STREAMS = web.AppKey("console_alert_streams", set[aiohttp.ClientResponse])
+STREAMS: web.AppKey[set[aiohttp.ClientResponse]] = web.AppKey("console_alert_streams")
 MAX_REQUEST = 64 * 1024
 MAX_RESPONSE = 4 * 1024 * 1024
 MAX_QUERY = 4096
@@ -179,7 +179,8 @@ async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _end_streams(app: web.Application) -> None:
     """Runs before the server waits for handlers: each stream's handler then returns."""
-    for upstream in list(app[STREAMS]):
+    streams = app[STREAMS]
+    for upstream in list(streams):
         upstream.close()
 
 
