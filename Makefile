@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint format unit integration bench migrate clean up down
+.PHONY: install run test lint format unit integration bench bench-intake migrate clean up down
 
 # The virtualenv, rebuilt when pyproject.toml (the pinned dependencies) changes.
 $(STAMP): pyproject.toml
@@ -51,9 +51,16 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest tests/integration
 
-## make bench: ingest vs a bare aiohttp app under wrk; results in bench/results/.
+## make bench: ingest vs a bare aiohttp app under wrk, then the metric intake bench;
+## results in bench/results/ (bench/README.md).
 bench: install
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_intake.py
+
+## make bench-intake: metric intake (OTLP, remote_write) into alerting, beside /v1/track
+## hits and a bare aiohttp app, in one run.
+bench-intake: install
+	$(BIN)/python scripts/bench_intake.py
 
 ## make up / make down: everything in Docker Compose (infra/compose.yaml, docs/deploy.md).
 COMPOSE := docker compose -f infra/compose.yaml
