@@ -4,9 +4,11 @@ A message is a `batch.v1` array of `metric.v1` envelopes (one sample each: Belfr
 self-reports; time = occurred_at) or `metric.v2` envelopes (a list of typed samples from
 the metric intake, shared/samples.py; time = each sample's `ts`). Every sample goes into
 the windows under its envelope's tenant, never later than now, with its kind (what `rate`
-and the quantiles need); the message is acked once its samples are in the windows. A
-batch of valid `metric.v2` envelopes is decoded in one msgspec pass; any other batch is
-checked envelope by envelope. A body that isn't a JSON array
+and the quantiles need); the message is acked once its samples are in the windows.
+Messages are handled one at a time, in delivery order, yielding to the event loop between
+envelopes. A batch of valid `metric.v2` envelopes is decoded in one msgspec pass (names
+and label sets checked once per distinct one: shared.samples.SampleBatchDecoder); any
+other batch is checked envelope by envelope. A body that isn't a JSON array
 is dead-lettered whole, each bad event alone (with `x-belfry-reason`), so one bad event
 never costs the batch. A NUL character in the name or labels is a bad event too: the labels
 become an alert row's jsonb, which Postgres refuses, and every tick would fail. Samples
@@ -15,8 +17,10 @@ are journaled to Postgres by the engine (sample_log.py), so windows survive a re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -32,8 +36,9 @@ from shared.deadletter import dead_letter_message
 from shared.samples import (
     METRIC_V2,
     MetricEnvelope,
+    SampleBatchDecoder,
     SampleContractError,
-    decode_metric_v2_batch,
+    SampleTuple,
 )
 from shared.topology import Topology
 from shared.tracing import links_to, messaging_attributes, traceparent
@@ -57,8 +62,16 @@ class MetricConsumer:
         self.dead_letters: AbstractExchange | None = None
         self.messages = 0
         self.samples = 0
+        self._decoder = SampleBatchDecoder()
+        # One message at a time, in delivery order (a series' samples arrive in time
+        # order); the broker hands over up to `prefetch` at once, each its own task.
+        self._turn = asyncio.Lock()
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
+        async with self._turn:
+            await self._process(message)
+
+    async def _process(self, message: AbstractIncomingMessage) -> None:
         try:
             if self.tracer is None:
                 await self._handle(message, None)
@@ -103,12 +116,17 @@ class MetricConsumer:
         self, message: AbstractIncomingMessage, carrier: dict[str, str] | None
     ) -> None:
         try:
-            envelopes = decode_metric_v2_batch(message.body)
+            envelopes = self._decoder.decode(message.body)
         except SampleContractError:
             pass  # not all valid metric.v2: envelope by envelope, below
         else:
-            for v2 in envelopes:
-                self._observe_v2(v2, carrier)
+            for index, (tenant, samples) in enumerate(envelopes):
+                if index:
+                    # A message may hold tens of thousands of samples: let the broker
+                    # connection (heartbeats, RPC replies on this channel) and the
+                    # ticks run between envelopes, or a starved RPC closes the channel.
+                    await asyncio.sleep(0)
+                self._observe_samples(tenant, samples, carrier)
             return
         try:
             items = decode_batch(message.body)
@@ -144,11 +162,16 @@ class MetricConsumer:
             self.samples += 1
 
     def _observe_v2(self, envelope: MetricEnvelope, carrier: dict[str, str] | None) -> None:
-        tenant, observe = envelope.tenant, self.engine.observe_sample
+        samples = [(s.name, s.labels, s.ts, s.value, s.kind) for s in envelope.data.samples]
+        self._observe_samples(envelope.tenant, samples, carrier)
+
+    def _observe_samples(
+        self, tenant: str, samples: Sequence[SampleTuple], carrier: dict[str, str] | None
+    ) -> None:
+        observe = self.engine.observe_sample
         kept = 0
-        samples = envelope.data.samples
-        for s in samples:
-            kept += observe(tenant, s.name, s.labels, s.ts / 1000, s.value, s.kind, carrier)
+        for name, labels, ts, value, kind in samples:
+            kept += observe(tenant, name, labels, ts / 1000, value, kind, carrier)
         metrics.SAMPLES.labels("kept").inc(kept)
         metrics.SAMPLES.labels("ignored").inc(len(samples) - kept)
         self.samples += len(samples)
