@@ -37,6 +37,9 @@ RATE_LIMITED = "rate_limited"
 SERIES_LIMIT = "series_limit"
 LABEL_TOO_LONG = "label_too_long"
 NAME_TOO_LONG = "name_too_long"
+# Label sets TenantLimits remembers (holding their dicts): at most this many, this much text.
+_MAX_KNOWN = 50_000
+_MAX_KNOWN_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,12 @@ class TenantLimits:
         self.settings = settings or LimitSettings()
         self.clock = clock
         self._tenants: OrderedDict[str, _Tenant] = OrderedDict()
+        # id(labels) -> (the labels, shape verdict, hash of the label set). The decoders
+        # share one labels dict per series across requests (their caches), so this makes
+        # the checks once per series, not per sample. Holding the dict keeps its id from
+        # being reused; bounded (emptied when full).
+        self._known: dict[int, tuple[dict[str, str], tuple[str, str] | None, int]] = {}
+        self._known_bytes = 0
 
     def series_count(self, tenant: str) -> int:
         state = self._tenants.get(tenant)
@@ -130,24 +139,34 @@ class TenantLimits:
         return 0.0
 
     def _check_shape(self, samples: list[Sample], out: Admission) -> list[Sample]:
-        limits = self.settings
-        verdicts: dict[int, tuple[str, str] | None] = {}  # id(labels): series share dicts
+        max_name_len = self.settings.max_name_len
+        known, learn = self._known, self._learn
         shaped = []
         for sample in samples:
-            if len(sample.name) > limits.max_name_len:
-                out.reject(NAME_TOO_LONG, f"{sample.name[:60]}… over {limits.max_name_len}")
+            if len(sample.name) > max_name_len:
+                out.reject(NAME_TOO_LONG, f"{sample.name[:60]}… over {max_name_len}")
                 continue
             labels = sample.labels
-            key = id(labels)
-            if key in verdicts:
-                verdict = verdicts[key]
-            else:
-                verdict = verdicts[key] = self._label_problem(labels)
+            entry = known.get(id(labels))
+            if entry is None or entry[0] is not labels:
+                entry = learn(labels)
+            verdict = entry[1]
             if verdict is None:
                 shaped.append(sample)
             else:
                 out.reject(verdict[0], f"{sample.name[:60]}: {verdict[1]}")
         return shaped
+
+    def _learn(self, labels: dict[str, str]) -> tuple[dict[str, str], tuple[str, str] | None, int]:
+        # Bounded in entries and in the text held (a tenant's labels may be long).
+        size = 64 * len(labels) + sum(map(len, labels)) + sum(map(len, labels.values()))
+        if len(self._known) >= _MAX_KNOWN or self._known_bytes + size > _MAX_KNOWN_BYTES:
+            self._known.clear()
+            self._known_bytes = 0
+        entry = (labels, self._label_problem(labels), hash(frozenset(labels.items())))
+        self._known[id(labels)] = entry
+        self._known_bytes += size
+        return entry
 
     def _label_problem(self, labels: dict[str, str]) -> tuple[str, str] | None:
         limits = self.settings
@@ -177,8 +196,14 @@ class TenantLimits:
             del series[oldest]
         room = self.settings.max_series
         accepted = out.samples
+        known = self._known
         for sample in samples:
-            fingerprint = hash((sample.name, frozenset(sample.labels.items())))
+            # Every sample here passed _check_shape, which left its labels in `known`
+            # (unless it was emptied meanwhile: then hash them again).
+            entry = known.get(id(sample.labels))
+            if entry is None or entry[0] is not sample.labels:
+                entry = self._learn(sample.labels)
+            fingerprint = hash((sample.name, entry[2]))
             if fingerprint in series:
                 series.move_to_end(fingerprint)
             elif len(series) >= room:

@@ -33,7 +33,12 @@ from shared.samples import MAX_LABELS
 Problem = tuple[str, str]
 _SKIPPED_PREFIXES = ("telemetry.", "process.", "os.", "host.", "container.")
 _MAX_DEPTH = 8
-_point_cache: LabelCache[dict[str, str] | Problem] = LabelCache()
+# A data point's raw attributes -> (its own labels or the problem, the resource labels
+# last merged with, the merged labels). Resource labels are cached by their raw bytes
+# too, so a series gets the same merged dict at every export: what the tenant limits
+# remember per labels dict (limits.py) then holds across requests.
+_point_cache: LabelCache[tuple[dict[str, str] | Problem, dict[str, str] | None, Any]] = LabelCache()
+_resource_cache: LabelCache[dict[str, str] | Problem] = LabelCache(max_entries=1024)
 
 
 def _parsed(raw: Any) -> list[Any] | Problem:
@@ -44,7 +49,17 @@ def _parsed(raw: Any) -> list[Any] | Problem:
 
 
 def resource_labels(raw: Any) -> dict[str, str] | Problem:
-    """The labels every point of a resource carries, or the problem refusing them all."""
+    """The labels every point of a resource carries, or the problem refusing them all
+    (shared: one dict per distinct resource, never to be mutated)."""
+    key = tuple(raw)
+    cached = _resource_cache.get(key)
+    if cached is None:
+        cached = _resource_labels(raw)
+        _resource_cache.put(key, cached)
+    return cached
+
+
+def _resource_labels(raw: Any) -> dict[str, str] | Problem:
     attributes = _parsed(raw)
     if isinstance(attributes, tuple):
         return attributes
@@ -83,13 +98,19 @@ def point_labels(base: dict[str, str], raw: Any) -> dict[str, str] | Problem:
     if len(base) + len(raw) > MAX_LABELS:
         return TOO_MANY_LABELS, f"more than {MAX_LABELS} labels"
     key = tuple(raw)
-    own = _point_cache.get(key)
-    if own is None:
-        own = _own_labels(key)
-        _point_cache.put(key, own)
+    entry = _point_cache.get(key)
+    if entry is not None:
+        if entry[1] is base:  # the entry holds `base`, so its id is not reused: a safe `is`
+            return entry[2]
+        if isinstance(entry[0], tuple):
+            return entry[0]
+    own = _own_labels(key) if entry is None else entry[0]
     if isinstance(own, tuple):
+        _point_cache.put(key, (own, None, None))
         return own
-    return {**base, **own}
+    merged = {**base, **own}
+    _point_cache.put(key, (own, base, merged))
+    return merged
 
 
 def _own_labels(raw: tuple[bytes, ...]) -> dict[str, str] | Problem:
