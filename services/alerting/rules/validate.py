@@ -230,51 +230,12 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
     clear = doc.get("clear_threshold")  # a finite number: infinity cannot be stored in JSON
     if clear is not None and _number(clear) is None:
         errors["clear_threshold"] = "must be a finite number"
-    no_data = doc.get("no_data", {})
-    if isinstance(no_data, str):
-        no_data = {"mode": no_data}
-    mode, windows = "alert", 3
-    if not isinstance(no_data, dict):
-        errors["no_data"] = "must be {mode, windows} or a mode"
-    else:
-        mode = no_data.get("mode", "alert")
-        if mode not in NO_DATA_MODES:
-            errors["no_data.mode"] = f"must be one of {', '.join(NO_DATA_MODES)}"
-        checked = json_int(no_data.get("windows", 3), 1, 1000)  # 3.0 is 3, as JSON has it
-        if checked is None:
-            errors["no_data.windows"] = "must be an integer between 1 and 1000"
-        else:
-            windows = checked
-    severity = doc.get("severity", "warning")
-    if severity not in SEVERITIES:
-        errors["severity"] = f"must be one of {', '.join(SEVERITIES)}"
-    labels = _str_map(doc.get("labels"), "labels", errors)
-    for key in labels:
-        if key in RESERVED_LABELS:
-            errors[f"labels.{key}"] = "set by Belfry (alertname, severity)"
-    annotations = _str_map(doc.get("annotations"), "annotations", errors)
-    for key, text in annotations.items():
-        problem = template_errors(text)
-        if problem:
-            errors[f"annotations.{key}"] = problem
-    channels = doc.get("channels", [])
-    if not isinstance(channels, list) or len(channels) > 20:
-        errors["channels"] = "must be a list of at most 20 channel names"
-        channels = []
-    for i, channel in enumerate(channels):
-        if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
-            errors[f"channels.{i}"] = "not a channel name ([a-z0-9][a-z0-9_.-]*)"
+    mode, windows = _no_data(doc.get("no_data", {}), errors)
+    severity, labels, annotations, channels = _presentation(doc, errors)
     enabled = doc.get("enabled", True)
     if not isinstance(enabled, bool):
         errors["enabled"] = "must be true or false"
-    keep_firing_for = _duration(doc, "keep_firing_for", 0.0, errors)
-    repeat = _duration(doc, "repeat_interval", 4 * 3600.0, errors)
-    if 0 < repeat < 1:
-        errors["repeat_interval"] = "must be 0 (never) or at least 1s"
-    cooldown = _duration(doc, "cooldown", 0.0, errors)
-    group_wait = None
-    if doc.get("group_wait") is not None:
-        group_wait = _duration(doc, "group_wait", 0.0, errors, MAX_GROUP_WAIT)
+    keep_firing_for, repeat, cooldown, group_wait = _timing(doc, errors)
     if errors:
         raise RuleError(errors)
     return Rule(
@@ -302,6 +263,66 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
         enabled=enabled,
         expr=values.get("expr"),
     )
+
+
+def _no_data(no_data: Any, errors: dict[str, str]) -> tuple[str, int]:
+    """(mode, windows) of `no_data`: {mode, windows} or a mode alone."""
+    if isinstance(no_data, str):
+        no_data = {"mode": no_data}
+    mode, windows = "alert", 3
+    if not isinstance(no_data, dict):
+        errors["no_data"] = "must be {mode, windows} or a mode"
+        return mode, windows
+    mode = no_data.get("mode", "alert")
+    if mode not in NO_DATA_MODES:
+        errors["no_data.mode"] = f"must be one of {', '.join(NO_DATA_MODES)}"
+    checked = json_int(no_data.get("windows", 3), 1, 1000)  # 3.0 is 3, as JSON has it
+    if checked is None:
+        errors["no_data.windows"] = "must be an integer between 1 and 1000"
+    else:
+        windows = checked
+    return mode, windows
+
+
+def _presentation(
+    doc: Mapping[str, Any], errors: dict[str, str]
+) -> tuple[str, dict[str, str], dict[str, str], list[Any]]:
+    """(severity, labels, annotations, channels): what the alert says and where it goes."""
+    severity = doc.get("severity", "warning")
+    if severity not in SEVERITIES:
+        errors["severity"] = f"must be one of {', '.join(SEVERITIES)}"
+    labels = _str_map(doc.get("labels"), "labels", errors)
+    for key in labels:
+        if key in RESERVED_LABELS:
+            errors[f"labels.{key}"] = "set by Belfry (alertname, severity)"
+    annotations = _str_map(doc.get("annotations"), "annotations", errors)
+    for key, text in annotations.items():
+        problem = template_errors(text)
+        if problem:
+            errors[f"annotations.{key}"] = problem
+    channels = doc.get("channels", [])
+    if not isinstance(channels, list) or len(channels) > 20:
+        errors["channels"] = "must be a list of at most 20 channel names"
+        channels = []
+    for i, channel in enumerate(channels):
+        if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
+            errors[f"channels.{i}"] = "not a channel name ([a-z0-9][a-z0-9_.-]*)"
+    return severity, labels, annotations, channels
+
+
+def _timing(
+    doc: Mapping[str, Any], errors: dict[str, str]
+) -> tuple[float, float, float, float | None]:
+    """(keep_firing_for, repeat_interval, cooldown, group_wait)."""
+    keep_firing_for = _duration(doc, "keep_firing_for", 0.0, errors)
+    repeat = _duration(doc, "repeat_interval", 4 * 3600.0, errors)
+    if 0 < repeat < 1:
+        errors["repeat_interval"] = "must be 0 (never) or at least 1s"
+    cooldown = _duration(doc, "cooldown", 0.0, errors)
+    group_wait = None
+    if doc.get("group_wait") is not None:
+        group_wait = _duration(doc, "group_wait", 0.0, errors, MAX_GROUP_WAIT)
+    return keep_firing_for, repeat, cooldown, group_wait
 
 
 def _from_condition(
