@@ -311,7 +311,9 @@ async def test_failed_notification_replayed_from_the_page(
     )
     await webhook_receiver.wait(2)
     await browser.until(
-        "!!document.querySelector('tr[data-status=delivered]')", "the replay shown delivered"
+        "!!document.querySelector('tr[data-status=delivered]')",
+        "the replay shown delivered, well before the next 15 s poll",
+        timeout=5,
     )
 
 

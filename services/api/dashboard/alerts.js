@@ -312,6 +312,16 @@
     return promise.then(loadAll, function (err) { $("action-error").textContent = err.message; });
   }
 
+  // A replayed notification is pending until delivery tries it: look again soon (0.25 s,
+  // doubling, about 16 s in all) rather than at the next poll, and show how it ended.
+  function settle(id, tries) {
+    api("notifications/" + id).then(function (n) {
+      if (n.status === "pending" && tries < 6) {
+        setTimeout(function () { settle(id, tries + 1); }, 250 * Math.pow(2, tries));
+      } else loadAll();
+    }, function () { /* the next poll shows it */ });
+  }
+
   function openSilence(fp) {
     var a = alerts[fp];
     if (!a) return;
@@ -389,7 +399,11 @@
   });
   $("notifications").addEventListener("click", function (ev) {
     var b = ev.target.closest && ev.target.closest("button[data-action=replay]");
-    if (b) act(api("notifications/" + b.dataset.notification + "/replay", { method: "POST", body: {} }));
+    if (!b) return;
+    var id = b.dataset.notification;
+    act(api("notifications/" + id + "/replay", { method: "POST", body: {} })).then(function () {
+      settle(id, 0);
+    });
   });
   $("silences").addEventListener("click", function (ev) {
     var b = ev.target.closest && ev.target.closest("button[data-action=expire]");
