@@ -6,6 +6,7 @@ names of the topology only."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -343,3 +344,52 @@ async def test_a_service_answering_no_health_document_shows_as_down_with_why(
         "writer": "/health/detailed answered HTTP 500",
         "alerting": "/health/detailed answered something that is not a health document",
     }
+
+
+async def test_a_failed_notification_replayed_from_its_dlq_is_pending_again(
+    db: asyncpg.Connection, start_api: Started, amqp: Any, prefix: str
+) -> None:
+    """The notify consumer skips a finished notification: a replay sets a failed one
+    pending again (as the notification log's replay does), and leaves others alone."""
+    key = await new_tenant(db, "belfry")
+    api = await start_api(console=nowhere())
+    channel = await declared(amqp, prefix)
+    topo = Topology(prefix)
+    dlx = await channel.get_exchange(topo.dead_letter_exchange)
+    failed, delivered = str(uuid.uuid4()), str(uuid.uuid4())
+    for nid, status in ((failed, "failed"), (delivered, "delivered")):
+        envelope = orjson.dumps(
+            {"tenant": "acme", "data": {"notification_id": nid, "channel_type": "webhook"}}
+        )
+        await db.execute(
+            "INSERT INTO notification_deliveries (notification_id, tenant_id, channel,"
+            " channel_type, rule_id, status, payload) VALUES ($1, 'acme', 'ops', 'webhook',"
+            " 'r1', $2, $3::jsonb)",
+            nid,
+            status,
+            envelope.decode(),
+        )
+        extra = {"x-belfry-attempts": 5, "x-belfry-outcome": "failed", "x-belfry-attempt": 5}
+        message = dead_letter_message(
+            envelope, "HTTP 500", "deliver", None, topo.notify_queue("webhook"), extra=extra
+        )
+        await dlx.publish(message, topo.notify_dlq_key("webhook"))
+    poison = b'{"tenant": "acme\\u0000", "data": {"notification_id": "1; DROP"}}'
+    await dlx.publish(
+        dead_letter_message(poison, "invalid", "validate", None, topo.notify_queue("webhook")),
+        topo.notify_dlq_key("webhook"),
+    )
+    dlq = topo.notify_dlq("webhook")
+    resp = await api.post(
+        f"/console/api/dead-letters/{dlq}/replay", headers=bearer(key), json={"confirm": True}
+    )
+    assert await json_of(resp) == {"queue": dlq, "replayed": 3, "to": topo.notify_queue("webhook")}
+    statuses = dict(
+        await db.fetch("SELECT notification_id::text, status FROM notification_deliveries")
+    )
+    assert statuses == {failed: "pending", delivered: "delivered"}
+    queue = await channel.declare_queue(topo.notify_queue("webhook"), passive=True)
+    for _ in range(3):
+        back = await queue.get(no_ack=True)
+        assert back is not None and back.headers["x-belfry-replayed-from"] == dlq
+        assert not {"x-belfry-attempt", "x-belfry-attempts", "x-belfry-outcome"} & set(back.headers)

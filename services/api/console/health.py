@@ -21,13 +21,14 @@ from typing import Any
 from aiohttp import web
 from aiormq.exceptions import AMQPError
 
+from services.alerting.notify.store import DeliveryStore
 from services.api.console import health_deadletters as dead
 from services.api.console.health_access import RECENT, RecentKeys, require_operator
 from services.api.console.health_page import health_page
 from services.api.console.health_queues import DepthSampler, queue_figures
 from services.api.console.health_services import all_services
 from services.api.http import bad_request, json_response, not_found, read_json, unavailable
-from services.api.keys import DEPS, SETTINGS
+from services.api.keys import DATABASE, DEPS, SETTINGS
 from shared.failures import error_text
 
 log = logging.getLogger("belfry.api.console")
@@ -127,7 +128,9 @@ async def replay_route(request: web.Request) -> web.Response:
     body = await _confirmed(request, queue, "replay")
     limit = _limit(body["limit"] if "limit" in body else _query_limit(request), None)
     url, prefix, timeout = _amqp(request)
-    count = await _broker_call(dead.replay_dead_letters(url, prefix, queue, limit, timeout))
+    notified = queue in dead.notification_dlqs(prefix)
+    store = DeliveryStore(request.app[DATABASE]) if notified else None
+    count = await _broker_call(dead.replay_dead_letters(url, prefix, queue, limit, timeout, store))
     log.info("dead letters replayed from the console", extra={"queue": queue, "count": count})
     return json_response({"queue": queue, "replayed": count, "to": queue.removesuffix(".dlq")})
 

@@ -9,21 +9,31 @@ to, without reaching other bindings. Either way a replay takes at most the messa
 present when it starts, each acked only once the broker confirmed its copy, so a
 message that fails again can't loop and none is lost.
 
+A notification dead-lettered after its delivery failed is recorded as `failed`, and the
+notify consumer skips a finished notification: so before a notification's copy goes
+back, it is set pending again, as the notification log's replay does (the alerting
+service's own `DeliveryStore.reopen`; `restore` undoes it if the copy can't be
+published). Its attempts then count afresh.
+
 Listing takes messages without acking and closes the channel, so they stay queued.
 Only queue names of this prefix's topology are accepted (`dead_letter_queues`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import aio_pika
+import orjson
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import ChannelClosed
 
+from services.alerting.notify.store import DeliveryStore
 from services.api.console.health_queues import connection
 from services.writer import dlq as writer_dlq
-from shared.topology import Topology
+from shared.ids import valid_tenant
+from shared.topology import CHANNEL_TYPES, Topology
 
 # Headers that describe the failure, not the message: dropped from a replayed copy.
 FAILURE_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "x-delivery-count")
@@ -37,6 +47,11 @@ BELFRY_FAILURE_HEADERS = (
     "x-belfry-attempts",
     "x-belfry-outcome",
 )
+
+
+# notification_id is a uuid column: anything else must not reach Postgres.
+UUID = re.compile(r"^[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+REOPENABLE = ("failed", "refused")
 
 
 class NotDeclared(Exception):
@@ -71,6 +86,41 @@ async def list_dead_letters(
     return {"queue": queue, "count": count, "messages": messages}
 
 
+def notification_dlqs(prefix: str) -> tuple[str, ...]:
+    return tuple(Topology(prefix).notify_dlq(kind) for kind in CHANNEL_TYPES)
+
+
+def _notification_of(body: bytes) -> tuple[str, str] | None:
+    """(tenant, notification id) of a notification envelope, or None."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    tenant = doc.get("tenant") if isinstance(data, dict) else None
+    nid = data.get("notification_id") if isinstance(data, dict) else None
+    if (
+        isinstance(tenant, str)
+        and valid_tenant(tenant)
+        and isinstance(nid, str)
+        and UUID.match(nid)
+    ):
+        return tenant, nid
+    return None
+
+
+async def _reopen(store: DeliveryStore, body: bytes) -> tuple[str, str, str] | None:
+    """Set the failed notification of `body` pending again; (tenant, id, old status)
+    for `restore`, or None when there was nothing to reopen."""
+    found = _notification_of(body)
+    if found is None:
+        return None
+    status = await store.status(*found)
+    if status in REOPENABLE and await store.reopen(*found) is not None:
+        return (*found, status)
+    return None
+
+
 def _replayed_copy(message: AbstractIncomingMessage, source: str) -> aio_pika.Message:
     headers = {
         k: v
@@ -89,9 +139,15 @@ def _replayed_copy(message: AbstractIncomingMessage, source: str) -> aio_pika.Me
 
 
 async def replay_dead_letters(
-    amqp_url: str, prefix: str, queue: str, limit: int | None, timeout: float
+    amqp_url: str,
+    prefix: str,
+    queue: str,
+    limit: int | None,
+    timeout: float,
+    notifications: DeliveryStore | None = None,
 ) -> int:
-    """Send up to `limit` (None: all present now) dead letters of `queue` back; the count."""
+    """Send up to `limit` (None: all present now) dead letters of `queue` back; the count.
+    `notifications`: where a notification's delivery is recorded (notify queues only)."""
     if queue == Topology(prefix).writer_dlq:
         return await writer_dlq.replay_dead_letters(amqp_url, prefix, limit)
     target = queue.removesuffix(".dlq")
@@ -105,7 +161,13 @@ async def replay_dead_letters(
             message = await declared.get(no_ack=False, fail=False)
             if message is None:
                 break
-            await channel.default_exchange.publish(_replayed_copy(message, queue), target)
+            reopened = await _reopen(notifications, message.body) if notifications else None
+            try:
+                await channel.default_exchange.publish(_replayed_copy(message, queue), target)
+            except BaseException:
+                if notifications is not None and reopened is not None:
+                    await notifications.restore(*reopened)
+                raise
             await message.ack()
             replayed += 1
     return replayed
