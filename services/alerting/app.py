@@ -9,7 +9,6 @@ stops, the consumer stops taking messages, a last relay pass publishes what is c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -33,15 +32,13 @@ from services.alerting.keys import (
     SETTINGS,
     AlertingDeps,
 )
-from services.alerting.leader import EvaluatorLock
+from services.alerting.leader import Consuming, EvaluatorLock, evaluate_while_leader
 from services.alerting.notify import failure_figures, setup_notify
 from services.alerting.outbox import OutboxRelay
-from services.alerting.retrying import Failures
 from services.alerting.routes import add_routes
 from services.alerting.settings import AlertingSettings
 from shared.broker import Broker
 from shared.db import Database, apply_migrations
-from shared.failures import error_text
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
 from shared.selfreport import MetricReporter, broker_channel, broker_exchange, queue_depth
@@ -63,19 +60,17 @@ async def prepare(app: web.Application) -> None:
             for rule in load_rules_file(settings.rules_file):
                 await store.upsert_rule(conn, rule, source="file")
         if settings.channels_file:
-            for ch in load_channels_file(settings.channels_file):
-                await conn.execute(
-                    """INSERT INTO alert_channels (tenant_id, name, type, config, enabled)
-                       VALUES ($1, $2, $3, $4, $5)
-                       ON CONFLICT (tenant_id, name) DO UPDATE SET type = EXCLUDED.type,
-                           config = EXCLUDED.config, enabled = EXCLUDED.enabled,
-                           updated_at = now()""",
-                    ch.tenant,
-                    ch.name,
-                    ch.type,
-                    store.dumps(ch.config),
-                    ch.enabled,
-                )
+            for channel in load_channels_file(settings.channels_file):
+                await store.upsert_channel(conn, channel)
+
+
+_PREPARED = web.AppKey("alerting_prepared", bool)
+
+
+async def _prepare_once(app: web.Application) -> None:
+    if not app.get(_PREPARED, False):
+        await prepare(app)
+        app[_PREPARED] = True
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -85,93 +80,11 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     # Once now, so notify (next context) finds its tables; if Postgres is away the
     # engine's start-up loop retries.
     try:
-        await asyncio.wait_for(prepare(app), 15)
-        app[_PREPARED] = True
+        await asyncio.wait_for(_prepare_once(app), 15)
     except Exception as exc:
         log.warning("database not prepared at start-up", extra={"error": str(exc)[:300]})
     yield
     await db.close()
-
-
-_PREPARED = web.AppKey("alerting_prepared", bool)
-
-
-# How often a standby instance tries to take the evaluator lock, and how often the holder
-# checks that its lock connection is alive.
-LOCK_POLL_SECONDS = 1.0
-LOCK_CHECK_SECONDS = 5.0
-STANDBY = "standby: another alerting instance holds the evaluator lock"
-
-
-class _Consuming:
-    """The metric-queue subscription, on only while this instance evaluates."""
-
-    def __init__(self, topo: Topology, consumer: MetricConsumer) -> None:
-        self.topo, self.consumer = topo, consumer
-        self.active = False
-        # The channel on_connect finished declaring on (the queue exists there).
-        self.declared: AbstractChannel | None = None
-        self._on: tuple[AbstractChannel, str] | None = None
-
-    async def start(self) -> None:
-        self.active = True
-        await self.subscribe(self.declared)
-
-    async def subscribe(self, channel: AbstractChannel | None) -> None:
-        """Consume on `channel` (the current one; a reconnect brings a new one)."""
-        if not self.active or channel is None or channel.is_closed:
-            return
-        if self._on is not None and self._on[0] is channel:
-            return
-        queue = await channel.get_queue(self.topo.alerting_queue, ensure=False)
-        self._on = (channel, await queue.consume(self.consumer.on_message))
-
-    async def stop(self) -> None:
-        self.active = False
-        on, self._on = self._on, None
-        if on is not None and not on[0].is_closed:
-            with contextlib.suppress(Exception):
-                queue = await on[0].get_queue(self.topo.alerting_queue, ensure=False)
-                await queue.cancel(on[1])
-
-
-async def _evaluate_while_leader(
-    app: web.Application,
-    engine: AlertEngine,
-    lock: EvaluatorLock,
-    consuming: _Consuming,
-    interval: float,
-) -> None:
-    """Forever: take the evaluator lock (else stay a standby), prepare and load, tick and
-    consume while the lock is held; when it is lost, stop and start over."""
-    failures = Failures(log, "alerting start-up (database)", base=0.5, cap=10.0)
-    while True:
-        try:
-            if not await lock.try_acquire():
-                engine.last_error = STANDBY
-                await asyncio.sleep(LOCK_POLL_SECONDS)
-                continue
-            if not app.get(_PREPARED, False):
-                await prepare(app)
-                app[_PREPARED] = True
-            await engine.load()
-        except Exception as exc:
-            engine.last_error = error_text(exc)[:300]
-            await asyncio.sleep(failures.failed(exc))
-            continue
-        failures.succeeded()
-        engine.start(interval)
-        await consuming.start()
-        log.info("evaluating: this instance holds the evaluator lock")
-        while not lock.lost.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lock.lost.wait(), LOCK_CHECK_SECONDS)
-            await lock.check()
-        log.warning("evaluator lock lost: evaluation stops until it is taken again")
-        await consuming.stop()
-        await engine.stop()
-        engine.loaded = False
-        engine.last_error = "evaluator lock lost"
 
 
 async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -194,7 +107,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         arrival_gap=settings.eval_on_arrival,
     )
     consumer = MetricConsumer(engine, topo, tracer)
-    consuming = _Consuming(topo, consumer)
+    consuming = Consuming(topo, consumer)
     lock = EvaluatorLock(settings.common.database_url, settings.common.prefix)
     spec = topo.spec()
 
@@ -235,7 +148,9 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         interval=settings.common.metrics_interval,
     )
     leading = asyncio.create_task(
-        _evaluate_while_leader(app, engine, lock, consuming, settings.eval_interval),
+        evaluate_while_leader(
+            lambda: _prepare_once(app), engine, lock, consuming, settings.eval_interval
+        ),
         name="alerting-leader",
     )
     await broker.start()

@@ -119,6 +119,7 @@ class AlertEngine:
         self.lock = asyncio.Lock()
         self.loaded = False
         self.ticks = 0
+        self.last_tick_at: datetime | None = None  # the clock's now at the last tick
         self.last_error: str | None = "not loaded yet"
         self._task: asyncio.Task[None] | None = None
 
@@ -257,6 +258,7 @@ class AlertEngine:
                         changes = await self._tick()
                 await self._group()
         self.ticks += 1
+        self.last_tick_at = self.clock()
         self.last_error = None
         return changes
 

@@ -15,10 +15,20 @@ import asyncio
 import contextlib
 import logging
 import zlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import asyncpg
+from aio_pika.abc import AbstractChannel
 
+from services.alerting.retrying import Failures
 from shared.db import UNAVAILABLE
+from shared.failures import error_text
+from shared.topology import Topology
+
+if TYPE_CHECKING:  # the engine imports nothing of this module; typing only
+    from services.alerting.consumer import MetricConsumer
+    from services.alerting.evaluator import AlertEngine
 
 log = logging.getLogger("belfry.alerting.leader")
 
@@ -76,3 +86,79 @@ class EvaluatorLock:
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 5)  # closing ends the session: unlocks
+
+
+# How often a standby instance tries to take the evaluator lock, and how often the holder
+# checks that its lock connection is alive.
+LOCK_POLL_SECONDS = 1.0
+LOCK_CHECK_SECONDS = 5.0
+STANDBY = "standby: another alerting instance holds the evaluator lock"
+
+
+class Consuming:
+    """The metric-queue subscription, on only while this instance evaluates."""
+
+    def __init__(self, topo: Topology, consumer: MetricConsumer) -> None:
+        self.topo, self.consumer = topo, consumer
+        self.active = False
+        # The channel on_connect finished declaring on (the queue exists there).
+        self.declared: AbstractChannel | None = None
+        self._on: tuple[AbstractChannel, str] | None = None
+
+    async def start(self) -> None:
+        self.active = True
+        await self.subscribe(self.declared)
+
+    async def subscribe(self, channel: AbstractChannel | None) -> None:
+        """Consume on `channel` (the current one; a reconnect brings a new one)."""
+        if not self.active or channel is None or channel.is_closed:
+            return
+        if self._on is not None and self._on[0] is channel:
+            return
+        queue = await channel.get_queue(self.topo.alerting_queue, ensure=False)
+        self._on = (channel, await queue.consume(self.consumer.on_message))
+
+    async def stop(self) -> None:
+        self.active = False
+        on, self._on = self._on, None
+        if on is not None and not on[0].is_closed:
+            with contextlib.suppress(Exception):
+                queue = await on[0].get_queue(self.topo.alerting_queue, ensure=False)
+                await queue.cancel(on[1])
+
+
+async def evaluate_while_leader(
+    prepare: Callable[[], Awaitable[None]],
+    engine: AlertEngine,
+    lock: EvaluatorLock,
+    consuming: Consuming,
+    interval: float,
+) -> None:
+    """Forever: take the evaluator lock (else stay a standby), prepare (idempotent) and
+    load, tick and consume while the lock is held; when it is lost, stop and start over."""
+    failures = Failures(log, "alerting start-up (database)", base=0.5, cap=10.0)
+    while True:
+        try:
+            if not await lock.try_acquire():
+                engine.last_error = STANDBY
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+                continue
+            await prepare()
+            await engine.load()
+        except Exception as exc:
+            engine.last_error = error_text(exc)[:300]
+            await asyncio.sleep(failures.failed(exc))
+            continue
+        failures.succeeded()
+        engine.start(interval)
+        await consuming.start()
+        log.info("evaluating: this instance holds the evaluator lock")
+        while not lock.lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(lock.lost.wait(), LOCK_CHECK_SECONDS)
+            await lock.check()
+        log.warning("evaluator lock lost: evaluation stops until it is taken again")
+        await consuming.stop()
+        await engine.stop()
+        engine.loaded = False
+        engine.last_error = "evaluator lock lost"

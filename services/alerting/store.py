@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from services.alerting.engine.state import Alert, Change
+from services.alerting.files import Channel
 from services.alerting.rules.model import Rule
 from services.alerting.rules.validate import (
     RuleError,
@@ -240,3 +241,18 @@ async def active_silences(
             continue
         silences.append({"id": str(r["id"]), "tenant": r["tenant_id"], "matchers": matchers})
     return silences
+
+
+async def upsert_channel(conn: asyncpg.Connection | asyncpg.Pool, channel: Channel) -> None:
+    """Insert or replace a channel by (tenant, name) (the channels file's)."""
+    await conn.execute(
+        """INSERT INTO alert_channels (tenant_id, name, type, config, enabled)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (tenant_id, name) DO UPDATE SET type = EXCLUDED.type,
+               config = EXCLUDED.config, enabled = EXCLUDED.enabled, updated_at = now()""",
+        channel.tenant,
+        channel.name,
+        channel.type,
+        dumps(channel.config),
+        channel.enabled,
+    )

@@ -9,8 +9,9 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from services.alerting.app import STANDBY, create_app
+from services.alerting.app import create_app
 from services.alerting.keys import CONSUMER, AlertingDeps
+from services.alerting.leader import STANDBY
 from services.alerting.settings import AlertingSettings
 from tests.alerting.conftest import (
     FakeClock,

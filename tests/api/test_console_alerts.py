@@ -18,7 +18,6 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -223,12 +222,6 @@ async def test_timeline_has_transitions_and_notifications_with_attempts(
     assert resp.status == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine defect (services/alerting/engine/state.py `_breached`, not this helper's"
-    " file): a repeat due at the evaluation that applies a new silence still goes out;"
-    " fix: `and silence_id is None` in the repeat condition",
-)
 async def test_a_silence_stops_a_repeat_due_at_the_same_evaluation(
     db: asyncpg.Connection,
     start_api: Started,

@@ -276,6 +276,7 @@ def _breached(step: _Step, rule: Rule, silence_id: str | None) -> None:
         and a.last_notified_at is not None
         and (step.now - a.last_notified_at).total_seconds() >= rule.repeat_interval
         and step.cooled(rule, "firing")
+        and silence_id is None  # a silence that begins now holds this repeat too
     ):
         step.move(FIRING, "repeat", notify="firing")
 

@@ -192,7 +192,7 @@ async def activity(request: web.Request) -> web.Response:
         )
         channels = [{**dict(r), "last_notification": None, "counts": {}} for r in rows]
     engine = request.app[ENGINE]
-    last_tick: datetime | None = getattr(engine, "last_tick_at", None)
+    last_tick: datetime | None = engine.last_tick_at
     return json_response(
         {
             "evaluation": {
