@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import tomllib
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -206,3 +207,14 @@ def test_the_egress_allow_list_admits_mailpit_alone(compose: dict) -> None:
     allowed = compose["services"]["alerting"]["environment"]["ALERTING_EGRESS_ALLOW_CIDRS"]
     mailpit = compose["services"]["mailpit"]["networks"]["belfry"]["ipv4_address"]
     assert allowed.split(",") == [f"{mailpit}/32"]
+
+
+def test_the_console_reaches_each_service_at_its_compose_name_and_port(compose: dict) -> None:
+    """The api's console calls the other services server-side: each API_<SVC>_URL names
+    that compose service and the port it listens on (127.0.0.1 would be the api's own
+    container)."""
+    env = compose["services"]["api"]["environment"]
+    for name in ("ingest", "writer", "alerting"):
+        url = urlsplit(env[f"API_{name.upper()}_URL"])
+        assert url.hostname == name and name in compose["services"]
+        assert url.port == PORTS[name]

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -357,3 +358,20 @@ def test_readme_names_the_crds() -> None:
         "triggerauthentications.keda.sh",
     ):
         assert crd in readme, crd
+
+
+def test_the_console_reaches_each_service_at_its_service_name_and_port(
+    rendered: tuple[str, dict[tuple[str, str], Object]],
+) -> None:
+    """API_<SVC>_URL in the config names the Service of that component and its port."""
+    _overlay, by_key = rendered
+    (config,) = [
+        o
+        for (kind, _), o in by_key.items()
+        if kind == "ConfigMap" and "API_INGEST_URL" in o.get("data", {})
+    ]
+    for name in ("ingest", "writer", "alerting"):
+        url = urlsplit(config["data"][f"API_{name.upper()}_URL"])
+        service = by_key[("Service", f"belfry-{name}")]
+        assert url.hostname is not None and url.hostname.split(".")[0] == f"belfry-{name}"
+        assert url.port in {p["port"] for p in service["spec"]["ports"]}
