@@ -64,11 +64,14 @@ HUMAN_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/6
 RANGES = {"30d": timedelta(days=30), "1y": timedelta(days=365)}
 TARGETS_MS = {"30d": 150.0, "1y": 300.0}
 
-# Email i is registered at a fixed second of the year before $1 (now); its events come
-# after it, mostly within hours, a tail over ~10 days (never after now).
+# Email i of n is registered at the i-th nth of the year before $1 (now); its events come
+# after it, mostly within hours, a tail up to 10 days (never after now). Events are
+# generated email after email and sorted by time in each chunk: stored roughly in time
+# order, as a writer stores them.
 LOAD_EMAILS = """
 INSERT INTO emails (tenant_id, id, created_at)
-SELECT $2, 'e' || i, $1::timestamptz - make_interval(secs => (i::bigint * 7919) % (365 * 86400) + 1)
+SELECT $2, 'e' || i,
+       $1::timestamptz - interval '365 days' + ((i - 0.5) / $5)::float8 * interval '365 days'
 FROM generate_series($3::int, $4::int) i
 """
 LOAD_EVENTS = f"""
@@ -81,12 +84,17 @@ SELECT gen_random_uuid(), at, at, $2, 'e' || email, kind, '203.0.113.9', '{HUMAN
 FROM (
     SELECT i, email, CASE WHEN random() < 0.7 THEN 'open' ELSE 'click' END AS kind,
            random() AS v,
-           least($1::timestamptz - interval '1 second',
-                 $1::timestamptz - make_interval(secs => (email::bigint * 7919) % (365 * 86400) + 1)
-                 + make_interval(secs => power(random(), 3) * 10 * 86400)) AS at
-    FROM (SELECT i, 1 + (i::bigint * 104729) % $5 AS email
-          FROM generate_series($3::int, $4::int) i) s
+           created + power(random(), 3) * least(interval '10 days', $1::timestamptz - created)
+           AS at
+    FROM (
+        SELECT i, email,
+               $1::timestamptz - interval '365 days'
+               + ((email - 0.5) / $6)::float8 * interval '365 days' AS created
+        FROM (SELECT i, 1 + ((i - 1)::bigint * $6) / $5 AS email
+              FROM generate_series($3::int, $4::int) i) n
+    ) s
 ) g
+ORDER BY at
 """
 
 # The indexes of migration 0001 on `events`, dropped for the load and built again after.
@@ -137,12 +145,14 @@ async def load(url: str, now: datetime, emails: int, events: int) -> tuple[str, 
         started = time.perf_counter()
         step = 250_000
         for lo in range(1, emails + 1, step):
-            await conn.execute(LOAD_EMAILS, now, TENANT, lo, min(emails, lo + step - 1))
+            await conn.execute(LOAD_EMAILS, now, TENANT, lo, min(emails, lo + step - 1), emails)
         took["load_emails_s"] = time.perf_counter() - started
         started = time.perf_counter()
         step = 1_000_000
         for lo in range(1, events + 1, step):
-            await conn.execute(LOAD_EVENTS, now, TENANT, lo, min(events, lo + step - 1), emails)
+            await conn.execute(
+                LOAD_EVENTS, now, TENANT, lo, min(events, lo + step - 1), events, emails
+            )
             print(f"  events loaded: {min(events, lo + step - 1):,}", flush=True)
         await conn.execute(CREATE_INDEXES)
         took["load_events_s"] = time.perf_counter() - started
@@ -227,6 +237,7 @@ async def measure(base: str, key: str, now: datetime, requests: int) -> dict[str
 async def oracle(url: str, now: datetime) -> dict[str, Any]:
     """Each range from the rollups and from `events` alone: equal, and how long each took."""
     conn = await asyncpg.connect(url)
+    await conn.execute("SET jit = off")  # as the stats route
     out: dict[str, Any] = {}
     try:
         for label, span in RANGES.items():
@@ -277,6 +288,8 @@ async def stats_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     key, took = await load(url, now, args.emails, args.events)
     print(f"  {took}", flush=True)
     report: dict[str, Any] = {"load": took}
+    if args.load_only:
+        return report
     runner, base = await serve(url)
     try:
         report["idle"] = await measure(base, key, now, args.requests)
@@ -307,7 +320,7 @@ async def writer_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     rollups on (triggers as migrated) and off (triggers dropped: the store before 0013)."""
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(LOAD_EMAILS, datetime.now(UTC), TENANT, 1, 10_000)
+        await conn.execute(LOAD_EMAILS, datetime.now(UTC), TENANT, 1, 10_000, 10_000)
     finally:
         await conn.close()
     report: dict[str, Any] = {}
@@ -326,6 +339,7 @@ async def writer_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     off = report["no_rollups"]["rows_per_s"]
     on = (report["rollups"]["rows_per_s"] + report["rollups_again"]["rows_per_s"]) / 2
     report["ratio_with_to_without"] = round(on / off, 3) if off else None
+    print(f"throughput with rollups / without: {report['ratio_with_to_without']}", flush=True)
     return report
 
 
@@ -346,11 +360,16 @@ async def main(args: argparse.Namespace) -> int:
         else:
             report["stats"] = await stats_bench(args, url)
     finally:
-        admin = await asyncpg.connect(args.postgres_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        if args.load_only:
+            print(f"kept database {name}: drop it with dropdb")
+        else:
+            admin = await asyncpg.connect(args.postgres_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+    if args.load_only:
+        return 0
     report["loadavg_after"] = os.getloadavg()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     kind = "writer" if args.writer_only else "stats"
@@ -373,6 +392,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-oracle", action="store_true", help="skip the events-scan comparison")
     p.add_argument("--writer-only", action="store_true", help="store throughput only")
     p.add_argument("--writer-events", type=int, default=100_000)
+    p.add_argument("--load-only", action="store_true", help="load, keep the database, stop")
     return p.parse_args(argv)
 
 
