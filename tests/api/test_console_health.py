@@ -18,8 +18,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from services.api.console.health_page import _assets
 from services.api.console.targets import ConsoleTargets
+from services.api.routes.dashboard import page_headers
 from services.api.settings import ApiSettings
 from shared.deadletter import dead_letter_message
 from shared.topology import Topology, declare_all
@@ -107,7 +107,7 @@ async def test_the_page_is_served_with_a_strict_csp(start_api: Started) -> None:
     assert resp.status == 200
     page = await resp.text()
     csp = resp.headers["Content-Security-Policy"]
-    assert csp == _assets()[1]
+    assert csp == page_headers("health")["Content-Security-Policy"]
     assert "default-src 'none'" in csp and "connect-src 'self'" in csp
     assert "https:" not in csp and "unsafe-inline" not in csp
     assert page.count("<script>") == 1 and "src=" not in page.split("<script>")[1][:20]

@@ -32,6 +32,7 @@ ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 PAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "dashboard": ("page.html", ("dashboard.css",), "dashboard.js"),
     "alerts": ("alerts.html", ("dashboard.css", "alerts.css"), "alerts.js"),
+    "health": ("health.html", ("health.css",), "health.js"),
 }
 
 
@@ -74,6 +75,16 @@ def render(tenant: str, poll_seconds: int, open_mode: bool, name: str = "dashboa
     )
 
 
+def page_headers(name: str) -> dict[str, str]:
+    """What every console page is served with: its own strict CSP, no referrer, no cache."""
+    return {
+        "Content-Security-Policy": _assets(name).csp,
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }
+
+
 def page_response(request: web.Request, name: str) -> web.Response:
     tenant = request.match_info["tenant"]
     if not valid_tenant(tenant):
@@ -82,12 +93,7 @@ def page_response(request: web.Request, name: str) -> web.Response:
     return web.Response(
         text=render(tenant, settings.dashboard_poll_seconds, settings.little_bell_open, name),
         content_type="text/html",
-        headers={
-            "Content-Security-Policy": _assets(name).csp,
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
-            "Cache-Control": "no-store",
-        },
+        headers=page_headers(name),
     )
 
 
