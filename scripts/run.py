@@ -695,10 +695,13 @@ def banner(config: Config) -> str:
         auth = f"-H 'Authorization: Bearer {keys[DEMO_TENANT]}'"
         lines += [
             f"  dashboard     {api.base_url}/{DEMO_TENANT}/dashboard#key={keys[DEMO_TENANT]}",
+            f"  alerts view   {api.base_url}/{DEMO_TENANT}/console/alerts#key={keys[DEMO_TENANT]}",
             f"  create email  curl -s -X POST {api.base_url}/{DEMO_TENANT}/emails {auth} "
             """-H 'Content-Type: application/json' -d '{"subject": "hi"}'""",
             f"  stats         curl -s {api.base_url}/{DEMO_TENANT}/stats {auth}",
         ]
+    if api is not None and "belfry" in keys:  # Belfry's operators: tenant belfry's key
+        lines.append(f"  health view   {api.base_url}/console/health#key={keys['belfry']}")
     if alerting is not None and "belfry" in keys:
         lines.append(
             f"  Belfry alerts curl -s {alerting.base_url}/api/v1/alerts "

@@ -6,6 +6,7 @@ stays firing on a count of 0. The whole `make run` is tests/integration/test_mak
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -221,3 +222,16 @@ def test_notifications_failing_is_firing_only_while_failures_are_counted() -> No
     assert active, "one failure fires the rule"
     assert all(v is not None and v > 0 for _, v in active), active[-3:]
     assert states[-1][1] == "resolved"
+
+
+def test_the_banner_opens_the_console_views_with_their_keys() -> None:
+    """The alerts view with the demo tenant's key; the health view (operators) with
+    tenant belfry's, on the api's own port."""
+    environ = {**KEYS, "API_PORT": "38083"}
+    config = dataclasses.replace(
+        run.Config.from_env(environ),
+        api_keys=(("demo", "blf_demo_key"), ("belfry", "blf_ops_key")),
+    )
+    text = run.banner(config)
+    assert "http://127.0.0.1:38083/demo/console/alerts#key=blf_demo_key" in text
+    assert "http://127.0.0.1:38083/console/health#key=blf_ops_key" in text
