@@ -87,6 +87,26 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
+def _reporter(app: web.Application, broker: Broker, topo: Topology) -> MetricReporter:
+    """The alerting service's self-reports, with its queues' depths and notify's failures."""
+    queues = (
+        topo.alerting_queue,
+        topo.alerting_dlq,
+        *(topo.notify_queue(kind) for kind in CHANNEL_TYPES),
+        *(topo.notify_dlq(kind) for kind in CHANNEL_TYPES),
+    )
+    return MetricReporter(
+        "alerting",
+        broker_exchange(broker, topo.metrics_exchange),
+        stats=app[HTTP_STATS],
+        collectors=[
+            queue_depth(broker_channel(broker), queues),
+            failure_figures,  # notify's belfry_notifications_failed
+        ],
+        interval=app[SETTINGS].common.metrics_interval,
+    )
+
+
 async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, deps = app[SETTINGS], app[DEPS]
     tracer = tracer_for(deps.tracer_provider)
@@ -129,24 +149,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     health.add_check("broker", broker.check)
     health.add_check("engine", engine_check)
     app[BROKER], app[RELAY], app[ENGINE], app[CONSUMER] = broker, relay, engine, consumer
-    reporter = MetricReporter(
-        "alerting",
-        broker_exchange(broker, topo.metrics_exchange),
-        stats=app[HTTP_STATS],
-        collectors=[
-            queue_depth(
-                broker_channel(broker),
-                (
-                    topo.alerting_queue,
-                    topo.alerting_dlq,
-                    *(topo.notify_queue(kind) for kind in CHANNEL_TYPES),
-                    *(topo.notify_dlq(kind) for kind in CHANNEL_TYPES),
-                ),
-            ),
-            failure_figures,  # notify's belfry_notifications_failed
-        ],
-        interval=settings.common.metrics_interval,
-    )
+    reporter = _reporter(app, broker, topo)
     leading = asyncio.create_task(
         evaluate_while_leader(
             lambda: _prepare_once(app), engine, lock, consuming, settings.eval_interval

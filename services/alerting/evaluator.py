@@ -333,27 +333,7 @@ class AlertEngine:
                 carrier = self._state_span(entry, change)
                 changes.append(change)
                 if change.notify is not None:
-                    items.append(
-                        OutboxItem(
-                            tenant=entry.rule.tenant,
-                            rule_id=entry.rule.id,
-                            status=change.notify,
-                            fingerprint=change.alert.fingerprint,
-                            alert=notification_alert(
-                                change.alert, entry.rule, change.notify, self.external_url
-                            ),
-                            rule={
-                                "name": entry.rule.name,
-                                "channels": list(entry.rule.channels),
-                                # An acknowledgement is one person's action: sent at once.
-                                "group_wait": 0
-                                if change.notify == "acknowledged"
-                                else entry.rule.group_wait,
-                            },
-                            traceparent=carrier,
-                            created_at=now,
-                        )
-                    )
+                    items.append(self._outbox_item(entry.rule, change, carrier, now))
         result = None
         if work or extra is not None:
             pool = await self.db.pool()
@@ -366,27 +346,51 @@ class AlertEngine:
             self.alerts[after.fingerprint] = after
             self._by_rule.setdefault(after.rule_id, {})[after.fingerprint] = after
         for change in changes:
-            if not change.is_transition:
-                continue
-            metrics.TRANSITIONS.labels(change.to_state).inc()
-            alert = change.alert
-            log.info(
-                f"alert {change.to_state}",
-                extra={
-                    "rule_id": alert.rule_id,
-                    "rule": self.rules[alert.rule_id].name if alert.rule_id in self.rules else "",
-                    "alert": alert.fingerprint,
-                    "tenant": alert.tenant,
-                    "from_state": change.from_state,
-                    "state": change.to_state,
-                    "reason": change.reason,
-                    "value": alert.value,
-                },
-            )
-            self.hub.publish(alert.tenant, change.describe())
+            if change.is_transition:
+                self._announce(change)
         if changes:
             self._update_gauge()
         return result
+
+    def _outbox_item(
+        self, rule: Rule, change: Change, carrier: str | None, now: datetime
+    ) -> OutboxItem:
+        assert change.notify is not None
+        return OutboxItem(
+            tenant=rule.tenant,
+            rule_id=rule.id,
+            status=change.notify,
+            fingerprint=change.alert.fingerprint,
+            alert=notification_alert(change.alert, rule, change.notify, self.external_url),
+            rule={
+                "name": rule.name,
+                "channels": list(rule.channels),
+                # An acknowledgement is one person's action: sent at once.
+                "group_wait": 0 if change.notify == "acknowledged" else rule.group_wait,
+            },
+            traceparent=carrier,
+            created_at=now,
+        )
+
+    def _announce(self, change: Change) -> None:
+        """A committed transition: counted, logged, and sent to the SSE subscribers."""
+        metrics.TRANSITIONS.labels(change.to_state).inc()
+        alert = change.alert
+        rule = self.rules.get(alert.rule_id)
+        log.info(
+            f"alert {change.to_state}",
+            extra={
+                "rule_id": alert.rule_id,
+                "rule": rule.name if rule is not None else "",
+                "alert": alert.fingerprint,
+                "tenant": alert.tenant,
+                "from_state": change.from_state,
+                "state": change.to_state,
+                "reason": change.reason,
+                "value": alert.value,
+            },
+        )
+        self.hub.publish(alert.tenant, change.describe())
 
     def _state_span(self, entry: _Pending, change: Change) -> str | None:
         """A span for the state change, a child of the consumer span that brought the
