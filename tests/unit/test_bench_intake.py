@@ -122,6 +122,8 @@ def test_the_phase_counts_the_lag_in_the_end_to_end_rate() -> None:
     assert phase["delivered_per_s_during_load"] == 80_000.0
     assert phase["end_to_end_per_s"] == 80_000.0  # 1M in 10 s + 2.5 s of lag
     assert phase["all_delivered"] is True
+    assert phase["kept_up"] is False  # 2.5 s behind the load
+    assert phase["excess_delivered"] == 0
     assert phase["cpu_us_per_sample"]["alerting"] == 3.0
     assert phase["cpu_us_per_sample"]["generator"] == 1.0
 
@@ -159,6 +161,15 @@ def test_the_report_compares_with_the_ceiling_track_and_the_targets() -> None:
     assert rw_["targets"]["end_to_end_samples_per_s"]["pass"] is False
     assert rw_["targets"]["p99_intake_ms"]["pass"] is False
     assert "targets" not in summary["track"]
+    # Paced at --rate: the rate taken counts when alerting kept pace with it.
+    report["load"] = {"rate": 60_000}
+    report["belfry"]["remote_write"] = _phase(60_000, 59_000, 30.0) | {"kept_up": True}
+    paced = bench.summarize(report)["remote_write"]["targets"]["end_to_end_samples_per_s"]
+    assert paced["value"] == 60_000 and paced["pass"] is True
+    report["belfry"]["remote_write"]["kept_up"] = False
+    paced = bench.summarize(report)["remote_write"]["targets"]["end_to_end_samples_per_s"]
+    assert paced["value"] == 59_000
+    report["load"] = {}
     # Not every sample kept: no pass, whatever the rate.
     report["belfry"]["otlp"] = _phase(60_000, 55_000, 30.0, delivered=False)
     assert bench.summarize(report)["otlp"]["targets"]["end_to_end_samples_per_s"]["pass"] is False
