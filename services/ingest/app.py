@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiohttp import web
 
 from services.ingest import metrics
@@ -48,6 +48,29 @@ def _spool_figures(spool: Spool) -> Collector:
     return collect
 
 
+def _hit_publisher(
+    app: web.Application,
+    exchange: Callable[[], AbstractExchange | None],
+    spool: Spool,
+    topo: Topology,
+) -> BatchPublisher:
+    """The hits' confirm-or-spool micro-batching publisher, as the settings say."""
+    settings = app[SETTINGS]
+    return BatchPublisher(
+        exchange,
+        topo.HITS_ROUTING_KEY,
+        spool,
+        app_id="belfry-ingest",
+        max_batch=settings.batch_max,
+        max_delay=settings.batch_delay,
+        max_in_flight=settings.max_in_flight,
+        confirm_timeout=settings.confirm_timeout,
+        observer=metrics.IngestObserver(),
+        tracer=tracer_for(app[DEPS].tracer_provider),
+        exchange_name=topo.hits_exchange,
+    )
+
+
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     common = settings.common
@@ -65,18 +88,11 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     async def on_connect(channel: AbstractChannel) -> None:
         declared["hits"] = await declare_hits(channel, topo)
 
-    publisher = BatchPublisher(
+    publisher = _hit_publisher(
+        app,
         lambda: declared["hits"].hits if broker.available and "hits" in declared else None,
-        topo.HITS_ROUTING_KEY,
         spool,
-        app_id="belfry-ingest",
-        max_batch=settings.batch_max,
-        max_delay=settings.batch_delay,
-        max_in_flight=settings.max_in_flight,
-        confirm_timeout=settings.confirm_timeout,
-        observer=metrics.IngestObserver(),
-        tracer=tracer_for(app[DEPS].tracer_provider),
-        exchange_name=topo.hits_exchange,
+        topo,
     )
     broker.on_connect(on_connect)
     broker.on_available(publisher.kick_replay)
