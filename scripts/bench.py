@@ -13,7 +13,7 @@
 Before every wrk run the bench waits (up to 10 min) until no other wrk runs on the
 machine, and it records any that started during one of its runs.
 
-Results are printed as a table with PASS/FAIL per DESIGN.md hot-path target and for the
+Results are printed as a table with PASS/FAIL per hot-path target (bench/README.md) and for the
 tracing overhead, and written to `bench/results/bench-<UTC timestamp>.json`. The exit
 code is 0 whatever the numbers say; it is non-zero only when the benchmark itself could
 not run (wrk missing, a service that did not start, a failed clean-up).
@@ -59,11 +59,11 @@ USER_AGENT = (
 
 READY_TIMEOUT = 30.0  # start-up of a service until /readyz (or the pixel) answers 200
 ROWS_TIMEOUT = 60.0  # load stopped until every recorded open must be a row
-STOP_TIMEOUT = 35.0  # DESIGN.md: exit "well inside 30 s" after SIGTERM; then SIGKILL
+STOP_TIMEOUT = 35.0  # services exit well inside 30 s after SIGTERM (README); then SIGKILL
 POLL = 0.05
 OTHER_WRK_TIMEOUT = 600.0  # wait this long for someone else's wrk to finish before ours
 
-# DESIGN.md "Hot path decisions": what the numbers are judged by.
+# The hot-path targets (bench/README.md): what the numbers are judged by.
 MIN_RATIO = 0.70
 MAX_P99_MS = 25.0
 MAX_LAST_ROW_S = 5.0
@@ -672,7 +672,7 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
     print()
     for label, value in lines:
         print(f"{label:26}{value}")
-    print("\ntargets (DESIGN.md hot path)")
+    print("\ntargets (hot path, bench/README.md)")
     for t in targets:
         verdict = "PASS" if t.ok else "FAIL"
         print(f"  {verdict}  {t.name:34}{fmt(t.value, t.digits):>12}  (want {t.limit})")

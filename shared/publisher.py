@@ -1,7 +1,7 @@
 """Micro-batching publisher: many events per AMQP message, many messages in flight.
 
 One AMQP message per hit caps a service at ~4k hits/s; 50-200 events per message under
-publisher confirms reach 140k+ events/s (DESIGN.md). `submit()` adds an event to the open
+publisher confirms reach 140k+ events/s on this machine. `submit()` adds an event to the open
 batch and returns a future shared by every event of that batch, resolved when the batch
 is confirmed by the broker (PUBLISHED), fsync'd to the spool (SPOOLED) or neither
 (DROPPED: broker away and spool full).
