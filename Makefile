@@ -46,10 +46,10 @@ format: install
 	$(BIN)/ruff check --fix .
 
 unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest -m "not integration"
 
 integration: install
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest -m integration
 
 ## make bench: ingest vs a bare aiohttp app under wrk, then the metric intake bench;
 ## results in bench/results/ (bench/README.md).

@@ -41,9 +41,18 @@ RUN_ID = f"{os.getpid()}{secrets.token_hex(2)}"
 _counter = itertools.count()
 
 
+# A test that uses any of these (directly or through another fixture) talks to the real
+# RabbitMQ or Postgres: it is an integration test wherever its file is, so `make unit`
+# (`-m "not integration"`) runs every pure test of every folder and nothing else.
+SERVER_FIXTURES = frozenset(
+    {"template_db", "database_url", "db", "prefix", "amqp", "rabbit_proxy", "pg_proxy"}
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "/integration/" in str(item.fspath):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "/integration/" in str(item.fspath) or fixtures & SERVER_FIXTURES:
             item.add_marker(pytest.mark.integration)
 
 
