@@ -17,7 +17,7 @@ from services.alerting.files import FileError, load_channels_file, load_rules_fi
 from services.alerting.keys import AlertingDeps
 from services.alerting.settings import AlertingSettings
 from services.alerting.store import upsert_rule
-from shared.db.migrate import MigrationError, migrate_url
+from shared.db.migrate import migrate_command
 from shared.serve import run_service
 from shared.settings import SettingsError
 
@@ -62,13 +62,7 @@ def main(argv: list[str]) -> int:
         return 2
     common = settings.common
     if args.command == "migrate":
-        try:
-            applied = asyncio.run(migrate_url(common.database_url))
-        except (MigrationError, OSError) as exc:
-            print(f"alerting: migrate failed: {exc}", file=sys.stderr)
-            return 1
-        print(f"applied migrations {applied}" if applied else "database is up to date")
-        return 0
+        return migrate_command("alerting", common.database_url, sys.stdout, sys.stderr)
     if args.command == "rules":
         try:
             count = asyncio.run(_load(common.database_url, args.file))

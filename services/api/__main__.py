@@ -38,7 +38,7 @@ from services.api.routes.privacy import load, update
 from services.api.settings import ApiSettings
 from services.api.tenants import TenantError, create_tenant, list_tenants, require_tenant_row
 from shared.auth import create_key, list_keys, revoke_key
-from shared.db.migrate import MigrationError, migrate_url
+from shared.db.migrate import MigrationError, migrate_command
 from shared.ids import valid_tenant
 from shared.ingest_tokens import KEYS_SETTING, mint_token, parse_keys
 from shared.selfreport import TENANT as SELF_TENANT
@@ -231,9 +231,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
             return 2
         try:
             if args.command == "migrate":
-                applied = asyncio.run(migrate_url(common.database_url))
-                print(f"applied migrations {applied}" if applied else "database is up to date")
-                return 0
+                return migrate_command("api", common.database_url, sys.stdout, sys.stderr)
             return asyncio.run(
                 command(args, common.database_url, sys.stdout, sys.stderr, token_keys=token_keys)
             )

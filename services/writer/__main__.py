@@ -16,7 +16,7 @@ from services.writer import dlq
 from services.writer.app import create_app
 from services.writer.keys import WriterDeps
 from services.writer.settings import WriterSettings
-from shared.db.migrate import MigrationError, migrate_url
+from shared.db.migrate import migrate_command
 from shared.serve import run_service
 from shared.settings import SettingsError
 
@@ -46,13 +46,7 @@ def main(argv: list[str]) -> int:
         return 2
     common = settings.common
     if args.command == "migrate":
-        try:
-            applied = asyncio.run(migrate_url(common.database_url))
-        except (MigrationError, OSError) as exc:
-            print(f"writer: migrate failed: {exc}", file=sys.stderr)
-            return 1
-        print(f"applied migrations {applied}" if applied else "database is up to date")
-        return 0
+        return migrate_command("writer", common.database_url, sys.stdout, sys.stderr)
     if args.command == "dlq":
         if args.action == "list":
             rows = asyncio.run(

@@ -1,12 +1,12 @@
-"""`python -m shared.db migrate`: create the database if missing and apply migrations."""
+"""`python -m shared.db migrate`: create the database if missing and apply migrations
+(the same command, messages and exit codes as every service's `migrate`)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
-from shared.db.migrate import MigrationError, migrate_url
+from shared.db.migrate import migrate_command
 from shared.settings import CommonSettings, SettingsError
 
 
@@ -16,15 +16,10 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         settings = CommonSettings.from_env("migrate", os.environ)
-        applied = asyncio.run(migrate_url(settings.database_url))
-    except (SettingsError, MigrationError) as exc:
-        print(f"migrate: {exc}", file=sys.stderr)
+    except SettingsError as exc:
+        print(f"migrate: configuration error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"migrate: cannot reach Postgres: {exc}", file=sys.stderr)
-        return 1
-    print(f"migrate: applied {applied}" if applied else "migrate: up to date")
-    return 0
+    return migrate_command("migrate", settings.database_url, sys.stdout, sys.stderr)
 
 
 if __name__ == "__main__":

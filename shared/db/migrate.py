@@ -8,11 +8,13 @@ databases that claim the same version but differ.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -117,3 +119,23 @@ async def migrate_url(url: str, create: bool = True) -> list[int]:
         return await apply_migrations(conn)
     finally:
         await conn.close()
+
+
+def migrate_command(service: str, database_url: str, out: TextIO, err: TextIO) -> int:
+    """`python -m <service> migrate` and `python -m shared.db migrate`, one policy: create
+    the database if missing and apply pending migrations; 0 when done (or nothing was
+    pending), 1 when a migration failed or Postgres cannot be reached, with one line
+    saying which. (A bad setting is 2, from the caller's settings parsing.)"""
+    try:
+        applied = asyncio.run(migrate_url(database_url))
+    except MigrationError as exc:
+        print(f"{service}: migrate failed: {exc}", file=err)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"{service}: migrate failed: cannot reach Postgres: {exc}", file=err)
+        return 1
+    print(
+        f"{service}: applied migrations {applied}" if applied else f"{service}: up to date",
+        file=out,
+    )
+    return 0
