@@ -8,6 +8,8 @@ from aiohttp import web
 
 from services.alerting.engine.state import SEVERITIES_FOR_METRICS, STATES, StateError
 from services.alerting.keys import DATABASE, ENGINE
+from services.alerting.repos.alerts import AlertFilter, AlertRepo, PgAlertRepo
+from services.alerting.repos.codec import Row, loads
 from services.alerting.routes.common import (
     fail,
     iso,
@@ -17,18 +19,9 @@ from services.alerting.routes.common import (
     read_json,
     tenant_of,
 )
-from services.alerting.store import dumps, loads
-
-_SELECT = """
-SELECT a.fingerprint, a.rule_id, r.name AS rule_name, r.spec, a.labels, a.state, a.severity,
-       a.value, a.no_data, a.pending_since, a.fired_at, a.resolved_at, a.last_notified_at,
-       a.announced, a.acknowledged_by, a.acknowledged_at, a.silence_id, a.annotations,
-       a.created_at, a.updated_at
-FROM alerts a JOIN alert_rules r ON r.id = a.rule_id
-"""
 
 
-def alert_json(row: Any, value: float | None = None) -> dict[str, Any]:
+def alert_json(row: Row, value: float | None = None) -> dict[str, Any]:
     spec = loads(row["spec"])
     series = loads(row["labels"])
     labels = {
@@ -61,67 +54,49 @@ def alert_json(row: Any, value: float | None = None) -> dict[str, Any]:
     }
 
 
-async def list_alerts(request: web.Request) -> web.Response:
-    tenant = await tenant_of(request)
-    query = request.query
-    where, args = ["a.tenant_id = $1"], [tenant]
+def alert_filter(query: Any) -> AlertFilter:
+    """The list's filters from the query string; else a 400 naming each bad parameter."""
     errors: dict[str, str] = {}
-
-    def arg(value: Any) -> str:
-        args.append(value)
-        return f"${len(args)}"
-
     states = query.getall("state", [])
-    for state in states:
-        if state not in STATES:
-            errors["state"] = f"must be one of {', '.join(STATES)}"
-    if states:
-        where.append(f"a.state = ANY({arg(states)}::text[])")
+    if any(state not in STATES for state in states):
+        errors["state"] = f"must be one of {', '.join(STATES)}"
     severities = query.getall("severity", [])
-    for severity in severities:
-        if severity not in SEVERITIES_FOR_METRICS:
-            errors["severity"] = f"must be one of {', '.join(SEVERITIES_FOR_METRICS)}"
-    if severities:
-        where.append(f"a.severity = ANY({arg(severities)}::text[])")
-    rule = query.get("rule")
-    if rule:
-        rule_id = parse_uuid(rule)
-        where.append(
-            f"(r.name = {arg(rule)}" + (f" OR r.id = {arg(rule_id)}::uuid)" if rule_id else ")")
-        )
+    if any(severity not in SEVERITIES_FOR_METRICS for severity in severities):
+        errors["severity"] = f"must be one of {', '.join(SEVERITIES_FOR_METRICS)}"
+    rule = query.get("rule") or None
+    alertnames: list[str] = []
     labels: dict[str, str] = {}
     for item in query.getall("label", []):
         name, sep, value = item.partition("=")
         if not sep or not name:
             errors["label"] = "must be name=value"
         elif name == "alertname":
-            where.append(f"r.name = {arg(value)}")
+            alertnames.append(value)
         else:
             labels[name] = value
-    if labels:
-        where.append(f"a.labels @> {arg(dumps(labels))}::jsonb")
-    limit = parse_limit(request)
     if errors:
         fail(400, "invalid parameters", errors)
-    pool = await request.app[DATABASE].pool()
-    rows = await pool.fetch(
-        f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY a.updated_at DESC, a.fingerprint"
-        f" LIMIT {limit}",
-        *args,
-    )
+    rule_id = parse_uuid(rule) if rule else None
+    return AlertFilter(states, severities, rule, rule_id, alertnames, labels)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    limit = parse_limit(request)
+    where = alert_filter(request.query)
+    rows = await _repo(request).search(tenant, where, limit)
     engine = request.app[ENGINE]
     return json_response(
         {"alerts": [alert_json(r, engine.current_value(r["fingerprint"])) for r in rows]}
     )
 
 
-async def _fetch(request: web.Request, tenant: str) -> Any:
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(
-        f"{_SELECT} WHERE a.fingerprint = $1 AND a.tenant_id = $2",
-        request.match_info["fingerprint"],
-        tenant,
-    )
+def _repo(request: web.Request) -> PgAlertRepo:
+    return PgAlertRepo(request.app[DATABASE])
+
+
+async def fetch(repo: AlertRepo, tenant: str, fingerprint: str) -> Row:
+    row = await repo.get(tenant, fingerprint)
     if row is None:
         fail(404, "no such alert")
     return row
@@ -129,13 +104,9 @@ async def _fetch(request: web.Request, tenant: str) -> Any:
 
 async def get_alert(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    row = await _fetch(request, tenant)
-    pool = await request.app[DATABASE].pool()
-    history = await pool.fetch(
-        "SELECT from_state, to_state, at, value, reason, actor FROM alert_transitions"
-        " WHERE fingerprint = $1 ORDER BY id",
-        row["fingerprint"],
-    )
+    repo = _repo(request)
+    row = await fetch(repo, tenant, request.match_info["fingerprint"])
+    history = await repo.history(tenant, row["fingerprint"], None)
     body = alert_json(row, request.app[ENGINE].current_value(row["fingerprint"]))
     body["history"] = [
         {
@@ -169,7 +140,8 @@ async def _act(request: web.Request, action: str) -> web.Response:
         fail(409, str(exc))
     if alert is None:
         fail(404, "no such alert")
-    return json_response(alert_json(await _fetch(request, tenant), alert.value))
+    row = await fetch(_repo(request), tenant, request.match_info["fingerprint"])
+    return json_response(alert_json(row, alert.value))
 
 
 async def ack_alert(request: web.Request) -> web.Response:

@@ -6,21 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from services.alerting.keys import DATABASE, SETTINGS
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
+from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
+from services.alerting.repos.codec import NameTaken, Row, loads
 from services.alerting.routes.common import fail, iso, json_response, read_object, tenant_of
 from services.alerting.rules.validate import CHANNEL_NAME
-from services.alerting.store import dumps, loads
 from shared.selfreport import TENANT as BELFRY_TENANT
 
-_SELECT = "SELECT name, type, config, enabled, created_at, updated_at FROM alert_channels"
 _FIELDS = {"name", "type", "config", "enabled"}
 
 
-def channel_json(row: Any) -> dict[str, Any]:
+def channel_json(row: Row) -> dict[str, Any]:
     return {
         "name": row["name"],
         "type": row["type"],
@@ -63,10 +62,20 @@ def _check(
     return str(kind), dict(config), enabled
 
 
+def _repo(request: web.Request) -> PgChannelRepo:
+    return PgChannelRepo(request.app[DATABASE])
+
+
+async def fetch(repo: ChannelRepo, tenant: str, name: str) -> Row:
+    row = await repo.get(tenant, name)
+    if row is None:
+        fail(404, "no such channel")
+    return row
+
+
 async def list_channels(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    pool = await request.app[DATABASE].pool()
-    rows = await pool.fetch(f"{_SELECT} WHERE tenant_id = $1 ORDER BY name", tenant)
+    rows = await _repo(request).of_tenant(tenant)
     return json_response({"channels": [channel_json(r) for r in rows]})
 
 
@@ -77,68 +86,35 @@ async def create_channel(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
         fail(400, "invalid channel", {"name": f"required: matching {CHANNEL_NAME.pattern}"})
     kind, config, enabled = _check(request, tenant, body)
-    pool = await request.app[DATABASE].pool()
     try:
-        row = await pool.fetchrow(
-            "INSERT INTO alert_channels (tenant_id, name, type, config, enabled)"
-            " VALUES ($1, $2, $3, $4, $5)"
-            " RETURNING name, type, config, enabled, created_at, updated_at",
-            tenant,
-            name,
-            kind,
-            dumps(config),
-            enabled,
-        )
-    except asyncpg.UniqueViolationError:
+        row = await _repo(request).create(tenant, name, kind, config, enabled)
+    except NameTaken:
         fail(409, "a channel with this name exists", {"name": "already used"})
     return json_response(channel_json(row), 201)
 
 
-async def _fetch(request: web.Request, tenant: str) -> Any:
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(
-        f"{_SELECT} WHERE tenant_id = $1 AND name = $2", tenant, request.match_info["name"]
-    )
-    if row is None:
-        fail(404, "no such channel")
-    return row
-
-
 async def get_channel(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    return json_response(channel_json(await _fetch(request, tenant)))
+    return json_response(
+        channel_json(await fetch(_repo(request), tenant, request.match_info["name"]))
+    )
 
 
 async def replace_channel(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    stored = await _fetch(request, tenant)
+    repo = _repo(request)
+    stored = await fetch(repo, tenant, request.match_info["name"])
     body = await read_object(request)
     if body.get("name", stored["name"]) != stored["name"]:
         fail(400, "invalid channel", {"name": "a channel cannot be renamed"})
     kind, config, enabled = _check(request, tenant, body, stored=stored)
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(
-        "UPDATE alert_channels SET type = $3, config = $4, enabled = $5, updated_at = now()"
-        " WHERE tenant_id = $1 AND name = $2"
-        " RETURNING name, type, config, enabled, created_at, updated_at",
-        tenant,
-        stored["name"],
-        kind,
-        dumps(config),
-        enabled,
-    )
+    row = await repo.replace(tenant, stored["name"], kind, config, enabled)
     return json_response(channel_json(row))
 
 
 async def delete_channel(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    pool = await request.app[DATABASE].pool()
-    status = await pool.execute(
-        "DELETE FROM alert_channels WHERE tenant_id = $1 AND name = $2",
-        tenant,
-        request.match_info["name"],
-    )
-    if not status.endswith(" 1"):
+    if not await _repo(request).delete(tenant, request.match_info["name"]):
         fail(404, "no such channel")
     return web.Response(status=204)
 

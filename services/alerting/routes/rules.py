@@ -1,15 +1,21 @@
 """Rules CRUD: /api/v1/rules[/{id}]. Every change goes through the engine, which resolves
-the alerts of a deleted or disabled rule in the same transaction."""
+the alerts of a deleted or disabled rule in the same transaction.
+
+The service functions (`create`, `replace`, `remove`) take the repositories and the engine
+as Protocols, so tests drive them with in-memory fakes; the handlers only add HTTP."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, Protocol
 
-import asyncpg
 from aiohttp import web
 
 from services.alerting.keys import DATABASE, ENGINE
+from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
+from services.alerting.repos.codec import NameTaken, Row, loads
+from services.alerting.repos.rules import PgRuleRepo, RuleRepo, rule_from_row
 from services.alerting.routes.common import (
     fail,
     iso,
@@ -19,13 +25,18 @@ from services.alerting.routes.common import (
     tenant_of,
 )
 from services.alerting.rules.model import Rule
-from services.alerting.rules.validate import RuleError, rule_from_doc, stored_doc
-from services.alerting.store import dumps, loads, rule_from_row
-
-_SELECT = "SELECT id, tenant_id, spec, enabled, source, created_at, updated_at FROM alert_rules"
+from services.alerting.rules.validate import RuleError, rule_from_doc
 
 
-def rule_json(row: Any) -> dict[str, Any]:
+class RuleChanger(Protocol):
+    """The engine's side of a rule change (services/alerting/evaluator.py)."""
+
+    async def change_rule(
+        self, rule_id: str, new: Rule | None, write: Callable[[Any], Awaitable[Any]], actor: str
+    ) -> Any: ...
+
+
+def rule_json(row: Row) -> dict[str, Any]:
     try:
         doc = rule_from_row(row).to_doc()
     except RuleError as exc:
@@ -35,7 +46,7 @@ def rule_json(row: Any) -> dict[str, Any]:
     return doc
 
 
-def _unreadable(row: Any, exc: RuleError) -> dict[str, Any]:
+def _unreadable(row: Row, exc: RuleError) -> dict[str, Any]:
     """A stored rule today's checks refuse (written by an older version, e.g. an infinite
     threshold or a regex RE2 cannot run): shown with its problems, so that listing still
     works and the tenant can fix (PUT) or delete it; the engine skips it meanwhile."""
@@ -48,23 +59,16 @@ def _unreadable(row: Any, exc: RuleError) -> dict[str, Any]:
     }
 
 
-async def _validated(request: web.Request, tenant: str, rule_id: str) -> Rule:
-    body = await read_object(request)
-    body.pop("id", None)
+async def validated(channels: ChannelRepo, tenant: str, rule_id: str, body: Any) -> Rule:
+    """The rule `body` describes, every channel it names existing; else a 400."""
+    if isinstance(body, dict):
+        body.pop("id", None)
     try:
         rule = rule_from_doc(body, tenant=tenant, rule_id=rule_id)
     except RuleError as exc:
         fail(400, "invalid rule", exc.errors)
     if rule.channels:
-        pool = await request.app[DATABASE].pool()
-        known = {
-            r["name"]
-            for r in await pool.fetch(
-                "SELECT name FROM alert_channels WHERE tenant_id = $1 AND name = ANY($2::text[])",
-                tenant,
-                list(rule.channels),
-            )
-        }
+        known = await channels.existing(tenant, rule.channels)
         missing = {
             f"channels.{i}": f"no channel named {name!r}"
             for i, name in enumerate(rule.channels)
@@ -75,83 +79,90 @@ async def _validated(request: web.Request, tenant: str, rule_id: str) -> Rule:
     return rule
 
 
-async def list_rules(request: web.Request) -> web.Response:
-    tenant = await tenant_of(request)
-    pool = await request.app[DATABASE].pool()
-    rows = await pool.fetch(f"{_SELECT} WHERE tenant_id = $1 ORDER BY name", tenant)
-    return json_response({"rules": [rule_json(r) for r in rows]})
+def _taken() -> NoReturn:
+    fail(409, "a rule with this name exists", {"name": "already used by another rule"})
 
 
-async def _fetch(request: web.Request, tenant: str) -> Any:
-    rule_id = parse_uuid(request.match_info["rule_id"])
-    if rule_id is None:
-        fail(404, "no such rule")
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(f"{_SELECT} WHERE id = $1 AND tenant_id = $2", rule_id, tenant)
+async def create(
+    rules: RuleRepo, channels: ChannelRepo, engine: RuleChanger, tenant: str, body: Any
+) -> dict[str, Any]:
+    rule = await validated(channels, tenant, str(uuid.uuid4()), body)
+    try:
+        row = await engine.change_rule(
+            rule.id, rule, lambda conn: rules.insert(conn, rule, "api"), "api"
+        )
+    except NameTaken:
+        _taken()
+    return rule_json(row)
+
+
+async def fetch(rules: RuleRepo, tenant: str, raw_id: str) -> Row:
+    rule_id = parse_uuid(raw_id)
+    row = None if rule_id is None else await rules.get(tenant, rule_id)
     if row is None:
         fail(404, "no such rule")
     return row
 
 
+async def replace(
+    rules: RuleRepo,
+    channels: ChannelRepo,
+    engine: RuleChanger,
+    tenant: str,
+    rule_id: str,
+    body: Any,
+) -> dict[str, Any]:
+    """Replace the stored rule `rule_id` (found by `fetch` first)."""
+    rule = await validated(channels, tenant, rule_id, body)
+    try:
+        row = await engine.change_rule(rule.id, rule, lambda conn: rules.update(conn, rule), "api")
+    except NameTaken:
+        _taken()
+    return rule_json(row)
+
+
+async def remove(rules: RuleRepo, engine: RuleChanger, tenant: str, raw_id: str) -> None:
+    rule_id = str((await fetch(rules, tenant, raw_id))["id"])
+    await engine.change_rule(rule_id, None, lambda conn: rules.delete(conn, rule_id), "api")
+
+
+def _repos(request: web.Request) -> tuple[PgRuleRepo, PgChannelRepo]:
+    db = request.app[DATABASE]
+    return PgRuleRepo(db), PgChannelRepo(db)
+
+
+async def list_rules(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    rows = await _repos(request)[0].of_tenant(tenant)
+    return json_response({"rules": [rule_json(r) for r in rows]})
+
+
 async def get_rule(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    return json_response(rule_json(await _fetch(request, tenant)))
+    rules, _ = _repos(request)
+    return json_response(rule_json(await fetch(rules, tenant, request.match_info["rule_id"])))
 
 
 async def create_rule(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    rule = await _validated(request, tenant, str(uuid.uuid4()))
-
-    async def write(conn: asyncpg.Connection) -> Any:
-        return await conn.fetchrow(
-            """INSERT INTO alert_rules (id, tenant_id, name, spec, enabled, source)
-               VALUES ($1, $2, $3, $4, $5, 'api')
-               RETURNING id, tenant_id, spec, enabled, source, created_at, updated_at""",
-            rule.id,
-            tenant,
-            rule.name,
-            dumps(stored_doc(rule)),
-            rule.enabled,
-        )
-
-    try:
-        row = await request.app[ENGINE].change_rule(rule.id, rule, write, "api")
-    except asyncpg.UniqueViolationError:
-        fail(409, "a rule with this name exists", {"name": "already used by another rule"})
-    return json_response(rule_json(row), 201)
+    body = await read_object(request)
+    doc = await create(*_repos(request), request.app[ENGINE], tenant, body)
+    return json_response(doc, 201)
 
 
 async def replace_rule(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    existing = await _fetch(request, tenant)
-    rule = await _validated(request, tenant, str(existing["id"]))
-
-    async def write(conn: asyncpg.Connection) -> Any:
-        return await conn.fetchrow(
-            """UPDATE alert_rules SET name = $2, spec = $3, enabled = $4, updated_at = now()
-               WHERE id = $1
-               RETURNING id, tenant_id, spec, enabled, source, created_at, updated_at""",
-            rule.id,
-            rule.name,
-            dumps(stored_doc(rule)),
-            rule.enabled,
-        )
-
-    try:
-        row = await request.app[ENGINE].change_rule(rule.id, rule, write, "api")
-    except asyncpg.UniqueViolationError:
-        fail(409, "a rule with this name exists", {"name": "already used by another rule"})
-    return json_response(rule_json(row))
+    rules, channels = _repos(request)
+    existing = await fetch(rules, tenant, request.match_info["rule_id"])
+    body = await read_object(request)
+    engine = request.app[ENGINE]
+    return json_response(await replace(rules, channels, engine, tenant, str(existing["id"]), body))
 
 
 async def delete_rule(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    existing = await _fetch(request, tenant)
-
-    async def write(conn: asyncpg.Connection) -> None:
-        await conn.execute("DELETE FROM alert_rules WHERE id = $1", existing["id"])
-
-    await request.app[ENGINE].change_rule(str(existing["id"]), None, write, "api")
+    rules, _ = _repos(request)
+    await remove(rules, request.app[ENGINE], tenant, request.match_info["rule_id"])
     return web.Response(status=204)
 
 

@@ -4,13 +4,14 @@ silence of its tenant becomes `silenced` at the next evaluation: no notification
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from services.alerting.keys import DATABASE, DEPS
+from services.alerting.repos.codec import Row, loads
+from services.alerting.repos.silences import PgSilenceRepo, SilenceRepo, SilenceSpec
 from services.alerting.routes.common import (
     fail,
     iso,
@@ -22,16 +23,11 @@ from services.alerting.routes.common import (
 )
 from services.alerting.rules.parse import ParseError, parse_duration
 from services.alerting.rules.validate import RuleError, matchers_from_doc
-from services.alerting.store import dumps, loads
 
-_SELECT = (
-    "SELECT id, matchers, starts_at, ends_at, author, comment, created_at, updated_at"
-    " FROM alert_silences"
-)
 _FIELDS = {"matchers", "starts_at", "ends_at", "duration", "author", "comment"}
 
 
-def silence_json(row: Any, now: datetime) -> dict[str, Any]:
+def silence_json(row: Row, now: datetime) -> dict[str, Any]:
     state = "pending" if row["starts_at"] > now else "active" if row["ends_at"] > now else "expired"
     return {
         "id": str(row["id"]),
@@ -46,9 +42,7 @@ def silence_json(row: Any, now: datetime) -> dict[str, Any]:
     }
 
 
-def _parse(
-    body: dict[str, Any], now: datetime
-) -> tuple[list[dict[str, str]], datetime, datetime, str, str]:
+def _parse(body: dict[str, Any], now: datetime) -> SilenceSpec:
     errors: dict[str, str] = {}
     for key in body:
         if key not in _FIELDS:
@@ -91,98 +85,89 @@ def _parse(
     if errors:
         raise RuleError(errors)
     assert ends is not None and isinstance(author, str)
-    return [m.to_doc() for m in matchers], starts, ends, author.strip(), comment
+    return SilenceSpec([m.to_doc() for m in matchers], starts, ends, author.strip(), comment)
 
 
-async def list_silences(request: web.Request) -> web.Response:
-    tenant = await tenant_of(request)
-    now = request.app[DEPS].clock()
-    pool = await request.app[DATABASE].pool()
-    query = f"{_SELECT} WHERE tenant_id = $1"
-    args: list[Any] = [tenant]
-    active = request.query.get("active")
-    if active not in (None, "1", "true", "0", "false"):
-        fail(400, "invalid query", {"active": "must be true or false"})
-    if active in ("1", "true"):
-        query += " AND starts_at <= $2 AND ends_at > $2"
-        args.append(now)
-    rows = await pool.fetch(query + " ORDER BY starts_at DESC, id", *args)
-    return json_response({"silences": [silence_json(r, now) for r in rows]})
-
-
-async def create_silence(request: web.Request) -> web.Response:
-    tenant = await tenant_of(request)
-    now = request.app[DEPS].clock()
+def checked(body: Any, now: datetime) -> SilenceSpec:
+    """The silence `body` describes; else a 400 with every field's problem."""
+    if not isinstance(body, dict):
+        fail(400, "body must be a JSON object")
     try:
-        matchers, starts, ends, author, comment = _parse(await read_object(request), now)
+        return _parse(body, now)
     except RuleError as exc:
         fail(400, "invalid silence", exc.errors)
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(
-        "INSERT INTO alert_silences (id, tenant_id, matchers, starts_at, ends_at, author, comment)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " RETURNING id, matchers, starts_at, ends_at, author, comment, created_at, updated_at",
-        str(uuid.uuid4()),
-        tenant,
-        dumps(matchers),
-        starts,
-        ends,
-        author,
-        comment,
-    )
-    return json_response(silence_json(row, now), 201)
 
 
-def _id(request: web.Request) -> str:
-    silence_id = parse_uuid(request.match_info["silence_id"])
+async def create(repo: SilenceRepo, tenant: str, body: Any, now: datetime) -> dict[str, Any]:
+    return silence_json(await repo.create(tenant, checked(body, now)), now)
+
+
+def _id(raw: str) -> str:
+    silence_id = parse_uuid(raw)
     if silence_id is None:
         fail(404, "no such silence")
     return silence_id
 
 
-async def get_silence(request: web.Request) -> web.Response:
-    tenant = await tenant_of(request)
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(f"{_SELECT} WHERE id = $1 AND tenant_id = $2", _id(request), tenant)
+async def fetch(repo: SilenceRepo, tenant: str, raw_id: str, now: datetime) -> dict[str, Any]:
+    row = await repo.get(tenant, _id(raw_id))
     if row is None:
         fail(404, "no such silence")
-    return json_response(silence_json(row, request.app[DEPS].clock()))
+    return silence_json(row, now)
+
+
+async def replace(
+    repo: SilenceRepo, tenant: str, raw_id: str, body: Any, now: datetime
+) -> dict[str, Any]:
+    silence_id = _id(raw_id)
+    row = await repo.replace(tenant, silence_id, checked(body, now))
+    if row is None:
+        fail(404, "no such silence")
+    return silence_json(row, now)
+
+
+async def remove(repo: SilenceRepo, tenant: str, raw_id: str) -> None:
+    if not await repo.delete(tenant, _id(raw_id)):
+        fail(404, "no such silence")
+
+
+def _repo(request: web.Request) -> PgSilenceRepo:
+    return PgSilenceRepo(request.app[DATABASE])
+
+
+async def list_silences(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    now = request.app[DEPS].clock()
+    active = request.query.get("active")
+    if active not in (None, "1", "true", "0", "false"):
+        fail(400, "invalid query", {"active": "must be true or false"})
+    rows = await _repo(request).of_tenant(tenant, now if active in ("1", "true") else None)
+    return json_response({"silences": [silence_json(r, now) for r in rows]})
+
+
+async def create_silence(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    body = await read_object(request)
+    return json_response(await create(_repo(request), tenant, body, request.app[DEPS].clock()), 201)
+
+
+async def get_silence(request: web.Request) -> web.Response:
+    tenant = await tenant_of(request)
+    silence_id = request.match_info["silence_id"]
+    return json_response(await fetch(_repo(request), tenant, silence_id, request.app[DEPS].clock()))
 
 
 async def replace_silence(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    silence_id = _id(request)
+    silence_id = _id(request.match_info["silence_id"])
+    body = await read_object(request)
     now = request.app[DEPS].clock()
-    try:
-        matchers, starts, ends, author, comment = _parse(await read_object(request), now)
-    except RuleError as exc:
-        fail(400, "invalid silence", exc.errors)
-    pool = await request.app[DATABASE].pool()
-    row = await pool.fetchrow(
-        "UPDATE alert_silences SET matchers = $3, starts_at = $4, ends_at = $5, author = $6,"
-        " comment = $7, updated_at = now() WHERE id = $1 AND tenant_id = $2"
-        " RETURNING id, matchers, starts_at, ends_at, author, comment, created_at, updated_at",
-        silence_id,
-        tenant,
-        dumps(matchers),
-        starts,
-        ends,
-        author,
-        comment,
-    )
-    if row is None:
-        fail(404, "no such silence")
-    return json_response(silence_json(row, now))
+    return json_response(await replace(_repo(request), tenant, silence_id, body, now))
 
 
 async def delete_silence(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
-    pool = await request.app[DATABASE].pool()
-    status = await pool.execute(
-        "DELETE FROM alert_silences WHERE id = $1 AND tenant_id = $2", _id(request), tenant
-    )
-    if not status.endswith(" 1"):
-        fail(404, "no such silence")
+    await remove(_repo(request), tenant, request.match_info["silence_id"])
     return web.Response(status=204)
 
 

@@ -11,25 +11,13 @@ pending).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
-import asyncpg
 from aiohttp import web
 
 from services.alerting.keys import DATABASE, DEPS
+from services.alerting.repos.alerts import PgAlertStats
+from services.alerting.repos.notifications import PgNotificationReads
 from services.alerting.routes.common import fail, json_response, parse_time, tenant_of
-
-MTBF = """
-SELECT avg(extract(epoch FROM at - prev_resolved)) FROM (
-    SELECT at, to_state, from_state,
-           max(at) FILTER (WHERE to_state = 'resolved')
-               OVER (PARTITION BY fingerprint ORDER BY id
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_resolved
-    FROM alert_transitions WHERE tenant_id = $1 AND at <= $3
-) t
-WHERE at >= $2 AND to_state IN ('firing', 'silenced')
-  AND from_state IN ('pending', 'inactive', 'resolved') AND prev_resolved IS NOT NULL
-"""
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -43,33 +31,17 @@ async def stats(request: web.Request) -> web.Response:
     )
     if since >= until:
         fail(400, "invalid parameters", {"since": "must be before until"})
-    pool = await request.app[DATABASE].pool()
-    by = await pool.fetch(
-        "SELECT state, severity, count(*) AS n FROM alerts WHERE tenant_id = $1"
-        " GROUP BY state, severity ORDER BY state, severity",
-        tenant,
-    )
+    db = request.app[DATABASE]
+    alerts = PgAlertStats(db)
+    by = await alerts.by_state_and_severity(tenant)
     by_state: dict[str, int] = {}
     by_severity: dict[str, int] = {}
     for row in by:
         by_state[row["state"]] = by_state.get(row["state"], 0) + row["n"]
         by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + row["n"]
-    transitions = await pool.fetch(
-        "SELECT to_state, count(*) AS n FROM alert_transitions"
-        " WHERE tenant_id = $1 AND at >= $2 AND at <= $3 GROUP BY to_state",
-        tenant,
-        since,
-        until,
-    )
-    mttr = await pool.fetchval(
-        "SELECT avg(extract(epoch FROM at - fired_at)) FROM alert_transitions"
-        " WHERE tenant_id = $1 AND at >= $2 AND at <= $3 AND to_state = 'resolved'"
-        " AND fired_at IS NOT NULL",
-        tenant,
-        since,
-        until,
-    )
-    mtbf = await pool.fetchval(MTBF, tenant, since, until)
+    transitions = await alerts.transitions_by_state(tenant, since, until)
+    mttr, mtbf = await alerts.mttr_mtbf(tenant, since, until)
+    notifications = await PgNotificationReads(db).counts(tenant, since, until)
     return json_response(
         {
             "since": since.isoformat(),
@@ -81,45 +53,20 @@ async def stats(request: web.Request) -> web.Response:
                     {"state": r["state"], "severity": r["severity"], "count": r["n"]} for r in by
                 ],
             },
-            "transitions": {r["to_state"]: r["n"] for r in transitions},
-            "mttr_seconds": None if mttr is None else float(mttr),
-            "mtbf_seconds": None if mtbf is None else float(mtbf),
-            "notifications": await _notifications(pool, tenant, since, until),
+            "transitions": transitions,
+            "mttr_seconds": mttr,
+            "mtbf_seconds": mtbf,
+            "notifications": [
+                {
+                    "channel": r["channel"],
+                    "channel_type": r["channel_type"],
+                    "outcome": r["outcome"],
+                    "count": r["n"],
+                }
+                for r in notifications
+            ],
         }
     )
-
-
-async def _notifications(pool: asyncpg.Pool, tenant: str, since: Any, until: Any) -> list[Any]:
-    try:
-        rows = await pool.fetch(
-            "SELECT channel, channel_type, status AS outcome, count(*) AS n"
-            " FROM notification_deliveries"
-            " WHERE tenant_id = $1 AND created_at >= $2 AND created_at <= $3"
-            " GROUP BY 1, 2, 3 ORDER BY 1, 3",
-            tenant,
-            since,
-            until,
-        )
-    except asyncpg.UndefinedTableError:  # delivery log not there: the outbox's view
-        rows = await pool.fetch(
-            "SELECT channel, channel_type,"
-            " CASE WHEN sent_at IS NULL THEN 'pending' ELSE 'published' END AS outcome,"
-            " count(*) AS n FROM alert_outbox"
-            " WHERE tenant_id = $1 AND created_at >= $2 AND created_at <= $3"
-            " GROUP BY 1, 2, 3 ORDER BY 1, 3",
-            tenant,
-            since,
-            until,
-        )
-    return [
-        {
-            "channel": r["channel"],
-            "channel_type": r["channel_type"],
-            "outcome": r["outcome"],
-            "count": r["n"],
-        }
-        for r in rows
-    ]
 
 
 def add_stats_routes(app: web.Application) -> None:
