@@ -15,13 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
+from shared.backoff import Backoff
 from shared.failures import error_text
 from shared.settings import redact_url
 from shared.tasks import stop_task
@@ -122,7 +122,7 @@ class Broker:
                 hook()
 
     async def _supervise(self) -> None:
-        delay = self._reconnect_min
+        backoff = Backoff(self._reconnect_min, self._reconnect_max)
         while not self._stopping.is_set():
             lost = asyncio.Event()
             started = time.monotonic()
@@ -157,6 +157,5 @@ class Broker:
             self._attempted.set()
             await self._close()
             if time.monotonic() - started > 10:
-                delay = self._reconnect_min  # it was up for a while: start the backoff over
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, self._reconnect_max)
+                backoff.reset()  # it was up for a while: start the backoff over
+            await asyncio.sleep(backoff.failed())

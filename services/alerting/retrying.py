@@ -1,6 +1,6 @@
 """How the alerting loops (evaluation ticks, the outbox relay, start-up) retry while
-Postgres or the broker is away: an exponential, capped, jittered delay (the schedule of
-shared/broker.py and the writer), and logs of state changes — one line when a loop starts
+Postgres or the broker is away: shared/backoff.py's delays (the schedule of the broker
+connection and the writer too), and logs of state changes — one line when a loop starts
 failing, one when it recovers, and between them at most one reminder per `remind`
 seconds with the count of failed attempts — instead of one line per attempt."""
 
@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable
 
+from shared.backoff import Backoff
 from shared.failures import LogThrottle, error_text
 
 
@@ -32,27 +33,25 @@ class Failures:
     ) -> None:
         self.log = log
         self.what = what
-        self.base = base
-        self.cap = max(cap, base)
         self.remind = remind
         self._clock = clock
-        self._rng = rng or random.Random()
-        self.failures = 0
+        self._backoff = Backoff(base, cap, rng)
         self._since = 0.0
         self._throttle = LogThrottle(remind, clock)
+
+    @property
+    def failures(self) -> int:
+        return self._backoff.failures
 
     @property
     def failing(self) -> bool:
         return self.failures > 0
 
     def delay(self) -> float:
-        """Seconds to wait after the current run of failures: base, doubled per failure
-        up to cap, times a jitter of 0.5..1.5 (two instances don't retry in step)."""
-        exponent = min(max(self.failures - 1, 0), 60)
-        return min(self.base * 2**exponent, self.cap) * self._rng.uniform(0.5, 1.5)
+        return self._backoff.delay()
 
     def failed(self, exc: BaseException) -> float:
-        self.failures += 1
+        self._backoff.failures += 1
         extra = {"error": error_text(exc)[:300], "failures": self.failures}
         if self.failures == 1:
             self._since = self._clock()
@@ -74,4 +73,4 @@ class Failures:
                 "failing_seconds": round(self._clock() - self._since, 1),
             },
         )
-        self.failures = 0
+        self._backoff.reset()

@@ -31,6 +31,7 @@ from services.writer.errors import error_text, is_data_error
 from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
+from shared.backoff import Backoff
 from shared.contracts import Envelope, envelope_dict
 from shared.deadletter import dead_letter_message
 from shared.tasks import stop_task
@@ -237,7 +238,7 @@ class HitConsumer:
     async def _insert_retrying(self, events: list[Envelope]) -> StoreResult | None:
         """Insert, retrying with backoff while the database is away; a data error is
         raised at once (retrying can't help). None: stopped meanwhile."""
-        delay = self.settings.backoff_min
+        backoff = Backoff(self.settings.backoff_min, self.settings.backoff_max, self._rng)
         while True:
             started = time.perf_counter()
             try:
@@ -250,8 +251,7 @@ class HitConsumer:
                 log.warning("insert failed, backing off", extra={"error": self.db_error})
                 if self._stopping:
                     return None  # unacked: the broker redelivers after we are gone
-                await self._sleep(delay * self._rng.uniform(0.5, 1.5))
-                delay = min(delay * 2, self.settings.backoff_max)
+                await self._sleep(backoff.failed())
                 continue
             self.db_error = None
             metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
