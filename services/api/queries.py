@@ -136,16 +136,11 @@ SELECT date_trunc($6, at, 'UTC') AS bucket, kind, reason, sum(n)::bigint AS n FR
 ) c GROUP BY 1, 2, 3 HAVING sum(n) <> 0
 """
 
-# The activity keys of an event row `e` (see migration 0013).
-EVENT_KEYS = f"""(VALUES
-    (CASE e.kind WHEN 'open' THEN 'o' ELSE 'c' END),
-    (CASE WHEN e.{HUMAN} THEN CASE e.kind WHEN 'open' THEN 'ho' ELSE 'hc' END END),
-    (CASE WHEN e.kind = 'click' AND e.url IS NOT NULL THEN 'u' || md5(e.url) END)
-) k(key)"""
-
 # $4 / $5 whole days; $6 keys. Emails active in the whole days: the (email, day) pairs
-# whose previous active day is before them; plus the emails active only at the edges.
-UNIQUES_ROLLUP = f"""
+# whose previous active day is before them. Plus, from the partial days at either end:
+# the emails active in [from, first whole day) and not again before the whole days end,
+# and those active in [end of whole days, to) and not since `from`.
+UNIQUES_ROLLUP = """
 WITH mid AS (
     SELECT key, sum(n)::bigint AS n FROM stats_uniq
     WHERE tenant_id = $1 AND key = ANY($6::text[])
@@ -153,21 +148,23 @@ WITH mid AS (
       AND prev_day < ($4 AT TIME ZONE 'UTC')::date
     GROUP BY key
 ),
-edge AS (
-    SELECT DISTINCT e.email_id, k.key
-    FROM events e CROSS JOIN LATERAL {EVENT_KEYS}
-    WHERE k.key = ANY($6::text[]) AND {EDGES.replace("occurred_at", "e.occurred_at")}
+head AS (
+    SELECT key, count(*) AS n FROM stats_activity
+    WHERE $2 < $4 AND tenant_id = $1 AND key = ANY($6::text[])
+      AND day = ($2 AT TIME ZONE 'UTC')::date AND last_at >= $2
+      AND (next_day IS NULL OR next_day >= ($5 AT TIME ZONE 'UTC')::date)
+    GROUP BY key
 ),
-extra AS (
-    SELECT g.key, count(*) AS n FROM edge g
-    WHERE NOT EXISTS (
-        SELECT 1 FROM stats_activity a
-        WHERE a.tenant_id = $1 AND a.email_id = g.email_id AND a.key = g.key
-          AND a.day >= ($4 AT TIME ZONE 'UTC')::date AND a.day < ($5 AT TIME ZONE 'UTC')::date)
-    GROUP BY g.key
+tail AS (
+    SELECT key, count(*) AS n FROM stats_activity
+    WHERE $5 < $3 AND tenant_id = $1 AND key = ANY($6::text[])
+      AND day = ($3 AT TIME ZONE 'UTC')::date AND first_at < $3
+      AND (prev_last_at IS NULL OR prev_last_at < $2)
+    GROUP BY key
 )
-SELECT k AS key, (coalesce(mid.n, 0) + coalesce(extra.n, 0))::bigint AS n
-FROM unnest($6::text[]) k LEFT JOIN mid ON mid.key = k LEFT JOIN extra ON extra.key = k
+SELECT k AS key, (coalesce(mid.n, 0) + coalesce(head.n, 0) + coalesce(tail.n, 0))::bigint AS n
+FROM unnest($6::text[]) k LEFT JOIN mid ON mid.key = k LEFT JOIN head ON head.key = k
+     LEFT JOIN tail ON tail.key = k
 """
 
 # $4 / $5 whole days, $6 limit.

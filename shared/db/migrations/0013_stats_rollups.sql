@@ -13,7 +13,10 @@
 --   registered per hour (kind 'email').
 -- * stats_link_day: clicks and human clicks per tenant, day and URL.
 -- * stats_activity: per tenant, email, key and day, how many events: key 'o' any open,
---   'ho' human open, 'c' any click, 'hc' human click, 'u<md5 of url>' a click on that URL.
+--   'ho' human open, 'c' any click, 'hc' human click, 'u<md5 of url>' a click on that URL;
+--   the first and last of them, the email's next active day and the last event of its
+--   previous active day: whether an email active in a partial day at either end of a
+--   range was active elsewhere in the range is then read from that day's rows alone.
 -- * stats_uniq: per tenant, key and day, how many emails were active that day, split by
 --   the email's previous active day (prev_day, '-infinity' for none). The emails active in
 --   days [A, B) are the (email, day) pairs in [A, B) whose previous day is before A: a
@@ -45,8 +48,14 @@ CREATE TABLE stats_activity (
     key       text NOT NULL,
     day       date NOT NULL,
     n         integer NOT NULL,
+    first_at  timestamptz,
+    last_at   timestamptz,
+    next_day  date,
+    prev_last_at timestamptz,
     PRIMARY KEY (tenant_id, email_id, key, day)
 );
+CREATE INDEX stats_activity_day ON stats_activity (tenant_id, key, day)
+    INCLUDE (first_at, last_at, next_day, prev_last_at);
 
 CREATE TABLE stats_uniq (
     tenant_id text NOT NULL,
@@ -74,7 +83,8 @@ CREATE TYPE belfry_stats_row AS (
     reason text, url text, sign integer
 );
 CREATE TYPE belfry_stats_act AS (
-    tenant_id text, email_id text, key text, day date, n integer
+    tenant_id text, email_id text, key text, day date, n integer,
+    first_at timestamptz, last_at timestamptz
 );
 
 -- Rollup maintenance of one tenant runs under that tenant's lock, taken before any
@@ -106,7 +116,8 @@ LANGUAGE sql AS $$
         SELECT tenant_id, email_id, key, day FROM (
             SELECT * FROM before
             UNION ALL
-            SELECT x.* FROM delta x JOIN affected f USING (tenant_id, email_id, key)
+            SELECT x.tenant_id, x.email_id, x.key, x.day, x.n
+            FROM delta x JOIN affected f USING (tenant_id, email_id, key)
         ) x GROUP BY 1, 2, 3, 4 HAVING sum(n) > 0
     ),
     pairs AS (
@@ -124,6 +135,55 @@ LANGUAGE sql AS $$
     SELECT tenant_id, key, day, prev_day, sum(s) FROM pairs
     GROUP BY 1, 2, 3, 4 HAVING sum(s) <> 0 ORDER BY 1, 2, 3, 4
     ON CONFLICT (tenant_id, key, day, prev_day) DO UPDATE SET n = u.n + excluded.n
+$$;
+
+-- Rows of `events` an activity key stands for (see stats_activity).
+CREATE FUNCTION belfry_stats_key_matches(key text, kind text, verdict text, url text)
+RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE key
+        WHEN 'o' THEN kind = 'open'
+        WHEN 'ho' THEN kind = 'open' AND verdict IS DISTINCT FROM 'machine'
+        WHEN 'c' THEN kind = 'click'
+        WHEN 'hc' THEN kind = 'click' AND verdict IS DISTINCT FROM 'machine'
+        ELSE kind = 'click' AND url IS NOT NULL AND 'u' || md5(url) = key
+    END
+$$;
+
+-- A day that lost rows may have lost its first or last: read them again from `events`.
+CREATE FUNCTION belfry_stats_bounds(d belfry_stats_act[], gone regclass) RETURNS void
+LANGUAGE sql AS $$
+    UPDATE stats_activity a SET (first_at, last_at) = (
+        SELECT min(e.occurred_at), max(e.occurred_at) FROM events e
+        WHERE e.tenant_id = a.tenant_id AND e.email_id = a.email_id
+          AND e.occurred_at >= a.day::timestamp AT TIME ZONE 'UTC'
+          AND e.occurred_at < (a.day + 1)::timestamp AT TIME ZONE 'UTC'
+          AND e.tableoid IS DISTINCT FROM gone
+          AND belfry_stats_key_matches(a.key, e.kind, e.verdict, e.url))
+    FROM unnest(d) x
+    WHERE x.n < 0 AND a.tenant_id = x.tenant_id AND a.email_id = x.email_id
+      AND a.key = x.key AND a.day = x.day
+$$;
+
+-- Each day's next active day and its previous day's last event, for the chains that
+-- gained or lost a day, or whose changed day has a next one.
+CREATE FUNCTION belfry_stats_links(d belfry_stats_act[]) RETURNS void
+LANGUAGE sql AS $$
+    WITH affected AS (
+        SELECT DISTINCT x.tenant_id, x.email_id, x.key
+        FROM unnest(d) x LEFT JOIN stats_activity a USING (tenant_id, email_id, key, day)
+        WHERE a.n IS NULL OR a.n = x.n OR a.next_day IS NOT NULL
+    ),
+    w AS (
+        SELECT s.tenant_id, s.email_id, s.key, s.day,
+               lead(s.day) OVER c AS next_day, lag(s.last_at) OVER c AS prev_last_at
+        FROM stats_activity s JOIN affected f USING (tenant_id, email_id, key)
+        WINDOW c AS (PARTITION BY s.tenant_id, s.email_id, s.key ORDER BY s.day)
+    )
+    UPDATE stats_activity a SET next_day = w.next_day, prev_last_at = w.prev_last_at
+    FROM w
+    WHERE a.tenant_id = w.tenant_id AND a.email_id = w.email_id AND a.key = w.key
+      AND a.day = w.day
+      AND (a.next_day, a.prev_last_at) IS DISTINCT FROM (w.next_day, w.prev_last_at)
 $$;
 
 -- Apply changed event rows to every rollup. `gone`: a partition about to be dropped,
@@ -153,9 +213,12 @@ BEGIN
         SET clicks = s.clicks + excluded.clicks,
             human_clicks = s.human_clicks + excluded.human_clicks;
 
-    SELECT array_agg(ROW(tenant_id, email_id, key, day, n)::belfry_stats_act) INTO d FROM (
+    SELECT array_agg(ROW(tenant_id, email_id, key, day, n, first_at, last_at)::belfry_stats_act)
+    INTO d FROM (
         SELECT x.tenant_id, x.email_id, k.key, (x.occurred_at AT TIME ZONE 'UTC')::date AS day,
-               sum(x.sign)::integer AS n
+               sum(x.sign)::integer AS n,
+               min(x.occurred_at) FILTER (WHERE x.sign > 0) AS first_at,
+               max(x.occurred_at) FILTER (WHERE x.sign > 0) AS last_at
         FROM unnest(r) x CROSS JOIN LATERAL (VALUES
             (CASE x.kind WHEN 'open' THEN 'o' ELSE 'c' END),
             (CASE WHEN x.human THEN CASE x.kind WHEN 'open' THEN 'ho' ELSE 'hc' END END),
@@ -165,12 +228,16 @@ BEGIN
     ) g;
     IF d IS NOT NULL THEN
         PERFORM belfry_stats_chains(d);
-        INSERT INTO stats_activity AS a (tenant_id, email_id, key, day, n)
+        INSERT INTO stats_activity AS a (tenant_id, email_id, key, day, n, first_at, last_at)
         SELECT * FROM unnest(d) ORDER BY 1, 2, 3, 4
-        ON CONFLICT (tenant_id, email_id, key, day) DO UPDATE SET n = a.n + excluded.n;
+        ON CONFLICT (tenant_id, email_id, key, day) DO UPDATE
+            SET n = a.n + excluded.n, first_at = least(a.first_at, excluded.first_at),
+                last_at = greatest(a.last_at, excluded.last_at);
         DELETE FROM stats_activity a USING unnest(d) x
         WHERE x.n < 0 AND a.tenant_id = x.tenant_id AND a.email_id = x.email_id
           AND a.key = x.key AND a.day = x.day AND a.n <= 0;
+        PERFORM belfry_stats_bounds(d, gone);
+        PERFORM belfry_stats_links(d);
     END IF;
     PERFORM belfry_stats_first_hits(r, gone);
 END $$;
@@ -305,6 +372,7 @@ BEGIN
     TRUNCATE stats_hour, stats_link_day, stats_activity, stats_uniq, stats_email;
     -- The two big tables get their indexes built once, after the rows (much faster).
     ALTER TABLE stats_activity DROP CONSTRAINT stats_activity_pkey;
+    DROP INDEX stats_activity_day;
     ALTER TABLE stats_email DROP CONSTRAINT stats_email_pkey;
     DROP INDEX stats_email_cohort;
     INSERT INTO stats_hour (tenant_id, hour, kind, reason, n)
@@ -319,15 +387,19 @@ BEGIN
     SELECT tenant_id, (occurred_at AT TIME ZONE 'UTC')::date, md5(url)::uuid, min(url),
            count(*), count(*) FILTER (WHERE verdict IS DISTINCT FROM 'machine')
     FROM events WHERE kind = 'click' AND url IS NOT NULL GROUP BY 1, 2, 3;
-    INSERT INTO stats_activity (tenant_id, email_id, key, day, n)
-    SELECT e.tenant_id, e.email_id, k.key, (e.occurred_at AT TIME ZONE 'UTC')::date, count(*)
+    INSERT INTO stats_activity (tenant_id, email_id, key, day, n, first_at, last_at, next_day,
+                                prev_last_at)
+    SELECT *, lead(day) OVER c, lag(last_at) OVER c FROM (
+    SELECT e.tenant_id, e.email_id, k.key, (e.occurred_at AT TIME ZONE 'UTC')::date AS day,
+           count(*)::integer AS n, min(e.occurred_at) AS first_at, max(e.occurred_at) AS last_at
     FROM events e CROSS JOIN LATERAL (VALUES
         (CASE e.kind WHEN 'open' THEN 'o' ELSE 'c' END),
         (CASE WHEN e.verdict IS DISTINCT FROM 'machine'
               THEN CASE e.kind WHEN 'open' THEN 'ho' ELSE 'hc' END END),
         (CASE WHEN e.kind = 'click' AND e.url IS NOT NULL THEN 'u' || md5(e.url) END)
     ) k(key)
-    WHERE k.key IS NOT NULL GROUP BY 1, 2, 3, 4;
+    WHERE k.key IS NOT NULL GROUP BY 1, 2, 3, 4
+    ) g WINDOW c AS (PARTITION BY tenant_id, email_id, key ORDER BY day);
     INSERT INTO stats_uniq (tenant_id, key, day, prev_day, n)
     SELECT tenant_id, key, day, prev_day, count(*) FROM (
         SELECT tenant_id, key, day,
@@ -346,6 +418,8 @@ BEGIN
         FROM events WHERE verdict IS DISTINCT FROM 'machine' GROUP BY 1, 2
     ) f ON f.tenant_id = m.tenant_id AND f.email_id = m.id;
     ALTER TABLE stats_activity ADD PRIMARY KEY (tenant_id, email_id, key, day);
+    CREATE INDEX stats_activity_day ON stats_activity (tenant_id, key, day)
+        INCLUDE (first_at, last_at, next_day, prev_last_at);
     ALTER TABLE stats_email ADD PRIMARY KEY (tenant_id, email_id);
     CREATE INDEX stats_email_cohort ON stats_email (tenant_id, created_at)
         INCLUDE (first_human_open, first_human_click) WHERE created_at IS NOT NULL;
