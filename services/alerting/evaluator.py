@@ -114,6 +114,7 @@ class AlertEngine:
         self.alerts: dict[str, Alert] = {}
         # The same alerts by rule id (what each rule's evaluation reads), kept in step.
         self._by_rule: dict[str, dict[str, Alert]] = {}
+        self._counts: Counter[tuple[str, str]] = Counter()  # the alerts gauge's
         self.samples = SampleStore()
         self._fingerprints: Fingerprints = {}
         self.lock = asyncio.Lock()
@@ -343,13 +344,15 @@ class AlertEngine:
                     result = await extra(conn)
         for entry in work:
             after = entry.after
+            self._count(self.alerts.get(after.fingerprint), -1)
+            self._count(after, +1)
             self.alerts[after.fingerprint] = after
             self._by_rule.setdefault(after.rule_id, {})[after.fingerprint] = after
         for change in changes:
             if change.is_transition:
                 self._announce(change)
-        if changes:
-            self._update_gauge()
+        if work:
+            self._publish_gauge()
         return result
 
     def _outbox_item(
@@ -420,10 +423,21 @@ class AlertEngine:
             return traceparent(ctx) if ctx.is_valid else None
 
     def _update_gauge(self) -> None:
+        """Count every alert of a known rule by (state, severity) afresh (load, rule
+        changes); a commit adjusts the counts by what it changed (`_count`)."""
         counts: Counter[tuple[str, str]] = Counter()
         for rule_id, alerts in self._by_rule.items():
             if rule_id in self.rules:
                 counts.update((a.state, a.severity) for a in alerts.values())
+        self._counts = counts
+        self._publish_gauge()
+
+    def _count(self, alert: Alert | None, delta: int) -> None:
+        if alert is not None and alert.rule_id in self.rules:
+            self._counts[(alert.state, alert.severity)] += delta
+
+    def _publish_gauge(self) -> None:
+        counts = self._counts
         for state in STATES:
             for severity in SEVERITIES_FOR_METRICS:
                 metrics.ALERTS.labels(state, severity).set(counts.get((state, severity), 0))
