@@ -107,6 +107,20 @@ def _reporter(app: web.Application, broker: Broker, topo: Topology) -> MetricRep
     )
 
 
+def _engine(app: web.Application, relay: OutboxRelay) -> AlertEngine:
+    settings, deps = app[SETTINGS], app[DEPS]
+    return AlertEngine(
+        app[DATABASE],
+        clock=deps.clock,
+        group_wait=settings.group_wait,
+        external_url=settings.external_url,
+        hub=app[HUB],
+        tracer=tracer_for(deps.tracer_provider),
+        on_outbox=relay.wake,
+        arrival_gap=settings.eval_on_arrival,
+    )
+
+
 async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, deps = app[SETTINGS], app[DEPS]
     tracer = tracer_for(deps.tracer_provider)
@@ -116,16 +130,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     relay = OutboxRelay(
         db, broker, topo, interval=settings.outbox_interval, tracer=tracer, clock=deps.clock
     )
-    engine = AlertEngine(
-        db,
-        clock=deps.clock,
-        group_wait=settings.group_wait,
-        external_url=settings.external_url,
-        hub=app[HUB],
-        tracer=tracer,
-        on_outbox=relay.wake,
-        arrival_gap=settings.eval_on_arrival,
-    )
+    engine = _engine(app, relay)
     consumer = MetricConsumer(engine, topo, tracer)
     consuming = Consuming(topo, consumer)
     lock = EvaluatorLock(settings.common.database_url, settings.common.prefix)
