@@ -126,6 +126,8 @@ def test_the_phase_counts_the_lag_in_the_end_to_end_rate() -> None:
     assert phase["excess_delivered"] == 0
     assert phase["cpu_us_per_sample"]["alerting"] == 3.0
     assert phase["cpu_us_per_sample"]["generator"] == 1.0
+    # What the machine spent beyond the bench's processes: 19 - (2 + 3 + 1).
+    assert phase["cpu_seconds_during_load"]["others"] == 13.0
 
 
 def _phase(accepted: float, e2e: float, p99: float, delivered: bool = True) -> dict[str, Any]:
