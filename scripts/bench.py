@@ -65,6 +65,7 @@ OTHER_WRK_TIMEOUT = 600.0  # wait this long for someone else's wrk to finish bef
 
 # The hot-path targets (bench/README.md): what the numbers are judged by.
 MIN_RATIO = 0.70
+MIN_VS_NAIVE = 3.0  # issue 15: Belfry against the peer that INSERTs each hit
 MAX_P99_MS = 25.0
 MAX_LAST_ROW_S = 5.0
 MAX_RSS_MB = 80.0
@@ -614,6 +615,12 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
         ),
         ("ingest / baseline mean", fmt(report["ratio"], 3)),
         (
+            "naive peer",
+            f"{fmt(report['naive']['requests_per_s'], 1)} req/s, p99"
+            f" {fmt(report['naive']['p99_ms'])} ms, {fmt(report['naive']['rows'])} rows;"
+            f" ingest ÷ naive {fmt(report['ingest_vs_naive'], 2)}",
+        ),
+        (
             "CPU µs per request",
             "baseline {baseline}, ingest {ingest} (+ per hit: writer {writer}, "
             "rabbitmq {rabbitmq}, postgres {postgres})".format(
@@ -672,6 +679,19 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
     print()
     for label, value in lines:
         print(f"{label:26}{value}")
+    if high := report.get("high_connections"):
+        print(f"\nwith -c{high['connections']}:")
+        for label in ("baseline", "naive", "ingest"):
+            run = high[label]
+            print(
+                f"  {label:10}{fmt(run['requests_per_s'], 1):>10} req/s"
+                f"   p99 {fmt(run['p99_ms'])} ms"
+            )
+        print(
+            f"  ingest ÷ baseline {fmt(high['ratio'], 3)}, ingest ÷ naive"
+            f" {fmt(high['ingest_vs_naive'], 2)}; rows {fmt(high['persistence']['rows'])}"
+            f", duplicates {fmt(high['persistence']['duplicates'])}"
+        )
     print("\ntargets (hot path, bench/README.md)")
     for t in targets:
         verdict = "PASS" if t.ok else "FAIL"
@@ -777,8 +797,16 @@ def evaluate(report: dict[str, Any]) -> list[Target]:
     recorded = e2e["recorded"]["published"] + e2e["recorded"]["spooled"]
     ratio, p99 = report["ratio"], report["ingest"]["p99_ms"]
     last, rss = e2e["seconds_until_last_row"], report["ingest_peak_rss_mb"]
-    return [
+    vs_naive = report["ingest_vs_naive"]
+    targets = [
         Target("ingest/baseline requests/s", ratio, f">= {MIN_RATIO}", ratio >= MIN_RATIO, 3),
+        Target(
+            "ingest/naive peer requests/s",
+            vs_naive,
+            f">= {MIN_VS_NAIVE}",
+            vs_naive >= MIN_VS_NAIVE,
+            2,
+        ),
         Target("ingest p99 latency ms", p99, f"<= {MAX_P99_MS}", p99 <= MAX_P99_MS),
         # wrk doesn't count the responses still in flight when it stops, but ingest records
         # those hits too: every recorded open must be a row, and no 2xx may be missing.
@@ -800,6 +828,13 @@ def evaluate(report: dict[str, Any]) -> list[Target]:
             "ingest peak RSS MB", rss, f"<= {MAX_RSS_MB}", rss is not None and rss <= MAX_RSS_MB
         ),
     ]
+    high = report.get("high_connections")
+    if high:
+        c, vs = high["connections"], high["ingest_vs_naive"]
+        targets.append(
+            Target(f"ingest/naive at -c{c}", vs, f">= {MIN_VS_NAIVE}", vs >= MIN_VS_NAIVE, 2)
+        )
+    return targets
 
 
 def evaluate_tracing(tracing: dict[str, Any]) -> list[Target]:
@@ -867,10 +902,13 @@ class Mode:
     key: str  # in the JSON: "off", "ratio_0.01", "ratio_1.0"
     label: str  # in the table: "off", "1%", "100%"
     sampler_arg: str | None  # OTEL_TRACES_SAMPLER_ARG; None: tracing off
+    name: str = ""  # a run of its own besides these (e.g. "c512"): its logs' suffix
 
     @property
     def tag(self) -> str:
         """Suffix of this run's log files (empty for the tracing-off run, as before)."""
+        if self.name:
+            return f"-{self.name}"
         return "" if self.sampler_arg is None else f"-ratio{self.sampler_arg}"
 
     @property
@@ -1190,6 +1228,63 @@ async def run_baseline(ctx: Ctx, name: str) -> WrkResult:
     return result
 
 
+async def run_naive(ctx: Ctx, name: str) -> tuple[WrkResult, dict[str, Any]]:
+    """wrk against scripts/naive_pixel.py (an INSERT per hit through an asyncpg pool of 16
+    before the answer) on a database of its own, dropped after; its rows and the CPU that
+    it and Postgres spent."""
+    db_name = f"belfry_naive_{secrets.token_hex(5)}"
+    admin = await asyncpg.connect(ctx.args.postgres_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{db_name}"')
+    finally:
+        await admin.close()
+    print(f"{name}: scripts/naive_pixel.py on database {db_name}", flush=True)
+    try:
+        port = free_port()
+        url = db_url_for(ctx.args.postgres_url, db_name)
+        argv = [sys.executable, str(ROOT / "scripts" / "naive_pixel.py"), "--port", str(port)]
+        naive = await start_proc(name, [*argv, "--database-url", url], service_env(), ctx.log_dir)
+        ctx.procs.append(naive)
+        target = f"http://127.0.0.1:{port}{PIXEL_PATH}"
+        await wait_http_200(ctx.http, target, naive)
+        cpu_before, servers_before = cpu_seconds(naive.pid), cpu_seconds_by_command(SERVER_COMMANDS)
+        result = await run_wrk(ctx.wrk, target, ctx.args, ctx.log_dir / f"wrk-{name}.txt")
+        cpu_after, servers_after = cpu_seconds(naive.pid), cpu_seconds_by_command(SERVER_COMMANDS)
+        if cpu_before is not None and cpu_after is not None:
+            result.server_cpu_s = cpu_after - cpu_before
+        await stop_proc(naive)
+        ctx.procs.remove(naive)
+        conn = await asyncpg.connect(url)
+        try:
+            rows = int(await conn.fetchval("SELECT count(*) FROM naive_hits"))
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(ctx.args.postgres_url, db_name)
+    postgres = servers_after.get("postgres", 0.0) - servers_before.get("postgres", 0.0)
+    return result, {"rows": rows, "postgres_cpu_s": round(postgres, 2)}
+
+
+async def run_high_connections(ctx: Ctx, connections: int) -> dict[str, Any]:
+    """The bare app, the naive peer and Belfry again at `connections` (mail clients are
+    many independent connections): requests/s, p99 and the two ratios."""
+    args = argparse.Namespace(**{**vars(ctx.args), "connections": connections})
+    high = Ctx(args, ctx.wrk, ctx.http, ctx.work, ctx.log_dir, ctx.procs, ctx.failures)
+    tag = f"c{connections}"
+    baseline = await run_baseline(high, f"baseline-{tag}")
+    naive, naive_info = await run_naive(high, f"naive-{tag}")
+    loaded, run = await run_belfry(high, Mode(f"off_{tag}", f"off, -c{connections}", None, tag))
+    return {
+        "connections": connections,
+        "baseline": wrk_summary(baseline),
+        "naive": {**wrk_summary(naive), **naive_info},
+        "ingest": wrk_summary(loaded),
+        "persistence": run["persistence"],
+        "ratio": round(loaded.requests_per_s / baseline.requests_per_s, 4),
+        "ingest_vs_naive": round(loaded.requests_per_s / max(naive.requests_per_s, 1e-9), 3),
+    }
+
+
 async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any]:
     log_dir = work / "logs"
     log_dir.mkdir()
@@ -1219,6 +1314,7 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
             baseline = await run_baseline(ctx, "baseline")
             loaded, off = await run_belfry(ctx, TRACING_OFF)
             after = await run_baseline(ctx, "baseline-after")
+            naive, naive_info = await run_naive(ctx, "naive")
             mean_rps = (baseline.requests_per_s + after.requests_per_s) / 2
             cpu = cpu_per_request(baseline, after, loaded, off["cpu_seconds_during_load"])
             budget = machine_budget(baseline, after, loaded, cpu)
@@ -1228,6 +1324,8 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
                 baseline_mean_rps=round(mean_rps, 1),
                 ingest=wrk_summary(loaded),
                 ratio=round(loaded.requests_per_s / mean_rps, 4),
+                naive={**wrk_summary(naive), **naive_info},
+                ingest_vs_naive=round(loaded.requests_per_s / max(naive.requests_per_s, 1e-9), 3),
                 persistence=off["persistence"],
                 cpu_seconds_during_load=off["cpu_seconds_during_load"],
                 cpu_us_per_request=cpu,
@@ -1242,6 +1340,9 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
 
             # 3. The same with tracing on: 1 % and 100 % sampling, each on fresh resources.
             report["tracing"] = None if args.no_tracing else await run_tracing(ctx, loaded, off)
+            # 4. Bare, naive and Belfry again with many more connections.
+            high = args.high_connections
+            report["high_connections"] = await run_high_connections(ctx, high) if high else None
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
                 for proc in ctx.procs:
@@ -1265,6 +1366,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="wrk seconds per run (15)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (1)")
+    parser.add_argument(
+        "--high-connections",
+        type=int,
+        default=512,
+        help="wrk -c of the second round of bare, naive and Belfry runs (512; 0 skips it)",
+    )
     parser.add_argument(
         "--no-tracing",
         action="store_true",
@@ -1306,6 +1413,8 @@ def main() -> int:
         "baseline_rps_after": report["baseline_after"]["requests_per_s"],
         "ingest_rps": report["ingest"]["requests_per_s"],
         "ratio": report["ratio"],
+        "naive_rps": report["naive"]["requests_per_s"],
+        "ingest_vs_naive": report["ingest_vs_naive"],
         "baseline_p50_ms": report["baseline"]["p50_ms"],
         "baseline_p99_ms": report["baseline"]["p99_ms"],
         "ingest_p50_ms": report["ingest"]["p50_ms"],
