@@ -48,12 +48,13 @@ def observe(
     quiet_after = rule.no_data_windows * rule.window
     fps: Fingerprints = {} if fingerprints is None else fingerprints
     seen: set[str] = set()
+    rule_id, known_fp, alert_of = rule.id, fps.get, alerts.get  # locals: the hot loop
     for key, value in _values(rule, samples, now_ts, cache).items():
-        fp = fps.get((rule.id, key))
+        fp = known_fp((rule_id, key))
         if fp is None:
-            fp = fps[(rule.id, key)] = fingerprint(rule.id, value.labels)
+            fp = fps[(rule_id, key)] = fingerprint(rule_id, value.labels)
         seen.add(fp)
-        known = alerts.get(fp)
+        known = alert_of(fp)
         last_seen = max(value.last_seen, known.last_seen) if known else value.last_seen
         if known is not None and settle(known, rule, value.value, now, unsilenced):
             known.last_seen = last_seen
