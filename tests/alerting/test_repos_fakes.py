@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from services.alerting.contracts import StoredMatcher
 from services.alerting.repos.channels import ChannelRepo
 from services.alerting.repos.codec import NameTaken, Row
 from services.alerting.repos.rules import RuleRepo
@@ -225,19 +226,19 @@ async def test_a_silence_is_created_listed_replaced_and_deleted() -> None:
     repo = FakeSilences()
     body = {"matchers": {"alertname": "lat"}, "duration": "1h", "author": " alice "}
     made = await silences_service.create(repo, "acme", body, NOW)
-    assert made["state"] == "active" and made["author"] == "alice"
-    assert made["matchers"] == [{"label": "alertname", "op": "=", "value": "lat"}]
-    assert made["ends_at"] == (NOW + timedelta(hours=1)).isoformat()
+    assert made.state == "active" and made.author == "alice"
+    assert made.matchers == [StoredMatcher("alertname", "=", "lat")]
+    assert made.ends_at == (NOW + timedelta(hours=1)).isoformat()
     assert len(await repo.of_tenant("acme", NOW)) == 1
     assert await repo.of_tenant("acme", NOW + timedelta(hours=2)) == []
     later = {**body, "starts_at": "2026-02-01T00:00:00Z"}
-    replaced = await silences_service.replace(repo, "acme", made["id"], later, NOW)
-    assert replaced["state"] == "pending"
+    replaced = await silences_service.replace(repo, "acme", made.id, later, NOW)
+    assert replaced.state == "pending"
     with pytest.raises(web.HTTPNotFound):
-        await silences_service.fetch(repo, "globex", made["id"], NOW)
-    await silences_service.remove(repo, "acme", made["id"])
+        await silences_service.fetch(repo, "globex", made.id, NOW)
+    await silences_service.remove(repo, "acme", made.id)
     with pytest.raises(web.HTTPNotFound):
-        await silences_service.remove(repo, "acme", made["id"])
+        await silences_service.remove(repo, "acme", made.id)
 
 
 async def test_a_silence_reports_every_bad_field_at_once() -> None:

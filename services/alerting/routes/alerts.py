@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
+from services.alerting.contracts import (
+    Actor,
+    Alert,
+    AlertDetail,
+    Alerts,
+    Transition,
+    field_values,
+)
 from services.alerting.engine.state import SEVERITIES_FOR_METRICS, STATES, StateError
 from services.alerting.keys import DATABASE, ENGINE
 from services.alerting.repos.alerts import AlertFilter, AlertRepo, PgAlertRepo
@@ -21,7 +30,7 @@ from services.alerting.routes.common import (
 )
 
 
-def alert_json(row: Row, value: float | None = None) -> dict[str, Any]:
+def alert_json(row: Row, value: float | None = None) -> Alert:
     spec = loads(row["spec"])
     series = loads(row["labels"])
     labels = {
@@ -30,28 +39,28 @@ def alert_json(row: Row, value: float | None = None) -> dict[str, Any]:
         **spec.get("labels", {}),
         **series,
     }
-    return {
-        "fingerprint": row["fingerprint"],
-        "rule_id": str(row["rule_id"]),
-        "rule": row["rule_name"],
-        "state": row["state"],
-        "severity": row["severity"],
-        "labels": labels,
-        "series_labels": series,
-        "annotations": loads(row["annotations"]),
-        "value": row["value"] if value is None else value,
-        "no_data": row["no_data"],
-        "pending_since": iso(row["pending_since"]),
-        "fired_at": iso(row["fired_at"]),
-        "resolved_at": iso(row["resolved_at"]),
-        "last_notified_at": iso(row["last_notified_at"]),
-        "announced": row["announced"],
-        "acknowledged_by": row["acknowledged_by"],
-        "acknowledged_at": iso(row["acknowledged_at"]),
-        "silence_id": None if row["silence_id"] is None else str(row["silence_id"]),
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
+    return Alert(
+        fingerprint=row["fingerprint"],
+        rule_id=str(row["rule_id"]),
+        rule=row["rule_name"],
+        state=row["state"],
+        severity=row["severity"],
+        labels=labels,
+        series_labels=series,
+        annotations=loads(row["annotations"]),
+        value=row["value"] if value is None else value,
+        no_data=row["no_data"],
+        pending_since=iso(row["pending_since"]),
+        fired_at=iso(row["fired_at"]),
+        resolved_at=iso(row["resolved_at"]),
+        last_notified_at=iso(row["last_notified_at"]),
+        announced=row["announced"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=iso(row["acknowledged_at"]),
+        silence_id=None if row["silence_id"] is None else str(row["silence_id"]),
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+    )
 
 
 def alert_filter(query: Any) -> AlertFilter:
@@ -87,7 +96,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     rows = await _repo(request).search(tenant, where, limit)
     engine = request.app[ENGINE]
     return json_response(
-        {"alerts": [alert_json(r, engine.current_value(r["fingerprint"])) for r in rows]}
+        Alerts([alert_json(r, engine.current_value(r["fingerprint"])) for r in rows])
     )
 
 
@@ -107,19 +116,14 @@ async def get_alert(request: web.Request) -> web.Response:
     repo = _repo(request)
     row = await fetch(repo, tenant, request.match_info["fingerprint"])
     history = await repo.history(tenant, row["fingerprint"], None)
-    body = alert_json(row, request.app[ENGINE].current_value(row["fingerprint"]))
-    body["history"] = [
-        {
-            "from": h["from_state"],
-            "to": h["to_state"],
-            "at": iso(h["at"]),
-            "value": h["value"],
-            "reason": h["reason"],
-            "actor": h["actor"],
-        }
+    alert = alert_json(row, request.app[ENGINE].current_value(row["fingerprint"]))
+    transitions = [
+        Transition(
+            h["from_state"], h["to_state"], h["at"].isoformat(), h["value"], h["reason"], h["actor"]
+        )
         for h in history
     ]
-    return json_response(body)
+    return json_response(AlertDetail(**msgspec.structs.asdict(alert), history=transitions))
 
 
 async def _act(request: web.Request, action: str) -> web.Response:
@@ -129,9 +133,10 @@ async def _act(request: web.Request, action: str) -> web.Response:
         body = await read_json(request)
     if not isinstance(body, dict):
         fail(400, "body must be a JSON object")
-    actor = body.get("by", "api")
-    if not isinstance(actor, str) or not 1 <= len(actor) <= 200:
-        fail(400, "invalid request", {"by": "must be a string of 1 to 200 characters"})
+    values, errors = field_values(Actor, body, {"by": "must be a string of 1 to 200 characters"})
+    if errors:
+        fail(400, "invalid request", errors)
+    actor = values.get("by", "api")
     try:
         alert = await request.app[ENGINE].act(
             tenant, request.match_info["fingerprint"], action, actor

@@ -8,26 +8,27 @@ from typing import Any
 
 from aiohttp import web
 
+from services.alerting.contracts import Channel, Channels
 from services.alerting.keys import DATABASE, SETTINGS
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
 from services.alerting.repos.codec import NameTaken, Row, loads
-from services.alerting.routes.common import fail, iso, json_response, read_object, tenant_of
+from services.alerting.routes.common import fail, json_response, read_object, tenant_of
 from services.alerting.rules.validate import CHANNEL_NAME
 from shared.selfreport import TENANT as BELFRY_TENANT
 
 _FIELDS = {"name", "type", "config", "enabled"}
 
 
-def channel_json(row: Row) -> dict[str, Any]:
-    return {
-        "name": row["name"],
-        "type": row["type"],
-        "config": redact_channel_config(row["type"], loads(row["config"])),
-        "enabled": row["enabled"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
+def channel_json(row: Row) -> Channel:
+    return Channel(
+        name=row["name"],
+        type=row["type"],
+        config=redact_channel_config(row["type"], loads(row["config"])),
+        enabled=row["enabled"],
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+    )
 
 
 def _check(
@@ -76,7 +77,7 @@ async def fetch(repo: ChannelRepo, tenant: str, name: str) -> Row:
 async def list_channels(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     rows = await _repo(request).of_tenant(tenant)
-    return json_response({"channels": [channel_json(r) for r in rows]})
+    return json_response(Channels([channel_json(r) for r in rows]))
 
 
 async def create_channel(request: web.Request) -> web.Response:

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+import msgspec
 import orjson
 from aiohttp import web
 
@@ -31,6 +32,8 @@ MAX_TIME = datetime(9000, 1, 1, tzinfo=UTC)
 def _default(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
+    if isinstance(value, msgspec.Struct):  # a contract type (services/alerting/contracts.py)
+        return msgspec.to_builtins(value)
     raise TypeError
 
 

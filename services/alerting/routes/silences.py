@@ -5,87 +5,105 @@ silence of its tenant becomes `silenced` at the next evaluation: no notification
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
+from services.alerting.contracts import (
+    MatcherInput,
+    Silence,
+    SilenceInput,
+    Silences,
+    StoredMatcher,
+    field_values,
+)
 from services.alerting.keys import DATABASE, DEPS
 from services.alerting.repos.codec import Row, loads
 from services.alerting.repos.silences import PgSilenceRepo, SilenceRepo, SilenceSpec
 from services.alerting.routes.common import (
     fail,
-    iso,
     json_response,
     parse_time,
     parse_uuid,
     read_object,
     tenant_of,
 )
+from services.alerting.rules.model import Matcher
 from services.alerting.rules.parse import ParseError, parse_duration
-from services.alerting.rules.validate import RuleError, matchers_from_doc
-
-_FIELDS = {"matchers", "starts_at", "ends_at", "duration", "author", "comment"}
+from services.alerting.rules.validate import RuleError, check_matchers
 
 
-def silence_json(row: Row, now: datetime) -> dict[str, Any]:
-    state = "pending" if row["starts_at"] > now else "active" if row["ends_at"] > now else "expired"
-    return {
-        "id": str(row["id"]),
-        "matchers": loads(row["matchers"]),
-        "starts_at": iso(row["starts_at"]),
-        "ends_at": iso(row["ends_at"]),
-        "author": row["author"],
-        "comment": row["comment"],
-        "state": state,
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-    }
+def silence_json(row: Row, now: datetime) -> Silence:
+    state: Literal["pending", "active", "expired"] = (
+        "pending" if row["starts_at"] > now else "active" if row["ends_at"] > now else "expired"
+    )
+    return Silence(
+        id=str(row["id"]),
+        matchers=[StoredMatcher(**m) for m in loads(row["matchers"])],
+        starts_at=row["starts_at"].isoformat(),
+        ends_at=row["ends_at"].isoformat(),
+        author=row["author"],
+        comment=row["comment"],
+        state=state,
+        created_at=row["created_at"].isoformat(),
+        updated_at=row["updated_at"].isoformat(),
+    )
+
+
+# Today's wording for a field whose value has the wrong type or is missing.
+_MESSAGES = {
+    "matchers": "required: a list of {label, op, value} or an object of label values",
+    "author": "required: a string of 1 to 200 characters",
+    "comment": "must be a string of at most 2000 characters",
+    "starts_at": "must be an RFC 3339 timestamp with offset",
+    "ends_at": "must be an RFC 3339 timestamp with offset",
+}
 
 
 def _parse(body: dict[str, Any], now: datetime) -> SilenceSpec:
-    errors: dict[str, str] = {}
-    for key in body:
-        if key not in _FIELDS:
-            errors[str(key)] = "unknown field"
-    matchers = matchers_from_doc(body.get("matchers"), errors)
-    if not matchers and "matchers" not in errors:
+    """The SilenceInput contract, then what a type cannot say: each regex one RE2 runs,
+    the times in range, the duration's, and ends after starts."""
+    values, errors = field_values(SilenceInput, body, _MESSAGES)
+    matchers = check_matchers(_matchers(values.get("matchers")), "matchers", errors)
+    if not matchers and not any(k.startswith("matchers") for k in errors):
         errors["matchers"] = "required: at least one matcher"
-    starts = now
-    if body.get("starts_at") is not None:
-        try:
-            starts = parse_time(body["starts_at"], "starts_at")
-        except web.HTTPException:
-            errors["starts_at"] = "must be an RFC 3339 timestamp with offset"
-    ends: datetime | None = None
-    if body.get("ends_at") is not None and body.get("duration") is not None:
+    starts = _time(values, "starts_at", errors) or now
+    ends = _time(values, "ends_at", errors)
+    if values.get("duration") is not None:
         try:  # ends_at wins, but a duration given must still be one
-            parse_duration(body["duration"])
+            seconds = parse_duration(values["duration"])
         except ParseError as exc:
             errors["duration"] = str(exc)
-    if body.get("ends_at") is not None:
-        try:
-            ends = parse_time(body["ends_at"], "ends_at")
-        except web.HTTPException:
-            errors["ends_at"] = "must be an RFC 3339 timestamp with offset"
-    elif body.get("duration") is not None:
-        try:
-            ends = starts + timedelta(seconds=parse_duration(body["duration"]))
-        except ParseError as exc:
-            errors["duration"] = str(exc)
-    else:
+        else:
+            ends = ends or starts + timedelta(seconds=seconds)
+    if ends is None and "ends_at" not in errors and "duration" not in errors:
         errors["ends_at"] = "required: ends_at or duration"
     if ends is not None and ends <= starts and "ends_at" not in errors:
         errors["ends_at"] = "must be after starts_at"
-    author = body.get("author")
-    if not isinstance(author, str) or not 1 <= len(author.strip()) <= 200:
-        errors["author"] = "required: a string of 1 to 200 characters"
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 2000:
-        errors["comment"] = "must be a string of at most 2000 characters"
+    author = values.get("author", "").strip()
+    if not author and "author" not in errors:
+        errors["author"] = _MESSAGES["author"]
     if errors:
         raise RuleError(errors)
-    assert ends is not None and isinstance(author, str)
-    return SilenceSpec([m.to_doc() for m in matchers], starts, ends, author.strip(), comment)
+    assert ends is not None
+    docs = [m.to_doc() for m in matchers]
+    return SilenceSpec(docs, starts, ends, author, values.get("comment", ""))
+
+
+def _matchers(given: list[MatcherInput] | dict[str, str] | None) -> tuple[Matcher, ...]:
+    if isinstance(given, dict):  # {"service": "api"} means service="api"
+        return tuple(Matcher(label, "=", value) for label, value in given.items())
+    return tuple(Matcher(m.label, m.op, m.value) for m in given or ())
+
+
+def _time(values: dict[str, Any], field: str, errors: dict[str, str]) -> datetime | None:
+    if values.get(field) is None:
+        return None
+    try:
+        return parse_time(values[field], field)
+    except web.HTTPException:
+        errors[field] = _MESSAGES[field]
+        return None
 
 
 def checked(body: Any, now: datetime) -> SilenceSpec:
@@ -98,7 +116,7 @@ def checked(body: Any, now: datetime) -> SilenceSpec:
         fail(400, "invalid silence", exc.errors)
 
 
-async def create(repo: SilenceRepo, tenant: str, body: Any, now: datetime) -> dict[str, Any]:
+async def create(repo: SilenceRepo, tenant: str, body: Any, now: datetime) -> Silence:
     return silence_json(await repo.create(tenant, checked(body, now)), now)
 
 
@@ -109,16 +127,14 @@ def _id(raw: str) -> str:
     return silence_id
 
 
-async def fetch(repo: SilenceRepo, tenant: str, raw_id: str, now: datetime) -> dict[str, Any]:
+async def fetch(repo: SilenceRepo, tenant: str, raw_id: str, now: datetime) -> Silence:
     row = await repo.get(tenant, _id(raw_id))
     if row is None:
         fail(404, "no such silence")
     return silence_json(row, now)
 
 
-async def replace(
-    repo: SilenceRepo, tenant: str, raw_id: str, body: Any, now: datetime
-) -> dict[str, Any]:
+async def replace(repo: SilenceRepo, tenant: str, raw_id: str, body: Any, now: datetime) -> Silence:
     silence_id = _id(raw_id)
     row = await repo.replace(tenant, silence_id, checked(body, now))
     if row is None:
@@ -142,7 +158,7 @@ async def list_silences(request: web.Request) -> web.Response:
     if active not in (None, "1", "true", "0", "false"):
         fail(400, "invalid query", {"active": "must be true or false"})
     rows = await _repo(request).of_tenant(tenant, now if active in ("1", "true") else None)
-    return json_response({"silences": [silence_json(r, now) for r in rows]})
+    return json_response(Silences([silence_json(r, now) for r in rows]))
 
 
 async def create_silence(request: web.Request) -> web.Response:

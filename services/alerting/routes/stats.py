@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from services.alerting.contracts import AlertCounts, NotificationCount, StateSeverityCount, Stats
 from services.alerting.keys import DATABASE, DEPS
 from services.alerting.repos.alerts import PgAlertStats
 from services.alerting.repos.notifications import PgNotificationReads
@@ -39,33 +40,25 @@ async def stats(request: web.Request) -> web.Response:
     for row in by:
         by_state[row["state"]] = by_state.get(row["state"], 0) + row["n"]
         by_severity[row["severity"]] = by_severity.get(row["severity"], 0) + row["n"]
-    transitions = await alerts.transitions_by_state(tenant, since, until)
     mttr, mtbf = await alerts.mttr_mtbf(tenant, since, until)
     notifications = await PgNotificationReads(db).counts(tenant, since, until)
     return json_response(
-        {
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "alerts": {
-                "by_state": by_state,
-                "by_severity": by_severity,
-                "by_state_and_severity": [
-                    {"state": r["state"], "severity": r["severity"], "count": r["n"]} for r in by
-                ],
-            },
-            "transitions": transitions,
-            "mttr_seconds": mttr,
-            "mtbf_seconds": mtbf,
-            "notifications": [
-                {
-                    "channel": r["channel"],
-                    "channel_type": r["channel_type"],
-                    "outcome": r["outcome"],
-                    "count": r["n"],
-                }
+        Stats(
+            since=since.isoformat(),
+            until=until.isoformat(),
+            alerts=AlertCounts(
+                by_state,
+                by_severity,
+                [StateSeverityCount(r["state"], r["severity"], r["n"]) for r in by],
+            ),
+            transitions=await alerts.transitions_by_state(tenant, since, until),
+            mttr_seconds=mttr,
+            mtbf_seconds=mtbf,
+            notifications=[
+                NotificationCount(r["channel"], r["channel_type"], r["outcome"], r["n"])
                 for r in notifications
             ],
-        }
+        )
     )
 
 

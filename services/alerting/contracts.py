@@ -1,0 +1,529 @@
+"""The alerting API's typed contract: request and response bodies as msgspec Structs.
+
+These types are the single statement of what the API accepts and answers: request bodies
+are decoded through them (`decode`), responses encoded from them (`encoded`), and the
+OpenAPI document (services/alerting/openapi.py) is generated from them.
+
+What a type cannot say stays a post-decode check next to its use (a condition parsed by
+rules/parse.py, an RE2 pattern compiled, a duration's range, ends_at after starts_at);
+`decode` reports every field's problem at once in today's `{"error", "fields"}` shape.
+
+Two kinds of schema metadata:
+- `msgspec.Meta(pattern=..., max_length=...)`: enforced when decoding.
+- `extra_json_schema` / a Struct's `doc_schema`: documentation only. Where the document
+  describes a narrower subset than the service accepts (so a fuzzer generating from it
+  makes valid requests), that narrowing is documentation, never validation.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+# --- shared shapes -------------------------------------------------------------------
+
+NO_NUL = "^[^\\u0000]*$"
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": NO_NUL}
+# NUL characters are refused for every body before decoding (routes/common.py), so
+# this is the document's statement of that rule, not a second check.
+Text = Annotated[str, Meta(extra_json_schema={"pattern": NO_NUL})]
+NonBlank = Annotated[
+    str,
+    Meta(
+        max_length=200,
+        extra_json_schema={"pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"},
+    ),
+]
+LABEL_NAME = "^[a-zA-Z_][a-zA-Z0-9_]*$"
+LabelName = Annotated[str, Meta(pattern=LABEL_NAME)]
+LabelValue = Annotated[str, Meta(max_length=4096, extra_json_schema={"pattern": NO_NUL})]
+LabelValues = Annotated[
+    dict[LabelName, LabelValue],
+    Meta(max_length=64, extra_json_schema={"propertyNames": {"pattern": LABEL_NAME}}),
+]
+Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
+State = Literal["inactive", "pending", "firing", "acknowledged", "silenced", "resolved"]
+Severity = Literal["info", "warning", "critical"]
+MatchOp = Literal["=", "!=", "=~", "!~"]
+# Any JSON value without NUL in any string or key (recursive: by reference).
+JSON_REF: dict[str, Any] = {"$ref": "#/components/schemas/Json"}
+JSON_SCHEMA: dict[str, Any] = {
+    "description": "Any JSON value without a NUL character in any string or key",
+    "anyOf": [
+        TEXT_SCHEMA,
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": JSON_REF},
+        {"type": "object", "propertyNames": TEXT_SCHEMA, "additionalProperties": JSON_REF},
+    ],
+}
+# RFC 3339 with an offset, 1970 to before 9000: what the service accepts, narrowed to
+# the dates every month has (the bound and the calendar are checked after decoding).
+TIME_PATTERN = (
+    "^(197[1-9]|19[89][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    "T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$"
+)
+Time = Annotated[
+    str,
+    Meta(
+        description="RFC 3339 with a UTC offset, from 1970-01-01T00:00:00Z to before"
+        " 9000-01-01T00:00:00Z",
+        extra_json_schema={"pattern": TIME_PATTERN},
+    ),
+]
+DURATION_TEXT: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^([1-9][0-9]{0,3}|[1-9][0-9]{0,2}[sm]|([1-9]|1[0-6])h([1-9][0-9]?m)?)$",
+    "description": "30s, 5m, 1h30m, 500ms, 2d, or seconds (90, 90.5): numbers with units"
+    " ms, s, m, h, d, summed. The pattern here is the part of that every duration field"
+    " takes whatever its range (1 s to 16 h).",
+}
+# A duration, or null (not given): text (rules/parse.py) or seconds; its range is checked
+# after decoding.
+Duration = str | float | None
+# How the document states it (a Struct's `doc_fields`: msgspec writes a union's own anyOf).
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        DURATION_TEXT,
+        {"type": "number", "minimum": 0, "maximum": 3153600000},
+        {"type": "null"},
+    ]
+}
+
+
+class Error(msgspec.Struct):
+    """Every error: a reason, and for invalid input the problem per field path."""
+
+    error: str
+    fields: dict[str, str] | None = None
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def field_values(
+    cls: type[T], doc: Any, messages: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each field of `doc` converted to its type on its own, so that every field's
+    problem is found, not only the first: (values that converted by their JSON names,
+    errors by path).
+    `messages`: the problem to report for a field whose own value is refused (missing
+    or of the wrong type), instead of msgspec's wording."""
+    messages = messages or {}
+    if not isinstance(doc, Mapping):
+        return {}, {"body": "must be a JSON object"}
+    info = msgspec.inspect.type_info(cls)
+    assert isinstance(info, msgspec.inspect.StructType)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    known = {f.encode_name for f in info.fields}
+    if info.forbid_unknown_fields:
+        errors.update({str(k): "unknown field" for k in doc if k not in known})
+    for field in info.fields:
+        name = field.encode_name
+        if name not in doc:
+            if field.required:
+                errors[name] = messages.get(name, "required")
+            continue
+        try:
+            values[name] = msgspec.convert(doc[name], hints[field.name])
+        except msgspec.ValidationError as exc:
+            where, problem = located(str(exc))
+            errors[name + where] = messages.get(name, problem) if not where else problem
+    return values, errors
+
+
+_AT = re.compile(r"^(?P<problem>.*) - at `(?:key` in `)?\$(?P<path>[^`]*)`$", re.DOTALL)
+
+
+def located(message: str) -> tuple[str, str]:
+    """msgspec's "Expected `str`, got `int` - at `$[0].label`" as (".0.label", problem);
+    a refused key ("... - at `key` in `$[0]`") is reported at its object."""
+    match = _AT.match(message)
+    if match is None:
+        return "", message
+    path = match["path"].replace("[...]", "").replace("][", ".").replace("[", ".")
+    return path.replace("]", ""), match["problem"]
+
+
+def encoded(value: Any) -> Any:
+    """A response value (Structs inside) as plain JSON data."""
+    return msgspec.to_builtins(value)
+
+
+# --- silences ------------------------------------------------------------------------
+
+
+class MatcherInput(msgspec.Struct):
+    """A label matcher. Other fields are ignored."""
+
+    label: LabelName
+    value: Annotated[
+        str,
+        Meta(
+            extra_json_schema={
+                "pattern": NO_NUL,
+                "maxLength": 4096,
+                "description": "`=~` and `!~`: an RE2 pattern (Prometheus and Alertmanager"
+                " syntax) of at most 1024 characters that must match the whole value;"
+                " what RE2 cannot run (backreferences, lookarounds) is refused with a 400"
+                " naming the field.",
+            }
+        ),
+    ]
+    op: MatchOp = "="
+
+    doc_schema: ClassVar[dict[str, Any]] = {
+        "propertyNames": TEXT_SCHEMA,
+        "additionalProperties": JSON_REF,
+        "anyOf": [
+            {"properties": {"op": {"enum": ["=", "!="]}}},
+            {
+                "required": ["op"],
+                "properties": {
+                    "op": {"enum": ["=~", "!~"]},
+                    "value": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9_ -]{0,100}([.][*+])?$",
+                        "description": "this document describes literal text with an"
+                        " optional trailing .* or .+",
+                    },
+                },
+            },
+        ],
+    }
+
+
+class StoredMatcher(msgspec.Struct):
+    label: str
+    op: MatchOp
+    value: str
+
+
+class SilenceInput(msgspec.Struct, forbid_unknown_fields=True):
+    """A silence: alerts whose labels all match are silenced from starts_at to ends_at
+    (or for `duration`; ends_at wins)."""
+
+    matchers: Annotated[
+        Annotated[list[MatcherInput], Meta(max_length=64)] | LabelValues,
+        Meta(
+            extra_json_schema={
+                "oneOf": [
+                    {
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/MatcherInput"},
+                        "minItems": 1,
+                        "maxItems": 64,
+                    },
+                    {
+                        "type": "object",
+                        "minProperties": 1,
+                        "maxProperties": 64,
+                        "propertyNames": {"pattern": LABEL_NAME},
+                        "additionalProperties": {
+                            "type": "string",
+                            "maxLength": 4096,
+                            "pattern": NO_NUL,
+                        },
+                    },
+                ]
+            }
+        ),
+    ]
+    author: NonBlank
+    starts_at: Annotated[Time | None, Meta(description="default (or null): now")] = None
+    ends_at: Annotated[Time | None, Meta(description="after starts_at; or give duration")] = None
+    duration: Duration = None
+    comment: Annotated[str, Meta(max_length=2000, extra_json_schema={"pattern": NO_NUL})] = ""
+
+    doc_schema: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["ends_at"], "properties": {"ends_at": {"type": "string"}}},
+            {"required": ["duration"], "properties": {"duration": {"type": ["string", "number"]}}},
+        ]
+    }
+    doc_fields: ClassVar[dict[str, dict[str, Any]]] = {"duration": DURATION_SCHEMA}
+
+
+class Silence(msgspec.Struct):
+    id: Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+    matchers: list[StoredMatcher]
+    starts_at: Timestamp
+    ends_at: Timestamp
+    author: str
+    comment: str
+    state: Literal["pending", "active", "expired"]
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Silences(msgspec.Struct):
+    silences: list[Silence]
+
+
+# --- alerts --------------------------------------------------------------------------
+
+
+class Actor(msgspec.Struct):
+    """Who acknowledges or resolves. Other fields are ignored."""
+
+    by: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            max_length=200,
+            description="who acts (default: api)",
+            extra_json_schema={"pattern": NO_NUL},
+        ),
+    ] = "api"
+
+    doc_schema: ClassVar[dict[str, Any]] = {
+        "propertyNames": TEXT_SCHEMA,
+        "additionalProperties": JSON_REF,
+    }
+
+
+class Alert(msgspec.Struct):
+    fingerprint: str
+    rule_id: Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+    rule: str
+    state: State
+    severity: Severity
+    labels: Annotated[
+        dict[str, str], Meta(description="alertname, severity, rule labels and series labels")
+    ]
+    series_labels: dict[str, str]
+    annotations: Annotated[
+        dict[str, str],
+        Meta(description="the rule's annotations rendered at the alert's latest change"),
+    ]
+    value: float | None
+    no_data: Annotated[
+        bool, Meta(description="the series has sent no sample for the rule's no_data windows")
+    ]
+    pending_since: Timestamp | None
+    fired_at: Timestamp | None
+    resolved_at: Timestamp | None
+    last_notified_at: Timestamp | None
+    announced: Annotated[
+        bool, Meta(description="a firing notification went out and no resolved yet")
+    ]
+    acknowledged_by: str | None
+    acknowledged_at: Timestamp | None
+    silence_id: str | None
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Transition(msgspec.Struct):
+    from_: State = msgspec.field(name="from")
+    to: State
+    at: Timestamp
+    value: float | None
+    reason: str
+    actor: str | None
+
+
+class AlertDetail(Alert):
+    """An alert with its transition history, oldest first."""
+
+    history: list[Transition]
+
+
+class Alerts(msgspec.Struct):
+    alerts: list[Alert]
+
+
+def document_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A component as the document states it: msgspec's schema of the Struct `name`, plus
+    its documentation-only `doc_schema` keywords and `doc_fields` property schemas."""
+    schema = {k: v for k, v in schema.items() if k != "title"}
+    cls = _STRUCTS.get(name)
+    schema.update(getattr(cls, "doc_schema", {}))
+    for field, stated in getattr(cls, "doc_fields", {}).items():
+        schema["properties"][field] = stated
+    return schema
+
+
+def _structs() -> dict[str, type[msgspec.Struct]]:
+    found: list[type[msgspec.Struct]] = []
+    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            found.append(sub)
+            pending.append(sub)
+    return {cls.__name__: cls for cls in found if cls.__module__ == __name__}
+
+
+# --- channels, statistics, the console's views (responses) ---------------------------
+
+ChannelType = Literal["webhook", "slack", "email", "alertmanager", "pagerduty", "log"]
+
+
+class Channel(msgspec.Struct):
+    name: Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    type: ChannelType
+    config: Annotated[dict[str, Any], Meta(description="as given, with secrets masked (***)")]
+    enabled: bool
+    created_at: Timestamp
+    updated_at: Timestamp
+
+
+class Channels(msgspec.Struct):
+    channels: list[Channel]
+
+
+class StateSeverityCount(msgspec.Struct):
+    state: str
+    severity: str
+    count: int
+
+
+class AlertCounts(msgspec.Struct):
+    """Counts now, by state and by severity."""
+
+    by_state: dict[str, int]
+    by_severity: dict[str, int]
+    by_state_and_severity: list[StateSeverityCount]
+
+
+class NotificationCount(msgspec.Struct):
+    channel: str
+    channel_type: str
+    outcome: str
+    count: int
+
+
+class Stats(msgspec.Struct):
+    since: Timestamp
+    until: Timestamp
+    alerts: AlertCounts
+    transitions: Annotated[
+        dict[str, int], Meta(description="transitions in the range, by state entered")
+    ]
+    mttr_seconds: Annotated[
+        float | None, Meta(description="mean firing → resolved of episodes resolved in the range")
+    ]
+    mtbf_seconds: Annotated[
+        float | None,
+        Meta(description="mean resolved → next firing of one alert, for firings in the range"),
+    ]
+    notifications: list[NotificationCount]
+
+
+class TimelineEvent(msgspec.Struct):
+    """A transition (from, to, value, reason, actor) or a notification (channel, status,
+    every delivery attempt in `tries`)."""
+
+    kind: Literal["transition", "notification"]
+    at: Timestamp
+
+
+class Timeline(msgspec.Struct):
+    fingerprint: str
+    events: list[TimelineEvent]
+
+
+class Evaluation(msgspec.Struct):
+    interval_seconds: float
+    ticks: int
+    last_evaluated_at: Timestamp | None
+    last_error: str | None
+
+
+class RuleActivity(msgspec.Struct):
+    id: str
+    name: str | None
+    enabled: bool
+    severity: str | None
+    alerts: dict[str, int]
+    last_transition_at: Timestamp | None
+
+
+class ChannelActivity(msgspec.Struct):
+    name: str
+    type: str
+    enabled: bool
+    last_notification: dict[str, Any] | None
+    counts: dict[str, int]
+
+
+class Activity(msgspec.Struct):
+    evaluation: Evaluation
+    rules: list[RuleActivity]
+    channels: list[ChannelActivity]
+    since: Timestamp
+    until: Timestamp
+    fired_by_severity: dict[str, int]
+
+
+# Every type the OpenAPI document names (the ones they use are found from them).
+TYPES: tuple[type[msgspec.Struct], ...] = (
+    Error,
+    SilenceInput,
+    Silences,
+    Actor,
+    Alerts,
+    AlertDetail,
+    Channels,
+    Stats,
+    Timeline,
+    Activity,
+)
+
+
+class AmAlert(msgspec.Struct):
+    """One alert of Alertmanager's v2 API (what Prometheus and Grafana send)."""
+
+    labels: Annotated[
+        dict[str, str],
+        Meta(
+            extra_json_schema={
+                "allOf": [
+                    {"$ref": "#/components/schemas/LabelValues"},
+                    {"propertyNames": {"maxLength": 4096}},
+                ],
+                "required": ["alertname"],
+                "properties": {
+                    "alertname": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 200,
+                        "pattern": "^[^\\u0000]*[^\\u0000\\s][^\\u0000]*$",
+                    }
+                },
+            }
+        ),
+    ]
+    annotations: Annotated[
+        dict[str, str] | None,
+        Meta(
+            extra_json_schema={
+                "maxProperties": 64,
+                "propertyNames": {"maxLength": 4096},
+                "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": NO_NUL},
+            }
+        ),
+    ] = None
+    startsAt: Annotated[
+        str | None, Meta(extra_json_schema={"$ref": "#/components/schemas/AlertTime"})
+    ] = None
+    endsAt: Annotated[
+        str | None, Meta(extra_json_schema={"$ref": "#/components/schemas/AlertTime"})
+    ] = None
+    generatorURL: Annotated[
+        str | None, Meta(extra_json_schema={"maxLength": 4096, "pattern": NO_NUL})
+    ] = None
+
+
+AmAlerts = Annotated[list[AmAlert], Meta(max_length=1000)]
+TYPES = (*TYPES, AmAlert)
+
+_STRUCTS = _structs()

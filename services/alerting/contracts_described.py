@@ -1,0 +1,759 @@
+"""Schemas the alerting OpenAPI document states that are not msgspec types yet: rules
+(validated by services/alerting/rules/validate.py and exprdoc.py), channel configs
+(services/alerting/notify/config.py) and the shapes they share. services/alerting/openapi.py
+puts them beside the components generated from services/alerting/contracts.py; each one
+typed later moves there and out of this table."""
+
+# ruff: noqa: E501 (the fuzz-tuned patterns are one string each)
+from __future__ import annotations
+
+from typing import Any
+
+DESCRIBED: dict[str, dict[str, Any]] = {
+    "Time": {
+        "type": "string",
+        "pattern": "^(197[1-9]|19[89][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$",
+        "description": "RFC 3339 with a UTC offset, from 1970-01-01T00:00:00Z to before "
+        "9000-01-01T00:00:00Z",
+    },
+    "AlertTime": {
+        "description": "RFC 3339 from 1970 to before 9000 (up to nine fractional digits, as Go "
+        "writes them); null or Go's zero time 0001-01-01T00:00:00Z: not set",
+        "anyOf": [
+            {"type": "null"},
+            {"type": "string", "pattern": "^0001-01-01T00:00:00([.]0{1,9})?(Z|[+-]00:00)$"},
+            {
+                "type": "string",
+                "pattern": "^(197[1-9]|19[89][0-9]|[2-8][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]([.][0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9])$",
+            },
+        ],
+    },
+    "Text": {
+        "type": "string",
+        "pattern": "^[^\\u0000]*$",
+        "description": "any text without NUL characters",
+    },
+    "LabelName": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+    "LabelValues": {
+        "type": "object",
+        "maxProperties": 64,
+        "propertyNames": {"$ref": "#/components/schemas/LabelName"},
+        "additionalProperties": {
+            "allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 4096}]
+        },
+    },
+    "State": {
+        "type": "string",
+        "enum": ["inactive", "pending", "firing", "acknowledged", "silenced", "resolved"],
+    },
+    "Severity": {"type": "string", "enum": ["info", "warning", "critical"]},
+    "Duration": {
+        "description": "Finite and not negative; at most 100 years (3153600000 s), 366 days for "
+        "a rule's for, keep_firing_for, repeat_interval and cooldown",
+        "oneOf": [
+            {"$ref": "#/components/schemas/DurationText"},
+            {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 3153600000,
+                "description": "seconds (a silence's given alone must last at least a microsecond)",
+            },
+        ],
+    },
+    "DurationText": {
+        "type": "string",
+        "example": "5m",
+        "description": "30s, 5m, 1h30m, 500ms, 2d, or seconds (90, 90.5): numbers with units "
+        "ms, s, m, h,\n"
+        "d, summed, surrounded by blanks or not. The pattern here is the part of "
+        "that every\n"
+        "duration field takes whatever its range (1 s to 16 h): a window must "
+        "lie within\n"
+        "1 s to 24 h, a repeat_interval be 0 or at least 1 s, a silence last "
+        "more than 0.\n",
+        "pattern": "^([1-9][0-9]{0,3}|[1-9][0-9]{0,2}[sm]|([1-9]|1[0-6])h([1-9][0-9]?m)?)$",
+    },
+    "RuleDuration": {
+        "oneOf": [
+            {"$ref": "#/components/schemas/DurationText"},
+            {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 31622400,
+                "description": "seconds",
+                "at most 366 days": None,
+            },
+        ]
+    },
+    "Matchers": {
+        "oneOf": [
+            {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/MatcherInput"},
+                "maxItems": 64,
+            },
+            {"$ref": "#/components/schemas/LabelValues", "description": "label = value"},
+        ]
+    },
+    "RuleInput": {
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "description": "Either `condition` (shorthand), or `metric`, `op` and `threshold` (with "
+        "the other\n"
+        "fields the shorthand holds), or `expr`, `op` and `threshold`; every "
+        "channel named\n"
+        "must exist (400 otherwise).\n",
+        "oneOf": [
+            {
+                "required": ["condition"],
+                "properties": {
+                    "condition": {"type": "string"},
+                    "metric": {"type": "null"},
+                    "matchers": {"type": "null"},
+                    "aggregation": {"type": "null"},
+                    "window": {"type": "null"},
+                    "op": {"type": "null"},
+                    "threshold": {"type": "null"},
+                    "for": {"type": "null"},
+                    "expr": {"type": "null"},
+                },
+            },
+            {
+                "required": ["metric", "op", "threshold"],
+                "properties": {
+                    "condition": {"type": "null"},
+                    "metric": {"type": "string"},
+                    "op": {"type": "string"},
+                    "threshold": {"type": "number"},
+                    "expr": {"type": "null"},
+                },
+            },
+            {
+                "required": ["expr", "op", "threshold"],
+                "properties": {
+                    "condition": {"type": "null"},
+                    "expr": {"$ref": "#/components/schemas/RuleExpr"},
+                    "metric": {"type": "null"},
+                    "matchers": {"type": "null"},
+                    "aggregation": {"type": "null"},
+                    "window": {"type": "null"},
+                    "op": {"type": "string"},
+                    "threshold": {"type": "number"},
+                },
+            },
+        ],
+        "properties": {
+            "id": {"description": "ignored (the path's, or a new one)"},
+            "name": {
+                "type": "string",
+                "maxLength": 200,
+                "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+            },
+            "condition": {
+                "type": "string",
+                "maxLength": 4096,
+                "pattern": '^((avg|min|max|sum|count|rate|p50|p95|p99|last)[(][a-z_][a-z0-9_]{0,20}([{][a-z_]{1,10}="[a-z0-9]{0,10}"[}])?[\\[][1-9][0-9]?m[\\]][)]|[a-z_][a-z0-9_]{0,20}) '
+                "(>|>=|<|<=|==|!=) "
+                "[0-9]{1,5}([.][0-9]{1,3})?%?( for "
+                "[1-9][0-9]?m)?$",
+                "example": 'p95(api_latency{service="api"}[5m]) > 0.5 for 5m',
+                "description": "shorthand: "
+                "[agg(]metric[{matchers}][[window]][)] op "
+                "number[%] [for duration]; 5% = 0.05; the "
+                "threshold must be finite (1e999 is "
+                "refused)",
+            },
+            "metric": {"type": ["string", "null"], "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$"},
+            "matchers": {"anyOf": [{"$ref": "#/components/schemas/Matchers"}, {"type": "null"}]},
+            "aggregation": {
+                "type": ["string", "null"],
+                "enum": [
+                    "avg",
+                    "min",
+                    "max",
+                    "sum",
+                    "count",
+                    "rate",
+                    "increase",
+                    "p50",
+                    "p95",
+                    "p99",
+                    "last",
+                    None,
+                ],
+                "default": "last",
+            },
+            "expr": {
+                "description": "an expression instead of "
+                "metric/matchers/aggregation/window (see "
+                "RuleExpr)",
+                "anyOf": [{"$ref": "#/components/schemas/RuleExpr"}, {"type": "null"}],
+            },
+            "window": {
+                "description": "1 s to 24 h (null: the default, 1 min)",
+                "oneOf": [
+                    {"$ref": "#/components/schemas/DurationText"},
+                    {"type": "number", "minimum": 1, "maximum": 86400},
+                    {"type": "null"},
+                ],
+            },
+            "op": {"type": ["string", "null"], "enum": [">", ">=", "<", "<=", "==", "!=", None]},
+            "threshold": {"type": ["number", "null"]},
+            "for": {"anyOf": [{"$ref": "#/components/schemas/RuleDuration"}, {"type": "null"}]},
+            "keep_firing_for": {
+                "anyOf": [{"$ref": "#/components/schemas/RuleDuration"}, {"type": "null"}]
+            },
+            "clear_threshold": {
+                "type": ["number", "null"],
+                "description": "once firing",
+                "the alert stays until the value no longer passes this": None,
+            },
+            "no_data": {
+                "oneOf": [
+                    {"type": "string", "enum": ["alert", "keep", "resolve"]},
+                    {
+                        "type": "object",
+                        "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                        "properties": {
+                            "mode": {
+                                "type": "string",
+                                "enum": ["alert", "keep", "resolve"],
+                                "default": "alert",
+                            },
+                            "windows": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 1000,
+                                "default": 3,
+                            },
+                        },
+                    },
+                ]
+            },
+            "severity": {"$ref": "#/components/schemas/Severity"},
+            "labels": {
+                "anyOf": [
+                    {
+                        "allOf": [
+                            {"$ref": "#/components/schemas/LabelValues"},
+                            {"propertyNames": {"not": {"enum": ["alertname", "severity"]}}},
+                        ]
+                    },
+                    {"type": "null"},
+                ]
+            },
+            "annotations": {
+                "anyOf": [{"$ref": "#/components/schemas/LabelValues"}, {"type": "null"}],
+                "description": "templates: {{ value }}, {{ labels.x }}, "
+                "{{ threshold }}, {{ rule }}, {{ severity "
+                "}}",
+            },
+            "channels": {
+                "type": "array",
+                "maxItems": 20,
+                "items": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"},
+            },
+            "repeat_interval": {
+                "description": "0 = never repeat, else at least 1 s (null: the default, 4 h)",
+                "anyOf": [
+                    {"$ref": "#/components/schemas/DurationText"},
+                    {"type": "number", "enum": [0]},
+                    {
+                        "type": "number",
+                        "minimum": 1,
+                        "maximum": 31622400,
+                        "description": "seconds",
+                        "at most 366 days": None,
+                    },
+                    {"type": "null"},
+                ],
+            },
+            "cooldown": {
+                "description": "after a notification for an alert, another "
+                "of the same status for that alert waits "
+                "until this long after it (held, sent if "
+                "still true then); 0 or null: none",
+                "anyOf": [{"$ref": "#/components/schemas/RuleDuration"}, {"type": "null"}],
+            },
+            "group_wait": {
+                "description": "0 s to 1 h; null: the service's ALERTING_GROUP_WAIT_SECONDS",
+                "oneOf": [
+                    {"type": "string", "pattern": "^([0-9]{1,3}s?|[1-5]?[0-9]m)$"},
+                    {"type": "number", "minimum": 0, "maximum": 3600},
+                    {"type": "null"},
+                ],
+            },
+            "enabled": {"type": "boolean", "default": True},
+        },
+    },
+    "RuleExpr": {
+        "description": "A rule expression: a metric's window aggregation, "
+        "`sum|avg|min|max|count by\n"
+        "(labels)` across series, or `+ - * /` of two terms (matched on "
+        "identical label\n"
+        "sets; a zero divisor gives that group no value). This document "
+        "describes two\n"
+        "levels; deeper trees of up to 16 terms are accepted too.\n",
+        "oneOf": [
+            {"$ref": "#/components/schemas/ExprSelector"},
+            {"$ref": "#/components/schemas/ExprAggregate"},
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["op", "left", "right"],
+                "properties": {
+                    "op": {"type": "string", "enum": ["+", "-", "*", "/"]},
+                    "left": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/ExprSelector"},
+                            {"$ref": "#/components/schemas/ExprAggregate"},
+                        ]
+                    },
+                    "right": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/ExprSelector"},
+                            {"$ref": "#/components/schemas/ExprAggregate"},
+                            {
+                                "type": "object",
+                                "additionalProperties": False,
+                                "required": ["number"],
+                                "properties": {"number": {"type": "number"}},
+                            },
+                        ]
+                    },
+                },
+            },
+        ],
+    },
+    "ExprSelector": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["metric"],
+        "properties": {
+            "metric": {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 200},
+            "matchers": {"anyOf": [{"$ref": "#/components/schemas/Matchers"}, {"type": "null"}]},
+            "aggregation": {
+                "type": ["string", "null"],
+                "enum": [
+                    "avg",
+                    "min",
+                    "max",
+                    "sum",
+                    "count",
+                    "rate",
+                    "increase",
+                    "p50",
+                    "p95",
+                    "p99",
+                    "last",
+                    None,
+                ],
+                "default": "last",
+            },
+            "window": {
+                "description": "1 s to 24 h (null: the default, 1 min)",
+                "oneOf": [
+                    {"$ref": "#/components/schemas/DurationText"},
+                    {"type": "number", "minimum": 1, "maximum": 86400},
+                    {"type": "null"},
+                ],
+            },
+        },
+    },
+    "ExprAggregate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["aggregate", "of"],
+        "properties": {
+            "aggregate": {"type": "string", "enum": ["sum", "avg", "min", "max", "count"]},
+            "by": {
+                "type": ["array", "null"],
+                "maxItems": 16,
+                "items": {"$ref": "#/components/schemas/LabelName"},
+            },
+            "of": {"$ref": "#/components/schemas/ExprSelector"},
+        },
+    },
+    "Rule": {
+        "type": "object",
+        "required": ["id", "name", "enabled"],
+        "description": "A stored rule, in explicit form plus its shorthand `condition`",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "condition": {"type": "string", "description": "the rule in shorthand"},
+            "metric": {"type": ["string", "null"], "description": "null for an expression rule"},
+            "matchers": {
+                "type": ["array", "null"],
+                "items": {"$ref": "#/components/schemas/StoredMatcher"},
+            },
+            "aggregation": {
+                "type": ["string", "null"],
+                "enum": [
+                    "avg",
+                    "min",
+                    "max",
+                    "sum",
+                    "count",
+                    "rate",
+                    "increase",
+                    "p50",
+                    "p95",
+                    "p99",
+                    "last",
+                    None,
+                ],
+            },
+            "window": {"type": ["number", "null"], "description": "seconds"},
+            "expr": {
+                "type": ["object", "null"],
+                "description": "the expression (RuleExpr's shapes, windows in seconds), or null",
+            },
+            "op": {"type": "string", "enum": [">", ">=", "<", "<=", "==", "!="]},
+            "threshold": {"type": "number"},
+            "for": {"type": "number", "description": "seconds"},
+            "keep_firing_for": {"type": "number", "description": "seconds"},
+            "clear_threshold": {"type": ["number", "null"]},
+            "no_data": {
+                "type": "object",
+                "properties": {
+                    "mode": {"type": "string", "enum": ["alert", "keep", "resolve"]},
+                    "windows": {"type": "integer"},
+                },
+            },
+            "severity": {"$ref": "#/components/schemas/Severity"},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+            "channels": {"type": "array", "items": {"type": "string"}},
+            "repeat_interval": {"type": "number", "description": "seconds"},
+            "cooldown": {"type": "number", "description": "seconds (0 = none)"},
+            "group_wait": {
+                "type": ["number", "null"],
+                "description": "seconds; null: the service's ALERTING_GROUP_WAIT_SECONDS",
+            },
+            "enabled": {"type": "boolean"},
+            "invalid": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Only on a stored rule that today's checks "
+                "refuse (written by an older\n"
+                "version): the problem per field. The rule is "
+                "not evaluated; replace or\n"
+                "delete it.\n",
+            },
+            "source": {
+                "type": "string",
+                "enum": ["api", "file", "external"],
+                "description": "external: made for an alertname received on /api/v2/alerts",
+            },
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "ChannelInput": {
+        "description": "A channel of one type with its config. Channel URLs and SMTP hosts that "
+        "are\n"
+        "internal addresses in any spelling (`127.1`, `2130706433`, private and "
+        "IPv6-mapped\n"
+        "literals, `localhost`) are refused with a 400 unless the egress "
+        "allow-list admits\n"
+        "them; this document describes public DNS names. Config fields other "
+        "than those\n"
+        "listed are kept as given.\n",
+        "oneOf": [
+            {"allOf": [{"$ref": "#/components/schemas/WebhookChannel"}, {"required": ["type"]}]},
+            {"allOf": [{"$ref": "#/components/schemas/SlackChannel"}, {"required": ["type"]}]},
+            {"allOf": [{"$ref": "#/components/schemas/EmailChannel"}, {"required": ["type"]}]},
+            {
+                "allOf": [
+                    {"$ref": "#/components/schemas/AlertmanagerChannel"},
+                    {"required": ["type"]},
+                ]
+            },
+            {"allOf": [{"$ref": "#/components/schemas/PagerdutyChannel"}, {"required": ["type"]}]},
+            {"allOf": [{"$ref": "#/components/schemas/LogChannel"}, {"required": ["type"]}]},
+        ],
+    },
+    "ChannelCreate": {
+        "allOf": [
+            {"$ref": "#/components/schemas/ChannelInput"},
+            {
+                "type": "object",
+                "required": ["name", "config"],
+                "properties": {"config": {"type": "object"}},
+            },
+        ]
+    },
+    "ChannelReplace": {
+        "description": "`name` is the path's (a channel cannot be renamed); without `type` the "
+        "stored type\n"
+        "stays, and without `config` the stored config and its secrets stay when "
+        "the type\n"
+        "does (a new type needs its config).\n",
+        "type": "object",
+        "anyOf": [
+            {"$ref": "#/components/schemas/WebhookChannel"},
+            {"$ref": "#/components/schemas/SlackChannel"},
+            {"$ref": "#/components/schemas/EmailChannel"},
+            {"$ref": "#/components/schemas/AlertmanagerChannel"},
+            {"$ref": "#/components/schemas/PagerdutyChannel"},
+            {"allOf": [{"$ref": "#/components/schemas/LogChannel"}, {"required": ["type"]}]},
+        ],
+    },
+    "ChannelName": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,63}$"},
+    "PublicUrl": {
+        "type": "string",
+        "maxLength": 2048,
+        "pattern": "^https?://[a-z][a-z0-9-]{0,20}(\\.[a-z][a-z0-9-]{0,20}){0,3}\\.(com|net|org|io)(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~%/-]{0,100})?$",
+    },
+    "Headers": {
+        "type": ["object", "null"],
+        "maxProperties": 20,
+        "description": "custom headers (not Content-Type, Host, User-Agent, webhook-*, "
+        "traceparent and the like)",
+        "propertyNames": {"type": "string", "pattern": "^X-[A-Za-z0-9-]{1,60}$"},
+        "additionalProperties": {
+            "type": "string",
+            "maxLength": 4096,
+            "pattern": "^[^\\r\\n\\u0000]*$",
+        },
+    },
+    "Email": {
+        "type": "string",
+        "maxLength": 200,
+        "pattern": "^[A-Za-z0-9._%+-]{1,30}@[a-z0-9-]{1,30}(\\.[a-z0-9-]{1,30}){0,2}\\.[a-z]{2,10}$",
+    },
+    "Json": {
+        "description": "Any JSON value without a NUL character in any string or key",
+        "anyOf": [
+            {"$ref": "#/components/schemas/Text"},
+            {"type": ["number", "boolean", "null"]},
+            {"type": "array", "items": {"$ref": "#/components/schemas/Json"}},
+            {
+                "type": "object",
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+            },
+        ],
+    },
+    "WebhookChannel": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"$ref": "#/components/schemas/ChannelName"},
+            "type": {"const": "webhook"},
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": ["object", "null"],
+                "required": ["url"],
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "properties": {
+                    "url": {"$ref": "#/components/schemas/PublicUrl"},
+                    "secrets": {
+                        "type": ["array", "null"],
+                        "maxItems": 5,
+                        "description": "Standard Webhooks "
+                        "secrets, `whsec_` "
+                        "+ base64 of 24 to "
+                        "64 bytes; every "
+                        "one signs each "
+                        "message",
+                        "items": {"type": "string", "pattern": "^whsec_([A-Za-z0-9+/]{4}){8,16}$"},
+                    },
+                    "headers": {"$ref": "#/components/schemas/Headers"},
+                },
+            },
+        },
+    },
+    "SlackChannel": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"$ref": "#/components/schemas/ChannelName"},
+            "type": {"const": "slack"},
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": ["object", "null"],
+                "required": ["url"],
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "properties": {
+                    "url": {
+                        "$ref": "#/components/schemas/PublicUrl",
+                        "description": "the incoming-webhook URL (its path is the secret)",
+                    }
+                },
+            },
+        },
+    },
+    "AlertmanagerChannel": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"$ref": "#/components/schemas/ChannelName"},
+            "type": {"const": "alertmanager"},
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": ["object", "null"],
+                "required": ["url"],
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "properties": {
+                    "url": {
+                        "$ref": "#/components/schemas/PublicUrl",
+                        "description": "the Alertmanager base URL",
+                    },
+                    "headers": {"$ref": "#/components/schemas/Headers"},
+                },
+            },
+        },
+    },
+    "PagerdutyChannel": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "PagerDuty Events API v2, one event per alert (dedup_key = the alert's "
+        "fingerprint; trigger on firing, resolve on resolved)",
+        "properties": {
+            "name": {"$ref": "#/components/schemas/ChannelName"},
+            "type": {"const": "pagerduty"},
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": ["object", "null"],
+                "required": ["routing_key"],
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "properties": {
+                    "routing_key": {
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9]{32}$",
+                        "description": "the "
+                        "integration's "
+                        "routing key (a "
+                        "secret: shown "
+                        "as *** once "
+                        "stored)",
+                    },
+                    "url": {
+                        "anyOf": [{"$ref": "#/components/schemas/PublicUrl"}, {"type": "null"}],
+                        "description": "events URL; null or "
+                        "absent: "
+                        "ALERTING_PAGERDUTY_EVENTS_URL "
+                        "(https://events.pagerduty.com/v2/enqueue)",
+                    },
+                    "severities": {
+                        "type": ["object", "null"],
+                        "description": "Belfry severity "
+                        "to PagerDuty "
+                        "severity; unset "
+                        "ones map to the "
+                        "same name",
+                        "additionalProperties": False,
+                        "properties": {
+                            "critical": {
+                                "type": "string",
+                                "enum": ["critical", "error", "warning", "info"],
+                            },
+                            "warning": {
+                                "type": "string",
+                                "enum": ["critical", "error", "warning", "info"],
+                            },
+                            "info": {
+                                "type": "string",
+                                "enum": ["critical", "error", "warning", "info"],
+                            },
+                        },
+                    },
+                    "source": {
+                        "type": ["string", "null"],
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\u0000]*$",
+                        "description": "payload.source; "
+                        "default the alert's "
+                        "instance or service "
+                        "label, else "
+                        "belfry",
+                    },
+                },
+            },
+        },
+    },
+    "LogChannel": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "each notification as one JSON line in the alerting service's own log; "
+        "only tenant belfry (the operators') may create one: any other tenant "
+        "gets a 400 on type",
+        "properties": {
+            "name": {"$ref": "#/components/schemas/ChannelName"},
+            "type": {"const": "log"},
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": ["object", "null"],
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "properties": {
+                    "level": {
+                        "type": ["string", "null"],
+                        "enum": ["info", "warning", "error", None],
+                        "default": "warning",
+                    }
+                },
+            },
+        },
+    },
+    "EmailChannel": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"$ref": "#/components/schemas/ChannelName"},
+            "type": {"const": "email"},
+            "enabled": {"type": "boolean", "default": True},
+            "config": {
+                "type": ["object", "null"],
+                "required": ["host", "from", "to"],
+                "description": "username and password go together",
+                "anyOf": [
+                    {"required": ["username", "password"]},
+                    {"not": {"anyOf": [{"required": ["username"]}, {"required": ["password"]}]}},
+                ],
+                "propertyNames": {"$ref": "#/components/schemas/Text"},
+                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "properties": {
+                    "host": {
+                        "type": "string",
+                        "pattern": "^[a-z][a-z0-9-]{0,20}(\\.[a-z][a-z0-9-]{0,20}){0,3}\\.(com|net|org|io)$",
+                        "description": "SMTP host name or address",
+                    },
+                    "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
+                    "tls": {
+                        "type": "string",
+                        "enum": ["starttls", "implicit", "none"],
+                        "default": "starttls",
+                    },
+                    "verify_tls": {"type": ["boolean", "null"]},
+                    "username": {
+                        "allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 512}]
+                    },
+                    "password": {
+                        "allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 512}]
+                    },
+                    "from": {"$ref": "#/components/schemas/Email"},
+                    "to": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Email"},
+                            {
+                                "type": "array",
+                                "minItems": 1,
+                                "maxItems": 50,
+                                "items": {"$ref": "#/components/schemas/Email"},
+                            },
+                        ]
+                    },
+                },
+            },
+        },
+    },
+}
