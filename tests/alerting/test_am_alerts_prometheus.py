@@ -6,23 +6,19 @@ sends it resolved and the subscriber gets `resolved`. Real broker, database and 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
-import shutil
 import signal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import orjson
-import pytest
 from standardwebhooks.webhooks import Webhook
 
 from services.alerting.keys import AlertingDeps, utc_now
 from tests.alerting.conftest import TENANT, StartAlerting
 from tests.alerting.notify.conftest import Receiver
+from tests.alerting.test_metric_rules_flow import add_signed_webhook
 from tests.support.eventually import eventually
+from tests.support.prometheus import prometheus
 
 CONFIG = """
 global:
@@ -56,43 +52,17 @@ async def test_prometheus_alert_fires_and_resolves_at_a_signed_webhook(
     webhook_receiver: Receiver,
     tmp_path: Path,
 ) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not on PATH: apt-get install prometheus (`make test` does)")
-    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
-    config = {"url": f"{webhook_receiver.url}/hook", "secrets": [secret]}
-    await db.execute(
-        "INSERT INTO alert_channels (tenant_id, name, type, config)"
-        " VALUES ($1, 'hook', 'webhook', $2::jsonb)",
-        TENANT,
-        orjson.dumps(config).decode(),
-    )
+    secret = await add_signed_webhook(db, webhook_receiver)
     client = await start_alerting(deps=AlertingDeps(clock=utc_now))
     assert client.server is not None
     rules = tmp_path / "rules.yml"
     rules.write_text(FIRING)
-    (tmp_path / "prometheus.yml").write_text(
-        CONFIG.format(rules=rules, port=client.server.port, key=api_key)
-    )
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            "--web.listen-address=127.0.0.1:0",
-            "--rules.alert.resend-delay=1s",
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
+    config = CONFIG.format(rules=rules, port=client.server.port, key=api_key)
+    async with prometheus(config, tmp_path, "--rules.alert.resend-delay=1s") as (proc, log):
         firing = await _wait_for(webhook_receiver, "firing", secret, log)
         rules.write_text(QUIET)
         proc.send_signal(signal.SIGHUP)  # reload: the rule no longer fires
         resolved = await _wait_for(webhook_receiver, "resolved", secret, log)
-    finally:
-        proc.terminate()
-        await proc.wait()
     (alert,) = firing["alerts"]
     assert alert["labels"] == {"alertname": "AppDown", "severity": "critical", "service": "web"}
     assert alert["annotations"] == {"summary": "web is down"}

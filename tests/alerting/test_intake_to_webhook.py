@@ -11,7 +11,6 @@ never reaches the tenant's rules."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -38,6 +36,7 @@ from tests.alerting.test_metric_rules_flow import add_rule, add_signed_webhook
 from tests.conftest import Started
 from tests.integration.helpers import ready
 from tests.support.eventually import eventually
+from tests.support.prometheus import REMOTE_WRITE_CONFIG, exporter, prometheus
 
 KEYS = SigningKeys.parse("e2e1:intake-to-webhook-secret-0123")
 OTHER = "globex"
@@ -131,52 +130,18 @@ async def test_otel_sdk_metrics_fire_a_rule_at_a_signed_webhook(
 
 
 @pytest.fixture
-async def exporter() -> AsyncIterator[str]:
-    """A tiny application exposing Prometheus text, as prom-client or client_python do."""
-
-    async def metrics(_: web.Request) -> web.Response:
-        text = "# TYPE app_queue_depth gauge\napp_queue_depth 1001\n"
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"127.0.0.1:{port}"
-    await runner.cleanup()
-
-
-PROMETHEUS_CONFIG = """
-global:
-  scrape_interval: 1s
-scrape_configs:
-  - job_name: app
-    static_configs:
-      - targets: ["{target}"]
-remote_write:
-  - url: {url}/api/v1/write
-    authorization:
-      credentials_file: {token_file}
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"""
+async def app_exporter() -> AsyncIterator[str]:
+    async with exporter("# TYPE app_queue_depth gauge\napp_queue_depth 1001\n") as target:
+        yield target
 
 
 async def test_real_prometheus_remote_write_fires_a_rule_at_a_signed_webhook(
     db: asyncpg.Connection,
     stack: tuple[TestClient, TestClient],
     webhook_receiver: Receiver,
-    exporter: str,
+    app_exporter: str,
     tmp_path: Path,
 ) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not on PATH: apt-get install prometheus (`make test` does)")
     ingest, alerting = stack
     secret = await add_signed_webhook(db, webhook_receiver)
     await add_rule(db, "AppQueueDeep", "app_queue_depth > 1000")
@@ -184,28 +149,15 @@ async def test_real_prometheus_remote_write_fires_a_rule_at_a_signed_webhook(
     await engine.load()
     token_file = tmp_path / "token"
     token_file.write_text(mint_token(KEYS, TENANT))
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        PROMETHEUS_CONFIG.format(target=exporter, url=_base(ingest), token_file=token_file)
+    config = REMOTE_WRITE_CONFIG.format(
+        target=app_exporter, url=_base(ingest), token_file=token_file
     )
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            "--web.listen-address=127.0.0.1:0",
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        await _fired(engine, "AppQueueDeep", {"instance": exporter, "job": "app"})
-    except AssertionError:
-        raise AssertionError(log.read_text()[-3000:]) from None
-    finally:
-        proc.terminate()
-        await proc.wait()
+    async with prometheus(config, tmp_path) as (_proc, log):
+        try:
+            await _fired(engine, "AppQueueDeep", {"instance": app_exporter, "job": "app"})
+        except AssertionError:
+            raise AssertionError(log.read_text()[-3000:]) from None
     requests = await webhook_receiver.wait(1)
     fired = _verified(requests, secret)
-    assert fired["AppQueueDeep"]["instance"] == exporter
+    assert fired["AppQueueDeep"]["instance"] == app_exporter
     assert fired["AppQueueDeep"]["job"] == "app"

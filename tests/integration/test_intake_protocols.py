@@ -6,13 +6,11 @@ JSON POST) arrives on `<prefix>.metrics` as `metric.v2` events of the token's te
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aio_pika.abc import AbstractConnection
-from aiohttp import web
 from aiohttp.test_utils import TestClient
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import Observation
@@ -25,6 +23,7 @@ from shared.ingest_tokens import mint_token
 from shared.signing import SigningKeys
 from tests.conftest import Started
 from tests.integration.helpers import ready
+from tests.support import prometheus as prom
 from tests.support.metric_sink import MetricSink
 from tests.support.remote_write import HEADERS as RW
 from tests.support.remote_write import remote_write_body
@@ -145,85 +144,41 @@ async def test_plain_json_form_arrives(ingest: TestClient, sink: MetricSink) -> 
 # --- a real Prometheus scraping an exporter and remote-writing to ingest ----------------
 
 
+APP_METRICS = (
+    "# TYPE app_requests_total counter\n"
+    'app_requests_total{code="200"} 42\n'
+    "# TYPE app_queue_depth gauge\n"
+    "app_queue_depth 1001\n"
+    "# TYPE app_latency_seconds histogram\n"
+    'app_latency_seconds_bucket{le="0.1"} 5\n'
+    'app_latency_seconds_bucket{le="+Inf"} 9\n'
+    "app_latency_seconds_sum 3.5\n"
+    "app_latency_seconds_count 9\n"
+)
+
+
 @pytest.fixture
-async def exporter() -> AsyncIterator[str]:
+async def app_exporter() -> AsyncIterator[str]:
     """A tiny application exposing Prometheus text, as prom-client or client_python do."""
-
-    async def metrics(_: web.Request) -> web.Response:
-        text = (
-            "# TYPE app_requests_total counter\n"
-            'app_requests_total{code="200"} 42\n'
-            "# TYPE app_queue_depth gauge\n"
-            "app_queue_depth 1001\n"
-            "# TYPE app_latency_seconds histogram\n"
-            'app_latency_seconds_bucket{le="0.1"} 5\n'
-            'app_latency_seconds_bucket{le="+Inf"} 9\n'
-            "app_latency_seconds_sum 3.5\n"
-            "app_latency_seconds_count 9\n"
-        )
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"127.0.0.1:{port}"
-    await runner.cleanup()
-
-
-PROMETHEUS_CONFIG = """
-global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: app
-    static_configs:
-      - targets: ["{target}"]
-remote_write:
-  - url: {url}/api/v1/write
-    authorization:
-      credentials_file: {token_file}
-    queue_config:
-      batch_send_deadline: 1s
-      min_backoff: 100ms
-      max_backoff: 1s
-"""
+    async with prom.exporter(APP_METRICS) as target:
+        yield target
 
 
 async def test_real_prometheus_remote_writes(
-    ingest: TestClient, sink: MetricSink, exporter: str, tmp_path: Path
+    ingest: TestClient, sink: MetricSink, app_exporter: str, tmp_path: Path
 ) -> None:
-    binary = shutil.which("prometheus")
-    if binary is None:
-        pytest.fail("prometheus is not on PATH: apt-get install prometheus (`make test` does)")
     token_file = tmp_path / "token"
     token_file.write_text(mint_token(KEYS, "acme"))
-    config = tmp_path / "prometheus.yml"
-    config.write_text(
-        PROMETHEUS_CONFIG.format(target=exporter, url=_base(ingest), token_file=token_file)
+    config = prom.REMOTE_WRITE_CONFIG.format(
+        target=app_exporter, url=_base(ingest), token_file=token_file
     )
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            "--web.listen-address=127.0.0.1:0",
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    try:
-        await sink.wait_for(
-            "app_requests_total", "app_queue_depth", "app_latency_seconds_bucket", timeout=60
-        )
-    except AssertionError:
-        raise AssertionError(log.read_text()[-3000:]) from None
-    finally:
-        proc.terminate()
-        await proc.wait()
+    async with prom.prometheus(config, tmp_path) as (_proc, log):
+        try:
+            await sink.wait_for(
+                "app_requests_total", "app_queue_depth", "app_latency_seconds_bucket", timeout=60
+            )
+        except AssertionError:
+            raise AssertionError(log.read_text()[-3000:]) from None
     samples = sink.samples()
     assert {s["tenant"] for s in samples} == {"acme"}
     (requests,) = {s["value"]: s for s in sink.named("app_requests_total")}.values()
