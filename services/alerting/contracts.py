@@ -345,7 +345,7 @@ def document_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     """A component as the document states it: msgspec's schema of the Struct `name`, plus
     its documentation-only `doc_schema` keywords and `doc_fields` property schemas."""
     schema = {k: v for k, v in schema.items() if k != "title"}
-    cls = _STRUCTS.get(name)
+    cls = _structs().get(name)
     schema.update(getattr(cls, "doc_schema", {}))
     for field, stated in getattr(cls, "doc_fields", {}).items():
         schema["properties"][field] = stated
@@ -359,7 +359,7 @@ def _structs() -> dict[str, type[msgspec.Struct]]:
         for sub in pending.pop().__subclasses__():
             found.append(sub)
             pending.append(sub)
-    return {cls.__name__: cls for cls in found if cls.__module__ == __name__}
+    return {c.__name__: c for c in found if c.__module__.startswith("services.alerting.contracts")}
 
 
 # --- channels, statistics, the console's views (responses) ---------------------------
@@ -525,5 +525,3 @@ class AmAlert(msgspec.Struct):
 
 AmAlerts = Annotated[list[AmAlert], Meta(max_length=1000)]
 TYPES = (*TYPES, AmAlert)
-
-_STRUCTS = _structs()

@@ -19,8 +19,11 @@ import yaml
 
 from services.alerting import contracts as c
 from services.alerting.contracts_described import DESCRIBED
+from services.alerting.contracts_rules import RuleInput
 
 REF = "#/components/schemas/{name}"
+# Every contract type the document names (the types they use are found from them).
+TYPES = (*c.TYPES, RuleInput)
 DESCRIPTION = """\
 Rules on metric events, the alert lifecycle (inactive → pending → firing → resolved,
 plus acknowledged and silenced), silences, notification channels, the notification
@@ -120,7 +123,7 @@ def error_answer(description: str) -> dict[str, Any]:
 
 def components() -> dict[str, Any]:
     """Every schema: generated from the contract types, then the described ones."""
-    _, schemas = msgspec.json.schema_components(c.TYPES, ref_template=REF)
+    _, schemas = msgspec.json.schema_components(TYPES, ref_template=REF)
     schemas = {name: c.document_schema(name, schema) for name, schema in schemas.items()}
     clash = set(schemas) & set(DESCRIBED)
     assert not clash, f"typed and described both: {clash}"

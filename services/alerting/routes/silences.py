@@ -10,7 +10,6 @@ from typing import Any, Literal
 from aiohttp import web
 
 from services.alerting.contracts import (
-    MatcherInput,
     Silence,
     SilenceInput,
     Silences,
@@ -28,9 +27,8 @@ from services.alerting.routes.common import (
     read_object,
     tenant_of,
 )
-from services.alerting.rules.model import Matcher
 from services.alerting.rules.parse import ParseError, parse_duration
-from services.alerting.rules.validate import RuleError, check_matchers
+from services.alerting.rules.validate import RuleError, check_matchers, matchers_of
 
 
 def silence_json(row: Row, now: datetime) -> Silence:
@@ -64,7 +62,7 @@ def _parse(body: dict[str, Any], now: datetime) -> SilenceSpec:
     """The SilenceInput contract, then what a type cannot say: each regex one RE2 runs,
     the times in range, the duration's, and ends after starts."""
     values, errors = field_values(SilenceInput, body, _MESSAGES)
-    matchers = check_matchers(_matchers(values.get("matchers")), "matchers", errors)
+    matchers = check_matchers(matchers_of(values.get("matchers")), "matchers", errors)
     if not matchers and not any(k.startswith("matchers") for k in errors):
         errors["matchers"] = "required: at least one matcher"
     starts = _time(values, "starts_at", errors) or now
@@ -88,12 +86,6 @@ def _parse(body: dict[str, Any], now: datetime) -> SilenceSpec:
     assert ends is not None
     docs = [m.to_doc() for m in matchers]
     return SilenceSpec(docs, starts, ends, author, values.get("comment", ""))
-
-
-def _matchers(given: list[MatcherInput] | dict[str, str] | None) -> tuple[Matcher, ...]:
-    if isinstance(given, dict):  # {"service": "api"} means service="api"
-        return tuple(Matcher(label, "=", value) for label, value in given.items())
-    return tuple(Matcher(m.label, m.op, m.value) for m in given or ())
 
 
 def _time(values: dict[str, Any], field: str, errors: dict[str, str]) -> datetime | None:

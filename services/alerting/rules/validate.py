@@ -1,4 +1,7 @@
-"""Building a `Rule` from a JSON/YAML document, with an error per field.
+"""Building a `Rule` from a JSON/YAML document, with an error per field: the document is
+decoded through its contract (services/alerting/contracts_rules.py:RuleInput), then
+checked for what a type cannot say (conditions and expressions parsed, durations and
+windows in range, RE2 patterns, templates, reserved labels, fields that exclude others).
 
 Accepted document (every field but `name` and the condition is optional)::
 
@@ -22,22 +25,21 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
+
+from services.alerting.contracts import MatcherInput, field_values, located
+from services.alerting.contracts_rules import MAX_VALUE, Matchers, NoData, RuleInput
 from services.alerting.rules.expr import Selector, check, selectors
 from services.alerting.rules.exprdoc import expr_from_doc
 from services.alerting.rules.exprparse import parse_expr_condition
 from services.alerting.rules.model import (
-    AGGREGATIONS,
     COMPARISONS,
-    MATCH_OPS,
-    NO_DATA_MODES,
     SEVERITIES,
     Matcher,
     Rule,
 )
 from services.alerting.rules.parse import (
-    LABEL_NAME,
     MAX_CONDITION,
-    METRIC_NAME,
     ParseError,
     parse_condition,
     parse_duration,
@@ -46,33 +48,6 @@ from services.alerting.rules.regex import regex_problem
 from services.alerting.rules.template import template_errors
 from shared.jsonnum import json_int
 
-FIELDS = frozenset(
-    {
-        "id",
-        "name",
-        "condition",
-        "metric",
-        "matchers",
-        "aggregation",
-        "window",
-        "op",
-        "threshold",
-        "for",
-        "keep_firing_for",
-        "clear_threshold",
-        "no_data",
-        "severity",
-        "labels",
-        "annotations",
-        "channels",
-        "repeat_interval",
-        "cooldown",
-        "group_wait",
-        "enabled",
-        "tenant",
-        "expr",
-    }
-)
 # Set by a condition; giving one of them beside it is ambiguous.
 CONDITION_FIELDS = ("metric", "matchers", "aggregation", "window", "op", "threshold", "for", "expr")
 # Held by an expression instead.
@@ -81,9 +56,22 @@ RESERVED_LABELS = frozenset({"alertname", "severity"})
 MAX_WINDOW = 24 * 3600.0
 MAX_RULE_DURATION = 366 * 86400.0  # for, keep_firing_for, repeat_interval, cooldown
 MAX_GROUP_WAIT = 3600.0  # a notification held longer than an hour is a lost one
-MAX_VALUE = 4096  # characters of a label, annotation or matcher value
-MAX_ENTRIES = 64  # labels, annotations, matchers
 CHANNEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+# The problem reported for a field whose value the contract (RuleInput) refuses.
+MESSAGES = {
+    "name": "required: a non-empty string of at most 200 characters",
+    "metric": "required (or a condition or expr): a metric name",
+    "op": f"required (or a condition): one of {' '.join(COMPARISONS)}",
+    "threshold": "required (or a condition): a finite number",
+    "clear_threshold": "must be a finite number",
+    "no_data": "must be {mode, windows} or a mode",
+    "severity": f"must be one of {', '.join(SEVERITIES)}",
+    "labels": "must be an object of strings",
+    "annotations": "must be an object of strings",
+    "channels": "must be a list of at most 20 channel names",
+    "enabled": "must be true or false",
+    "matchers": "must be a list of {label, op, value} or an object of label values",
+}
 
 
 class RuleError(ValueError):
@@ -112,59 +100,24 @@ def nul_field(value: Any, path: str = "") -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _str_map(value: Any, field: str, errors: dict[str, str]) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        errors[field] = "must be an object of strings"
-        return {}
-    if len(value) > MAX_ENTRIES:
-        errors[field] = f"must have at most {MAX_ENTRIES} entries"
-        return {}
-    out = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not LABEL_NAME.fullmatch(key):
-            errors[f"{field}.{key}"] = "not a valid name ([a-zA-Z_][a-zA-Z0-9_]*)"
-        elif not isinstance(item, str) or len(item) > MAX_VALUE:
-            errors[f"{field}.{key}"] = f"must be a string of at most {MAX_VALUE} characters"
-        else:
-            out[key] = item
-    return out
-
-
 def matchers_from_doc(value: Any, errors: dict[str, str]) -> tuple[Matcher, ...]:
+    """The matchers of a list of {label, op, value} or an object of label values (the
+    `Matchers` contract), each value bounded and each regex one RE2 runs; else errors."""
     if value is None:
         return ()
-    if isinstance(value, dict):  # {"service": "api"} means service="api"
-        value = [{"label": k, "op": "=", "value": v} for k, v in value.items()]
-    if not isinstance(value, list):
-        errors["matchers"] = "must be a list of {label, op, value} or an object of label values"
+    try:
+        given = msgspec.convert(value, Matchers)
+    except msgspec.ValidationError as exc:
+        where, problem = located(str(exc))
+        errors["matchers" + where] = problem if where else MESSAGES["matchers"]
         return ()
-    if len(value) > MAX_ENTRIES:
-        errors["matchers"] = f"must have at most {MAX_ENTRIES} matchers"
-        return ()
-    out = []
-    for i, item in enumerate(value):
-        where = f"matchers.{i}"
-        if not isinstance(item, dict):
-            errors[where] = "must be an object {label, op, value}"
-            continue
-        label, op, text = item.get("label"), item.get("op", "="), item.get("value")
-        if not isinstance(label, str) or not LABEL_NAME.fullmatch(label):
-            errors[f"{where}.label"] = "must be a label name"
-        elif op not in MATCH_OPS:
-            errors[f"{where}.op"] = f"must be one of {', '.join(MATCH_OPS)}"
-        elif not isinstance(text, str):
-            errors[f"{where}.value"] = "must be a string"
-        else:
-            out.append(Matcher(label, op, text))
-    return check_matchers(tuple(out), "matchers", errors)
+    return check_matchers(matchers_of(given), "matchers", errors)
+
+
+def matchers_of(given: list[MatcherInput] | dict[str, str] | None) -> tuple[Matcher, ...]:
+    if isinstance(given, dict):  # {"service": "api"} means service="api"
+        return tuple(Matcher(label, "=", value) for label, value in given.items())
+    return tuple(Matcher(m.label, m.op, m.value) for m in given or ())
 
 
 def check_matchers(
@@ -200,42 +153,31 @@ def _duration(
 
 
 def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
-    """The rule a document describes; raises RuleError with every field's problem."""
+    """The rule a document describes (the RuleInput contract, then what a type cannot
+    say); raises RuleError with every field's problem."""
     if not isinstance(doc, dict):
         raise RuleError({"body": "must be a JSON object"})
-    errors: dict[str, str] = {}
     nul = nul_field(doc)
     if nul is not None:  # one answer is enough: every other check would trip on it too
         raise RuleError({nul: "must not contain NUL characters"})
-    for key in doc:
-        if key not in FIELDS:
-            errors[str(key)] = "unknown field"
-    name = doc.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        errors["name"] = "required: a non-empty string of at most 200 characters"
-        name = ""
+    given, errors = field_values(RuleInput, doc, MESSAGES)
+    name = given.get("name", "")
+    if not name.strip() and "name" not in errors:
+        errors["name"] = MESSAGES["name"]
     values: dict[str, Any] = {}
-    condition = doc.get("condition")
-    if condition is not None:
-        _from_condition(doc, condition, values, errors)
+    if doc.get("condition") is not None:
+        _from_condition(doc, values, errors)
     else:
-        _from_fields(doc, values, errors)
-    aggregation = values.get("aggregation", "last")
-    if aggregation not in AGGREGATIONS:
-        errors["aggregation"] = f"must be one of {', '.join(AGGREGATIONS)}"
-        aggregation = "last"
+        _from_fields(doc, given, values, errors)
     window = values.get("window", 60.0)
     if not 1 <= window <= MAX_WINDOW:
         errors["window"] = "must be between 1s and 24h"
-    clear = doc.get("clear_threshold")  # a finite number: infinity cannot be stored in JSON
-    if clear is not None and _number(clear) is None:
-        errors["clear_threshold"] = "must be a finite number"
-    mode, windows = _no_data(doc.get("no_data", {}), errors)
-    severity, labels, annotations, channels = _presentation(doc, errors)
-    enabled = doc.get("enabled", True)
-    if not isinstance(enabled, bool):
-        errors["enabled"] = "must be true or false"
-    keep_firing_for, repeat, cooldown, group_wait = _timing(doc, errors)
+    clear = given.get("clear_threshold")  # finite: infinity cannot be stored in JSON
+    if clear is not None and not math.isfinite(clear):
+        errors["clear_threshold"] = MESSAGES["clear_threshold"]
+    mode, windows = _no_data(doc, errors)
+    labels, annotations = _presentation(given, errors)
+    keep_firing_for, repeat, cooldown, group_wait = _timing(given, errors)
     if errors:
         raise RuleError(errors)
     return Rule(
@@ -244,91 +186,77 @@ def rule_from_doc(doc: Any, *, tenant: str, rule_id: str) -> Rule:
         name=name.strip(),
         metric=values["metric"],
         matchers=values.get("matchers", ()),
-        aggregation=aggregation,
+        aggregation=values.get("aggregation") or "last",
         window=window,
         op=values["op"],
         threshold=values["threshold"],
         for_=values.get("for_", 0.0),
         keep_firing_for=keep_firing_for,
-        clear_threshold=None if clear is None else float(clear),
+        clear_threshold=clear,
         no_data=mode,
         no_data_windows=windows,
-        severity=severity,
+        severity=given.get("severity", "warning"),
         labels=labels,
         annotations=annotations,
-        channels=tuple(dict.fromkeys(channels)),
+        channels=tuple(dict.fromkeys(given.get("channels", ()))),
         repeat_interval=repeat,
         cooldown=cooldown,
         group_wait=group_wait,
-        enabled=enabled,
+        enabled=given.get("enabled", True),
         expr=values.get("expr"),
     )
 
 
-def _no_data(no_data: Any, errors: dict[str, str]) -> tuple[str, int]:
-    """(mode, windows) of `no_data`: {mode, windows} or a mode alone."""
-    if isinstance(no_data, str):
-        no_data = {"mode": no_data}
-    mode, windows = "alert", 3
-    if not isinstance(no_data, dict):
-        errors["no_data"] = "must be {mode, windows} or a mode"
-        return mode, windows
-    mode = no_data.get("mode", "alert")
-    if mode not in NO_DATA_MODES:
-        errors["no_data.mode"] = f"must be one of {', '.join(NO_DATA_MODES)}"
-    checked = json_int(no_data.get("windows", 3), 1, 1000)  # 3.0 is 3, as JSON has it
-    if checked is None:
+def _no_data(doc: Mapping[str, Any], errors: dict[str, str]) -> tuple[str, int]:
+    """(mode, windows) of `no_data`: {mode, windows} (each field's problem reported) or a
+    mode alone (its type checked by RuleInput)."""
+    raw = doc.get("no_data")
+    if not isinstance(raw, dict):
+        return (raw, 3) if isinstance(raw, str) and "no_data" not in errors else ("alert", 3)
+    for key in [k for k in errors if k.split(".")[0] == "no_data"]:
+        del errors[key]  # the union's first problem: NoData's own say every one
+    given, problems = field_values(NoData, raw)
+    errors.update({f"no_data.{k}": v for k, v in problems.items()})
+    windows = json_int(given.get("windows", 3), 1, 1000)  # 3.0 is 3, as JSON has it
+    if windows is None and "no_data.windows" not in errors:
         errors["no_data.windows"] = "must be an integer between 1 and 1000"
-    else:
-        windows = checked
-    return mode, windows
+    return given.get("mode", "alert"), windows or 3
 
 
 def _presentation(
-    doc: Mapping[str, Any], errors: dict[str, str]
-) -> tuple[str, dict[str, str], dict[str, str], list[Any]]:
-    """(severity, labels, annotations, channels): what the alert says and where it goes."""
-    severity = doc.get("severity", "warning")
-    if severity not in SEVERITIES:
-        errors["severity"] = f"must be one of {', '.join(SEVERITIES)}"
-    labels = _str_map(doc.get("labels"), "labels", errors)
+    given: Mapping[str, Any], errors: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations): the labels Belfry sets refused, the templates checked."""
+    labels = dict(given.get("labels") or {})
     for key in labels:
         if key in RESERVED_LABELS:
             errors[f"labels.{key}"] = "set by Belfry (alertname, severity)"
-    annotations = _str_map(doc.get("annotations"), "annotations", errors)
+    annotations = dict(given.get("annotations") or {})
     for key, text in annotations.items():
         problem = template_errors(text)
         if problem:
             errors[f"annotations.{key}"] = problem
-    channels = doc.get("channels", [])
-    if not isinstance(channels, list) or len(channels) > 20:
-        errors["channels"] = "must be a list of at most 20 channel names"
-        channels = []
-    for i, channel in enumerate(channels):
-        if not isinstance(channel, str) or not CHANNEL_NAME.fullmatch(channel):
-            errors[f"channels.{i}"] = "not a channel name ([a-z0-9][a-z0-9_.-]*)"
-    return severity, labels, annotations, channels
+    return labels, annotations
 
 
 def _timing(
-    doc: Mapping[str, Any], errors: dict[str, str]
+    given: Mapping[str, Any], errors: dict[str, str]
 ) -> tuple[float, float, float, float | None]:
     """(keep_firing_for, repeat_interval, cooldown, group_wait)."""
-    keep_firing_for = _duration(doc, "keep_firing_for", 0.0, errors)
-    repeat = _duration(doc, "repeat_interval", 4 * 3600.0, errors)
+    keep_firing_for = _duration(given, "keep_firing_for", 0.0, errors)
+    repeat = _duration(given, "repeat_interval", 4 * 3600.0, errors)
     if 0 < repeat < 1:
         errors["repeat_interval"] = "must be 0 (never) or at least 1s"
-    cooldown = _duration(doc, "cooldown", 0.0, errors)
+    cooldown = _duration(given, "cooldown", 0.0, errors)
     group_wait = None
-    if doc.get("group_wait") is not None:
-        group_wait = _duration(doc, "group_wait", 0.0, errors, MAX_GROUP_WAIT)
+    if given.get("group_wait") is not None:
+        group_wait = _duration(given, "group_wait", 0.0, errors, MAX_GROUP_WAIT)
     return keep_firing_for, repeat, cooldown, group_wait
 
 
-def _from_condition(
-    doc: Mapping[str, Any], condition: Any, values: dict[str, Any], errors: dict[str, str]
-) -> None:
+def _from_condition(doc: Mapping[str, Any], values: dict[str, Any], errors: dict[str, str]) -> None:
     """The shorthand: one metric's aggregation (parse_condition), else an expression."""
+    condition = doc["condition"]
     try:
         cond = parse_condition(condition)
     except ParseError as exc:
@@ -378,35 +306,31 @@ def _expr_values(expr: Any, field: str, values: dict[str, Any], errors: dict[str
         values["expr"] = expr
 
 
-def _from_fields(doc: Mapping[str, Any], values: dict[str, Any], errors: dict[str, str]) -> None:
+def _from_fields(
+    doc: Mapping[str, Any], given: Mapping[str, Any], values: dict[str, Any], errors: dict[str, str]
+) -> None:
+    """The explicit form: `metric` (with matchers, aggregation, window) or `expr`, then
+    `op`, `threshold` and `for`. `doc` as given tells what is set; `given` the values."""
     if doc.get("expr") is not None:
         for field in SELECTOR_FIELDS:
             if doc.get(field) is not None:
                 errors[field] = "already given by expr; set one or the other"
-        expr = expr_from_doc(doc["expr"], errors)
+        expr = expr_from_doc(doc["expr"], errors) if "expr" not in errors else None
         if expr is not None:
             _expr_values(expr, "expr", values, errors)
     else:
-        metric = doc.get("metric")
-        if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):
-            errors["metric"] = "required (or a condition or expr): a metric name"
-        else:
-            values["metric"] = metric
-        values["matchers"] = matchers_from_doc(doc.get("matchers"), errors)
-        if doc.get("aggregation") is not None:
-            values["aggregation"] = doc["aggregation"]
-        values["window"] = _duration(doc, "window", 60.0, errors)
-    op = doc.get("op")
-    if op not in COMPARISONS:
-        errors["op"] = f"required (or a condition): one of {' '.join(COMPARISONS)}"
-    else:
-        values["op"] = op
-    threshold = _number(doc.get("threshold"))
-    if threshold is None:
-        errors["threshold"] = "required (or a condition): a finite number"
-    else:
-        values["threshold"] = threshold
-    values["for_"] = _duration(doc, "for", 0.0, errors)
+        if given.get("metric") is None:
+            errors.setdefault("metric", MESSAGES["metric"])
+        values.update(metric=given.get("metric"), aggregation=given.get("aggregation"))
+        values["matchers"] = check_matchers(matchers_of(given.get("matchers")), "matchers", errors)
+        values["window"] = _duration(given, "window", 60.0, errors)
+    if given.get("op") is None:
+        errors.setdefault("op", MESSAGES["op"])
+    threshold = given.get("threshold")
+    if threshold is None or not math.isfinite(threshold):
+        errors.setdefault("threshold", MESSAGES["threshold"])
+    values.update(op=given.get("op"), threshold=threshold)
+    values["for_"] = _duration(given, "for", 0.0, errors)
 
 
 def stored_doc(rule: Rule) -> dict[str, Any]:
