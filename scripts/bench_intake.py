@@ -763,9 +763,9 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             svc, resources = await start_belfry(ctx, keys)
             report["resources"] = resources
             report["belfry"] = {}
-            # Hits first: after a saturating metric run, alerting's journal (every kept
-            # sample, in Postgres) is still being pruned and would slow the writer.
-            for protocol in ("track", "otlp", "remote_write"):
+            # Hits last: a writer still catching up would slow the metric runs (it
+            # shares Postgres with alerting's sample journal).
+            for protocol in ("otlp", "remote_write", "track"):
                 print(f"belfry: {protocol}", flush=True)
                 report["belfry"][protocol] = await belfry_phase(ctx, svc, protocol, token)
             report["service_log_issues"] = {
