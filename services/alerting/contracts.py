@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -367,8 +367,23 @@ def _structs() -> dict[str, type[msgspec.Struct]]:
 ChannelType = Literal["webhook", "slack", "email", "alertmanager", "pagerduty", "log"]
 
 
+CHANNEL_NAME = "^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class ChannelBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel's fields as POST (name required) and PUT (name, if given, the path's;
+    type and config default to the stored ones) take them. The config of each type is
+    checked by services/alerting/notify/config.py:validate_channel_config (documented as
+    ChannelCreate / ChannelReplace)."""
+
+    name: Annotated[str, Meta(pattern=CHANNEL_NAME)] | None = None
+    type: str | None = None  # one of ChannelType: validate_channel_config says which
+    config: dict[str, Any] | None = None
+    enabled: bool = True
+
+
 class Channel(msgspec.Struct):
-    name: Annotated[str, Meta(pattern="^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    name: Annotated[str, Meta(pattern=CHANNEL_NAME)]
     type: ChannelType
     config: Annotated[dict[str, Any], Meta(description="as given, with secrets masked (***)")]
     enabled: bool
@@ -464,9 +479,66 @@ class Activity(msgspec.Struct):
     fired_by_severity: dict[str, int]
 
 
+class StoredNoData(msgspec.Struct):
+    mode: Literal["alert", "keep", "resolve"]
+    windows: int
+
+
+Seconds = Annotated[float, Meta(description="seconds")]
+
+
+class Rule(msgspec.Struct):
+    """A stored rule, in explicit form plus its shorthand `condition`. A stored rule that
+    today's checks refuse (written by an older version) has only id, name, enabled (false)
+    and `invalid`, the problem per field: it is not evaluated; replace or delete it."""
+
+    id: Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+    name: str
+    enabled: bool
+    source: Annotated[
+        Literal["api", "file", "external"],
+        Meta(description="external: made for an alertname received on /api/v2/alerts"),
+    ]
+    created_at: Timestamp
+    updated_at: Timestamp
+    condition: Annotated[str, Meta(description="the rule in shorthand")] | UnsetType = UNSET
+    metric: Annotated[str | None, Meta(description="null for an expression rule")] | UnsetType = (
+        UNSET
+    )
+    matchers: list[StoredMatcher] | UnsetType | None = UNSET
+    aggregation: str | UnsetType | None = UNSET
+    window: Seconds | UnsetType | None = UNSET
+    expr: dict[str, Any] | UnsetType | None = UNSET  # RuleExpr's shapes, windows in seconds
+    op: Literal[">", ">=", "<", "<=", "==", "!="] | UnsetType = UNSET
+    threshold: float | UnsetType = UNSET
+    for_: Seconds | UnsetType = msgspec.field(default=UNSET, name="for")
+    keep_firing_for: Seconds | UnsetType = UNSET
+    clear_threshold: float | UnsetType | None = UNSET
+    no_data: StoredNoData | UnsetType = UNSET
+    severity: Severity | UnsetType = UNSET
+    labels: dict[str, str] | UnsetType = UNSET
+    annotations: dict[str, str] | UnsetType = UNSET
+    channels: list[str] | UnsetType = UNSET
+    repeat_interval: Seconds | UnsetType = UNSET
+    cooldown: Seconds | UnsetType = UNSET
+    group_wait: (
+        Annotated[
+            float | None,
+            Meta(description="seconds; null: the service's ALERTING_GROUP_WAIT_SECONDS"),
+        ]
+        | UnsetType
+    ) = UNSET
+    invalid: dict[str, str] | UnsetType = UNSET
+
+
+class Rules(msgspec.Struct):
+    rules: list[Rule]
+
+
 # Every type the OpenAPI document names (the ones they use are found from them).
 TYPES: tuple[type[msgspec.Struct], ...] = (
     Error,
+    Rules,
     SilenceInput,
     Silences,
     Actor,

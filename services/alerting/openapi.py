@@ -162,10 +162,27 @@ def document() -> dict[str, Any]:
     }
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text (docstrings) as YAML block literals, as a person would write it."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def render() -> str:
     """The document as YAML, in a stable order (what the committed file holds)."""
-    return yaml.safe_dump(
-        document(), sort_keys=False, allow_unicode=True, width=100, default_flow_style=None
+    return yaml.dump(
+        document(),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=100,
+        default_flow_style=None,
     )
 
 

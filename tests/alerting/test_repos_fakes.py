@@ -169,19 +169,19 @@ async def test_a_rule_is_created_listed_replaced_and_deleted_through_the_engine(
     rules, channels, engine = FakeRules(), FakeChannels({("acme", "ops")}), FakeEngine()
     body = {"name": "lat", "condition": "latency > 1 for 1m", "channels": ["ops"], "id": "x"}
     made = await rules_service.create(rules, channels, engine, "acme", body)
-    assert made["name"] == "lat" and made["source"] == "api" and made["id"] != "x"
-    assert [r["id"] for r in await rules.of_tenant("acme")] == [made["id"]]
+    assert made.name == "lat" and made.source == "api" and made.id != "x"
+    assert [r["id"] for r in await rules.of_tenant("acme")] == [made.id]
     assert await rules.of_tenant("globex") == []
     changed = await rules_service.replace(
-        rules, channels, engine, "acme", made["id"], {"name": "lat2", "condition": "latency > 2"}
+        rules, channels, engine, "acme", made.id, {"name": "lat2", "condition": "latency > 2"}
     )
-    assert (changed["name"], changed["threshold"]) == ("lat2", 2.0)
-    await rules_service.remove(rules, engine, "acme", made["id"])
+    assert (changed.name, changed.threshold) == ("lat2", 2.0)
+    await rules_service.remove(rules, engine, "acme", made.id)
     assert rules.rows == {}
     assert [(rid, new.name if new else None) for rid, new in engine.changes] == [
-        (made["id"], "lat"),
-        (made["id"], "lat2"),
-        (made["id"], None),
+        (made.id, "lat"),
+        (made.id, "lat2"),
+        (made.id, None),
     ]
 
 
@@ -217,9 +217,9 @@ async def test_a_rule_name_used_twice_is_a_409_and_another_tenants_rule_a_404() 
             rules, channels, engine, "acme", {"name": "r", "condition": "x > 2"}
         )
     assert refusal(taken)[1]["fields"] == {"name": "already used by another rule"}
-    for raw in (made["id"], "not-a-uuid", str(uuid.uuid4())):
+    for raw in (made.id, "not-a-uuid", str(uuid.uuid4())):
         with pytest.raises(web.HTTPNotFound):
-            await rules_service.fetch(rules, "globex" if raw == made["id"] else "acme", raw)
+            await rules_service.fetch(rules, "globex" if raw == made.id else "acme", raw)
 
 
 async def test_a_silence_is_created_listed_replaced_and_deleted() -> None:

@@ -8,16 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from services.alerting.contracts import Channel, Channels
+from services.alerting.contracts import CHANNEL_NAME, Channel, ChannelBody, Channels, field_values
 from services.alerting.keys import DATABASE, SETTINGS
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
 from services.alerting.repos.codec import NameTaken, Row, loads
 from services.alerting.routes.common import fail, json_response, read_object, tenant_of
-from services.alerting.rules.validate import CHANNEL_NAME
 from shared.selfreport import TENANT as BELFRY_TENANT
-
-_FIELDS = {"name", "type", "config", "enabled"}
 
 
 def channel_json(row: Row) -> Channel:
@@ -31,36 +28,42 @@ def channel_json(row: Row) -> Channel:
     )
 
 
+_MESSAGES = {
+    "name": f"required: matching {CHANNEL_NAME}",
+    "config": "required: an object",
+    "enabled": "must be true or false",
+}
+
+
 def _check(
-    request: web.Request, tenant: str, body: dict[str, Any], *, stored: Any = None
-) -> tuple[str, dict[str, Any], bool]:
-    errors: dict[str, str] = {}
+    request: web.Request, tenant: str, body: dict[str, Any], *, stored: Row | None = None
+) -> tuple[str, dict[str, Any], bool, str | None]:
+    """(type, config, enabled, name) of a channel body (the ChannelBody contract, then
+    the config of its type); else a 400 with every field's problem."""
+    given, errors = field_values(ChannelBody, body, _MESSAGES)
+    if stored is None and given.get("name") is None:
+        errors.setdefault("name", _MESSAGES["name"])
     # A destination the egress guard always refuses (internal address in any spelling)
     # is refused when given; a stored config kept by a PUT is left to the guard.
     allow = request.app[SETTINGS].notify.egress_allow if "config" in body else None
-    for key in body:
-        if key not in _FIELDS:
-            errors[str(key)] = "unknown field"
-    kind = body.get("type", stored["type"] if stored is not None else None)
+    # A PUT without `type` keeps the stored one; a null one is refused with the others.
+    kind = given.get("type") if "type" in body or stored is None else stored["type"]
     if kind == "log" and tenant != BELFRY_TENANT:
         # The service log is the operators': a tenant's alerts don't belong in it.
         errors["type"] = f"'log' is for Belfry's own channels (tenant {BELFRY_TENANT})"
-    config = body.get("config")
+    config = given.get("config")
     if config is None and stored is not None and kind == stored["type"]:
         config = loads(stored["config"])  # PUT without config keeps the stored one (secrets)
     if config is None:
-        errors["config"] = "required: an object"
+        errors.setdefault("config", _MESSAGES["config"])
     else:
         checked = validate_channel_config(str(kind), config, egress_allow=allow)
         for field, problem in checked.items():
             errors[field if field == "type" else f"config.{field}"] = problem
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        errors["enabled"] = "must be true or false"
     if errors:
         fail(400, "invalid channel", errors)
     assert config is not None
-    return str(kind), dict(config), enabled
+    return str(kind), dict(config), given.get("enabled", True), given.get("name")
 
 
 def _repo(request: web.Request) -> PgChannelRepo:
@@ -83,10 +86,8 @@ async def list_channels(request: web.Request) -> web.Response:
 async def create_channel(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     body = await read_object(request)
-    name = body.get("name")
-    if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):
-        fail(400, "invalid channel", {"name": f"required: matching {CHANNEL_NAME.pattern}"})
-    kind, config, enabled = _check(request, tenant, body)
+    kind, config, enabled, name = _check(request, tenant, body)
+    assert name is not None
     try:
         row = await _repo(request).create(tenant, name, kind, config, enabled)
     except NameTaken:
@@ -108,7 +109,7 @@ async def replace_channel(request: web.Request) -> web.Response:
     body = await read_object(request)
     if body.get("name", stored["name"]) != stored["name"]:
         fail(400, "invalid channel", {"name": "a channel cannot be renamed"})
-    kind, config, enabled = _check(request, tenant, body, stored=stored)
+    kind, config, enabled, _ = _check(request, tenant, body, stored=stored)
     row = await repo.replace(tenant, stored["name"], kind, config, enabled)
     return json_response(channel_json(row))
 

@@ -10,8 +10,10 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn, Protocol
 
+import msgspec
 from aiohttp import web
 
+from services.alerting import contracts
 from services.alerting.keys import DATABASE, ENGINE
 from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
 from services.alerting.repos.codec import NameTaken, Row, loads
@@ -36,14 +38,14 @@ class RuleChanger(Protocol):
     ) -> Any: ...
 
 
-def rule_json(row: Row) -> dict[str, Any]:
+def rule_json(row: Row) -> contracts.Rule:
     try:
         doc = rule_from_row(row).to_doc()
     except RuleError as exc:
         doc = _unreadable(row, exc)
     doc.update(source=row["source"], created_at=iso(row["created_at"]))
     doc["updated_at"] = iso(row["updated_at"])
-    return doc
+    return msgspec.convert(doc, contracts.Rule)
 
 
 def _unreadable(row: Row, exc: RuleError) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def _taken() -> NoReturn:
 
 async def create(
     rules: RuleRepo, channels: ChannelRepo, engine: RuleChanger, tenant: str, body: Any
-) -> dict[str, Any]:
+) -> contracts.Rule:
     rule = await validated(channels, tenant, str(uuid.uuid4()), body)
     try:
         row = await engine.change_rule(
@@ -111,7 +113,7 @@ async def replace(
     tenant: str,
     rule_id: str,
     body: Any,
-) -> dict[str, Any]:
+) -> contracts.Rule:
     """Replace the stored rule `rule_id` (found by `fetch` first)."""
     rule = await validated(channels, tenant, rule_id, body)
     try:
@@ -134,7 +136,7 @@ def _repos(request: web.Request) -> tuple[PgRuleRepo, PgChannelRepo]:
 async def list_rules(request: web.Request) -> web.Response:
     tenant = await tenant_of(request)
     rows = await _repos(request)[0].of_tenant(tenant)
-    return json_response({"rules": [rule_json(r) for r in rows]})
+    return json_response(contracts.Rules([rule_json(r) for r in rows]))
 
 
 async def get_rule(request: web.Request) -> web.Response:

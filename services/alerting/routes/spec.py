@@ -23,7 +23,6 @@ RANGE = (
     query("since", ref("Time"), "default: until - 24 h; before until"),
     query("until", ref("Time"), "default: now"),
 )
-RULES = {"type": "object", "properties": {"rules": {"type": "array", "items": ref("Rule")}}}
 
 _ALERTS = [
     Op("get", "/api/v1/openapi.yaml", "This document", ("200", "OpenAPI document", None),
@@ -65,15 +64,15 @@ _ALERTS = [
 ]  # fmt: skip
 
 _RULES = [
-    Op("get", "/api/v1/rules", "The tenant's rules", ("200", "Rules by name", RULES),
+    Op("get", "/api/v1/rules", "The tenant's rules", ("200", "Rules by name", c.Rules),
        errors=("401",)),
-    Op("post", "/api/v1/rules", "Create a rule", ("201", "Created", "Rule"),
+    Op("post", "/api/v1/rules", "Create a rule", ("201", "Created", c.Rule),
        body="RuleInput", errors=("400", "401", "409"),
        description="Give either `condition` (shorthand) or `metric`, `op` and `threshold`."
        " Every channel named must exist. Rule names are unique per tenant."),
-    Op("get", "/api/v1/rules/{rule_id}", "One rule", ("200", "The rule", "Rule"),
+    Op("get", "/api/v1/rules/{rule_id}", "One rule", ("200", "The rule", c.Rule),
        errors=("400", "401", "404"), params=RULE_ID),
-    Op("put", "/api/v1/rules/{rule_id}", "Replace a rule", ("200", "Replaced", "Rule"),
+    Op("put", "/api/v1/rules/{rule_id}", "Replace a rule", ("200", "Replaced", c.Rule),
        body="RuleInput", errors=("400", "401", "404", "409"), params=RULE_ID,
        description="A rule that is disabled, or watches another metric or other labels"
        " now, resolves its alerts in the same transaction."),

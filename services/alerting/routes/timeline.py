@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from services.alerting.contracts import Activity, ChannelActivity, Evaluation, RuleActivity
 from services.alerting.keys import DATABASE, DEPS, ENGINE, SETTINGS
 from services.alerting.repos.alerts import PgAlertRepo, PgAlertStats
 from services.alerting.repos.channels import PgChannelRepo
@@ -85,7 +86,7 @@ def _range(request: web.Request) -> tuple[datetime, datetime]:
     return since, until
 
 
-def _channel(row: Row) -> dict[str, Any]:
+def _channel(row: Row) -> ChannelActivity:
     last = None
     if row["status"] is not None:
         last = {
@@ -94,36 +95,29 @@ def _channel(row: Row) -> dict[str, Any]:
             "delivered_at": iso(row["delivered_at"]),
             "error": row["last_error"],
         }
-    return {
-        "name": row["name"],
-        "type": row["type"],
-        "enabled": row["enabled"],
-        "last_notification": last,
-        "counts": _loads(row["counts"]),
-    }
+    return ChannelActivity(row["name"], row["type"], row["enabled"], last, _loads(row["counts"]))
 
 
-async def _channels(db: Any, tenant: str) -> list[dict[str, Any]]:
+async def _channels(db: Any, tenant: str) -> list[ChannelActivity]:
     repo = PgChannelRepo(db)
     rows = await repo.activity(tenant)
     if rows is not None:
         return [_channel(r) for r in rows]
     return [  # no delivery log on this database
-        {"name": r["name"], "type": r["type"], "enabled": r["enabled"]}
-        | {"last_notification": None, "counts": {}}
+        ChannelActivity(r["name"], r["type"], r["enabled"], None, {})
         for r in await repo.of_tenant(tenant)
     ]
 
 
-def _rule(r: Row) -> dict[str, Any]:
-    return {
-        "id": str(r["id"]),
-        "name": r["name"],
-        "enabled": r["enabled"],
-        "severity": r["severity"],
-        "alerts": _loads(r["alerts"]),
-        "last_transition_at": iso(r["last_transition_at"]),
-    }
+def _rule(r: Row) -> RuleActivity:
+    return RuleActivity(
+        id=str(r["id"]),
+        name=r["name"],
+        enabled=r["enabled"],
+        severity=r["severity"],
+        alerts=_loads(r["alerts"]),
+        last_transition_at=iso(r["last_transition_at"]),
+    )
 
 
 async def activity(request: web.Request) -> web.Response:
@@ -132,23 +126,23 @@ async def activity(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     rules = await PgRuleRepo(db).activity(tenant)
     fired = await PgAlertStats(db).fired_by_severity(tenant, since, until)
-    channels = await _channels(db, tenant)
     engine = request.app[ENGINE]
     last_tick: datetime | None = engine.last_tick_at
+    evaluation = Evaluation(
+        interval_seconds=request.app[SETTINGS].eval_interval,
+        ticks=engine.ticks,
+        last_evaluated_at=iso(last_tick),
+        last_error=engine.last_error,
+    )
     return json_response(
-        {
-            "evaluation": {
-                "interval_seconds": request.app[SETTINGS].eval_interval,
-                "ticks": engine.ticks,
-                "last_evaluated_at": iso(last_tick),
-                "last_error": engine.last_error,
-            },
-            "rules": [_rule(r) for r in rules],
-            "channels": channels,
-            "since": since.isoformat(),
-            "until": until.isoformat(),
-            "fired_by_severity": fired,
-        }
+        Activity(
+            evaluation=evaluation,
+            rules=[_rule(r) for r in rules],
+            channels=await _channels(db, tenant),
+            since=since.isoformat(),
+            until=until.isoformat(),
+            fired_by_severity=fired,
+        )
     )
 
 
