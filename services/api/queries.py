@@ -150,14 +150,16 @@ WITH mid AS (
 ),
 head AS (
     SELECT key, count(*) AS n FROM stats_activity
-    WHERE $2 < $4 AND tenant_id = $1 AND key = ANY($6::text[])
+    WHERE $2 < $4 AND (tenant_id || ' ' || key)
+          = ANY(array(SELECT $1 || ' ' || k FROM unnest($6::text[]) k))
       AND day = ($2 AT TIME ZONE 'UTC')::date AND last_at >= $2
       AND (next_day IS NULL OR next_day >= ($5 AT TIME ZONE 'UTC')::date)
     GROUP BY key
 ),
 tail AS (
     SELECT key, count(*) AS n FROM stats_activity
-    WHERE $5 < $3 AND tenant_id = $1 AND key = ANY($6::text[])
+    WHERE $5 < $3 AND (tenant_id || ' ' || key)
+          = ANY(array(SELECT $1 || ' ' || k FROM unnest($6::text[]) k))
       AND day = ($3 AT TIME ZONE 'UTC')::date AND first_at < $3
       AND (prev_last_at IS NULL OR prev_last_at < $2)
     GROUP BY key
