@@ -54,15 +54,6 @@ Severity = Literal["info", "warning", "critical"]
 MatchOp = Literal["=", "!=", "=~", "!~"]
 # Any JSON value without NUL in any string or key (recursive: by reference).
 JSON_REF: dict[str, Any] = {"$ref": "#/components/schemas/Json"}
-JSON_SCHEMA: dict[str, Any] = {
-    "description": "Any JSON value without a NUL character in any string or key",
-    "anyOf": [
-        TEXT_SCHEMA,
-        {"type": ["number", "boolean", "null"]},
-        {"type": "array", "items": JSON_REF},
-        {"type": "object", "propertyNames": TEXT_SCHEMA, "additionalProperties": JSON_REF},
-    ],
-}
 # RFC 3339 with an offset, 1970 to before 9000: what the service accepts, narrowed to
 # the dates every month has (the bound and the calendar are checked after decoding).
 TIME_PATTERN = (
@@ -535,22 +526,6 @@ class Rules(msgspec.Struct):
     rules: list[Rule]
 
 
-# Every type the OpenAPI document names (the ones they use are found from them).
-TYPES: tuple[type[msgspec.Struct], ...] = (
-    Error,
-    Rules,
-    SilenceInput,
-    Silences,
-    Actor,
-    Alerts,
-    AlertDetail,
-    Channels,
-    Stats,
-    Timeline,
-    Activity,
-)
-
-
 class AmAlert(msgspec.Struct):
     """One alert of Alertmanager's v2 API (what Prometheus and Grafana send)."""
 
@@ -595,5 +570,18 @@ class AmAlert(msgspec.Struct):
     ] = None
 
 
-AmAlerts = Annotated[list[AmAlert], Meta(max_length=1000)]
-TYPES = (*TYPES, AmAlert)
+# Every type the OpenAPI document names (the ones they use are found from them).
+TYPES: tuple[type[msgspec.Struct], ...] = (
+    Error,
+    Rules,
+    SilenceInput,
+    Silences,
+    Actor,
+    Alerts,
+    AlertDetail,
+    Channels,
+    Stats,
+    Timeline,
+    Activity,
+    AmAlert,
+)
