@@ -159,3 +159,24 @@ class Broker:
             if time.monotonic() - started > 10:
                 backoff.reset()  # it was up for a while: start the backoff over
             await asyncio.sleep(backoff.failed())
+
+
+class SideChannel:
+    """A channel of its own on a Broker's connection, (re)opened when needed, for
+    questions to the broker that may fail or time out (readiness, queue depths): such an
+    RPC closes its channel, and closing the consuming one would drop every held
+    message's delivery tag (the broker redelivers them all)."""
+
+    def __init__(self, broker: Broker) -> None:
+        self._broker = broker
+        self._channel: AbstractChannel | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> AbstractChannel | None:
+        """The channel; None while the broker is down."""
+        if not self._broker.available:
+            return None
+        async with self._opening:
+            if self._channel is None or self._channel.is_closed:
+                self._channel = await self._broker.open_channel()
+            return self._channel

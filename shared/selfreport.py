@@ -28,7 +28,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from prometheus_client import Gauge
 
-from shared.broker import Broker
+from shared.broker import Broker, SideChannel
 from shared.contracts import BATCH_V1, METRIC_V1, encode_batch, make_envelope
 from shared.failures import error_text
 from shared.httpobs import HttpStats
@@ -87,14 +87,6 @@ def broker_exchange(broker: Broker, name: str) -> ExchangeSource:
     return source
 
 
-def broker_channel(broker: Broker) -> Callable[[], AbstractChannel | None]:
-    def channel() -> AbstractChannel | None:
-        ch = broker.channel
-        return ch if broker.available and ch is not None and not ch.is_closed else None
-
-    return channel
-
-
 def queue_depth(channel: Callable[[], AbstractChannel | None], queues: Sequence[str]) -> Collector:
     """Messages ready in each queue (a passive declare: it reads, never creates), as
     `belfry_queue_depth{queue}` events and the `belfry_queue_messages{queue}` gauge.
@@ -114,6 +106,18 @@ def queue_depth(channel: Callable[[], AbstractChannel | None], queues: Sequence[
             QUEUE_MESSAGES.labels(name).set(count)
             samples.append(Sample(QUEUE_DEPTH, count, {"queue": name}))
         return samples
+
+    return collect
+
+
+def side_queue_depth(side: SideChannel, queues: Sequence[str], timeout: float) -> Collector:
+    """`queue_depth` read through a channel of its own within `timeout` seconds, so a slow
+    broker costs this round of figures, never the consuming channel's messages."""
+
+    async def collect() -> list[Sample]:
+        async with asyncio.timeout(timeout):
+            channel = await side.get()
+            return list(await queue_depth(lambda: channel, queues)())
 
     return collect
 

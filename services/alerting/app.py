@@ -37,11 +37,11 @@ from services.alerting.notify import failure_figures, setup_notify
 from services.alerting.outbox import OutboxRelay
 from services.alerting.routes import add_routes
 from services.alerting.settings import AlertingSettings
-from shared.broker import Broker
+from shared.broker import Broker, SideChannel
 from shared.db import Database, apply_migrations
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
-from shared.selfreport import MetricReporter, broker_channel, broker_exchange, queue_depth
+from shared.selfreport import MetricReporter, broker_exchange, side_queue_depth
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import CHANNEL_TYPES, Topology, declare
@@ -65,6 +65,7 @@ async def prepare(app: web.Application) -> None:
 
 
 _PREPARED = web.AppKey("alerting_prepared", bool)
+QUEUE_DEPTH_TIMEOUT = 5.0  # seconds for one round of queue depths in the self-reports
 
 
 async def _prepare_once(app: web.Application) -> None:
@@ -100,7 +101,8 @@ def _reporter(app: web.Application, broker: Broker, topo: Topology) -> MetricRep
         broker_exchange(broker, topo.metrics_exchange),
         stats=app[HTTP_STATS],
         collectors=[
-            queue_depth(broker_channel(broker), queues),
+            # A channel of its own: a timed-out read never closes the consuming one.
+            side_queue_depth(SideChannel(broker), queues, QUEUE_DEPTH_TIMEOUT),
             failure_figures,  # notify's belfry_notifications_failed
         ],
         interval=app[SETTINGS].common.metrics_interval,

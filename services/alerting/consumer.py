@@ -168,10 +168,7 @@ class MetricConsumer:
     def _observe_samples(
         self, tenant: str, samples: Sequence[SampleTuple], carrier: dict[str, str] | None
     ) -> None:
-        observe = self.engine.observe_sample
-        kept = 0
-        for name, labels, ts, value, kind in samples:
-            kept += observe(tenant, name, labels, ts / 1000, value, kind, carrier)
+        kept = self.engine.observe_samples(tenant, samples, carrier)
         metrics.SAMPLES.labels("kept").inc(kept)
         metrics.SAMPLES.labels("ignored").inc(len(samples) - kept)
         self.samples += len(samples)

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
@@ -42,7 +42,7 @@ from services.alerting.engine.state import (
     render_annotations,
     resolve_manually,
 )
-from services.alerting.engine.windows import SampleStore
+from services.alerting.engine.windows import LabelKey, SampleStore, label_key
 from services.alerting.hub import TransitionHub
 from services.alerting.outbox import group_due
 from services.alerting.retrying import Failures
@@ -56,10 +56,12 @@ from services.alerting.store import (
 )
 from shared.db import Database
 from shared.failures import error_text
+from shared.samples import SampleTuple
 from shared.tasks import stop_task
 from shared.tracing import span_context_of, traceparent
 
 log = logging.getLogger("belfry.alerting.engine")
+LABEL_KEYS_KEPT = 200_000  # label dicts whose key is remembered (then the memo starts over)
 
 T = TypeVar("T")
 
@@ -117,6 +119,8 @@ class AlertEngine:
         self._counts: Counter[tuple[str, str]] = Counter()  # the alerts gauge's
         self.samples = SampleStore()
         self._fingerprints: Fingerprints = {}
+        # id(labels dict) → (the dict, its label key): see observe_samples.
+        self._label_keys: dict[int, tuple[Mapping[str, str], LabelKey]] = {}
         self.lock = asyncio.Lock()
         self.loaded = False
         self.ticks = 0
@@ -202,6 +206,30 @@ class AlertEngine:
         kept = self.samples.add_ts(tenant, metric, labels, ts, value, kind, trace_carrier)
         if kept and self.arrival_gap > 0 and (tenant, metric) in self._urgent:
             self._arrived.set()
+        return kept
+
+    def observe_samples(
+        self, tenant: str, samples: Sequence[SampleTuple], carrier: dict[str, str] | None
+    ) -> int:
+        """`observe_sample` for one metric.v2 envelope's samples (time in ms): the clock
+        read once, and each label set's key computed once per labels dict (the decoder
+        hands out one dict per series), not a sort per sample. Returns how many were kept."""
+        now = self.clock().timestamp()
+        store, keys, kept = self.samples, self._label_keys, 0
+        urgent = self._urgent if self.arrival_gap > 0 else None
+        for name, labels, ts, value, kind in samples:
+            if not store.watched(tenant, name):
+                continue
+            entry = keys.get(id(labels))
+            if entry is None or entry[0] is not labels:  # holding the dict keeps its id
+                if len(keys) >= LABEL_KEYS_KEPT:
+                    keys.clear()
+                entry = keys[id(labels)] = (labels, label_key(labels))
+            at = min(ts / 1000, now)
+            if store.add_ts(tenant, name, labels, at, value, kind, carrier, entry[1]):
+                kept += 1
+                if urgent is not None and (tenant, name) in urgent:
+                    self._arrived.set()
         return kept
 
     # --- the tick ------------------------------------------------------------------

@@ -37,10 +37,13 @@ async def flush(
     rows = store.drain()
     try:
         if rows:
-            records = [
-                (tenant, metric, _labels_text(key), kind, ts, value)
-                for tenant, metric, key, kind, ts, value in rows
-            ]
+            texts: dict[tuple[tuple[str, str], ...], str] = {}  # one dump per label set
+            records = []
+            for tenant, metric, key, kind, ts, value in rows:
+                text = texts.get(key)
+                if text is None:
+                    text = texts[key] = _labels_text(key)
+                records.append((tenant, metric, text, kind, ts, value))
             await conn.copy_records_to_table("alert_samples", records=records, columns=COLUMNS)
         if prune:
             await conn.execute(

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from aio_pika.abc import AbstractChannel
 
 from services.writer.errors import error_text
-from shared.broker import Broker
-from shared.selfreport import Collector, Sample, queue_depth
+from shared.broker import Broker, SideChannel
+from shared.selfreport import Collector, side_queue_depth
 
 
 class BrokerCheck:
@@ -25,17 +25,11 @@ class BrokerCheck:
         self._broker = broker
         self._queue = queue
         self.timeout = timeout
-        self._channel: AbstractChannel | None = None
-        self._opening = asyncio.Lock()
+        self._side = SideChannel(broker)
 
     async def channel(self) -> AbstractChannel | None:
         """The checks channel, (re)opened when needed; None while the broker is down."""
-        if not self._broker.available:
-            return None
-        async with self._opening:
-            if self._channel is None or self._channel.is_closed:
-                self._channel = await self._broker.open_channel()
-            return self._channel
+        return await self._side.get()
 
     async def check(self) -> str | None:
         """Readiness: None when the broker is connected and answers within `timeout`."""
@@ -56,10 +50,4 @@ class BrokerCheck:
 
     def queue_depths(self, queues: Sequence[str]) -> Collector:
         """`shared.selfreport.queue_depth` of `queues`, read through the checks channel."""
-
-        async def collect() -> list[Sample]:
-            async with asyncio.timeout(self.timeout):
-                channel = await self.channel()
-                return list(await queue_depth(lambda: channel, queues)())
-
-        return collect
+        return side_queue_depth(self._side, queues, self.timeout)

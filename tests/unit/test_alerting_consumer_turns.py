@@ -27,11 +27,11 @@ class Engine:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
 
-    def observe_sample(
-        self, tenant: str, metric: str, *args: Any, **kwargs: Any
-    ) -> bool:  # the AlertEngine method's shape
-        self.seen.append((tenant, metric))
-        return True
+    def observe_samples(
+        self, tenant: str, samples: list[tuple[Any, ...]], carrier: Any
+    ) -> int:  # the AlertEngine method's shape
+        self.seen += [(tenant, sample[0]) for sample in samples]
+        return len(samples)
 
 
 class Message:

@@ -248,14 +248,17 @@ class SampleStore:
         value: float,
         kind: str = "gauge",
         trace: dict[str, str] | None = None,
+        lk: LabelKey | None = None,
     ) -> bool:
-        """`add` with the time in epoch seconds (the metric.v2 path)."""
+        """`add` with the time in epoch seconds (the metric.v2 path); `lk`: the labels'
+        key when the caller has it already."""
         key = (tenant, metric)
         retention = self._retention.get(key)
         if retention is None or not math.isfinite(value):
             return False
         by_labels = self._series.setdefault(key, {})
-        lk = label_key(labels)
+        if lk is None:
+            lk = label_key(labels)
         series = by_labels.get(lk)
         if series is None:
             if len(by_labels) >= self.max_series:
