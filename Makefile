@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install run test lint format unit integration bench bench-intake migrate clean up down
+.PHONY: install run test lint format unit integration bench bench-intake bench-tick bench-stats migrate clean up down
 
 # The virtualenv, rebuilt when pyproject.toml (the pinned dependencies) changes.
 $(STAMP): pyproject.toml
@@ -51,16 +51,28 @@ unit: install
 integration: install
 	$(BIN)/python -m pytest -m integration
 
-## make bench: ingest vs a bare aiohttp app under wrk, then the metric intake bench;
-## results in bench/results/ (bench/README.md).
+## make bench: ingest vs a bare aiohttp app and the naive peer under wrk, then the metric
+## intake bench, the alerting tick and the stats at scale; results in bench/results/
+## (bench/README.md).
 bench: install
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_intake.py
+	$(BIN)/python scripts/bench_tick.py
+	$(BIN)/python scripts/bench_stats.py
 
 ## make bench-intake: metric intake (OTLP, remote_write) into alerting, beside /v1/track
 ## hits and a bare aiohttp app, in one run.
 bench-intake: install
 	$(BIN)/python scripts/bench_intake.py
+
+## make bench-tick: one alerting evaluation tick, 10,000 series x 100 rules.
+bench-tick: install
+	$(BIN)/python scripts/bench_tick.py
+
+## make bench-stats: GET /{tenant}/stats for 10M events over 1M emails, with and without
+## concurrent inserts.
+bench-stats: install
+	$(BIN)/python scripts/bench_stats.py
 
 ## make up / make down: everything in Docker Compose (infra/compose.yaml, docs/deploy.md).
 COMPOSE := docker compose -f infra/compose.yaml
