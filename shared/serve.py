@@ -13,17 +13,13 @@ import ctypes
 import logging
 import signal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import uvloop
 from aiohttp import web
-from opentelemetry.sdk.trace import TracerProvider
 
 from shared.httpserver import HttpLimits, start_server
-from shared.jsonlog import setup_logging
 from shared.probes import HEALTH
-from shared.settings import CommonSettings, SettingsError
-from shared.telemetry import build_tracer_provider
 
 log = logging.getLogger("belfry.serve")
 
@@ -81,36 +77,3 @@ def die_with_parent_hook() -> Callable[[], None] | None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
     return hook
-
-
-def run_service(
-    service: str,
-    common: CommonSettings,
-    host: str,
-    port: int,
-    build_app: Callable[[TracerProvider | None], web.Application],
-    environ: Mapping[str, str],
-) -> int:
-    """A service's `serve` command: JSON logs, tracing from OTEL_*, serve until SIGTERM,
-    flush the last spans. Exit status 2 (with one line) on a tracing configuration error."""
-    setup_logging(service, common.log_level)
-    try:
-        provider = build_tracer_provider(service, common.version, common.environment, environ)
-    except SettingsError as exc:
-        print(f"{service}: configuration error: {exc}", file=sys.stderr)
-        return 2
-    app = build_app(provider)
-    try:
-        run(
-            serve(
-                app,
-                host,
-                port,
-                shutdown_grace=common.shutdown_grace,
-                limits=HttpLimits.of(common),
-            )
-        )
-    finally:
-        if provider is not None:
-            provider.shutdown()  # flush the last spans
-    return 0

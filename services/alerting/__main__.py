@@ -18,7 +18,7 @@ from services.alerting.keys import AlertingDeps
 from services.alerting.settings import AlertingSettings
 from services.alerting.store import upsert_rule
 from shared.db.migrate import migrate_command
-from shared.serve import run_service
+from shared.runtime import configuration_error, run_service
 from shared.settings import SettingsError
 
 
@@ -55,44 +55,41 @@ def main(argv: list[str]) -> int:
             return 1
         print(f"{args.file}: {len(rules)} valid rule(s)")
         return 0
-    try:
-        settings = AlertingSettings.from_env(os.environ)
-    except SettingsError as exc:
-        print(f"alerting: configuration error: {exc}", file=sys.stderr)
-        return 2
-    common = settings.common
-    if args.command == "migrate":
-        return migrate_command("alerting", common.database_url, sys.stdout, sys.stderr)
-    if args.command == "rules":
-        try:
-            count = asyncio.run(_load(common.database_url, args.file))
-        except FileError as exc:
-            print(f"alerting: {exc}", file=sys.stderr)
-            return 1
-        except (OSError, asyncpg.PostgresError) as exc:
-            print(f"alerting: rules load failed: {exc}", file=sys.stderr)
-            return 1
-        print(
-            f"loaded {count} rule(s) from {args.file} (a running service picks them up on restart)"
+    if args.command in (None, "serve"):
+        return run_service(
+            "alerting",
+            AlertingSettings.from_env,
+            lambda settings, provider: create_app(settings, AlertingDeps(tracer_provider=provider)),
+            os.environ,
+            check=_check_files,
         )
-        return 0
-    # Fail fast on a bad file, before anything starts.
+    try:
+        database_url = AlertingSettings.from_env(os.environ).common.database_url
+    except SettingsError as exc:
+        return configuration_error("alerting", exc)
+    if args.command == "migrate":
+        return migrate_command("alerting", database_url, sys.stdout, sys.stderr)
+    try:
+        count = asyncio.run(_load(database_url, args.file))
+    except FileError as exc:
+        print(f"alerting: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"alerting: rules load failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"loaded {count} rule(s) from {args.file} (a running service picks them up on restart)")
+    return 0
+
+
+def _check_files(settings: AlertingSettings) -> None:
+    """Fail fast on a bad rule or channel file, before anything starts."""
     try:
         if settings.rules_file:
             load_rules_file(settings.rules_file)
         if settings.channels_file:
             load_channels_file(settings.channels_file)
     except FileError as exc:
-        print(f"alerting: configuration error: {exc}", file=sys.stderr)
-        return 2
-    return run_service(
-        "alerting",
-        common,
-        settings.host,
-        settings.port,
-        lambda provider: create_app(settings, AlertingDeps(tracer_provider=provider)),
-        os.environ,
-    )
+        raise SettingsError(str(exc)) from exc
 
 
 if __name__ == "__main__":

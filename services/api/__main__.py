@@ -41,8 +41,8 @@ from shared.auth import create_key, list_keys, revoke_key
 from shared.db.migrate import MigrationError, migrate_command
 from shared.ids import valid_tenant
 from shared.ingest_tokens import KEYS_SETTING, mint_token, parse_keys
+from shared.runtime import configuration_error, run_service
 from shared.selfreport import TENANT as SELF_TENANT
-from shared.serve import run_service
 from shared.settings import CommonSettings, SettingsError
 from shared.signing import SigningKeys
 
@@ -227,8 +227,7 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
             minting = args.command == "ingest-token"
             token_keys = parse_keys(environ.get(KEYS_SETTING, "")) if minting else None
         except SettingsError as exc:
-            print(f"api: configuration error: {exc}", file=sys.stderr)
-            return 2
+            return configuration_error("api", exc)
         try:
             if args.command == "migrate":
                 return migrate_command("api", common.database_url, sys.stdout, sys.stderr)
@@ -241,18 +240,10 @@ def main(argv: list[str], environ: Mapping[str, str] = os.environ) -> int:
         except (MigrationError, OSError, asyncpg.PostgresError) as exc:
             print(f"api: {args.command} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1
-    try:
-        settings = ApiSettings.from_env(environ)
-    except SettingsError as exc:
-        print(f"api: configuration error: {exc}", file=sys.stderr)
-        return 2
-    common = settings.common
     return run_service(
         "api",
-        common,
-        settings.host,
-        settings.port,
-        lambda provider: create_app(settings, ApiDeps(tracer_provider=provider)),
+        ApiSettings.from_env,
+        lambda settings, provider: create_app(settings, ApiDeps(tracer_provider=provider)),
         environ,
     )
 

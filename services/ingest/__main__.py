@@ -11,23 +11,35 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 
 from services.ingest.app import create_app
 from services.ingest.keys import IngestDeps
 from services.ingest.settings import IngestSettings
-from shared.httpserver import HttpLimits
-from shared.jsonlog import setup_logging
-from shared.serve import die_with_parent_hook, run, serve
-from shared.settings import SettingsError
+from shared.runtime import run_service
+from shared.serve import die_with_parent_hook
 from shared.spool import SpoolError
-from shared.telemetry import build_tracer_provider
+
+WORKER_ENV = "BELFRY_INGEST_WORKER"  # set by the supervisor on each worker: its index
 
 
-def _supervise(settings: IngestSettings) -> int:
-    """Start N workers, forward SIGTERM/SIGINT, exit when all have."""
+def _settings(environ: Mapping[str, str]) -> IngestSettings:
+    """The settings; a worker spools to a directory of its own (`worker-<i>`)."""
+    settings = IngestSettings.from_env(environ)
+    worker = environ.get(WORKER_ENV)
+    if worker is None:
+        return settings
+    return dataclasses.replace(settings, spool_dir=settings.spool_dir / f"worker-{worker}")
+
+
+def _supervise(settings: IngestSettings) -> int | None:
+    """With INGEST_WORKERS > 1: start N workers, forward SIGTERM/SIGINT, exit when all
+    have (the worst status). None: this process serves itself."""
+    if settings.workers <= 1:
+        return None
     children = []
     for index in range(settings.workers):
-        env = dict(os.environ, INGEST_WORKERS="1", BELFRY_INGEST_WORKER=str(index))
+        env = dict(os.environ, INGEST_WORKERS="1", **{WORKER_ENV: str(index)})
         children.append(
             subprocess.Popen(
                 [sys.executable, "-m", "services.ingest"],
@@ -48,38 +60,15 @@ def _supervise(settings: IngestSettings) -> int:
 
 
 def main() -> int:
-    try:
-        settings = IngestSettings.from_env(os.environ)
-        common = settings.common
-        provider = build_tracer_provider("ingest", common.version, common.environment, os.environ)
-    except SettingsError as exc:
-        print(f"ingest: configuration error: {exc}", file=sys.stderr)
-        return 2
-    if settings.workers > 1:
-        return _supervise(settings)
-    worker = os.environ.get("BELFRY_INGEST_WORKER")
-    if worker is not None:
-        settings = dataclasses.replace(settings, spool_dir=settings.spool_dir / f"worker-{worker}")
-    setup_logging("ingest", settings.common.log_level)
-    app = create_app(settings, IngestDeps(tracer_provider=provider))
-    try:
-        run(
-            serve(
-                app,
-                settings.host,
-                settings.port,
-                shutdown_grace=settings.common.shutdown_grace,
-                reuse_port=worker is not None,
-                limits=HttpLimits.of(settings.common),
-            )
-        )
-    except SpoolError as exc:
-        print(f"ingest: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if provider is not None:
-            provider.shutdown()  # flush the last spans
-    return 0
+    return run_service(
+        "ingest",
+        _settings,
+        lambda settings, provider: create_app(settings, IngestDeps(tracer_provider=provider)),
+        os.environ,
+        delegate=_supervise,
+        reuse_port=WORKER_ENV in os.environ,
+        fatal=(SpoolError,),
+    )
 
 
 if __name__ == "__main__":

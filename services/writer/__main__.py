@@ -17,8 +17,8 @@ from services.writer.app import create_app
 from services.writer.keys import WriterDeps
 from services.writer.settings import WriterSettings
 from shared.db.migrate import migrate_command
-from shared.serve import run_service
-from shared.settings import SettingsError
+from shared.runtime import configuration_error, run_service
+from shared.settings import CommonSettings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,37 +39,36 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.command == "dlq" and args.action == "purge" and args.limit is not None:
         parser.error("--limit applies to list and replay; purge empties the whole queue")
+    if args.command in (None, "serve"):
+        return run_service(
+            "writer",
+            WriterSettings.from_env,
+            lambda settings, provider: create_app(settings, WriterDeps(tracer_provider=provider)),
+            os.environ,
+        )
     try:
-        settings = WriterSettings.from_env(os.environ)
+        common = WriterSettings.from_env(os.environ).common
     except SettingsError as exc:
-        print(f"writer: configuration error: {exc}", file=sys.stderr)
-        return 2
-    common = settings.common
+        return configuration_error("writer", exc)
     if args.command == "migrate":
         return migrate_command("writer", common.database_url, sys.stdout, sys.stderr)
-    if args.command == "dlq":
-        if args.action == "list":
-            rows = asyncio.run(
-                dlq.list_dead_letters(common.amqp_url, common.prefix, args.limit or 100)
-            )
-            for row in rows:
-                sys.stdout.write(orjson.dumps(row).decode() + "\n")
-            print(f"{len(rows)} dead-lettered message(s)", file=sys.stderr)
-        elif args.action == "replay":
-            count = asyncio.run(dlq.replay_dead_letters(common.amqp_url, common.prefix, args.limit))
-            print(f"replayed {count} message(s)")
-        else:
-            count = asyncio.run(dlq.purge_dead_letters(common.amqp_url, common.prefix))
-            print(f"purged {count} message(s)")
-        return 0
-    return run_service(
-        "writer",
-        common,
-        settings.host,
-        settings.port,
-        lambda provider: create_app(settings, WriterDeps(tracer_provider=provider)),
-        os.environ,
-    )
+    return _dlq(args, common)
+
+
+def _dlq(args: argparse.Namespace, common: CommonSettings) -> int:
+    """`dlq list|replay|purge`: the writer's dead letters."""
+    if args.action == "list":
+        rows = asyncio.run(dlq.list_dead_letters(common.amqp_url, common.prefix, args.limit or 100))
+        for row in rows:
+            sys.stdout.write(orjson.dumps(row).decode() + "\n")
+        print(f"{len(rows)} dead-lettered message(s)", file=sys.stderr)
+    elif args.action == "replay":
+        count = asyncio.run(dlq.replay_dead_letters(common.amqp_url, common.prefix, args.limit))
+        print(f"replayed {count} message(s)")
+    else:
+        count = asyncio.run(dlq.purge_dead_letters(common.amqp_url, common.prefix))
+        print(f"purged {count} message(s)")
+    return 0
 
 
 if __name__ == "__main__":
