@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from services.alerting.notify.config import validate_channel_config
 from services.alerting.rules.model import Rule
 from services.alerting.rules.validate import CHANNEL_NAME, RuleError, rule_from_doc
 from shared.ids import valid_tenant
@@ -81,8 +82,6 @@ def load_rules_file(path: str) -> list[Rule]:
 
 
 def load_channels_file(path: str) -> list[Channel]:
-    from services.alerting.notify.config import validate_channel_config
-
     channels = []
     for index, entry in enumerate(_entries(path, "channels")):
         if not isinstance(entry, dict):

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from services.alerting.rules.model import Rule, compare
+from services.alerting.rules.template import render
 
 INACTIVE, PENDING, FIRING, ACKNOWLEDGED, SILENCED, RESOLVED = (
     "inactive",
@@ -360,8 +361,6 @@ def resolve_manually(alert: Alert, now: datetime, actor: str) -> tuple[Alert, li
 def render_annotations(alert: Alert, rule: Rule) -> dict[str, str]:
     """The rule's annotation templates rendered for the alert as it is now (the API
     stores and shows them; notifications carry them)."""
-    from services.alerting.rules.template import render
-
     return {
         key: render(
             text,

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from services.alerting.rules.model import AGGREGATIONS, Matcher
+from services.alerting.rules.matcher import AGGREGATIONS, Matcher
 
 GROUPINGS = ("sum", "avg", "min", "max", "count")
 ARITHMETIC = ("+", "-", "*", "/")

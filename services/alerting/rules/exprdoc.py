@@ -23,7 +23,8 @@ from services.alerting.rules.expr import (
     Selector,
     check,
 )
-from services.alerting.rules.model import AGGREGATIONS
+from services.alerting.rules.matchdoc import matchers_from_doc
+from services.alerting.rules.matcher import AGGREGATIONS
 from services.alerting.rules.parse import LABEL_NAME, METRIC_NAME, ParseError, parse_duration
 
 MAX_WINDOW = 24 * 3600.0
@@ -117,8 +118,6 @@ def _binary(doc: dict[str, Any], errors: dict[str, str], path: str, budget: _Bud
 
 
 def _selector(doc: dict[str, Any], errors: dict[str, str], path: str) -> Expr | None:
-    from services.alerting.rules.validate import matchers_from_doc
-
     _unknown(doc, set(_SELECTOR_KEYS), errors, path)
     metric = doc["metric"]
     if not isinstance(metric, str) or not METRIC_NAME.fullmatch(metric):

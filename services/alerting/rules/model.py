@@ -10,32 +10,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from services.alerting.rules.regex import full_match
+from services.alerting.rules.expr import Binary, Expr, Selector, selectors, watched
+from services.alerting.rules.matcher import AGGREGATIONS as AGGREGATIONS
+from services.alerting.rules.matcher import MATCH_OPS as MATCH_OPS
+from services.alerting.rules.matcher import Matcher as Matcher
 
-if TYPE_CHECKING:
-    from services.alerting.rules.expr import Expr, Selector
-
-AGGREGATIONS = (
-    "avg",
-    "min",
-    "max",
-    "sum",
-    "count",
-    "rate",
-    "increase",
-    "p50",
-    "p95",
-    "p99",
-    "last",
-)
 COMPARISONS = (">", ">=", "<", "<=", "==", "!=")
 SEVERITIES = ("info", "warning", "critical")
 NO_DATA_MODES = ("alert", "keep", "resolve")
-MATCH_OPS = ("=", "!=", "=~", "!~")
 
 
 def compare(value: float, op: str, threshold: float) -> bool:
@@ -50,28 +36,6 @@ def compare(value: float, op: str, threshold: float) -> bool:
     if op == "==":
         return value == threshold
     return value != threshold
-
-
-@dataclass(frozen=True)
-class Matcher:
-    """One label matcher; regexes are RE2 and match the whole value (as in Prometheus);
-    each pattern is compiled once (cached in rules/regex.py)."""
-
-    label: str
-    op: str
-    value: str
-
-    def matches(self, labels: Mapping[str, str]) -> bool:
-        actual = labels.get(self.label, "")
-        if self.op == "=":
-            return actual == self.value
-        if self.op == "!=":
-            return actual != self.value
-        found = full_match(self.value, actual)
-        return found if self.op == "=~" else not found
-
-    def to_doc(self) -> dict[str, str]:
-        return {"label": self.label, "op": self.op, "value": self.value}
 
 
 @dataclass(frozen=True)
@@ -112,14 +76,10 @@ class Rule:
 
     @property
     def selector(self) -> Selector:
-        from services.alerting.rules.expr import Selector
-
         return Selector(self.metric, self.matchers, self.aggregation, self.window)
 
     def watches(self) -> list[tuple[str, float]]:
         """(metric, window) for every metric the rule reads."""
-        from services.alerting.rules.expr import selectors, watched
-
         chosen = selectors(self.expr) if self.expr is not None else [self.selector]
         return [(name, s.window) for s in chosen for name in watched(s)]
 
@@ -128,7 +88,7 @@ class Rule:
         """The rule's condition in shorthand form (for display)."""
         if self.expr is not None:
             shown = self.expr.text()
-            if type(self.expr).__name__ == "Binary":  # its own parentheses, not needed here
+            if isinstance(self.expr, Binary):  # its own parentheses, not needed here
                 shown = shown[1:-1]
             text = f"{shown} {self.op} {self.threshold:g}"
         else:
