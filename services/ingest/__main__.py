@@ -1,4 +1,4 @@
-"""`python -m services.ingest`: run the ingest service (the only place that reads env).
+"""`python -m services.ingest [serve]`: run the ingest service (the only place that reads env).
 
 With INGEST_WORKERS=N > 1 this process becomes a supervisor of N workers that share
 the port through SO_REUSEPORT, each with its own spool directory (`worker-<i>`).
@@ -6,6 +6,7 @@ the port through SO_REUSEPORT, each with its own spool directory (`worker-<i>`).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import signal
@@ -59,7 +60,15 @@ def _supervise(settings: IngestSettings) -> int | None:
     return max(codes, default=0)
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m services.ingest")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve the HTTP intake endpoints (default)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    _parser().parse_args(argv)
     return run_service(
         "ingest",
         _settings,
@@ -72,4 +81,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

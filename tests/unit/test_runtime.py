@@ -6,6 +6,7 @@ start ends before serving, with its exit status and its one line."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -105,3 +106,20 @@ def test_an_undeclared_error_is_not_swallowed() -> None:
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_service("demo", _settings, broken, {})
+
+
+@pytest.mark.parametrize("service", ["ingest", "writer", "alerting", "api"])
+@pytest.mark.parametrize("argv", [[], ["serve"]])
+def test_every_service_serves_through_the_runtime_with_the_same_bad_setting_line(
+    service: str,
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    _no_logging_setup: list[str],
+) -> None:
+    main = importlib.import_module(f"services.{service}.__main__").main
+    monkeypatch.setenv("LOG_LEVEL", "LOUD")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{service}: configuration error: LOG_LEVEL ") and err.count("\n") == 1
+    assert not _no_logging_setup
