@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from services.api.console.health_services import _read_figures
 from services.api.console.targets import ConsoleTargets
 from services.api.routes.dashboard import page_headers
 from services.api.settings import ApiSettings
@@ -393,3 +394,16 @@ async def test_a_failed_notification_replayed_from_its_dlq_is_pending_again(
         back = await queue.get(no_ack=True)
         assert back is not None and back.headers["x-belfry-replayed-from"] == dlq
         assert not {"x-belfry-attempt", "x-belfry-attempts", "x-belfry-outcome"} & set(back.headers)
+
+
+def test_figures_are_read_even_beside_a_line_the_parser_refuses() -> None:
+    """The api's /metrics parse of a service failed whole on one odd line (seen in the
+    full suite, where many apps share a process's registry); the figures are read line
+    by line now."""
+    text = (
+        "# TYPE belfry_writer_lag_seconds gauge\n"
+        "belfry_writer_lag_seconds 2.5\n"
+        'odd_metric{label="unterminated} 1\n'
+        "belfry_ingest_spool_bytes 4096.0\n"
+    )
+    assert _read_figures(text) == {"lag_seconds": 2.5, "spool_bytes": 4096.0}

@@ -17,7 +17,6 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.api.console.targets import ConsoleTargets
 from shared.failures import error_text
@@ -69,13 +68,23 @@ async def _figures(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
             if resp.status != 200:
                 return {}
             text = (await _read(resp, MAX_METRICS)).decode("utf-8", "replace")
-        out = {}
-        for family in text_string_to_metric_families(text):
-            if family.name in FIGURES and family.samples:
-                out[FIGURES[family.name]] = float(family.samples[0].value)
-        return out
-    except (aiohttp.ClientError, Down, ValueError):
+        return _read_figures(text)
+    except (aiohttp.ClientError, Down):
         return {}
+
+
+def _read_figures(text: str) -> dict[str, float]:
+    """FIGURES from exposition text, line by line: these gauges have no labels, and a line
+    of some other metric the parser would refuse must not cost the figures."""
+    out = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if name in FIGURES:
+            try:
+                out[FIGURES[name]] = float(rest.split()[0])
+            except (IndexError, ValueError):
+                continue
+    return out
 
 
 async def fetch_service(
