@@ -33,7 +33,8 @@ from services.alerting.keys import (
     AlertingDeps,
 )
 from services.alerting.leader import Consuming, EvaluatorLock, evaluate_while_leader
-from services.alerting.notify import failure_figures, setup_notify
+from services.alerting.notify import failure_figures
+from services.alerting.notify.wiring import setup_notify
 from services.alerting.outbox import OutboxRelay
 from services.alerting.routes import add_routes
 from services.alerting.settings import AlertingSettings

@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -54,6 +54,7 @@ from services.alerting.store import (
     load_rules,
     save_evaluation,
 )
+from services.alerting.work import Pending, silence_for
 from shared.db import Database
 from shared.failures import error_text
 from shared.samples import SampleTuple
@@ -64,27 +65,6 @@ log = logging.getLogger("belfry.alerting.engine")
 LABEL_KEYS_KEPT = 200_000  # label dicts whose key is remembered (then the memo starts over)
 
 T = TypeVar("T")
-
-
-@dataclass(slots=True)
-class _Pending:
-    before: Alert | None
-    after: Alert
-    changes: list[Change]
-    rule: Rule
-    trace: dict[str, str] | None = None
-
-
-def silence_for(
-    silences: Iterable[Mapping[str, Any]], tenant: str, labels: Mapping[str, str]
-) -> str | None:
-    """The first active silence of `tenant` whose matchers all match `labels`."""
-    for silence in silences:
-        if silence["tenant"] != tenant:
-            continue
-        if all(m.matches(labels) for m in silence["matchers"]):
-            return str(silence["id"])
-    return None
 
 
 class AlertEngine:
@@ -296,7 +276,7 @@ class AlertEngine:
         pool = await self.db.pool()
         silences = await active_silences(pool, now)
         silenced = {s["tenant"] for s in silences}
-        work: list[_Pending] = []
+        work: list[Pending] = []
         cache: Cache = {}  # selector values shared by this tick's rules
         if len(self._fingerprints) > 2 * len(self.alerts) + 100_000:
             self._fingerprints.clear()  # label sets gone for good: start the memo afresh
@@ -318,14 +298,14 @@ class AlertEngine:
                 after, changes = evaluate(base, rule, seen.observation, now, silence)
                 after.severity = rule.severity
                 if current is None or changes or current.severity != rule.severity:
-                    work.append(_Pending(current, after, changes, rule, seen.trace))
+                    work.append(Pending(current, after, changes, rule, seen.trace))
                 else:
                     # Nothing to announce or store, but keep what the next evaluation
                     # reads: the value (shown by the API) and the last breach, which
                     # keep_firing_for counts from.
                     current.value = after.value
                     current.last_breach_at = after.last_breach_at
-        work += [_Pending(*w) for w in await external.tick_work(self, pool, now, silences)]
+        work += [Pending(*w) for w in await external.tick_work(self, pool, now, silences)]
         await self._commit(work, now)
         # Series that left every window stop counting toward the per-metric cap; their
         # alerts (committed above) carry on to no-data by themselves.
@@ -349,7 +329,7 @@ class AlertEngine:
 
     async def _commit(
         self,
-        work: list[_Pending],
+        work: list[Pending],
         now: datetime,
         extra: Callable[[asyncpg.Connection], Awaitable[Any]] | None = None,
     ) -> Any:
@@ -423,7 +403,7 @@ class AlertEngine:
         )
         self.hub.publish(alert.tenant, change.describe())
 
-    def _state_span(self, entry: _Pending, change: Change) -> str | None:
+    def _state_span(self, entry: Pending, change: Change) -> str | None:
         """A span for the state change, a child of the consumer span that brought the
         series' latest sample (so the trace runs metric → evaluation → change → publish),
         linked to the evaluation; returns its traceparent for the outbox."""
@@ -488,7 +468,7 @@ class AlertEngine:
                 # Channels that can acknowledge (PagerDuty) hear of it; see outbox.py.
                 changes = [replace(c, notify="acknowledged") for c in changes]
             if changes:
-                await self._commit([_Pending(alert, after, changes, rule)], now)
+                await self._commit([Pending(alert, after, changes, rule)], now)
                 await self._group()
             return self.alerts[fp]
 
@@ -505,7 +485,7 @@ class AlertEngine:
         async with self.lock:
             old = self.rules.get(rule_id)
             now = self.clock()
-            work: list[_Pending] = []
+            work: list[Pending] = []
             drop = False
             if old is not None:
                 drop = new is None or (new.metric, new.matchers, new.expr) != (
@@ -524,7 +504,7 @@ class AlertEngine:
                         changes = [_with_reason(c, reason) for c in changes]
                         if changes:
                             rule = await external.own_rule(self, alert, old)
-                            work.append(_Pending(alert, after, changes, rule))
+                            work.append(Pending(alert, after, changes, rule))
 
             async def extra(conn: asyncpg.Connection) -> T:
                 result = await write(conn)

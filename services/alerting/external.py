@@ -41,6 +41,8 @@ from services.alerting.engine.state import (
 )
 from services.alerting.rules.model import Rule, fingerprint
 from services.alerting.rules.validate import RuleError, rule_from_doc, stored_doc
+from services.alerting.store import active_silences, dumps
+from services.alerting.work import Pending, silence_for
 
 if TYPE_CHECKING:
     from services.alerting.evaluator import AlertEngine
@@ -318,7 +320,6 @@ async def _create_rule(conn: asyncpg.Connection, tenant: str, name: str) -> Rule
 
 
 def _dumps(value: Any) -> str:
-    from services.alerting.store import dumps
 
     return dumps(value)
 
@@ -338,8 +339,6 @@ async def receive(
 ) -> int:
     """Apply received alerts (the later of two with the same labels wins); returns how
     many were taken. Alerts of a disabled external rule are taken and dropped."""
-    from services.alerting.evaluator import silence_for
-    from services.alerting.store import active_silences
 
     latest = {tuple(sorted(a.labels.items())): a for a in alerts}
     async with engine.lock:
@@ -381,12 +380,11 @@ async def _commit(
 ) -> None:
     """Through the engine's commit (alert rows, transitions, outbox items, then memory,
     SSE and metrics), with the expiries in the same transaction."""
-    from services.alerting.evaluator import _Pending
 
     async def write_ends(conn: asyncpg.Connection) -> None:
         await conn.executemany(UPSERT_END, ends)
 
-    await engine._commit([_Pending(*w) for w in work], now, write_ends if ends else None)
+    await engine._commit([Pending(*w) for w in work], now, write_ends if ends else None)
     await engine._group()
 
 
@@ -395,7 +393,6 @@ async def tick_work(
 ) -> list[Work]:
     """At each tick: the external alerts that ended (expiry passed), a silence that began
     or ended, a repeat or a cooldown that is over — what changed, for the tick's commit."""
-    from services.alerting.evaluator import silence_for
 
     if not any(r.enabled and is_external(r) for r in engine.rules.values()):
         return []  # no alert to look at (and no walk over every rule-made one)

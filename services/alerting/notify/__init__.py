@@ -1,22 +1,12 @@
 """Alert notification delivery: one consumer per channel type, retries through delay
 queues, the egress (SSRF) guard, the delivery log and its API. See README.md here.
 
-The alerting service calls `setup_notify(app)` (notify/wiring.py) once, after its own database context is
-registered (delivery uses `DATABASE`) and before the app starts.
+The alerting service calls `setup_notify(app)` (notify/wiring.py) once, after its own
+database context is registered (delivery uses `DATABASE`) and before the app starts.
 """
 
 from __future__ import annotations
 
-from aiohttp import web
-
 from services.alerting.notify.metrics import failure_figures
 
-__all__ = ["failure_figures", "setup_notify"]
-
-
-def setup_notify(app: web.Application) -> None:
-    """Add notification delivery (notify/wiring.py). A forwarder until app.py imports it
-    from notify.wiring: imported on call, as keys.py imports this package (a cycle)."""
-    from services.alerting.notify.wiring import setup_notify as setup
-
-    setup(app)
+__all__ = ["failure_figures"]

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from services.alerting.repos.codec import Row, dumps, loads
-from services.alerting.rules.validate import matchers_from_doc
+from services.alerting.rules.matchdoc import matchers_from_doc
 from shared.db import Database
 
 _COLUMNS = "id, matchers, starts_at, ends_at, author, comment, created_at, updated_at"

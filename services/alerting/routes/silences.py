@@ -27,8 +27,9 @@ from services.alerting.routes.common import (
     read_object,
     tenant_of,
 )
+from services.alerting.rules.matchdoc import check_matchers, matchers_of
 from services.alerting.rules.parse import ParseError, parse_duration
-from services.alerting.rules.validate import RuleError, check_matchers, matchers_of
+from services.alerting.rules.validate import RuleError
 
 
 def silence_json(row: Row, now: datetime) -> Silence:

@@ -25,17 +25,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
-from services.alerting.contracts import MatcherInput, field_values, located
-from services.alerting.contracts_rules import MAX_VALUE, Matchers, NoData, RuleInput
+from services.alerting.contracts import field_values
+from services.alerting.contracts_rules import NoData, RuleInput
 from services.alerting.rules.expr import Selector, check, selectors
 from services.alerting.rules.exprdoc import expr_from_doc
 from services.alerting.rules.exprparse import parse_expr_condition
+from services.alerting.rules.matchdoc import check_matchers, matchers_of
 from services.alerting.rules.model import (
     COMPARISONS,
     SEVERITIES,
-    Matcher,
     Rule,
 )
 from services.alerting.rules.parse import (
@@ -44,7 +42,6 @@ from services.alerting.rules.parse import (
     parse_condition,
     parse_duration,
 )
-from services.alerting.rules.regex import regex_problem
 from services.alerting.rules.template import template_errors
 from shared.jsonnum import json_int
 
@@ -98,42 +95,6 @@ def nul_field(value: Any, path: str = "") -> str | None:
         if found is not None:
             return found
     return None
-
-
-def matchers_from_doc(value: Any, errors: dict[str, str]) -> tuple[Matcher, ...]:
-    """The matchers of a list of {label, op, value} or an object of label values (the
-    `Matchers` contract), each value bounded and each regex one RE2 runs; else errors."""
-    if value is None:
-        return ()
-    try:
-        given = msgspec.convert(value, Matchers)
-    except msgspec.ValidationError as exc:
-        where, problem = located(str(exc))
-        errors["matchers" + where] = problem if where else MESSAGES["matchers"]
-        return ()
-    return check_matchers(matchers_of(given), "matchers", errors)
-
-
-def matchers_of(given: list[MatcherInput] | dict[str, str] | None) -> tuple[Matcher, ...]:
-    if isinstance(given, dict):  # {"service": "api"} means service="api"
-        return tuple(Matcher(label, "=", value) for label, value in given.items())
-    return tuple(Matcher(m.label, m.op, m.value) for m in given or ())
-
-
-def check_matchers(
-    matchers: tuple[Matcher, ...], field: str, errors: dict[str, str]
-) -> tuple[Matcher, ...]:
-    """`matchers` if each value is bounded and each regex one RE2 runs; else errors."""
-    for i, matcher in enumerate(matchers):
-        where = f"{field}.{i}.value" if field == "matchers" else field
-        problem = None
-        if len(matcher.value) > MAX_VALUE:
-            problem = f"must be at most {MAX_VALUE} characters"
-        elif matcher.op in ("=~", "!~"):
-            problem = regex_problem(matcher.value)
-        if problem:
-            errors[where] = problem if field == "matchers" else f"{matcher.label}: {problem}"
-    return matchers
 
 
 def _duration(
