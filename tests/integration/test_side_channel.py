@@ -19,7 +19,7 @@ async def test_a_failed_depth_read_leaves_the_consuming_channel_open(prefix: str
         assert await broker.wait_available(10)
         consuming = broker.channel
         assert consuming is not None
-        queue = await consuming.declare_queue(f"{prefix}.side", auto_delete=True)
+        queue = await consuming.declare_queue(f"{prefix}.side", exclusive=True)
         collect = side_queue_depth(SideChannel(broker), [f"{prefix}.missing"], timeout=5)
         with pytest.raises(Exception, match=r"NOT_FOUND|no queue"):
             await collect()
