@@ -48,6 +48,7 @@ from services.alerting.rules import rule_from_doc  # noqa: E402
 from services.alerting.store import upsert_rule  # noqa: E402
 from shared.db import Database  # noqa: E402
 from shared.db.migrate import migrate_url  # noqa: E402
+from shared.runtime import tune_gc  # noqa: E402
 
 TENANT = "benchtick"
 INTERVAL = 15.0  # seconds between samples of one series
@@ -266,6 +267,7 @@ def main() -> int:
         uvloop.install()
     except ImportError:
         pass
+    tune_gc()  # as the alerting service runs (shared/runtime.py)
     report = asyncio.run(run(args))
     report["at"] = datetime.now(UTC).isoformat(timespec="seconds")
     print(json.dumps(report, indent=2))

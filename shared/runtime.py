@@ -10,10 +10,13 @@ a bad setting, a start-up failure and SIGTERM end the same way everywhere:
   another process) prints `<name>: <reason>` and exits 2;
 - SIGTERM/SIGINT drains (`shared.serve.serve`: /readyz 503, SHUTDOWN_GRACE_SECONDS,
   in-flight requests finish, cleanup contexts run), the last spans are flushed, exit 0.
+
+Every service also runs with the same garbage-collector thresholds (`tune_gc`).
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Mapping
 from typing import Protocol, TypeVar
@@ -42,6 +45,18 @@ class ServiceSettings(Protocol):
 
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+# CPython's default (700, 10, 10) runs a young collection every 700 allocations and a full
+# one every 70,000: a service holding many long-lived objects (the alerting engine's
+# alerts and windows, 65k alerts in bench_tick) then spends a large part of its CPU
+# walking them (bench_tick: 2.1 s of GC in 10 ticks; 0.4 s with these thresholds, and
+# a tick 165 → 142 ms). Cycles are rare in our code; memory they hold lives a little longer.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def configuration_error(service: str, exc: Exception) -> int:
@@ -75,6 +90,7 @@ def run_service(
         return configuration_error(service, exc)
     common = settings.common
     setup_logging(service, common.log_level)
+    tune_gc()
     try:
         provider = build_tracer_provider(service, common.version, common.environment, environ)
     except SettingsError as exc:
