@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping
+from array import array
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,7 +32,7 @@ def label_key(labels: Mapping[str, str]) -> LabelKey:
     return tuple(sorted(labels.items()))
 
 
-def _percentile(values: list[float], q: float) -> float:
+def _percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (the value below which q of the samples lie)."""
     ordered = sorted(values)
     rank = max(1, math.ceil(q * len(ordered)))
@@ -85,7 +86,7 @@ def aggregate(
     return aggregate_values(name, [v for _, v in points])
 
 
-def aggregate_values(name: str, values: list[float]) -> float:
+def aggregate_values(name: str, values: Sequence[float]) -> float:
     """A gauge aggregation of a window's values (at least one)."""
     if name == "avg":
         return sum(values) / len(values)
@@ -113,9 +114,11 @@ class Series:
 
     labels: dict[str, str]
     key: LabelKey = ()
-    ts: list[float] = field(default_factory=list)
-    vs: list[float] = field(default_factory=list)
-    adj: list[float] = field(default_factory=list)
+    # array('d'): 8 bytes a number, no float object each (a busy tenant's windows hold
+    # millions of points), and nothing for the garbage collector to walk.
+    ts: array[float] = field(default_factory=lambda: array("d"))
+    vs: array[float] = field(default_factory=lambda: array("d"))
+    adj: array[float] = field(default_factory=lambda: array("d"))
     # Points before `head` are pruned (the lists are compacted when that is half of them).
     head: int = 0
     last_seen: float = 0.0
