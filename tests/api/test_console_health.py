@@ -12,13 +12,14 @@ from dataclasses import replace
 from typing import Any
 
 import aio_pika
+import aiohttp
 import asyncpg
 import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from services.api.console.health_services import _read_figures
+from services.api.console.health_services import _figures, _read_figures
 from services.api.console.targets import ConsoleTargets
 from services.api.routes.dashboard import page_headers
 from services.api.settings import ApiSettings
@@ -407,3 +408,26 @@ def test_figures_are_read_even_beside_a_line_the_parser_refuses() -> None:
         "belfry_ingest_spool_bytes 4096.0\n"
     )
     assert _read_figures(text) == {"lag_seconds": 2.5, "spool_bytes": 4096.0}
+
+
+async def test_a_large_metrics_text_is_read_to_its_end() -> None:
+    """A /metrics text larger than one network read (a process with many label sets) was
+    read only as far as had arrived, and its figures at the end were lost."""
+    filler = "".join(f'some_metric{{n="{i}"}} 1\n' for i in range(20_000))  # ~500 KB
+    text = filler + "belfry_writer_lag_seconds 3.0\n"
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=text)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert await _figures(http, f"http://127.0.0.1:{port}") == {"lag_seconds": 3.0}
+    finally:
+        await runner.cleanup()

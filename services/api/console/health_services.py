@@ -40,10 +40,14 @@ class Down(Exception):
 
 
 async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    body = await resp.content.read(limit + 1)
-    if len(body) > limit:
-        raise Down(f"answer larger than {limit} bytes")
-    return body
+    """The whole body, to its end (`content.read(n)` stops at what has arrived so far: a
+    /metrics text larger than one network read came back cut), at most `limit` bytes."""
+    body = bytearray()
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise Down(f"answer larger than {limit} bytes")
+    return bytes(body)
 
 
 async def _detailed(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
