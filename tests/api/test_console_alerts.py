@@ -270,7 +270,19 @@ async def test_proxy_bounds_what_comes_back(
         await asyncio.sleep(5)
         return web.json_response({})
 
+    async def large(request: web.Request) -> web.StreamResponse:
+        # Within the bound but many network reads, streamed without a length.
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        await resp.write(b'{"silences": [')
+        for i in range(20):
+            await resp.write(b",".join(b'{"id": %d}' % (i * 5000 + n) for n in range(5000)))
+            await resp.write(b"," if i < 19 else b"]}")
+        await resp.write_eof()
+        return resp
+
     stand_in = web.Application()
+    stand_in.router.add_get("/api/v1/silences", large)
     stand_in.router.add_get("/api/v1/alerts", crash)
     stand_in.router.add_get("/api/v1/rules", huge)
     stand_in.router.add_get("/api/v1/stats", slow)
@@ -288,6 +300,10 @@ async def test_proxy_bounds_what_comes_back(
         ):
             resp = await api.get(f"/{TENANT}/console/api/{path}", headers=bearer(key))
             assert (resp.status, (await resp.json())["error"]) == (status, reason), path
+        # An answer larger than one network read is passed on whole (it was cut).
+        resp = await api.get(f"/{TENANT}/console/api/silences", headers=bearer(key))
+        assert resp.status == 200
+        assert len((await resp.json())["silences"]) == 100_000
     finally:
         await server.close()
 

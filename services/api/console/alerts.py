@@ -35,6 +35,7 @@ from aiohttp import web
 from services.api.access import authorize
 from services.api.keys import SETTINGS
 from services.api.routes import dashboard
+from shared.bodies import read_limited
 
 log = logging.getLogger("belfry.api.console")
 
@@ -72,8 +73,8 @@ def _error(status: int, reason: str, retry: bool = False) -> web.Response:
 async def _request_body(request: web.Request) -> bytes | web.Response:
     if request.content_length is not None and request.content_length > MAX_REQUEST:
         return _error(413, f"body larger than {MAX_REQUEST} bytes")
-    body = await request.content.read(MAX_REQUEST + 1)
-    if len(body) > MAX_REQUEST:
+    body = await read_limited(request.content, MAX_REQUEST)
+    if body is None:
         return _error(413, f"body larger than {MAX_REQUEST} bytes")
     return body
 
@@ -116,8 +117,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 async def _answer(upstream: aiohttp.ClientResponse) -> web.Response:
     if upstream.content_length is not None and upstream.content_length > MAX_RESPONSE:
         return _error(502, "the alerting service's answer is too large")
-    data = await upstream.content.read(MAX_RESPONSE + 1)
-    if len(data) > MAX_RESPONSE:
+    data = await read_limited(upstream.content, MAX_RESPONSE)
+    if data is None:
         return _error(502, "the alerting service's answer is too large")
     if upstream.status >= 500:
         status = 503 if upstream.status == 503 else 502

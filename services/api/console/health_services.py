@@ -19,6 +19,7 @@ import orjson
 from aiohttp import web
 
 from services.api.console.targets import ConsoleTargets
+from shared.bodies import read_limited
 from shared.failures import error_text
 from shared.probes import health_detailed
 
@@ -40,14 +41,10 @@ class Down(Exception):
 
 
 async def _read(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The whole body, to its end (`content.read(n)` stops at what has arrived so far: a
-    /metrics text larger than one network read came back cut), at most `limit` bytes."""
-    body = bytearray()
-    async for chunk in resp.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise Down(f"answer larger than {limit} bytes")
-    return bytes(body)
+    body = await read_limited(resp.content, limit)
+    if body is None:
+        raise Down(f"answer larger than {limit} bytes")
+    return body
 
 
 async def _detailed(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
