@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from services.ingest.app import create_app
 from services.ingest.keys import IngestDeps
 from services.ingest.settings import IngestSettings
+from services.ingest.spool import SpoolError
 from shared.runtime import run_service
 from shared.serve import die_with_parent_hook
-from shared.spool import SpoolError
 
 WORKER_ENV = "BELFRY_INGEST_WORKER"  # set by the supervisor on each worker: its index
 

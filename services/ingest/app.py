@@ -23,14 +23,14 @@ from services.ingest.keys import (
     Hot,
     IngestDeps,
 )
+from services.ingest.publisher import BatchPublisher
 from services.ingest.routes import click, errors, intake, pixel, track
 from services.ingest.settings import IngestSettings
+from services.ingest.spool import Spool
 from shared.broker import Broker
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
-from shared.publisher import BatchPublisher
 from shared.selfreport import Collector, MetricReporter, Sample, broker_exchange
-from shared.spool import Spool
 from shared.telemetry import tracer_for
 from shared.topology import HitTopology, Topology, declare_hits
 

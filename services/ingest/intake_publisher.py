@@ -20,11 +20,11 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from services.ingest import metrics
 from services.ingest.intake.limits import TenantLimits
 from services.ingest.keys import Intake
+from services.ingest.publisher import BatchPublisher, PublishObserver
 from services.ingest.settings import IngestSettings
+from services.ingest.spool import Spool
 from shared.broker import Broker
 from shared.probes import Health
-from shared.publisher import BatchPublisher, PublishObserver
-from shared.spool import Spool
 from shared.topology import Topology, declare
 
 ROUTING_KEY = "metric.intake"

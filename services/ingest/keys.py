@@ -11,11 +11,11 @@ from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
 from services.ingest.intake.limits import TenantLimits
+from services.ingest.publisher import BatchPublisher
 from services.ingest.settings import IngestSettings
+from services.ingest.spool import Spool
 from shared.broker import Broker
 from shared.probes import Health
-from shared.publisher import BatchPublisher
-from shared.spool import Spool
 
 
 def _utcnow() -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.publisher import Outcome, PublishObserver
+from services.ingest.publisher import Outcome, PublishObserver
 
 EVENTS = Counter("belfry_ingest_events_total", "Hits by kind and outcome", ["kind", "outcome"])
 REJECTED = Counter("belfry_ingest_rejected_total", "Hits refused before publishing", ["reason"])

@@ -12,9 +12,9 @@ import aio_pika
 import orjson
 import pytest
 
+from services.ingest.publisher import BatchPublisher, Outcome, PublishObserver, merge_batches
+from services.ingest.spool import Spool, read_segment
 from shared.contracts import BATCH_V1
-from shared.publisher import BatchPublisher, Outcome, PublishObserver, merge_batches
-from shared.spool import Spool, read_segment
 
 ROUTING_KEY = "hit.batch"
 

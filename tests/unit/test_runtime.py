@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from services.ingest.spool import SpoolError
 from shared.runtime import GC_THRESHOLDS, run_service
 from shared.settings import CommonSettings, SettingsError
-from shared.spool import SpoolError
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.spool import Spool, SpoolError, read_segment
+from services.ingest.spool import Spool, SpoolError, read_segment
 
 HEADER = 8  # length + crc32
 
@@ -391,7 +391,7 @@ async def test_a_failed_write_keeps_the_spool_unready_until_a_write_succeeds(
     def still_failing(directory: Path, size: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("shared.spool._probe_write", still_failing)
+    monkeypatch.setattr("services.ingest.spool._probe_write", still_failing)
     assert await spool.check() == "spool cannot write: OSError: [Errno 5] Input/output error"
     monkeypatch.undo()
     # The disk works again (a probe write succeeds): ready without waiting for a batch.

@@ -15,11 +15,11 @@ from aiohttp import web
 
 from services.ingest import metrics
 from services.ingest.keys import HOT
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, request_hit
 from services.ingest.settings import IngestSettings
 from shared.contracts import HIT_CLICK_V2
 from shared.ids import valid_email_id, valid_tenant
-from shared.publisher import Outcome
 from shared.signing import normalize_target, target_problem, verify_click
 
 _counted = {o: metrics.events("click", o) for o in Outcome}

@@ -46,6 +46,7 @@ from services.ingest.intake.errors import (
 from services.ingest.intake.result import IntakeError
 from services.ingest.intake_publisher import MAX_EVENT_BYTES
 from services.ingest.keys import HOT, Hot, Intake
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, json_response
 from services.ingest.routes.intake_flow import (
     authorize,
@@ -56,7 +57,6 @@ from services.ingest.routes.intake_flow import (
 from shared.contracts import make_envelope
 from shared.errors_contract import ERROR_V1, error_v1_data
 from shared.ids import new_event_id
-from shared.publisher import Outcome
 from shared.samples import METRIC_V2, Sample, metric_v2_datas
 
 ERRORS = Counter(

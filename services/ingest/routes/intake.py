@@ -27,6 +27,7 @@ from services.ingest.intake import otlp
 from services.ingest.intake import remote_write as rw
 from services.ingest.intake.plain import decode_plain
 from services.ingest.intake.result import DecodeResult, IntakeError
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, json_response
 from services.ingest.routes.intake_flow import (
     Stored,
@@ -37,7 +38,6 @@ from services.ingest.routes.intake_flow import (
     store,
     unavailable,
 )
-from shared.publisher import Outcome
 
 _RESOURCE_EXHAUSTED, _UNAVAILABLE = 8, 14  # google.rpc.Code
 _OTLP_TYPES = frozenset({otlp.PROTOBUF, "application/protobuf", otlp.JSON})

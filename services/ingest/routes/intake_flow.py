@@ -25,12 +25,12 @@ from services.ingest.intake.limits import Admission
 from services.ingest.intake.result import BodyTooLarge, DecodeResult, IntakeError
 from services.ingest.intake_publisher import MAX_EVENT_BYTES
 from services.ingest.keys import INTAKE, Intake
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, unauthorized
 from shared.auth import bearer_token
 from shared.contracts import make_envelope, now_iso
 from shared.ids import new_event_id
 from shared.ingest_tokens import verify_token
-from shared.publisher import Outcome
 from shared.samples import METRIC_V2, Sample, metric_v2_datas
 
 # Belfry's own figures come from its services only (metric.v1 self-reports).

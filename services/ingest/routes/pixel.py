@@ -12,10 +12,10 @@ from aiohttp import web
 
 from services.ingest import metrics
 from services.ingest.keys import HOT
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, request_hit
 from shared.contracts import HIT_OPEN_V2
 from shared.ids import valid_email_id, valid_tenant
-from shared.publisher import Outcome
 
 # The classic 43-byte transparent 1x1 GIF.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from services.ingest import metrics
 from services.ingest.keys import BROKER, HOT, SPOOL
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, json_response, token_tenant, unauthorized
 from services.ingest.settings import IngestSettings
 from shared.contracts import (
@@ -39,7 +40,6 @@ from shared.contracts import (
     validate_envelope,
 )
 from shared.ids import new_event_id
-from shared.publisher import Outcome
 from shared.signing import normalize_target, target_problem
 
 KINDS = {"open": HIT_OPEN_V2, "click": HIT_CLICK_V2}

@@ -43,10 +43,10 @@ from aio_pika.abc import AbstractExchange
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
+from services.ingest.spool import Spool
 from shared.contracts import BATCH_V1, encode_batch
 from shared.failures import LogThrottle, error_text
 from shared.ids import new_event_id
-from shared.spool import Spool
 from shared.tasks import stop_task
 from shared.tracing import inject_headers, links_to, messaging_attributes, traceparent
 
