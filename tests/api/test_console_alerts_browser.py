@@ -16,17 +16,10 @@ Screenshots of each view go to tests/artifacts/ (ignored by git).
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import itertools
-import os
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import asyncpg
 import orjson
 import pytest
@@ -51,112 +44,18 @@ from tests.alerting.notify.conftest import Receiver
 from tests.api.conftest import Row, bearer, new_tenant, seed_email, seed_events
 from tests.api.test_console_alerts import RULE, add_hook, fire, start_console
 from tests.conftest import Started
+from tests.support.browser import CHROMIUM, Page, chromium_tab
 from tests.support.eventually import eventually
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)"
 )
 
 
-class Page:
-    """One Chromium tab over the DevTools protocol (a websocket): evaluate, wait, shoot."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            doc = orjson.loads(msg.data)
-            future = self.pending.pop(doc.get("id", -1), None)
-            if future is not None and not future.done():
-                future.set_result(doc)
-
-    async def send(self, method: str, **params: Any) -> Any:
-        n = next(self.ids)
-        self.pending[n] = asyncio.get_running_loop().create_future()
-        await self.ws.send_str(orjson.dumps({"id": n, "method": method, "params": params}).decode())
-        doc = await asyncio.wait_for(self.pending[n], 30)
-        assert "error" not in doc, doc
-        return doc["result"]
-
-    async def js(self, expression: str) -> Any:
-        result = await self.send(
-            "Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True
-        )
-        assert "exceptionDetails" not in result, result
-        return result["result"].get("value")
-
-    async def until(self, expression: str, what: str, timeout: float = 15) -> Any:
-        async def probe() -> Any:
-            # null while the page is still loading (no body yet), not an error
-            return await self.js(
-                f"(() => {{ try {{ return ({expression}); }} catch (e) {{ return null; }} }})()"
-            )
-
-        return await eventually(probe, bool, timeout=timeout, what=what)
-
-    async def open(self, url: str, width: int = 1280, height: int = 1400) -> None:
-        await self.send(
-            "Emulation.setDeviceMetricsOverride",
-            width=width,
-            height=height,
-            deviceScaleFactor=1,
-            mobile=width < 500,
-        )
-        await self.send("Page.navigate", url=url)
-
-    async def shot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        data = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        path = ARTIFACTS / f"console-{name}.png"
-        path.write_bytes(base64.b64decode(data["data"]))
-        assert path.stat().st_size > 10_000, "the screenshot is (nearly) empty"
-
-
 @pytest.fixture
 async def browser(tmp_path: Path) -> AsyncIterator[Page]:
-    assert CHROMIUM is not None
-    profile = tmp_path / "chromium"
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--disable-extensions",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        *(["--no-sandbox"] if os.geteuid() == 0 else []),
-        "--remote-debugging-port=0",
-        "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    port_file = profile / "DevToolsActivePort"
-
-    async def port() -> str:
-        return port_file.read_text() if port_file.exists() else ""
-
-    text = await eventually(port, lambda t: "\n" in t, timeout=30, what="DevTools port")
-    http = aiohttp.ClientSession()
-    try:
-        async with http.get(f"http://127.0.0.1:{text.split()[0]}/json/list") as resp:
-            targets = await resp.json()
-        (tab,) = [t for t in targets if t["type"] == "page"]
-        ws = await http.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=64 << 20)
-        page = Page(ws)
+    async with chromium_tab(tmp_path / "chromium") as page:
         yield page
-        page.reader.cancel()
-        await ws.close()
-    finally:
-        await http.close()
-        proc.terminate()
-        await proc.wait()
 
 
 def row_state(fp: str) -> str:

@@ -12,18 +12,10 @@ Screenshots go to tests/artifacts/ (not committed: see .gitignore)."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
-import os
-import re
-import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiohttp
 import asyncpg
 import orjson
 import pytest
@@ -32,94 +24,12 @@ from shared.topology import Topology
 from tests.api.conftest import new_tenant
 from tests.integration.helpers import rows
 from tests.integration.test_writer import dlq_depth, hit, publish
+from tests.support.browser import CHROMIUM, chromium_tab
 from tests.support.eventually import eventually
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)"
 )
-
-
-class Page:
-    """One browser tab over the DevTools protocol: evaluate, wait for, screenshot."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.ids = itertools.count(1)
-
-    async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        call_id = next(self.ids)
-        await self.ws.send_json({"id": call_id, "method": method, "params": params})
-        async for msg in self.ws:
-            data = orjson.loads(msg.data)
-            if data.get("id") == call_id:
-                assert "error" not in data, data["error"]
-                result: dict[str, Any] = data["result"]
-                return result
-        raise AssertionError("the browser closed the connection")
-
-    async def eval(self, expression: str) -> Any:
-        result = await self.call(
-            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
-        )
-        assert "exceptionDetails" not in result, result["exceptionDetails"]
-        return result["result"].get("value")
-
-    async def wait_for(self, expression: str, what: str, timeout: float = 20) -> Any:
-        return await eventually(
-            lambda: self.eval(expression), bool, timeout=timeout, interval=0.1, what=what
-        )
-
-    async def open(self, url: str) -> None:
-        await self.call("Page.navigate", url=url)
-
-    async def screenshot(self, name: str) -> Path:
-        ARTIFACTS.mkdir(exist_ok=True)
-        shot = ARTIFACTS / f"console-health-{name}.png"
-        data = await self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        shot.write_bytes(base64.b64decode(data["data"]))
-        assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
-        return shot
-
-
-@asynccontextmanager
-async def browser(profile: Path) -> AsyncIterator[Page]:
-    assert CHROMIUM is not None
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--disable-extensions",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        *(["--no-sandbox"] if os.geteuid() == 0 else []),
-        "--remote-debugging-port=0",
-        "--window-size=1280,1400",
-        "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stderr is not None
-        endpoint = None
-        while endpoint is None:
-            line = await asyncio.wait_for(proc.stderr.readline(), 30)
-            assert line, "chromium exited before it listened for DevTools"
-            found = re.search(rb"DevTools listening on (ws://\S+)", line)
-            endpoint = found and found.group(1).decode()
-        port = endpoint.split("/")[2]
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://{port}/json/list") as resp:
-                tabs = await resp.json()
-            tab = next(t for t in tabs if t["type"] == "page")
-            async with http.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-                yield Page(ws)
-    finally:
-        proc.kill()
-        await proc.wait()
 
 
 STATUSES = (
@@ -177,42 +87,42 @@ async def test_health_view_shows_a_stopped_writer_and_replays_a_dead_letter(
 
     base = api.url
     dlq = topo.writer_dlq
-    async with browser(tmp_path / "chromium") as page:
+    async with chromium_tab(tmp_path / "chromium") as page:
         await page.open(f"{base}/console/health#key=blf_000000000000_{'x' * 40}")
         auth = "!document.getElementById('auth').classList.contains('hidden')"
-        await page.wait_for(f"document.body && {auth}", "the page asked for a key")
-        assert "tenant belfry" in await page.eval("document.getElementById('auth').innerText")
-        await page.eval(f"location.hash = 'key={key}', true")  # pasted: no reload
-        await page.wait_for("document.body.dataset.loaded === 'true'", "the page rendered")
+        await page.until(f"document.body && {auth}", "the page asked for a key")
+        assert "tenant belfry" in await page.js("document.getElementById('auth').innerText")
+        await page.js(f"location.hash = 'key={key}', true")  # pasted: no reload
+        await page.until("document.body.dataset.loaded === 'true'", "the page rendered")
         # The page polls each second; on a busy machine a first look may still catch a
         # service starting up (the api's broker connection), so wait for the settled view.
         expected = {"api": "healthy", "ingest": "healthy", "writer": "down", "alerting": "healthy"}
         await eventually(
-            lambda: page.eval(STATUSES), lambda s: s == expected, what=f"statuses {expected}"
+            lambda: page.js(STATUSES), lambda s: s == expected, what=f"statuses {expected}"
         )
-        writer_card = await page.eval("document.querySelector('[data-service=writer]').innerText")
+        writer_card = await page.js("document.querySelector('[data-service=writer]').innerText")
         assert "cannot connect: Connection refused" in writer_card
-        assert await page.eval(row_depth(dlq)) == 1
-        email_link = await page.eval("document.querySelector('#views a[data-view]').href")
+        assert await page.js(row_depth(dlq)) == 1
+        email_link = await page.js("document.querySelector('#views a[data-view]').href")
         assert email_link == f"{base}/belfry/dashboard#key={key}"  # the key goes along
-        assert (await page.eval("document.getElementById('status').textContent")).startswith(
+        assert (await page.js("document.getElementById('status').textContent")).startswith(
             "1 down · 1 dead letter · updated"
         )
-        await page.screenshot("writer-down")
+        await page.shot("health-writer-down")
         # A phone's width: nothing wider than the screen but the queue table, which scrolls.
-        await page.call(
+        await page.send(
             "Emulation.setDeviceMetricsOverride",
             width=390,
             height=844,
             deviceScaleFactor=1,
             mobile=True,
         )
-        assert await page.eval("document.documentElement.scrollWidth") <= 390
-        await page.screenshot("phone")
-        await page.call("Emulation.clearDeviceMetricsOverride")
+        assert await page.js("document.documentElement.scrollWidth") <= 390
+        await page.shot("health-phone")
+        await page.send("Emulation.clearDeviceMetricsOverride")
 
-        await page.eval(click(f'button[data-action=list][data-queue="{dlq}"]'))
-        letters = await page.wait_for(
+        await page.js(click(f'button[data-action=list][data-queue="{dlq}"]'))
+        letters = await page.until(
             "!document.getElementById('letters-panel').classList.contains('hidden')"
             " && document.getElementById('letters').innerText",
             "the dead letters listed",
@@ -220,29 +130,29 @@ async def test_health_view_shows_a_stopped_writer_and_replays_a_dead_letter(
         assert "test_poison" in letters and refused["id"] in letters
 
         # Purge asks first; cancelled, nothing is purged.
-        await page.eval(click(f'button[data-action=purge][data-queue="{dlq}"]'))
-        assert await page.eval("document.getElementById('confirm-text').textContent") == (
+        await page.js(click(f'button[data-action=purge][data-queue="{dlq}"]'))
+        assert await page.js("document.getElementById('confirm-text').textContent") == (
             f"Purge {dlq}? Its 1 dead letter will be deleted for good."
         )
-        await page.eval(click("#confirm-no"))
-        assert await page.eval("document.getElementById('confirm').classList.contains('hidden')")
+        await page.js(click("#confirm-no"))
+        assert await page.js("document.getElementById('confirm').classList.contains('hidden')")
 
         await db.execute("ALTER TABLE events DROP CONSTRAINT test_poison")  # the fix
-        await page.eval(click(f'button[data-action=replay][data-queue="{dlq}"]'))
-        question = await page.eval("document.getElementById('confirm-text').textContent")
+        await page.js(click(f'button[data-action=replay][data-queue="{dlq}"]'))
+        question = await page.js("document.getElementById('confirm-text').textContent")
         assert question == f"Replay 1 dead letter of {dlq} back to {topo.writer_queue}?"
-        await page.screenshot("confirm-replay")
+        await page.shot("health-confirm-replay")
         assert await queue_depth(amqp, dlq) == 1  # nothing happens before the confirmation
-        await page.eval(click("#confirm-yes"))
-        await page.wait_for(
+        await page.js(click("#confirm-yes"))
+        await page.until(
             f"document.body.dataset.lastAction === 'replay:{dlq}'", "the replay answered"
         )
         assert await queue_depth(amqp, dlq) == 0
         assert await queue_depth(amqp, topo.writer_queue) == 1  # back, waiting for a writer
-        await page.wait_for(f"{row_depth(topo.writer_queue)} === 1", "the page shows it queued")
-        notice = await page.eval("document.getElementById('notice').textContent")
+        await page.until(f"{row_depth(topo.writer_queue)} === 1", "the page shows it queued")
+        notice = await page.js("document.getElementById('notice').textContent")
         assert notice == f"Replayed 1 dead letter to {topo.writer_queue}."
-        await page.screenshot("replayed")
+        await page.shot("health-replayed")
 
     await spawn("writer")  # the writer back: it stores what was replayed
     [stored] = await rows(db, 1)
