@@ -12,8 +12,6 @@ It creates its table (`naive_hits`: id, tenant, email id, user agent, ip, time) 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +20,7 @@ from pathlib import Path
 import asyncpg
 import uvloop
 from aiohttp import web
+from standalone import serve_until_signal
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -69,26 +68,13 @@ def create_app(database_url: str) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, database_url: str) -> None:
-    runner = web.AppRunner(create_app(database_url), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--database-url", required=True)
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port, args.database_url))
+    uvloop.run(serve_until_signal(create_app(args.database_url), args.host, args.port))
     return 0
 
 

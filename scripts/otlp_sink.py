@@ -12,13 +12,12 @@ exporter compresses; `other_requests` counts any other path, which should stay 0
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 
 import orjson
 import uvloop
 from aiohttp import web
+from standalone import serve_until_signal
 
 PROTOBUF = "application/x-protobuf"
 
@@ -60,25 +59,12 @@ def create_app(sink: Sink) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int) -> None:
-    runner = web.AppRunner(create_app(Sink()), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4318)
     args = parser.parse_args()
-    uvloop.run(serve(args.host, args.port))
+    uvloop.run(serve_until_signal(create_app(Sink()), args.host, args.port))
     return 0
 
 
