@@ -9,6 +9,37 @@ from __future__ import annotations
 
 from typing import Any
 
+
+def _channel(
+    kind: str,
+    properties: dict[str, Any],
+    *,
+    required: list[str] | None = None,
+    description: str | None = None,
+    config_extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A channel body of one type: name, type, enabled and its `config` (`properties`,
+    `required` ones, more of the config's schema in `config_extra`); any other config
+    key is any JSON without a NUL, as the service accepts it."""
+    config: dict[str, Any] = {"type": ["object", "null"]}
+    if required:
+        config["required"] = required
+    config.update(config_extra or {})
+    config["propertyNames"] = {"$ref": "#/components/schemas/Text"}
+    config["additionalProperties"] = {"$ref": "#/components/schemas/Json"}
+    config["properties"] = properties
+    out: dict[str, Any] = {"type": "object", "additionalProperties": False}
+    if description:
+        out["description"] = description
+    out["properties"] = {
+        "name": {"$ref": "#/components/schemas/ChannelName"},
+        "type": {"const": kind},
+        "enabled": {"type": "boolean", "default": True},
+        "config": config,
+    }
+    return out
+
+
 DESCRIBED: dict[str, dict[str, Any]] = {
     "Time": {
         "type": "string",
@@ -269,223 +300,125 @@ DESCRIBED: dict[str, dict[str, Any]] = {
             },
         ],
     },
-    "WebhookChannel": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"$ref": "#/components/schemas/ChannelName"},
-            "type": {"const": "webhook"},
-            "enabled": {"type": "boolean", "default": True},
-            "config": {
-                "type": ["object", "null"],
-                "required": ["url"],
-                "propertyNames": {"$ref": "#/components/schemas/Text"},
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
-                "properties": {
-                    "url": {"$ref": "#/components/schemas/PublicUrl"},
-                    "secrets": {
-                        "type": ["array", "null"],
-                        "maxItems": 5,
-                        "description": "Standard Webhooks "
-                        "secrets, `whsec_` "
-                        "+ base64 of 24 to "
-                        "64 bytes; every "
-                        "one signs each "
-                        "message",
-                        "items": {"type": "string", "pattern": "^whsec_([A-Za-z0-9+/]{4}){8,16}$"},
-                    },
-                    "headers": {"$ref": "#/components/schemas/Headers"},
-                },
+    "WebhookChannel": _channel(
+        "webhook",
+        {
+            "url": {"$ref": "#/components/schemas/PublicUrl"},
+            "secrets": {
+                "type": ["array", "null"],
+                "maxItems": 5,
+                "description": "Standard Webhooks secrets, `whsec_` + base64 of 24 to 64 bytes; every one signs each message",
+                "items": {"type": "string", "pattern": "^whsec_([A-Za-z0-9+/]{4}){8,16}$"},
             },
+            "headers": {"$ref": "#/components/schemas/Headers"},
         },
-    },
-    "SlackChannel": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"$ref": "#/components/schemas/ChannelName"},
-            "type": {"const": "slack"},
-            "enabled": {"type": "boolean", "default": True},
-            "config": {
-                "type": ["object", "null"],
-                "required": ["url"],
-                "propertyNames": {"$ref": "#/components/schemas/Text"},
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
-                "properties": {
-                    "url": {
-                        "$ref": "#/components/schemas/PublicUrl",
-                        "description": "the incoming-webhook URL (its path is the secret)",
-                    }
-                },
+        required=["url"],
+    ),
+    "SlackChannel": _channel(
+        "slack",
+        {
+            "url": {
+                "$ref": "#/components/schemas/PublicUrl",
+                "description": "the incoming-webhook URL (its path is the secret)",
+            }
+        },
+        required=["url"],
+    ),
+    "AlertmanagerChannel": _channel(
+        "alertmanager",
+        {
+            "url": {
+                "$ref": "#/components/schemas/PublicUrl",
+                "description": "the Alertmanager base URL",
             },
+            "headers": {"$ref": "#/components/schemas/Headers"},
         },
-    },
-    "AlertmanagerChannel": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"$ref": "#/components/schemas/ChannelName"},
-            "type": {"const": "alertmanager"},
-            "enabled": {"type": "boolean", "default": True},
-            "config": {
-                "type": ["object", "null"],
-                "required": ["url"],
-                "propertyNames": {"$ref": "#/components/schemas/Text"},
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
-                "properties": {
-                    "url": {
-                        "$ref": "#/components/schemas/PublicUrl",
-                        "description": "the Alertmanager base URL",
-                    },
-                    "headers": {"$ref": "#/components/schemas/Headers"},
-                },
+        required=["url"],
+    ),
+    "PagerdutyChannel": _channel(
+        "pagerduty",
+        {
+            "routing_key": {
+                "type": "string",
+                "pattern": "^[A-Za-z0-9]{32}$",
+                "description": "the integration's routing key (a secret: shown as *** once stored)",
             },
-        },
-    },
-    "PagerdutyChannel": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "PagerDuty Events API v2, one event per alert (dedup_key = the alert's "
-        "fingerprint; trigger on firing, resolve on resolved)",
-        "properties": {
-            "name": {"$ref": "#/components/schemas/ChannelName"},
-            "type": {"const": "pagerduty"},
-            "enabled": {"type": "boolean", "default": True},
-            "config": {
+            "url": {
+                "anyOf": [{"$ref": "#/components/schemas/PublicUrl"}, {"type": "null"}],
+                "description": "events URL; null or absent: ALERTING_PAGERDUTY_EVENTS_URL (https://events.pagerduty.com/v2/enqueue)",
+            },
+            "severities": {
                 "type": ["object", "null"],
-                "required": ["routing_key"],
-                "propertyNames": {"$ref": "#/components/schemas/Text"},
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                "description": "Belfry severity to PagerDuty severity; unset ones map to the same name",
+                "additionalProperties": False,
                 "properties": {
-                    "routing_key": {
+                    "critical": {
                         "type": "string",
-                        "pattern": "^[A-Za-z0-9]{32}$",
-                        "description": "the "
-                        "integration's "
-                        "routing key (a "
-                        "secret: shown "
-                        "as *** once "
-                        "stored)",
+                        "enum": ["critical", "error", "warning", "info"],
                     },
-                    "url": {
-                        "anyOf": [{"$ref": "#/components/schemas/PublicUrl"}, {"type": "null"}],
-                        "description": "events URL; null or "
-                        "absent: "
-                        "ALERTING_PAGERDUTY_EVENTS_URL "
-                        "(https://events.pagerduty.com/v2/enqueue)",
-                    },
-                    "severities": {
-                        "type": ["object", "null"],
-                        "description": "Belfry severity "
-                        "to PagerDuty "
-                        "severity; unset "
-                        "ones map to the "
-                        "same name",
-                        "additionalProperties": False,
-                        "properties": {
-                            "critical": {
-                                "type": "string",
-                                "enum": ["critical", "error", "warning", "info"],
-                            },
-                            "warning": {
-                                "type": "string",
-                                "enum": ["critical", "error", "warning", "info"],
-                            },
-                            "info": {
-                                "type": "string",
-                                "enum": ["critical", "error", "warning", "info"],
-                            },
-                        },
-                    },
-                    "source": {
-                        "type": ["string", "null"],
-                        "minLength": 1,
-                        "maxLength": 255,
-                        "pattern": "^[^\\u0000]*$",
-                        "description": "payload.source; "
-                        "default the alert's "
-                        "instance or service "
-                        "label, else "
-                        "belfry",
-                    },
+                    "warning": {"type": "string", "enum": ["critical", "error", "warning", "info"]},
+                    "info": {"type": "string", "enum": ["critical", "error", "warning", "info"]},
                 },
             },
-        },
-    },
-    "LogChannel": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "each notification as one JSON line in the alerting service's own log; "
-        "only tenant belfry (the operators') may create one: any other tenant "
-        "gets a 400 on type",
-        "properties": {
-            "name": {"$ref": "#/components/schemas/ChannelName"},
-            "type": {"const": "log"},
-            "enabled": {"type": "boolean", "default": True},
-            "config": {
-                "type": ["object", "null"],
-                "propertyNames": {"$ref": "#/components/schemas/Text"},
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
-                "properties": {
-                    "level": {
-                        "type": ["string", "null"],
-                        "enum": ["info", "warning", "error", None],
-                        "default": "warning",
-                    }
-                },
+            "source": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[^\\u0000]*$",
+                "description": "payload.source; default the alert's instance or service label, else belfry",
             },
         },
-    },
-    "EmailChannel": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "name": {"$ref": "#/components/schemas/ChannelName"},
-            "type": {"const": "email"},
-            "enabled": {"type": "boolean", "default": True},
-            "config": {
-                "type": ["object", "null"],
-                "required": ["host", "from", "to"],
-                "description": "username and password go together",
-                "anyOf": [
-                    {"required": ["username", "password"]},
-                    {"not": {"anyOf": [{"required": ["username"]}, {"required": ["password"]}]}},
-                ],
-                "propertyNames": {"$ref": "#/components/schemas/Text"},
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
-                "properties": {
-                    "host": {
-                        "type": "string",
-                        "pattern": "^[a-z][a-z0-9-]{0,20}(\\.[a-z][a-z0-9-]{0,20}){0,3}\\.(com|net|org|io)$",
-                        "description": "SMTP host name or address",
+        required=["routing_key"],
+        description="PagerDuty Events API v2, one event per alert (dedup_key = the alert's fingerprint; trigger on firing, resolve on resolved)",
+    ),
+    "LogChannel": _channel(
+        "log",
+        {
+            "level": {
+                "type": ["string", "null"],
+                "enum": ["info", "warning", "error", None],
+                "default": "warning",
+            }
+        },
+        description="each notification as one JSON line in the alerting service's own log; only tenant belfry (the operators') may create one: any other tenant gets a 400 on type",
+    ),
+    "EmailChannel": _channel(
+        "email",
+        {
+            "host": {
+                "type": "string",
+                "pattern": "^[a-z][a-z0-9-]{0,20}(\\.[a-z][a-z0-9-]{0,20}){0,3}\\.(com|net|org|io)$",
+                "description": "SMTP host name or address",
+            },
+            "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
+            "tls": {
+                "type": "string",
+                "enum": ["starttls", "implicit", "none"],
+                "default": "starttls",
+            },
+            "verify_tls": {"type": ["boolean", "null"]},
+            "username": {"allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 512}]},
+            "password": {"allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 512}]},
+            "from": {"$ref": "#/components/schemas/Email"},
+            "to": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/Email"},
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 50,
+                        "items": {"$ref": "#/components/schemas/Email"},
                     },
-                    "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
-                    "tls": {
-                        "type": "string",
-                        "enum": ["starttls", "implicit", "none"],
-                        "default": "starttls",
-                    },
-                    "verify_tls": {"type": ["boolean", "null"]},
-                    "username": {
-                        "allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 512}]
-                    },
-                    "password": {
-                        "allOf": [{"$ref": "#/components/schemas/Text"}, {"maxLength": 512}]
-                    },
-                    "from": {"$ref": "#/components/schemas/Email"},
-                    "to": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/Email"},
-                            {
-                                "type": "array",
-                                "minItems": 1,
-                                "maxItems": 50,
-                                "items": {"$ref": "#/components/schemas/Email"},
-                            },
-                        ]
-                    },
-                },
+                ]
             },
         },
-    },
+        required=["host", "from", "to"],
+        config_extra={
+            "description": "username and password go together",
+            "anyOf": [
+                {"required": ["username", "password"]},
+                {"not": {"anyOf": [{"required": ["username"]}, {"required": ["password"]}]}},
+            ],
+        },
+    ),
 }
