@@ -1453,16 +1453,22 @@ def main() -> int:
         print_tracing(report, tracing_targets)
     for name, seen in report["other_wrk_during_runs"].items():
         print(f"\nWARNING: another wrk ran during the {name} run: {'; '.join(seen)}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"bench-{stamp}.json"
     # Service logs are worth keeping only when they say something.
     issues = list(report["service_log_issues"].values())
     if report["tracing"]:
         issues.append(report["tracing"]["sink_log_issues"])
         for mode in TRACED:
             issues.extend(report["tracing"]["runs"][mode.key]["service_log_issues"].values())
-    noisy = any(found["count"] for found in issues)
+    return save_report(report, "bench", work, noisy=any(found["count"] for found in issues))
+
+
+def save_report(report: dict[str, Any], name: str, work: Path, noisy: bool) -> int:
+    """Write `bench/results/<name>-<UTC timestamp>.json`; keep the service logs (`work`)
+    only when they say something or clean-up failed. The exit status: 1 when clean-up
+    failed, else 0 (the figures never decide it)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS_DIR / f"{name}-{stamp}.json"
     if not (noisy or report["cleanup_failures"]):
         shutil.rmtree(work, ignore_errors=True)
         report["logs"] = None

@@ -64,7 +64,6 @@ for _path in (ROOT, ROOT / "scripts"):  # run as a file: the repo root is not on
 
 import bench as hot  # noqa: E402  (scripts/bench.py)
 
-RESULTS_DIR = ROOT / "bench" / "results"
 SELF = str(Path(__file__).resolve())
 TENANT = "bench"
 SERIES_PER_METRIC = 1000  # under the store's per-metric cap (10,000)
@@ -1016,18 +1015,8 @@ def main(argv: list[str]) -> int:
         print(f"bench_intake: failed; service logs in {work / 'logs'}", file=sys.stderr)
         return 1
     print_report(report)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"bench-intake-{stamp}.json"
     noisy = any(f["count"] for f in report.get("service_log_issues", {}).values())
-    if not (noisy or report["cleanup_failures"]):
-        shutil.rmtree(work, ignore_errors=True)
-        report["logs"] = None
-    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
-    print(f"\nresults: {path.relative_to(ROOT)}")
-    if report["logs"]:
-        print(f"service logs: {report['logs']}")
-    return 1 if report["cleanup_failures"] else 0
+    return hot.save_report(report, "bench-intake", work, noisy)
 
 
 if __name__ == "__main__":
