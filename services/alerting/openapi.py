@@ -11,17 +11,25 @@ fails when it differs from what this command writes.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any
-
-import msgspec
-import yaml
 
 from services.alerting import contracts as c
 from services.alerting.contracts_described import DESCRIBED
 from services.alerting.contracts_rules import RuleInput
+from shared.openapi_gen import (
+    REF,
+    Op,
+    error_answer,
+    path_param,
+    paths_of,
+    query,
+    ref,
+    render_yaml,
+    struct_schemas,
+)
 
-REF = "#/components/schemas/{name}"
+__all__ = ["REF", "Op", "error_answer", "path_param", "query", "ref", "render"]
+
 # Every contract type the document names (the types they use are found from them).
 TYPES = (*c.TYPES, RuleInput)
 DESCRIPTION = """\
@@ -49,82 +57,9 @@ RESPONSES = {
 }
 
 
-def ref(name: str) -> dict[str, Any]:
-    return {"$ref": REF.format(name=name)}
-
-
-def schema_of(shape: Any) -> Any:
-    """A Struct type as its component's reference; a schema dict or a name as given."""
-    if isinstance(shape, type) and issubclass(shape, msgspec.Struct):
-        return ref(shape.__name__)
-    if isinstance(shape, str):
-        return ref(shape)
-    return shape
-
-
-@dataclass(frozen=True)
-class Op:
-    """One operation: its answer on success, the shared error answers it can give
-    (`errors`), its request body (a contract type, or a schema) and parameters."""
-
-    method: str
-    path: str
-    summary: str
-    ok: tuple[str, str, Any] = ("200", "OK", None)
-    errors: tuple[str, ...] = ("400", "401")
-    body: Any = None
-    body_required: bool = True
-    params: tuple[dict[str, Any], ...] = ()
-    description: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    media: str = "application/json"
-    security: list[dict[str, list[str]]] | None = None
-
-    def document(self) -> dict[str, Any]:
-        status, text, shape = self.ok
-        answer: dict[str, Any] = {"description": text}
-        if shape is not None:
-            answer["content"] = {self.media: {"schema": schema_of(shape)}}
-        elif self.media != "application/json":
-            answer["content"] = {self.media: {}}
-        doc: dict[str, Any] = {"summary": self.summary}
-        if self.description:
-            doc["description"] = self.description
-        if self.security is not None:
-            doc["security"] = self.security
-        if self.params:
-            doc["parameters"] = list(self.params)
-        if self.body is not None:
-            content = {"application/json": {"schema": schema_of(self.body)}}
-            doc["requestBody"] = {"content": content}
-            if self.body_required:
-                doc["requestBody"]["required"] = True
-        responses = {status: answer, **self.extra}
-        for code in self.errors:
-            responses[code] = {"$ref": f"#/components/responses/{RESPONSES[code][0]}"}
-        doc["responses"] = dict(sorted(responses.items()))
-        return doc
-
-
-def path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": schema}
-
-
-def query(name: str, schema: dict[str, Any], description: str | None = None) -> dict[str, Any]:
-    param = {"name": name, "in": "query", "schema": schema}
-    if description:
-        param["description"] = description
-    return param
-
-
-def error_answer(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": ref("Error")}}}
-
-
 def components() -> dict[str, Any]:
     """Every schema: generated from the contract types, then the described ones."""
-    _, schemas = msgspec.json.schema_components(TYPES, ref_template=REF)
-    schemas = {name: c.document_schema(name, schema) for name, schema in schemas.items()}
+    schemas = struct_schemas(TYPES)
     clash = set(schemas) & set(DESCRIBED)
     assert not clash, f"typed and described both: {clash}"
     return {**schemas, **DESCRIBED}
@@ -133,9 +68,7 @@ def components() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     from services.alerting.routes.spec import OPERATIONS  # the table beside the routes
 
-    paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
-        paths.setdefault(op.path, {})[op.method] = op.document()
+    paths = paths_of(OPERATIONS, {code: name for code, (name, _) in RESPONSES.items()})
     return {
         "openapi": "3.1.0",
         "info": {"title": "Belfry alerting API", "version": "1", "description": DESCRIPTION},
@@ -162,28 +95,9 @@ def document() -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line text (docstrings) as YAML block literals, as a person would write it."""
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _text)
-
-
 def render() -> str:
     """The document as YAML, in a stable order (what the committed file holds)."""
-    return yaml.dump(
-        document(),
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        width=100,
-        default_flow_style=None,
-    )
+    return render_yaml(document())
 
 
 if __name__ == "__main__":
