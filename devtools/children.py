@@ -1,0 +1,157 @@
+"""Child processes: started in a session (process group) of their own, output to a log
+file or a pipe, stopped gracefully (SIGTERM, then SIGKILL to the whole group).
+
+A session of their own: a Ctrl-C on the terminal reaches only the parent, which stops
+every child the same way, and SIGKILL to the group also ends grandchildren (ingest's
+workers). Each child also gets SIGTERM if the parent dies, even by kill -9
+(`die_with_parent_hook`), so none is left holding a port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from devtools import ROOT
+from shared.serve import die_with_parent_hook
+
+STOP_TIMEOUT = 35.0  # SIGTERM → SIGKILL; the services drain well inside 30 s (README)
+LINE_LIMIT = 1 << 20  # longest output line a pipe reader gets in one piece
+
+
+@dataclass(eq=False)
+class Child:
+    """One started process. `proc` is the asyncio process; after `stop()`, `exit_code`,
+    `exit_seconds` (SIGTERM to exit) and `killed` say how it ended."""
+
+    name: str
+    proc: asyncio.subprocess.Process
+    log: Path | None = None
+    exit_code: int | None = None
+    exit_seconds: float | None = None
+    killed: bool = False
+    _log_fh: IO[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def status(self) -> str:
+        """How it exited, for people: `status 1`, `killed by SIGKILL`, `running`."""
+        return exit_status(self.proc.returncode)
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of its log file ('' without one)."""
+        if self.log is None:
+            return ""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def terminate(self) -> None:
+        """SIGTERM to the process itself: a service forwards it to its own workers."""
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+
+    def kill_group(self) -> None:
+        """SIGKILL to its whole process group: the process and anything it started."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM, wait up to `timeout`, then SIGKILL the group. Idempotent."""
+        await stop_all([self], timeout)
+        return self.exit_code
+
+
+def exit_status(code: int | None) -> str:
+    if code is None:
+        return "running"
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    return f"status {code}"
+
+
+async def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    cwd: Path = ROOT,
+) -> Child:
+    """Start `argv` with its output (stdout and stderr) written to `log`, or, without a
+    log, to a pipe the caller reads (`child.proc.stdout`)."""
+    fh = log.open("wb") if log is not None else None
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=fh if fh is not None else subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            limit=LINE_LIMIT,
+            start_new_session=True,
+            preexec_fn=die_with_parent_hook(),
+        )
+    except BaseException:
+        if fh is not None:
+            fh.close()
+        raise
+    return Child(name, proc, log, _log_fh=fh)
+
+
+async def stop_all(
+    children: Sequence[Child],
+    timeout: float = STOP_TIMEOUT,
+    interrupt: asyncio.Event | None = None,
+    on_kill: Callable[[Child], Any] | None = None,
+) -> None:
+    """SIGTERM every child still running, wait until all exited, up to `timeout` or until
+    `interrupt` is set (a second Ctrl-C), then SIGKILL the groups of those left
+    (`on_kill` is told first). What a child started and left behind is killed too."""
+    todo = [c for c in children if c.exit_code is None]
+    if not todo:
+        return
+    started = time.monotonic()
+    for child in todo:
+        child.terminate()
+    everyone = asyncio.gather(*(_reap(c, started) for c in todo))
+    again = asyncio.ensure_future((interrupt or asyncio.Event()).wait())
+    either: list[asyncio.Future[Any]] = [everyone, again]
+    try:
+        await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        again.cancel()
+    for child in todo:
+        if child.proc.returncode is None:
+            child.killed = True
+            if on_kill is not None:
+                on_kill(child)
+            child.kill_group()
+    await everyone
+    for child in todo:
+        child.kill_group()  # a grandchild that outlived its parent
+        if child._log_fh is not None:
+            child._log_fh.close()
+
+
+async def _reap(child: Child, started: float) -> None:
+    await child.proc.wait()
+    child.exit_seconds = round(time.monotonic() - started, 3)
+    child.exit_code = child.proc.returncode
