@@ -32,7 +32,7 @@ from services.writer.handler import DecodedMessage, StoreResult, decode_message,
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
 from shared.backoff import Backoff
-from shared.contracts import Envelope, envelope_dict
+from shared.contracts import Event
 from shared.deadletter import dead_letter_message
 from shared.tasks import stop_task
 from shared.topology import Topology
@@ -171,7 +171,7 @@ class HitConsumer:
         ):
             await self._store_and_ack(batch, events)
 
-    async def _insert(self, events: list[Envelope]) -> StoreResult:
+    async def _insert(self, events: list[Event]) -> StoreResult:
         if self.tracer is None:
             return await store_events(events, self.store)
         attributes = postgres_attributes(
@@ -182,7 +182,7 @@ class HitConsumer:
         ):
             return await store_events(events, self.store)
 
-    async def _store_and_ack(self, batch: list[Held], events: list[Envelope]) -> None:
+    async def _store_and_ack(self, batch: list[Held], events: list[Event]) -> None:
         stored = await self._store(events)
         if stored is None:
             return  # stopping while the database is away: the broker redelivers after us
@@ -206,7 +206,7 @@ class HitConsumer:
         for held in batch:
             await self._finish(held, refused)
 
-    async def _store(self, events: list[Envelope]) -> tuple[StoreResult, dict[int, str]] | None:
+    async def _store(self, events: list[Event]) -> tuple[StoreResult, dict[int, str]] | None:
         """Store `events`: all of them, but those Postgres refuses. A batch refused for its
         data is split in halves until each refused event is alone, so one bad event can't
         hold back the rest; it comes back (by `id()`) with the reason, to dead-letter.
@@ -235,7 +235,7 @@ class HitConsumer:
             duplicates += result.duplicates
         return StoreResult(inserted, duplicates), refused
 
-    async def _insert_retrying(self, events: list[Envelope]) -> StoreResult | None:
+    async def _insert_retrying(self, events: list[Event]) -> StoreResult | None:
         """Insert, retrying with backoff while the database is away; a data error is
         raised at once (retrying can't help). None: stopped meanwhile."""
         backoff = Backoff(self.settings.backoff_min, self.settings.backoff_max, self._rng)
@@ -268,7 +268,7 @@ class HitConsumer:
             if refused:
                 for event in decoded.events:
                     if (why := refused.get(id(event))) is not None:
-                        body = orjson.dumps([envelope_dict(event)])
+                        body = _as_received(message.body, event)
                         await self._dead_letter(body, why, "store", message)
             await message.ack()
         except Exception as exc:  # channel gone: redelivery stores nothing twice
@@ -295,3 +295,16 @@ def _alone(item: Any, reason: str, whole: bytes) -> tuple[bytes, str]:
         return orjson.dumps([item]), reason
     except orjson.JSONEncodeError:
         return whole, f"{reason} (the whole message: the item can't be re-encoded alone)"
+
+
+def _as_received(whole: bytes, event: Event) -> bytes:
+    """A refused event's envelope as it arrived, alone in a batch (the typed event no
+    longer holds the fields its contract ignores); the whole message if it isn't there."""
+    try:
+        items = orjson.loads(whole)
+    except orjson.JSONDecodeError:
+        return whole
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("id") == event.id and item.get("type") == event.type:
+            return orjson.dumps([item])
+    return whole

@@ -44,7 +44,12 @@ class Privacy:
         self, ip: str | None, ua: str | None, hints: Mapping[str, Any] | None
     ) -> tuple[str | None, str | None]:
         """The (ip, user agent) to store."""
-        if self.respect_dnt and hints and (hints.get("dnt") or hints.get("gpc")):
+        private = bool(hints and (hints.get("dnt") or hints.get("gpc")))
+        return self.keep(ip, ua, private)
+
+    def keep(self, ip: str | None, ua: str | None, private: bool) -> tuple[str | None, str | None]:
+        """`apply` once the hints are read: `private` is a Do Not Track or GPC request."""
+        if private and self.respect_dnt:
             return None, None
         if ip is not None and self.ip_mode != "full":
             ip = truncate_ip(ip) if self.ip_mode == "truncated" else None

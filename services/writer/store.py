@@ -2,7 +2,11 @@
 
 Hits (`hit.*`) go to `events`; error events (`error.v1`) to `errors`, in the same
 transaction. A batch of hits only (the hot path) costs one extra pass over the events,
-to find that there are no errors."""
+to find that there are no errors.
+
+Events come typed (shared/contracts_types.py): a row is read off the structs' attributes,
+and `props` is stored as the JSON text it arrived as. Callers holding the older
+dict-shaped `Envelope` (scripts, tests) are converted on the way in."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from services.writer.privacy import DEFAULT, Privacy, TenantPrivacy
-from services.writer.verdicts import ALL_LINKS_AT_ONCE_SQL, CLICK_TOO_SOON_SQL, classify
+from services.writer.verdicts import ALL_LINKS_AT_ONCE_SQL, CLICK_TOO_SOON_SQL, classify_hit
 from shared.contracts import (
     HIT_CLICK_V1,
     HIT_CLICK_V2,
@@ -21,7 +25,11 @@ from shared.contracts import (
     HIT_OPEN_V2,
     IPV4_DOTTED,
     Envelope,
+    Event,
+    decode_event,
+    envelope_dict,
 )
+from shared.contracts_types import props_json
 from shared.db import Database, apply_migrations
 from shared.errors_contract import ERROR_V1
 
@@ -48,7 +56,7 @@ ON CONFLICT (id, occurred_at) DO NOTHING
 
 
 class EventStore(Protocol):
-    async def insert_hits(self, events: list[Envelope]) -> int:
+    async def insert_hits(self, events: list[Event]) -> int:
         """Store the events (hits and errors) in one transaction; returns how many were new."""
         ...
 
@@ -71,49 +79,58 @@ def _inet_text(ip: str | None) -> str | None:
     return str(ipaddress.ip_address(ipaddress.ip_address(ip).packed))
 
 
-def _props_text(props: object) -> str | None:
-    return None if props is None else orjson.dumps(props).decode()
+def _props_purpose(props_text: str | None) -> str | None:
+    """A v1 hit's prefetch hint, `props.purpose` (before v2 had `hints`)."""
+    if props_text is None or '"purpose"' not in props_text:
+        return None
+    purpose = orjson.loads(props_text).get("purpose")
+    return purpose if isinstance(purpose, str) else None
 
 
-def _columns(
-    events: list[Envelope], privacy: dict[str, Privacy] | None = None
-) -> tuple[list[Any], ...]:
-    """The unnest() arrays of INSERT_EVENTS, one list per column. The verdict is decided
-    on the full data; then the tenant's privacy settings decide what of it is kept."""
-    privacy = privacy or {}
-    kinds = [KIND[e.type] for e in events]
-    ips: list[str | None] = []
-    uas: list[str | None] = []
-    verdicts: list[str] = []
-    reasons: list[str | None] = []
-    for event, kind in zip(events, kinds, strict=True):
-        data = event.data
-        verdict, reason = classify(kind, data)
-        verdicts.append(verdict)
-        reasons.append(reason)
-        ip, ua = privacy.get(event.tenant, DEFAULT).apply(
-            _inet_text(data.get("ip")), data.get("ua"), data.get("hints")
-        )
-        ips.append(ip)
-        uas.append(ua)
-    datas = [e.data for e in events]
+def _row(event: Any, privacy: Privacy) -> tuple[Any, ...]:
+    """One row of INSERT_EVENTS. The verdict is decided on the full data; then the
+    tenant's privacy settings decide what of it is kept."""
+    data = event.data
+    kind = KIND[event.type]
+    hints, ip, ua = data.hints, data.ip, data.ua
+    props = props_json(data.props)
+    purpose = hints.purpose if hints is not None else None
+    if purpose is None and props is not None:
+        purpose = _props_purpose(props)
+    verdict, reason = classify_hit(kind == "open", purpose, ip, ua)
+    private = hints is not None and bool(hints.dnt or hints.gpc)
+    ip, ua = privacy.keep(_inet_text(ip), ua, private)
     return (
-        [e.id for e in events],
-        [e.occurred_at for e in events],
-        [e.received_at for e in events],
-        [e.tenant for e in events],
-        [d["email_id"] for d in datas],
-        kinds,
-        ips,
-        uas,
-        [d.get("url") for d in datas],
-        [_props_text(d.get("props")) for d in datas],
-        verdicts,
-        reasons,
+        event.id,
+        event.occurred_at,
+        event.received_at,
+        event.tenant,
+        data.email_id,
+        kind,
+        ip,
+        ua,
+        data.url,
+        props,
+        verdict,
+        reason,
     )
 
 
-def _error_columns(events: list[Envelope]) -> tuple[list[Any], ...]:
+def _columns(
+    events: list[Event], privacy: dict[str, Privacy] | None = None
+) -> tuple[list[Any], ...]:
+    """The unnest() arrays of INSERT_EVENTS, one list per column."""
+    privacy = privacy or {}
+    rows = [_row(e, privacy.get(e.tenant, DEFAULT)) for e in events]
+    return tuple(list(column) for column in zip(*rows, strict=True)) if rows else ([],) * 12
+
+
+def typed(events: list[Event] | list[Envelope]) -> list[Event]:
+    """`events` as typed events; a dict-shaped `Envelope` is decoded by its contract."""
+    return [decode_event(envelope_dict(e)) if isinstance(e, Envelope) else e for e in events]
+
+
+def _error_columns(events: list[Event]) -> tuple[list[Any], ...]:
     """The unnest() arrays of INSERT_ERRORS (the contract checked every field)."""
     datas = [e.data for e in events]
     return (
@@ -121,15 +138,15 @@ def _error_columns(events: list[Envelope]) -> tuple[list[Any], ...]:
         [e.occurred_at for e in events],
         [e.received_at for e in events],
         [e.tenant for e in events],
-        [d["fingerprint"] for d in datas],
-        [d.get("type", "") for d in datas],
-        [d.get("message", "") for d in datas],
-        [d.get("stack", "") for d in datas],
-        [orjson.dumps(d.get("labels") or {}).decode() for d in datas],
+        [d.fingerprint for d in datas],
+        [d.type for d in datas],
+        [d.message for d in datas],
+        [d.stack for d in datas],
+        [orjson.dumps(d.labels).decode() for d in datas],
     )
 
 
-def split_errors(events: list[Envelope]) -> tuple[list[Envelope], list[Envelope]]:
+def split_errors(events: list[Event]) -> tuple[list[Event], list[Event]]:
     """(hits, errors) of a batch; a batch of hits only is returned as it is."""
     errors = [e for e in events if e.type == ERROR_V1]
     if not errors:
@@ -155,24 +172,24 @@ class PostgresEventStore:
                 await apply_migrations(conn)
             self._migrated = True
 
-    async def insert_hits(self, events: list[Envelope]) -> int:
+    async def insert_hits(self, events: list[Event] | list[Envelope]) -> int:
         """Store hits and error events in one transaction; returns how many were new."""
         await self.prepare()  # the database may have been down at start-up
-        events, errors = split_errors(events)
+        hits, errors = split_errors(typed(events))
         inserted = 0
         pool = await self.db.pool()
         async with pool.acquire() as conn:
             # Month -> its first event's timestamp (reversed: the first one is set last).
-            months = {_month(e.occurred_at): e.occurred_at for e in reversed(events)}
+            months = {_month(e.occurred_at): e.occurred_at for e in reversed(hits)}
             for month, occurred_at in months.items():
                 if month not in self._months:
                     await conn.execute("SELECT belfry_ensure_events_partition($1)", occurred_at)
                     self._months.add(month)
-            privacy = await self.privacy.for_tenants(conn, {e.tenant for e in events})
-            cols = _columns(events, privacy)
-            clicks = [e for e, kind in zip(events, cols[5], strict=True) if kind == "click"]
+            privacy = await self.privacy.for_tenants(conn, {e.tenant for e in hits})
+            cols = _columns(hits, privacy)
+            clicks = [e for e, kind in zip(hits, cols[5], strict=True) if kind == "click"]
             async with conn.transaction():
-                if events:
+                if hits:
                     status = await conn.execute(INSERT_EVENTS, *cols)
                     inserted += int(status.rsplit(" ", 1)[1])
                 if clicks:  # the verdict rules that need other rows

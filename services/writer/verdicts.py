@@ -108,14 +108,21 @@ def _from_apple(ip: Any) -> bool:
 
 def classify(kind: str, data: Mapping[str, Any]) -> tuple[str, str | None]:
     """(verdict, reason) of one hit from its own data; `kind` is 'open' or 'click'."""
-    purpose = purpose_of(data)
+    ua = data.get("ua")
+    return classify_hit(
+        kind == "open", purpose_of(data), data.get("ip"), ua if isinstance(ua, str) else None
+    )
+
+
+def classify_hit(
+    is_open: bool, purpose: str | None, ip: str | None, ua: str | None
+) -> tuple[str, str | None]:
+    """`classify` from a typed hit's fields: its prefetch hint, address and user agent."""
     if purpose and _has(purpose.lower(), _PREFETCH):
         return MACHINE, PREFETCH
-    is_open = kind == "open"
-    if is_open and _from_apple(data.get("ip")):
+    if is_open and _from_apple(ip):
         return MACHINE, APPLE_MPP
-    ua = data.get("ua")
-    return _by_user_agent(is_open, ua if isinstance(ua, str) else "")
+    return _by_user_agent(is_open, ua or "")
 
 
 # Real traffic repeats a few hundred user agents, and a human one is checked against

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 from services.writer.consumer import HitConsumer
 from services.writer.settings import WriterSettings
-from shared.contracts import HIT_OPEN_V1, Envelope, make_envelope
+from shared.contracts import HIT_OPEN_V1, Event, make_envelope
 from shared.ids import new_event_id
 from shared.settings import CommonSettings
 
@@ -59,9 +59,9 @@ class FlakyStore:
     def __init__(self, failures: int = 0, duplicates: int = 0) -> None:
         self.failures = failures
         self.duplicates = duplicates
-        self.calls: list[list[Envelope]] = []
+        self.calls: list[list[Event]] = []
 
-    async def insert_hits(self, events: list[Envelope]) -> int:
+    async def insert_hits(self, events: list[Event]) -> int:
         self.calls.append(list(events))
         if len(self.calls) <= self.failures:
             raise ConnectionError("connection refused")
@@ -274,7 +274,7 @@ class BlockingStore(FlakyStore):
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def insert_hits(self, events: list[Envelope]) -> int:
+    async def insert_hits(self, events: list[Event]) -> int:
         self.entered.set()
         await self.release.wait()
         return await super().insert_hits(events)
@@ -327,9 +327,9 @@ class PickyStore(FlakyStore):
         super().__init__(failures)
         self.refused = refused
 
-    async def insert_hits(self, events: list[Envelope]) -> int:
+    async def insert_hits(self, events: list[Event]) -> int:
         if len(self.calls) >= self.failures:
-            bad = [e.data["email_id"] for e in events if e.data["email_id"] in self.refused]
+            bad = [e.data.email_id for e in events if e.data.email_id in self.refused]
             if bad:
                 self.calls.append(list(events))
                 raise asyncpg.DataError(f"invalid input value for {bad[0]}")
@@ -340,7 +340,7 @@ def stored_ids(store: FlakyStore) -> list[str]:
     """Email ids of the inserts that succeeded, in order."""
     out = []
     for call in store.calls:
-        ids = [e.data["email_id"] for e in call]
+        ids = [e.data.email_id for e in call]
         if not set(ids) & getattr(store, "refused", set()):
             out += ids
     return out
@@ -375,7 +375,7 @@ async def test_split_batch_halves_still_back_off_while_the_database_is_away() ->
     real_insert = store.insert_hits
     outages = [ConnectionError("gone"), TimeoutError()]
 
-    async def insert_hits(events: list[Envelope]) -> int:
+    async def insert_hits(events: list[Event]) -> int:
         if len(store.calls) == 1 and outages:  # after the first, refused, insert
             raise outages.pop(0)
         return await real_insert(events)
@@ -404,7 +404,7 @@ async def test_an_item_too_deep_to_encode_alone_is_dead_lettered_with_its_messag
     assert dead.headers["x-belfry-reason"] == (
         "envelope is not an object (the whole message: the item can't be re-encoded alone)"
     )
-    assert [e.data["email_id"] for e in h.store.calls[0]] == ["ok"]
+    assert [e.data.email_id for e in h.store.calls[0]] == ["ok"]
     assert message.acked.is_set()
 
 
@@ -413,18 +413,20 @@ async def test_a_check_that_breaks_on_odd_input_rejects_the_item(
 ) -> None:
     from services.writer import handler
 
-    real = handler.validate_envelope
+    real = handler.decode_event
 
-    def validate(item: Any) -> Envelope:
-        if item.get("data", {}).get("email_id") == "odd":
+    def validate(item: Any) -> Event:
+        if isinstance(item, dict) and item["data"]["email_id"] == "odd":
             raise KeyError("boom")
         return real(item)
 
-    monkeypatch.setattr(handler, "validate_envelope", validate)
+    monkeypatch.setattr(handler, "decode_event", validate)
     h = Harness(FlakyStore())
-    message = await h.deliver(orjson.dumps([hit("odd"), hit("ok")]))
+    # The 42 fails the one-pass decode, so each item is checked alone.
+    message = await h.deliver(orjson.dumps([hit("odd"), 42, hit("ok")]))
     await h.consumer.flush()
-    [(dead, _)] = h.dead_letters.published
-    assert dead.headers is not None
+    [(dead, _), (other, _)] = h.dead_letters.published
+    assert dead.headers is not None and other.headers is not None
     assert dead.headers["x-belfry-reason"] == "validation failed: KeyError: 'boom'"
+    assert other.headers["x-belfry-reason"] == "envelope is not an object"
     assert message.acked.is_set()

@@ -13,7 +13,7 @@ from shared.contracts import (
     EMAIL_REGISTERED_V1,
     HIT_CLICK_V1,
     HIT_OPEN_V1,
-    Envelope,
+    Event,
     make_envelope,
 )
 from shared.ids import new_event_id
@@ -31,9 +31,9 @@ class FakeStore:
 
     def __init__(self, seen: set[str] | None = None) -> None:
         self.seen = seen or set()
-        self.calls: list[list[Envelope]] = []
+        self.calls: list[list[Event]] = []
 
-    async def insert_hits(self, events: list[Envelope]) -> int:
+    async def insert_hits(self, events: list[Event]) -> int:
         self.calls.append(list(events))
         new = [e for e in events if e.id not in self.seen]
         self.seen.update(e.id for e in new)
@@ -47,7 +47,7 @@ def test_good_items_become_events_in_order() -> None:
     assert decoded.rejected == []
     assert [e.id for e in decoded.events] == [i["id"] for i in items]
     assert [e.type for e in decoded.events] == [HIT_OPEN_V1, HIT_CLICK_V1, HIT_OPEN_V1]
-    assert decoded.events[1].data["url"] == "https://example.com/"
+    assert decoded.events[1].data.url == "https://example.com/"
 
 
 def test_empty_array_is_an_empty_message() -> None:
