@@ -161,11 +161,19 @@ def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _text)
 
 
-def render_yaml(document: dict[str, Any]) -> str:
-    """A document as YAML, in a stable order (what a committed file holds)."""
+class _PlainDumper(_Dumper):
+    """Every repeated schema written out again, instead of as a YAML anchor and alias."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def render_yaml(document: dict[str, Any], *, aliases: bool = True) -> str:
+    """A document as YAML, in a stable order (what a committed file holds); `aliases`:
+    a schema object used twice is written once, as an anchor (`&id001`) and aliases."""
     return yaml.dump(
         document,
-        Dumper=_Dumper,
+        Dumper=_Dumper if aliases else _PlainDumper,
         sort_keys=False,
         allow_unicode=True,
         width=100,

@@ -29,15 +29,24 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import asyncpg
+import msgspec
 import orjson
 
 from services.api import privacy, retention
 from services.api.app import create_app
 from services.api.keys import ApiDeps
-from services.api.routes.privacy import load, update
+from services.api.repos.keys import PgKeyRepo
+from services.api.repos.tenants import PgTenantRepo
 from services.api.settings import ApiSettings
-from services.api.tenants import TenantError, create_tenant, list_tenants, require_tenant_row
-from shared.auth import create_key, list_keys, revoke_key
+from services.api.tenants import (
+    TenantError,
+    list_keys,
+    list_tenants,
+    new_key,
+    new_tenant,
+    require_tenant_row,
+    revoke_key,
+)
 from shared.db.migrate import MigrationError, migrate_command
 from shared.ids import valid_tenant
 from shared.ingest_tokens import KEYS_SETTING, mint_token, parse_keys
@@ -135,51 +144,41 @@ async def command(
 async def _tenant(
     conn: asyncpg.Connection, args: argparse.Namespace, out: TextIO, err: TextIO
 ) -> int:
+    tenants = PgTenantRepo(conn)
     if args.action == "list":
-        for doc in await list_tenants(conn):
+        for doc in await list_tenants(tenants):
             _line(out, doc)
         return 0
     if not valid_tenant(args.id):
         raise TenantError(f"{args.id!r} is not a valid tenant id ([a-z0-9][a-z0-9_-]{{0,62}})")
     if args.action == "create":
-        key = await create_tenant(conn, args.id, args.name)
+        key = await new_tenant(tenants, args.id, args.name)
         err.write(f"created tenant {args.id}; its api key (shown once, store it now):\n")
         out.write(key + "\n")
         return 0
     change = _settings_change(args)
     if change:
-        settings = await update(conn, args.id, change)
+        settings = await privacy.change(tenants, args.id, change)
     else:
-        stored = await load(conn, args.id)
-        settings = None if stored is None else privacy.effective(stored)
+        settings = await privacy.settings_of(tenants, args.id)
     if settings is None:
         raise TenantError(f"no tenant {args.id!r} (create it with `tenant create`)")
-    _line(out, settings)
+    _line(out, msgspec.to_builtins(settings))
     return 0
 
 
 async def _key(conn: asyncpg.Connection, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = PgKeyRepo(conn)
     if args.action == "create":
-        await require_tenant_row(conn, args.tenant)
-        key = await create_key(conn, args.tenant, args.label)
+        key = await new_key(PgTenantRepo(conn), keys, args.tenant, args.label)
         err.write(f"new api key for tenant {args.tenant} (shown once, store it now):\n")
         out.write(key + "\n")
         return 0
     if args.action == "list":
-        for info in await list_keys(conn, args.tenant):
-            _line(
-                out,
-                {
-                    "id": info.id,
-                    "tenant": info.tenant_id,
-                    "label": info.label,
-                    "created_at": info.created_at.isoformat(),
-                    "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
-                },
-            )
+        for doc in await list_keys(keys, args.tenant):
+            _line(out, doc)
         return 0
-    if not await revoke_key(conn, args.key_id):
-        raise TenantError(f"no live key with id {args.key_id!r}")
+    await revoke_key(keys, args.key_id)
     out.write(f"revoked key {args.key_id}\n")
     return 0
 
@@ -191,7 +190,7 @@ async def _ingest_token(
         raise TenantError(f"{KEYS_SETTING} is unset: it holds the keys that sign ingest tokens")
     if tenant == SELF_TENANT:
         raise TenantError(f"tenant {SELF_TENANT!r} is Belfry's own: nothing writes it from outside")
-    await require_tenant_row(conn, tenant)
+    await require_tenant_row(PgTenantRepo(conn), tenant)
     token = mint_token(keys, tenant)
     err.write(
         f"ingest token for tenant {tenant} (key {keys.active}; shown once, store it now;"

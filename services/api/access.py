@@ -16,16 +16,13 @@ from aiohttp import web
 from services.api import metrics
 from services.api.http import not_found
 from services.api.keys import DATABASE, SETTINGS
+from services.api.repos.tenants import PgTenantRepo
 from shared.auth import bearer_token, require_tenant
 from shared.ids import valid_tenant
 
 
 async def pool(request: web.Request) -> asyncpg.Pool:
     return await request.app[DATABASE].pool()
-
-
-async def tenant_exists(conn: asyncpg.Pool | asyncpg.Connection, tenant: str) -> bool:
-    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant))
 
 
 async def authorize(request: web.Request, *, little_bell: bool = False) -> str:
@@ -35,7 +32,7 @@ async def authorize(request: web.Request, *, little_bell: bool = False) -> str:
         raise not_found("unknown tenant")
     db = await pool(request)
     if little_bell and request.app[SETTINGS].little_bell_open and bearer_token(request) is None:
-        if not await tenant_exists(db, tenant):
+        if not await PgTenantRepo(db).exists(tenant):
             raise not_found("unknown tenant")
         return tenant
     try:

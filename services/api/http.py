@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -23,7 +24,9 @@ MAX_BODY = 1 << 20
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+    """An answer: a contract type (services/api/contracts.py) or plain JSON data."""
+    body = msgspec.json.encode(data) if isinstance(data, msgspec.Struct) else orjson.dumps(data)
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 def _error(cls: type[web.HTTPException], reason: str, **extra: Any) -> web.HTTPException:

@@ -5,19 +5,31 @@
 The writer applies `ip_mode` and `respect_dnt` when it stores a hit; the api's
 `retention` command applies `retention_months`. Stored documents hold only what was set;
 `effective()` fills in the defaults, so a default can change without rewriting rows.
+A change is checked against its contract type (services/api/contracts.py
+`SettingsInput`) and written by the tenants repository (services/api/repos/tenants.py),
+for the route and the command line alike.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from typing import Any
 
+from services.api.contracts import MAX_RETENTION_MONTHS, IpMode, Settings, SettingsInput
+from services.api.repos.tenants import TenantRepo
+from shared.decoding import field_values
 from shared.jsonnum import json_int
 
-IP_MODES = ("full", "truncated", "none")
+IP_MODES: tuple[str, ...] = typing.get_args(IpMode)
 DEFAULTS: dict[str, Any] = {"ip_mode": "full", "respect_dnt": True, "retention_months": None}
-# Ten years: anything longer is "keep" (null), and a bound keeps date arithmetic sane.
-MAX_RETENTION_MONTHS = 120
+MESSAGES = {
+    "ip_mode": f"must be one of {', '.join(IP_MODES)}",
+    "respect_dnt": "must be true or false",
+    "retention_months": "must be null (keep everything) or an integer from 1 to"
+    f" {MAX_RETENTION_MONTHS}",
+}
+UNKNOWN = f"unknown setting (known: {', '.join(DEFAULTS)})"
 
 
 class SettingsInvalid(ValueError):
@@ -36,26 +48,14 @@ def effective(stored: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def validate_update(update: Any) -> dict[str, Any]:
     """Check a (partial) settings document; returns it, or raises SettingsInvalid."""
-    if not isinstance(update, dict):
-        raise SettingsInvalid({"body": "must be a JSON object"})
-    errors: dict[str, str] = {}
-    for key in sorted(set(update) - set(DEFAULTS)):
-        errors[key] = f"unknown setting (known: {', '.join(DEFAULTS)})"
-    if "ip_mode" in update and update["ip_mode"] not in IP_MODES:
-        errors["ip_mode"] = f"must be one of {', '.join(IP_MODES)}"
-    if "respect_dnt" in update and not isinstance(update["respect_dnt"], bool):
-        errors["respect_dnt"] = "must be true or false"
-    if "retention_months" in update:
-        months = update["retention_months"]
-        if months is not None and json_int(months, 1, MAX_RETENTION_MONTHS) is None:
-            errors["retention_months"] = (
-                f"must be null (keep everything) or an integer from 1 to {MAX_RETENTION_MONTHS}"
-            )
+    checked, errors = field_values(SettingsInput, update, MESSAGES, UNKNOWN)
+    months = checked.get("retention_months")
+    if months is not None:  # 6.0 is stored as 6
+        checked["retention_months"] = json_int(months, 1, MAX_RETENTION_MONTHS)
+        if checked["retention_months"] is None:
+            errors["retention_months"] = MESSAGES["retention_months"]
     if errors:
         raise SettingsInvalid(errors)
-    checked = dict(update)
-    if checked.get("retention_months") is not None:  # 6.0 is stored as 6
-        checked["retention_months"] = json_int(checked["retention_months"], 1, MAX_RETENTION_MONTHS)
     return checked
 
 
@@ -64,3 +64,18 @@ def merged(stored: Mapping[str, Any] | None, update: Mapping[str, Any]) -> dict[
     doc = {k: v for k, v in (stored or {}).items() if k in DEFAULTS}
     doc.update(update)
     return doc
+
+
+def _in_force(stored: Mapping[str, Any] | None) -> Settings | None:
+    return None if stored is None else Settings(**effective(stored))
+
+
+async def settings_of(tenants: TenantRepo, tenant: str) -> Settings | None:
+    """The tenant's settings in force; None when there is no such tenant."""
+    return _in_force(await tenants.settings(tenant))
+
+
+async def change(tenants: TenantRepo, tenant: str, update: Mapping[str, Any]) -> Settings | None:
+    """Apply a validated update (under the tenant's row lock); the settings in force
+    after it, or None when there is no such tenant."""
+    return _in_force(await tenants.change_settings(tenant, lambda stored: merged(stored, update)))

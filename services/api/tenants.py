@@ -1,55 +1,73 @@
-"""Tenants and their keys, for the command line (services.api.__main__)."""
+"""Tenants and their keys, for the command line (services.api.__main__) and the tests:
+the rules around the tenants and keys repositories (services/api/repos/)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-import orjson
-
 from services.api import privacy
-from shared.auth import create_key
+from services.api.repos import Conn
+from services.api.repos.keys import KeyRepo
+from services.api.repos.tenants import PgTenantRepo, TenantRepo
 
 
 class TenantError(ValueError):
     """A tenant command cannot be done; the message says why."""
 
 
-async def create_tenant(conn: asyncpg.Connection, tenant: str, name: str = "") -> str:
+async def new_tenant(tenants: TenantRepo, tenant: str, name: str = "") -> str:
     """Create the tenant and its first API key; returns the key (shown once)."""
-    async with conn.transaction():
-        inserted = await conn.fetchval(
-            "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING"
-            " RETURNING id",
-            tenant,
-            name,
-        )
-        if inserted is None:
-            raise TenantError(f"tenant {tenant!r} exists already (add a key with `key create`)")
-        return await create_key(conn, tenant, "created with the tenant")
+    key = await tenants.create(tenant, name, "created with the tenant")
+    if key is None:
+        raise TenantError(f"tenant {tenant!r} exists already (add a key with `key create`)")
+    return key
 
 
-async def require_tenant_row(conn: asyncpg.Connection, tenant: str) -> None:
-    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant):
+async def create_tenant(conn: Conn, tenant: str, name: str = "") -> str:
+    """`new_tenant` on Postgres (a connection or a pool)."""
+    return await new_tenant(PgTenantRepo(conn), tenant, name)
+
+
+async def require_tenant_row(tenants: TenantRepo, tenant: str) -> None:
+    if not await tenants.exists(tenant):
         raise TenantError(f"no tenant {tenant!r} (create it with `tenant create`)")
 
 
-async def list_tenants(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT t.id, t.name, t.created_at, t.settings::text AS settings,"
-        " (SELECT count(*) FROM api_keys k WHERE k.tenant_id = t.id AND k.revoked_at IS NULL)"
-        " AS live_keys,"
-        " (SELECT count(*) FROM emails e WHERE e.tenant_id = t.id) AS emails"
-        " FROM tenants t ORDER BY t.id"
-    )
+async def new_key(tenants: TenantRepo, keys: KeyRepo, tenant: str, label: str) -> str:
+    """Another key for an existing tenant; returns it (shown once)."""
+    await require_tenant_row(tenants, tenant)
+    return await keys.create(tenant, label)
+
+
+async def list_tenants(tenants: TenantRepo) -> list[dict[str, Any]]:
+    """Every tenant with its settings in force, live keys and registered emails."""
     return [
         {
-            "id": r["id"],
-            "name": r["name"],
-            "created_at": r["created_at"].isoformat(),
-            "settings": privacy.effective(orjson.loads(r["settings"])),
-            "live_keys": r["live_keys"],
-            "emails": r["emails"],
+            "id": t.id,
+            "name": t.name,
+            "created_at": t.created_at.isoformat(),
+            "settings": privacy.effective(t.settings),
+            "live_keys": t.live_keys,
+            "emails": t.emails,
         }
-        for r in rows
+        for t in await tenants.all()
     ]
+
+
+async def list_keys(keys: KeyRepo, tenant: str | None) -> list[dict[str, Any]]:
+    """Every key (of one tenant, or all) as the command line prints it: never the secret."""
+    return [
+        {
+            "id": info.id,
+            "tenant": info.tenant_id,
+            "label": info.label,
+            "created_at": info.created_at.isoformat(),
+            "revoked_at": info.revoked_at.isoformat() if info.revoked_at else None,
+        }
+        for info in await keys.of_tenant(tenant)
+    ]
+
+
+async def revoke_key(keys: KeyRepo, key_id: str) -> None:
+    if not await keys.revoke(key_id):
+        raise TenantError(f"no live key with id {key_id!r}")

@@ -1,4 +1,4 @@
-"""Little Bell-compatible email routes.
+"""Little Bell-compatible email routes (the service: services/api/emails.py).
 
 - `POST /{tenant}/emails` `{"subject"?, "recipient"?}` → 201 `{"email_id",
   "tracking_pixel_url"}` plus Belfry's extras: `click_url_endpoint` (where to get a signed
@@ -6,106 +6,49 @@
   `click_urls[url]`, which saves a round trip per link.
 - `GET /{tenant}/click-url/{email_id}?url=` → `{"click_url", "original_url"}`.
 - `GET /{tenant}/emails` (newest first, `?limit=&before=`) and `GET /{tenant}/emails/{id}`.
-
-Email ids are 128-bit random (`secrets.token_urlsafe(16)`): not guessable, not enumerable.
-`created_at` is set here, at registration: the writer's classifier reads it ("a click
-within seconds of registration is a scanner").
 """
 
 from __future__ import annotations
 
-import secrets
-from typing import Any
+from datetime import datetime
 
 from aiohttp import web
 
-from services.api import metrics
+from services.api import emails, metrics
 from services.api.access import authorize, pool
+from services.api.contracts import MAX_LIST
 from services.api.http import bad_request, json_response, not_found, read_json
 from services.api.keys import SETTINGS
-from services.api.links import click_url, pixel_url
+from services.api.repos.emails import PgEmailRepo
 from services.api.timerange import parse_instant
 from shared.ids import valid_email_id
 from shared.signing import target_problem
 
-MAX_SUBJECT = 998  # RFC 5322's line limit: no real subject is longer
-MAX_RECIPIENT = 320
-MAX_LINKS = 100
-MAX_LIST = 500
+
+async def _repo(request: web.Request) -> PgEmailRepo:
+    return PgEmailRepo(await pool(request))
 
 
-def new_email_id() -> str:
-    return secrets.token_urlsafe(16)  # 22 chars of [A-Za-z0-9_-]: shared.ids accepts it
+def _links(request: web.Request) -> emails.Links:
+    settings = request.app[SETTINGS]
+    return emails.Links(settings.public_url, settings.signing)
 
 
-def _validate(body: Any) -> tuple[dict[str, str | None], list[str]]:
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise bad_request("body must be a JSON object")
-    errors: dict[str, str] = {}
-    fields: dict[str, str | None] = {}
-    for name, limit in (("subject", MAX_SUBJECT), ("recipient", MAX_RECIPIENT)):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > limit):
-            errors[name] = f"must be a string of at most {limit} characters"
-        fields[name] = value
-    links = body.get("links", [])
-    if not isinstance(links, list) or len(links) > MAX_LINKS:
-        errors["links"] = f"must be a list of at most {MAX_LINKS} URLs"
-        links = []
-    for index, link in enumerate(links):
-        problem = "must be a string" if not isinstance(link, str) else target_problem(link)
-        if problem:
-            errors[f"links[{index}]"] = problem
-    if errors:
-        raise bad_request("invalid email", errors)
-    return fields, links
+def _email_id(request: web.Request) -> str:
+    email_id = request.match_info["email_id"]
+    if not valid_email_id(email_id):
+        raise not_found("unknown email")
+    return email_id
 
 
 async def create_email(request: web.Request) -> web.Response:
     tenant = await authorize(request, little_bell=True)
-    fields, links = _validate(await read_json(request))
-    email_id = new_email_id()
-    db = await pool(request)
-    created = await db.fetchval(
-        "INSERT INTO emails (tenant_id, id, subject, recipient, created_at)"
-        " VALUES ($1, $2, $3, $4, now()) RETURNING created_at",
-        tenant,
-        email_id,
-        fields["subject"],
-        fields["recipient"],
-    )
+    email = emails.email_input(await read_json(request))
+    answer = await emails.register(await _repo(request), _links(request), tenant, email)
     metrics.EMAILS_REGISTERED.inc()
-    settings = request.app[SETTINGS]
-    body: dict[str, Any] = {
-        "email_id": email_id,
-        "tracking_pixel_url": pixel_url(settings.public_url, tenant, email_id),
-        "click_url_endpoint": f"/{tenant}/click-url/{email_id}?url=",
-        "created_at": created.isoformat(),
-    }
-    if links:
-        body["click_urls"] = {
-            link: click_url(settings.public_url, settings.signing, tenant, email_id, link)
-            for link in links
-        }
-        metrics.CLICK_URLS_SIGNED.inc(len(body["click_urls"]))
-    return json_response(body, status=201)
-
-
-async def _email_row(request: web.Request, tenant: str) -> Any:
-    email_id = request.match_info["email_id"]
-    if not valid_email_id(email_id):
-        raise not_found("unknown email")
-    db = await pool(request)
-    row = await db.fetchrow(
-        "SELECT id, subject, recipient, created_at FROM emails WHERE tenant_id = $1 AND id = $2",
-        tenant,
-        email_id,
-    )
-    if row is None:
-        raise not_found("unknown email")
-    return row
+    if answer.click_urls:
+        metrics.CLICK_URLS_SIGNED.inc(len(answer.click_urls))
+    return json_response(answer, status=201)
 
 
 async def click_url_route(request: web.Request) -> web.Response:
@@ -116,42 +59,24 @@ async def click_url_route(request: web.Request) -> web.Response:
     problem = target_problem(url)
     if problem:
         raise bad_request(problem, {"url": problem})
-    row = await _email_row(request, tenant)
-    settings = request.app[SETTINGS]
+    email_id = _email_id(request)
+    answer = await emails.signed_click(await _repo(request), _links(request), tenant, email_id, url)
+    if answer is None:
+        raise not_found("unknown email")
     metrics.CLICK_URLS_SIGNED.inc()
-    return json_response(
-        {
-            "click_url": click_url(settings.public_url, settings.signing, tenant, row["id"], url),
-            "original_url": url,
-        }
-    )
-
-
-def _email_json(row: Any) -> dict[str, Any]:
-    return {
-        "email_id": row["id"],
-        "subject": row["subject"],
-        "recipient": row["recipient"],
-        "created_at": row["created_at"].isoformat(),
-    }
+    return json_response(answer)
 
 
 async def get_email(request: web.Request) -> web.Response:
     tenant = await authorize(request)
-    row = await _email_row(request, tenant)
-    settings = request.app[SETTINGS]
-    return json_response(
-        {
-            **_email_json(row),
-            "tracking_pixel_url": pixel_url(settings.public_url, tenant, row["id"]),
-            "stats_url": f"/{tenant}/stats?email_id={row['id']}",
-        }
-    )
+    email_id = _email_id(request)
+    answer = await emails.detail(await _repo(request), _links(request), tenant, email_id)
+    if answer is None:
+        raise not_found("unknown email")
+    return json_response(answer)
 
 
-async def list_emails(request: web.Request) -> web.Response:
-    """Newest first; `before` (the `created_at` of the last row seen) pages on."""
-    tenant = await authorize(request)
+def _page_query(request: web.Request) -> tuple[datetime | None, int]:
     errors: dict[str, str] = {}
     try:
         limit = int(request.query.get("limit", "100"))
@@ -168,13 +93,11 @@ async def list_emails(request: web.Request) -> web.Response:
             errors["before"] = str(exc)
     if errors:
         raise bad_request("invalid query", errors)
-    db = await pool(request)
-    rows = await db.fetch(
-        "SELECT id, subject, recipient, created_at FROM emails WHERE tenant_id = $1"
-        " AND ($2::timestamptz IS NULL OR created_at < $2)"
-        " ORDER BY created_at DESC, id LIMIT $3",
-        tenant,
-        before,
-        limit,
-    )
-    return json_response({"emails": [_email_json(r) for r in rows]})
+    return before, limit
+
+
+async def list_emails(request: web.Request) -> web.Response:
+    """Newest first; `before` (the `created_at` of the last row seen) pages on."""
+    tenant = await authorize(request)
+    before, limit = _page_query(request)
+    return json_response(await emails.page(await _repo(request), tenant, before, limit))
