@@ -139,19 +139,46 @@ async def stop_all(
     finally:
         again.cancel()
     for child in todo:
-        if child.proc.returncode is None:
+        if child.exit_seconds is None:
             child.killed = True
             if on_kill is not None:
                 on_kill(child)
             child.kill_group()
     await everyone
     for child in todo:
-        child.kill_group()  # a grandchild that outlived its parent
         if child._log_fh is not None:
             child._log_fh.close()
 
 
 async def _reap(child: Child, started: float) -> None:
-    await child.proc.wait()
+    await leader_exit(child.proc)
     child.exit_seconds = round(time.monotonic() - started, 3)
+    child.kill_group()  # what it left behind would hold our pipe open, and its port
+    await child.proc.wait()
     child.exit_code = child.proc.returncode
+
+
+async def leader_exit(proc: asyncio.subprocess.Process) -> None:
+    """Until the process itself has exited. (`proc.wait()` also waits until its output
+    pipe is closed, which a grandchild that inherited it can put off forever.) A pidfd
+    turns readable when the process exits."""
+    if proc.returncode is not None:
+        return
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+, or reaped already
+        await proc.wait()
+        return
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)

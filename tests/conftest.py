@@ -4,7 +4,6 @@ servers as they found them."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import secrets
@@ -22,6 +21,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from devtools.children import spawn as spawn_child
+from devtools.children import stop_all
+from devtools.ports import free_port
+from devtools.ready import wait_http_ok
 from services.ingest.app import create_app as create_ingest
 from services.ingest.keys import IngestDeps
 from services.ingest.settings import IngestSettings
@@ -32,7 +35,7 @@ from shared.db.migrate import migrate_url
 from shared.settings import CommonSettings
 from shared.signing import SigningKeys
 from shared.topology import Topology, delete_all
-from tests.support.processes import ROOT, Proc, free_port, wait_ready
+from tests.support.processes import Proc
 from tests.support.tcpproxy import TcpProxy
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -193,12 +196,12 @@ def start_writer(start_app: Any, writer_settings: WriterSettings) -> Started:
 @pytest.fixture
 async def spawn(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     """Start `python -m services.<name>` on a free port with this test's database and
-    prefix, wait until it is ready; killed at the end if still running."""
+    prefix, wait until it is ready; killed (its whole process group) at the end if still
+    running."""
     procs: list[Proc] = []
 
     async def start(service: str, **env: str) -> Proc:
         port = free_port()
-        log = tmp_path / f"{service}-{port}.log"
         full_env = {
             **os.environ,
             "AMQP_URL": common.amqp_url,
@@ -210,26 +213,16 @@ async def spawn(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Callabl
             f"{service.upper()}_HOST": "127.0.0.1",
             **env,
         }
-        with log.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                f"services.{service}",
-                cwd=ROOT,
-                env=full_env,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-            )
-        p = Proc(proc, port, log)
+        argv = [sys.executable, "-m", f"services.{service}"]
+        log = tmp_path / f"{service}-{port}.log"
+        p = Proc(await spawn_child(service, argv, env=full_env, log=log), port)
         procs.append(p)
-        await wait_ready(p)
+        await wait_http_ok(f"{p.url}/readyz", p.child, timeout=20)
         return p
 
     yield start
-    for p in procs:
-        if p.proc.returncode is None:
-            p.proc.kill()
-            await p.proc.wait()
+    # No drain to wait for: the test is over.
+    await stop_all([p.child for p in procs], timeout=0)
 
 
 @pytest.fixture

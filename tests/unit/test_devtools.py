@@ -1,0 +1,140 @@
+"""devtools (the child processes of `make run`, `make bench` and the tests): a child that
+becomes ready, one that dies first (a clear error with its log), a stop that ends the
+whole process group, and CPU/RSS read for a busy child."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from devtools.children import spawn, stop_all
+from devtools.ports import free_port, tcp_refusal
+from devtools.ready import NotReady, wait_http_ok
+from devtools.usage import (
+    PeakRss,
+    cpu_seconds,
+    cpu_seconds_by_name,
+    machine_cpu,
+    processes_named,
+    rss_bytes,
+)
+
+STUBBORN = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('up', flush=True); time.sleep(600)"
+)
+# Leaves a grandchild that ignores SIGTERM, says its pid, then exits on SIGTERM itself.
+PARENT_OF_STUBBORN = f"""
+import signal, subprocess, sys
+grandchild = subprocess.Popen(
+    [sys.executable, "-c", {STUBBORN!r}],
+    stdout=subprocess.PIPE,
+)
+grandchild.stdout.readline()
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+print(grandchild.pid, flush=True)
+signal.pause()
+"""
+# Burns 0.3 s of CPU holding 64 MiB, says so, then waits.
+BUSY = """
+import time
+held = bytearray(64 << 20)
+for i in range(0, len(held), 4096):
+    held[i] = 1
+t = time.process_time()
+while time.process_time() - t < 0.3:
+    pass
+print("done", flush=True)
+time.sleep(600)
+"""
+
+
+async def test_a_child_that_becomes_ready(tmp_path: Path) -> None:
+    (tmp_path / "readyz").write_text("ok")
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    argv += ["--directory", str(tmp_path)]
+    child = await spawn("files", argv, log=tmp_path / "files.log")
+    try:
+        seconds = await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child, timeout=20)
+        assert 0 <= seconds < 20
+        assert await tcp_refusal("127.0.0.1", port) is None
+    finally:
+        await child.stop(timeout=10)
+    assert child.exit_code is not None and child.exit_seconds is not None
+    assert not child.killed  # SIGTERM was enough
+    assert await tcp_refusal("127.0.0.1", port) is not None
+
+
+async def test_a_child_that_dies_before_ready_says_why_with_its_log(tmp_path: Path) -> None:
+    code = "print('config error: BELFRY_NOPE is not a number', flush=True); raise SystemExit(3)"
+    child = await spawn("broken", [sys.executable, "-c", code], log=tmp_path / "broken.log")
+    with pytest.raises(NotReady) as caught:
+        await wait_http_ok(f"http://127.0.0.1:{free_port()}/readyz", child, timeout=20)
+    message = str(caught.value)
+    assert "broken exited (status 3) before it was ready" in message
+    assert "config error: BELFRY_NOPE is not a number" in message
+    await child.stop()
+    assert child.exit_code == 3
+
+
+async def test_never_ready_says_the_last_answer() -> None:
+    with pytest.raises(NotReady) as caught:
+        await wait_http_ok(f"http://127.0.0.1:{free_port()}/readyz", timeout=0.3)
+    assert "not ready after" in str(caught.value) and caught.value.last
+
+
+async def test_stop_ends_the_whole_group(tmp_path: Path) -> None:
+    child = await spawn("parent", [sys.executable, "-c", PARENT_OF_STUBBORN])
+    assert child.proc.stdout is not None
+    grandchild = psutil.Process(int(await child.proc.stdout.readline()))
+    assert grandchild.is_running() and os.getpgid(grandchild.pid) == child.pid
+    await child.stop(timeout=10)
+    # The parent left on SIGTERM (at once, though the grandchild held our pipe)...
+    assert child.exit_code == 0 and not child.killed
+    assert child.exit_seconds is not None and child.exit_seconds < 5
+    # ...and what it left behind is gone with the group.
+    await asyncio.to_thread(grandchild.wait, 10)
+    assert not grandchild.is_running()
+
+
+async def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout() -> None:
+    child = await spawn("stubborn", [sys.executable, "-c", STUBBORN])
+    assert child.proc.stdout is not None
+    await child.proc.stdout.readline()  # its handler is in place
+    killed: list[str] = []
+    await stop_all([child], timeout=0.2, on_kill=lambda c: killed.append(c.name))
+    assert child.killed and killed == ["stubborn"] and child.exit_code == -9
+    await stop_all([child])  # idempotent
+
+
+async def test_cpu_and_rss_of_a_busy_child() -> None:
+    child = await spawn("busy", [sys.executable, "-c", BUSY])
+    try:
+        assert child.proc.stdout is not None
+        peak = PeakRss(child.pid, interval=0.01).start()
+        assert await child.proc.stdout.readline() == b"done\n"
+        cpu = cpu_seconds(child.pid)
+        assert cpu is not None and cpu >= 0.3
+        rss = rss_bytes(child.pid)
+        assert rss is not None and rss >= 64 << 20
+        assert await peak.stop() >= 64 << 20
+        assert peak.peak_kb == peak.peak_bytes // 1024
+    finally:
+        await child.stop(timeout=10)
+    assert cpu_seconds(child.pid) is None and rss_bytes(child.pid) is None  # gone
+
+
+def test_machine_and_named_processes() -> None:
+    busy, total = machine_cpu()
+    assert 0 < busy < total
+    me = psutil.Process().name()
+    assert str(os.getpid()) in " ".join(processes_named(me))
+    assert all(not p.startswith(f"{os.getpid()} ") for p in processes_named(me, os.getpid()))
+    assert cpu_seconds_by_name([me, "no-such-command"])[me] > 0
+    assert cpu_seconds_by_name(["no-such-command"]) == {"no-such-command": 0.0}
