@@ -26,8 +26,8 @@ every sample evaluated, p99 intake latency ≤ 50 ms) and written to
 `bench/results/bench-intake-<UTC timestamp>.json`. Exit code 0 whatever the numbers;
 non-zero only when the benchmark could not run.
 
-Reuses scripts/bench.py (the hot-path bench) for processes, /proc CPU and RSS, scraping,
-clean-up.
+Reuses devtools (processes, readiness, psutil CPU and RSS) and scripts/bench.py (the
+hot-path bench) for scraping and clean-up.
 """
 
 from __future__ import annotations
@@ -63,6 +63,10 @@ for _path in (ROOT, ROOT / "scripts"):  # run as a file: the repo root is not on
         sys.path.insert(0, str(_path))
 
 import bench as hot  # noqa: E402  (scripts/bench.py)
+from devtools.children import Child, spawn  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
+from devtools.ready import NotReady, wait_http_ok  # noqa: E402
+from devtools.usage import PeakRss, cpu_seconds, cpu_seconds_by_name, machine_cpu  # noqa: E402
 
 SELF = str(Path(__file__).resolve())
 TENANT = "bench"
@@ -448,9 +452,9 @@ def counter(metrics: dict[str, float], name: str, **labels: str) -> float:
 
 @dataclass
 class Services:
-    ingest: hot.Proc
-    alerting: hot.Proc
-    writer: hot.Proc
+    ingest: Child
+    alerting: Child
+    writer: Child
     ingest_base: str
     alerting_base: str
     writer_base: str
@@ -465,20 +469,20 @@ async def cpu_snapshot(ctx: hot.Ctx, svc: Services) -> Snapshot:
     shared with whatever else runs), the backends serving the bench database (ours
     alone: `postgres_bench`), and the machine."""
     out = {
-        name: hot.cpu_seconds(p.pid) or 0.0
+        name: cpu_seconds(p.pid) or 0.0
         for name, p in (("ingest", svc.ingest), ("alerting", svc.alerting), ("writer", svc.writer))
     }
-    servers = hot.cpu_seconds_by_command(hot.SERVER_COMMANDS)
+    servers = cpu_seconds_by_name(hot.SERVER_COMMANDS)
     for command, label in hot.SERVER_COMMANDS.items():
         out[label] = servers[command]
-    busy, total = hot.machine_busy()
+    busy, total = machine_cpu()
     out["machine_busy"], out["machine_total"] = busy, total
     conn = await asyncpg.connect(ctx.args.postgres_url, timeout=5)
     try:
         rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = $1", svc.db)
     finally:
         await conn.close()
-    backends = {r["pid"]: hot.cpu_seconds(r["pid"]) or 0.0 for r in rows}
+    backends = {r["pid"]: cpu_seconds(r["pid"]) or 0.0 for r in rows}
     return out, backends
 
 
@@ -510,9 +514,7 @@ async def belfry_phase(ctx: hot.Ctx, svc: Services, protocol: str, token: str) -
     """One protocol's load against Belfry, then the wait until it was all delivered."""
     done0, stored0 = await progress(ctx, svc, protocol)
     alerting0 = await hot.scrape(ctx.http, svc.alerting_base)
-    samplers = {
-        n: hot.RssSampler(p.pid) for n, p in (("ingest", svc.ingest), ("alerting", svc.alerting))
-    }
+    samplers = {n: PeakRss(p.pid) for n, p in (("ingest", svc.ingest), ("alerting", svc.alerting))}
     for sampler in samplers.values():
         sampler.start()
     try:
@@ -621,7 +623,7 @@ async def start_belfry(ctx: hot.Ctx, token_keys: str) -> tuple[Services, dict[st
     ctx_resources(ctx).update(resources)
     rules = ctx.work / "rules.yaml"
     rules.write_text(rules_yaml(math.ceil(ctx.args.series / SERIES_PER_METRIC)))
-    ports = {name: hot.free_port() for name in ("ingest", "writer", "alerting")}
+    ports = {name: free_port() for name in ("ingest", "writer", "alerting")}
     env = dict(
         hot.service_env(),
         DATABASE_URL=hot.db_url_for(ctx.args.postgres_url, db_name),
@@ -645,27 +647,35 @@ async def start_belfry(ctx: hot.Ctx, token_keys: str) -> tuple[Services, dict[st
         LOG_LEVEL="WARNING",
     )
     print(f"belfry: database {db_name}, prefix {prefix}", flush=True)
-    migrate = await hot.start_proc(
-        "migrate", [sys.executable, "-m", "shared.db", "migrate"], env, ctx.log_dir
+    migrate = await spawn(
+        "migrate", [sys.executable, "-m", "shared.db", "migrate"], env=env, log=log(ctx, "migrate")
     )
     ctx.procs.append(migrate)
-    if await asyncio.wait_for(migrate.process.wait(), hot.READY_TIMEOUT) != 0:
+    if await asyncio.wait_for(migrate.proc.wait(), hot.READY_TIMEOUT) != 0:
         raise hot.BenchError(f"python -m shared.db migrate failed: {migrate.tail(5)}")
-    await hot.stop_proc(migrate)
+    await migrate.stop()
     procs = {}
     for name in ("writer", "alerting", "ingest"):
-        procs[name] = await hot.start_proc(
-            name, [sys.executable, "-m", f"services.{name}"], env, ctx.log_dir
-        )
+        argv = [sys.executable, "-m", f"services.{name}"]
+        procs[name] = await spawn(name, argv, env=env, log=log(ctx, name))
         ctx.procs.append(procs[name])
     bases = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     for name in ("writer", "alerting", "ingest"):
-        await hot.wait_http_200(ctx.http, f"{bases[name]}/readyz", procs[name])
+        await ready(ctx, f"{bases[name]}/readyz", procs[name])
     svc = Services(
         procs["ingest"], procs["alerting"], procs["writer"],
         bases["ingest"], bases["alerting"], bases["writer"], db_name,
     )  # fmt: skip
     return svc, resources
+
+
+def log(ctx: hot.Ctx, name: str) -> Path:
+    return ctx.log_dir / f"{name}.log"
+
+
+async def ready(ctx: hot.Ctx, url: str, child: Child) -> float:
+    """Seconds until `url` answered 200 (NotReady, with the child's log tail, if not)."""
+    return await wait_http_ok(url, child, timeout=hot.READY_TIMEOUT, session=ctx.http)
 
 
 def ctx_resources(ctx: hot.Ctx) -> dict[str, str]:
@@ -679,7 +689,7 @@ def ctx_resources(ctx: hot.Ctx) -> dict[str, str]:
 async def cleanup(ctx: hot.Ctx) -> None:
     for proc in ctx.procs:
         with hot.cleanup_step(f"stop {proc.name}", ctx.failures):
-            await hot.stop_proc(proc)
+            await proc.stop()
     created = ctx_resources(ctx)
     if "prefix" in created:
         with hot.cleanup_step(f"delete topology {created['prefix']}", ctx.failures):
@@ -703,34 +713,34 @@ def mint(tenant: str) -> tuple[str, str]:
 
 
 async def run_bare(ctx: hot.Ctx, protocols: tuple[str, ...]) -> dict[str, Any]:
-    port = hot.free_port()
-    bare = await hot.start_proc(
+    port = free_port()
+    bare = await spawn(
         "bare_intake",
         [sys.executable, str(ROOT / "scripts" / "bare_intake.py"), "--port", str(port)],
-        hot.service_env(),
-        ctx.log_dir,
+        env=hot.service_env(),
+        log=log(ctx, "bare_intake"),
     )
     ctx.procs.append(bare)
     base = f"http://127.0.0.1:{port}"
     print(f"ceiling: scripts/bare_intake.py at {base}", flush=True)
-    await hot.wait_http_200(ctx.http, f"{base}/readyz", bare)
+    await ready(ctx, f"{base}/readyz", bare)
     out: dict[str, Any] = {}
     for protocol in protocols:
-        before = hot.cpu_seconds(bare.pid) or 0.0
-        busy0 = hot.machine_busy()
+        before = cpu_seconds(bare.pid) or 0.0
+        busy0 = machine_cpu()
         load, _ = await run_load(ctx, base, protocol, "bare", "ceiling", paced=False)
-        busy1 = hot.machine_busy()
+        busy1 = machine_cpu()
         out[protocol] = {
             "load": asdict(load),
             "accepted_per_s": round(load.samples_per_s, 1),
             "cpu_seconds_during_load": {
-                "bare": round((hot.cpu_seconds(bare.pid) or 0.0) - before, 2),
+                "bare": round((cpu_seconds(bare.pid) or 0.0) - before, 2),
                 "generator": load.cpu_s,
                 "machine_busy": round(busy1[0] - busy0[0], 2),
                 "machine_total": round(busy1[1] - busy0[1], 2),
             },
         }
-    await hot.stop_proc(bare)
+    await bare.stop()
     ctx.procs.remove(bare)
     return out
 
@@ -1003,7 +1013,7 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="belfry-bench-intake-"))
     try:
         report = asyncio.run(bench(args, work))
-    except hot.BenchError as exc:
+    except (hot.BenchError, NotReady) as exc:
         print(f"bench_intake: {exc}\nservice logs in {work / 'logs'}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
