@@ -46,6 +46,8 @@ MAX_IP_LEN = 64
 MAX_PROPS_BYTES = 4096
 # orjson (which re-encodes a dead-lettered event) writes at most this depth.
 _MAX_PROPS_DEPTH = 254
+# Only times in these years can leave datetime's range once in UTC.
+_EDGE_YEARS = (1, 9999)
 
 # Event ids: the canonical 8-4-4-4-12 hex spelling only. Python's uuid.UUID also takes
 # `urn:uuid:`, braces and hyphens anywhere, which Postgres's uuid input refuses: an id it
@@ -60,7 +62,7 @@ IPV4_DOTTED = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _UUID = re.compile(UUID_PATTERN)
 
 Uuid = Annotated[str, msgspec.Meta(pattern=UUID_PATTERN)]
-TenantId = Annotated[str, msgspec.Meta(pattern=TENANT_PATTERN)]
+_TENANT = re.compile(TENANT_PATTERN)
 EmailId = Annotated[str, msgspec.Meta(pattern=EMAIL_ID_PATTERN)]
 Timestamp = Annotated[datetime, msgspec.Meta(tz=True)]
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
@@ -80,13 +82,33 @@ def is_ip(value: str) -> bool:
 def in_utc_range(value: datetime) -> bool:
     """False for the few times whose UTC instant leaves datetime's range (asyncpg
     converts to UTC to store a timestamptz); only years 1 and 9999 can."""
-    if value.year not in (1, 9999):
+    if value.year not in _EDGE_YEARS:
         return True
     try:
         value.astimezone(UTC)
     except OverflowError:
         return False
     return True
+
+
+# Values checked before, per process: tenants and client addresses repeat from hit to
+# hit, and a set lookup costs a tenth of a regex match. Bounded: cleared when full.
+_SEEN_MAX = 50_000
+_valid_tenants: set[str] = set()
+_valid_ips: set[str] = set()
+
+
+def _remember(seen: set[str], value: str) -> None:
+    if len(seen) >= _SEEN_MAX:
+        seen.clear()
+    seen.add(value)
+
+
+def _check_ip(ip: str) -> None:
+    _no_nul(ip, "ip")
+    if not is_ip(ip):
+        raise ValueError("data.ip is not an IP address")
+    _remember(_valid_ips, ip)
 
 
 def _no_nul(value: str | None, field: str) -> None:
@@ -107,9 +129,9 @@ _NULL = msgspec.Raw(b"null")
 def _check_props(props: msgspec.Raw) -> None:
     """`props` is kept as the bytes it arrived as (stored as they are, no decode and
     re-encode per hit); these are the checks its dict once had."""
-    if not props or props == _NULL:
-        return
     raw = bytes(props)
+    if raw == b"null":
+        return
     if raw[:1] != b"{":
         raise ValueError("data.props must be an object")
     if len(raw) > MAX_PROPS_BYTES:
@@ -146,14 +168,14 @@ class HitOpenV1(msgspec.Struct, frozen=True, gc=False):
     url: ClassVar[str | None] = None  # opens have none
     hints: ClassVar[Hints | None] = None  # v1 has none: a v1 `props.purpose` stands in
 
-    def __post_init__(self) -> None:
-        ip = self.ip
-        if ip is not None:
-            _no_nul(ip, "ip")
-            if not is_ip(ip):
-                raise ValueError("data.ip is not an IP address")
-        _no_nul(self.ua, "ua")
-        _check_props(self.props)
+    def __post_init__(self) -> None:  # every stored hit runs this: keep it lean
+        ip, ua = self.ip, self.ua
+        if ip is not None and ip not in _valid_ips:
+            _check_ip(ip)
+        if ua is not None and "\x00" in ua:
+            raise ValueError("data.ua contains a NUL character")
+        if self.props:
+            _check_props(self.props)
 
 
 class HitClickV1(HitOpenV1, frozen=True, gc=False):
@@ -251,20 +273,30 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
 
     type: ClassVar[str]
     id: Uuid
-    tenant: TenantId
+    tenant: str  # checked below (a lookup: the set of tenants seen)
     occurred_at: Timestamp
     received_at: Timestamp
     data: Any  # the subclass of each type says what
     trace: Any = None  # an object, or absent (null and other falsy values read as absent)
 
-    def __post_init__(self) -> None:
-        if not self.trace:
+    def __post_init__(self) -> None:  # every event runs this: keep it lean
+        trace = self.trace
+        if trace.__class__ is not dict:
+            if trace:
+                raise ValueError("trace must be an object")
             self.trace = {}
-        elif not isinstance(self.trace, dict):
-            raise ValueError("trace must be an object")
-        for name in ("occurred_at", "received_at"):
-            if not in_utc_range(getattr(self, name)):
-                raise ValueError(f"{name} is out of range in UTC: {_iso(self, name)!r}")
+        if self.tenant not in _valid_tenants:
+            _check_tenant(self.tenant)
+        if self.occurred_at.year in _EDGE_YEARS or self.received_at.year in _EDGE_YEARS:
+            for name in ("occurred_at", "received_at"):
+                if not in_utc_range(getattr(self, name)):
+                    raise ValueError(f"{name} is out of range in UTC: {_iso(self, name)!r}")
+
+
+def _check_tenant(tenant: str) -> None:
+    if _TENANT.match(tenant) is None:
+        raise ValueError("tenant is missing or not a valid tenant id")
+    _remember(_valid_tenants, tenant)
 
 
 def _iso(struct: Any, name: str) -> str:
