@@ -1,13 +1,17 @@
 """Event contracts: `validate_envelope` accepts good hits and names what is wrong with bad
-ones; `decode_batch` accepts only a JSON array."""
+ones; `decode_batch` accepts only a JSON array. Every refusal is also checked against the
+one-pass batch decoder (the writer's fast path): the two must never disagree."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.contracts import (
     ALERT_NOTIFICATION_V1,
@@ -21,7 +25,10 @@ from shared.contracts import (
     MAX_UA_LEN,
     METRIC_V1,
     ContractError,
+    Event,
+    batch_decoder,
     decode_batch,
+    decode_event,
     encode_batch,
     envelope_dict,
     make_envelope,
@@ -40,9 +47,28 @@ def envelope(event_type: str = HIT_OPEN_V1, **data: Any) -> dict[str, Any]:
     return make_envelope(EVENT_ID, event_type, "acme", OCCURRED, RECEIVED, body)
 
 
+from shared.contracts_types import DECODERS, props_json  # noqa: E402
+
+# Every contract in one union: what a consumer of every type would decode a body with.
+ALL_TYPES = batch_decoder(sorted(DECODERS))
+
+
+def one_pass_refuses(doc: Any) -> bool:
+    try:
+        body = orjson.dumps([doc])
+    except orjson.JSONEncodeError:
+        return True  # can't travel as JSON at all
+    try:
+        ALL_TYPES.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return True
+    return False
+
+
 def reason(doc: Any) -> str:
     with pytest.raises(ContractError) as info:
         validate_envelope(doc)
+    assert one_pass_refuses(doc), "the batch decoder accepts what validate_envelope refuses"
     return str(info.value)
 
 
@@ -406,3 +432,113 @@ def test_acknowledged_is_a_v2_status_only() -> None:
     assert reason(notification(ALERT_NOTIFICATION_V2, "acknowledged", "paused")) == (
         "data.alerts[0].status must be 'firing' or 'resolved' or 'acknowledged'"
     )
+
+
+# --- the typed contracts ----------------------------------------------------------------
+
+
+def test_one_decoder_per_contract_version() -> None:
+    assert set(DECODERS) == {
+        HIT_OPEN_V1,
+        HIT_CLICK_V1,
+        HIT_OPEN_V2,
+        HIT_CLICK_V2,
+        EMAIL_REGISTERED_V1,
+        METRIC_V1,
+        "metric.v2",
+        "error.v1",
+        ALERT_NOTIFICATION_V1,
+        ALERT_NOTIFICATION_V2,
+    }
+
+
+def test_a_batch_decodes_in_one_pass_into_typed_events() -> None:
+    click = envelope(HIT_CLICK_V1, ip="192.0.2.1", props={"campaign": "x"})
+    click["type"] = HIT_CLICK_V2
+    click["data"]["hints"] = {"purpose": "prefetch", "dnt": True}
+    opened = envelope(ua="Mozilla/5.0")
+    events = ALL_TYPES.decode(encode_batch([click, opened]))
+    assert [e.type for e in events] == [HIT_CLICK_V2, HIT_OPEN_V1]
+    assert all(isinstance(e, Event) for e in events)
+    data = events[0].data
+    assert (data.email_id, data.ip, data.url) == ("em-1", "192.0.2.1", "https://example.com/a")
+    assert data.hints.purpose == "prefetch" and data.hints.dnt is True and not data.hints.gpc
+    assert orjson.loads(props_json(data.props) or "null") == {"campaign": "x"}
+    assert events[1].data.ua == "Mozilla/5.0" and events[1].data.hints is None
+    assert props_json(events[1].data.props) is None
+    assert events[1].occurred_at == datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def test_a_v1_hit_has_no_hints_even_if_a_producer_sends_some() -> None:
+    """A field is part of the version that defines it: v1's data has no hints."""
+    doc = envelope()
+    doc["data"]["hints"] = {"dnt": True}
+    assert decode_event(doc).data.hints is None
+
+
+def test_null_props_and_trace_read_as_absent() -> None:
+    doc = envelope(props=None)
+    doc["trace"] = None
+    event = decode_event(doc)
+    assert props_json(event.data.props) is None and event.trace == {}
+
+
+def test_validate_envelope_keeps_data_as_it_came() -> None:
+    doc = envelope(ip="192.0.2.1", extra={"kept": True})
+    assert validate_envelope(doc).data is doc["data"]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        envelope(ip="2001:db8::1", ua="UA", props={"a": [1, {"b": None}]}),
+        envelope(HIT_CLICK_V1, url="HTTPS://example.com/"),
+        envelope(EMAIL_REGISTERED_V1),
+        make_envelope(EVENT_ID, METRIC_V1, "acme", OCCURRED, RECEIVED, {"name": "m", "value": 2}),
+        notification(ALERT_NOTIFICATION_V2, "acknowledged"),
+        notification(ALERT_NOTIFICATION_V1, "resolved"),
+    ],
+)
+def test_good_envelopes_pass_both_ways(doc: dict[str, Any]) -> None:
+    assert validate_envelope(doc).type == doc["type"]
+    assert not one_pass_refuses(doc)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "email_id": st.sampled_from(["em-1", "", "a b", "x" * 65]) | _json,
+        "ip": st.sampled_from(["192.0.2.1", "2001:db8::1", "1.2.3", "fe80::1%eth0"]) | _json,
+        "ua": st.text(max_size=6) | _json,
+        "url": st.sampled_from(["https://x/", "ftp://x", "HTTP://x"]) | _json,
+        "props": _json,
+        "hints": st.fixed_dictionaries(
+            {}, optional={"purpose": _json, "dnt": _json, "gpc": _json, "x": _json}
+        )
+        | _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    event_type=st.sampled_from([HIT_OPEN_V1, HIT_CLICK_V1, HIT_OPEN_V2, HIT_CLICK_V2]),
+    data=_fields,
+    trace=st.none() | _json,
+)
+def test_one_pass_and_item_by_item_agree(event_type: str, data: Any, trace: Any) -> None:
+    """The writer decodes a body in one pass, and item by item only when that fails: the
+    two must accept exactly the same envelopes."""
+    doc = make_envelope(EVENT_ID, event_type, "acme", OCCURRED, RECEIVED, data)
+    doc["trace"] = trace
+    try:
+        decode_event(doc)
+    except ContractError:
+        assert one_pass_refuses(doc)
+    else:
+        assert not one_pass_refuses(doc)
