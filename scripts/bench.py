@@ -28,19 +28,17 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import string
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import aio_pika
 import aiohttp
@@ -48,6 +46,20 @@ import asyncpg
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a file: only scripts/ is on sys.path
+    sys.path.insert(0, str(ROOT))
+
+from devtools.children import Child, spawn  # noqa: E402
+from devtools.ports import free_port  # noqa: E402
+from devtools.ready import NotReady, wait_http_ok  # noqa: E402
+from devtools.usage import (  # noqa: E402
+    PeakRss,
+    cpu_seconds,
+    cpu_seconds_by_name,
+    machine_cpu,
+    processes_named,
+)
+
 RESULTS_DIR = ROOT / "bench" / "results"
 PIXEL_PATH = "/acme/pixel/e1.gif"
 # What a mail client sends (wrk sends no User-Agent by default, which would make every
@@ -101,8 +113,8 @@ class WrkResult:
     other_wrk_during_run: list[str] = field(default_factory=list)
     # CPU seconds the served process used during the run (set by the caller).
     server_cpu_s: float | None = None
-    # The whole machine during the run (/proc/stat): busy and total CPU seconds, total
-    # being cores x wall time. Busy counts wrk, every process and the kernel.
+    # The whole machine during the run (devtools.usage.machine_cpu): busy and total CPU
+    # seconds, total being cores x wall time. Busy counts wrk, every process and the kernel.
     machine_busy_s: float | None = None
     machine_total_s: float | None = None
 
@@ -183,96 +195,9 @@ def ensure_wrk() -> str:
     return path
 
 
-class RssSampler:
-    """Peak VmRSS of a process, sampled in the background while the load runs."""
-
-    def __init__(self, pid: int, interval: float = 0.1) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.peak_kb = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        while True:
-            self.peak_kb = max(self.peak_kb, proc_status_kb(self.pid, "VmRSS") or 0)
-            await asyncio.sleep(self.interval)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-
-def proc_status_kb(pid: int, key: str) -> int | None:
-    """A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), None if the process is gone."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds a process has used so far (/proc/<pid>/stat)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            # Fields after the ")" that closes the command name; utime, stime are 14, 15.
-            fields = fh.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds_by_command(commands: Iterable[str]) -> dict[str, float]:
-    """User + system CPU seconds so far of all processes with each command name (the
-    machine's RabbitMQ `beam.smp`, Postgres `postgres`): what the hits cost outside ours."""
-    wanted = set(commands)
-    totals = dict.fromkeys(wanted, 0.0)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/comm") as fh:
-                comm = fh.read().strip()
-        except OSError:
-            continue
-        if comm in wanted:
-            totals[comm] += cpu_seconds(int(entry.name)) or 0.0
-    return totals
-
-
-def machine_busy() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat)."""
-    with open("/proc/stat") as fh:
-        ticks = [int(v) for v in fh.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    hz = os.sysconf("SC_CLK_TCK")
-    return (sum(ticks) - idle) / hz, sum(ticks) / hz
-
-
 def other_wrk(exclude: int | None = None) -> list[str]:
     """`<pid> <command line>` of every wrk process on the machine but `exclude`."""
-    found: list[str] = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == exclude:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/comm") as fh:
-                if fh.read().strip() != "wrk":
-                    continue
-            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
-                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:  # exited meanwhile
-            continue
-        found.append(f"{entry.name} {cmdline}")
-    return found
+    return processes_named("wrk", exclude)
 
 
 async def wait_for_no_other_wrk() -> float:
@@ -314,11 +239,11 @@ async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> Wr
     )
     overlapping: list[str] = []
     watcher = asyncio.create_task(watch_other_wrk(proc.pid, overlapping))
-    busy_before = machine_busy()
+    busy_before = machine_cpu()
     try:
         # wrk stops itself after --duration; the margin covers its connection teardown.
         stdout, _ = await asyncio.wait_for(proc.communicate(), args.duration + 30)
-        busy_after = machine_busy()
+        busy_after = machine_cpu()
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -346,79 +271,21 @@ async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> Wr
 # --- processes under test --------------------------------------------------------------
 
 
-@dataclass
-class Proc:
-    name: str
-    process: asyncio.subprocess.Process
-    log: Path
-    log_fh: TextIO
-    exit_code: int | None = None
-    exit_seconds: float | None = None
-    killed: bool = False
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+async def start_proc(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Child:
+    """A process under test (devtools: a session of its own, so a Ctrl-C on the terminal
+    reaches only us and we stop them with SIGTERM: their shutdown is part of what is
+    measured), its output in `<log_dir>/<name>.log`."""
+    return await spawn(name, argv, env=env, log=log_dir / f"{name}.log")
 
 
-async def start_proc(name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> Proc:
-    log = log_dir / f"{name}.log"
-    fh = log.open("w")
-    # Own session: a Ctrl-C on the terminal reaches only us, and we stop them with SIGTERM
-    # so that their shutdown is part of what is measured.
-    process = await asyncio.create_subprocess_exec(
-        *argv, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    return Proc(name, process, log, fh)
-
-
-async def stop_proc(proc: Proc, timeout: float = STOP_TIMEOUT) -> None:
+async def stop_proc(proc: Child, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM, then wait for the exit (timed); SIGKILL if it hangs. Idempotent."""
-    if proc.exit_code is None:
-        started = time.monotonic()
-        if proc.process.returncode is None:
-            proc.process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.process.wait(), timeout)
-            except TimeoutError:
-                proc.killed = True
-                proc.process.kill()
-                await proc.process.wait()
-        proc.exit_seconds = round(time.monotonic() - started, 3)
-        proc.exit_code = proc.process.returncode
-    proc.log_fh.close()
+    await proc.stop(timeout)
 
 
-async def wait_http_200(http: aiohttp.ClientSession, url: str, proc: Proc) -> float:
-    """Poll `url` until it answers 200; fail fast if the process dies. Returns seconds."""
-    started = time.monotonic()
-    deadline = started + READY_TIMEOUT
-    last = "no answer yet"
-    while time.monotonic() < deadline:
-        if proc.process.returncode is not None:
-            raise BenchError(f"{proc.name} exited with {proc.process.returncode} before ready")
-        try:
-            async with http.get(url) as resp:
-                if resp.status == 200:
-                    return time.monotonic() - started
-                last = f"HTTP {resp.status}: {(await resp.text())[:300]}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        await asyncio.sleep(0.1)
-    raise BenchError(f"{proc.name} not ready after {READY_TIMEOUT:.0f}s ({url}): {last}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+async def wait_http_200(http: aiohttp.ClientSession, url: str, proc: Child) -> float:
+    """Poll `url` until it answers 200; NotReady at once if the process dies. Seconds."""
+    return await wait_http_ok(url, proc, timeout=READY_TIMEOUT, session=http)
 
 
 # --- Prometheus text -------------------------------------------------------------------
@@ -529,11 +396,11 @@ def db_url_for(admin_url: str, name: str) -> str:
     return admin_url.rsplit("/", 1)[0] + "/" + name
 
 
-def scan_log(path: Path, limit: int = 5) -> dict[str, Any]:
+def scan_log(path: Path | None, limit: int = 5) -> dict[str, Any]:
     """Warnings, errors and non-JSON lines (tracebacks) a service wrote during the run."""
     count, samples = 0, list[str]()
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = path.read_text(errors="replace").splitlines() if path else []
     except OSError:
         return {"count": 0, "samples": []}
     for line in lines:
@@ -940,7 +807,7 @@ class Ctx:
     http: aiohttp.ClientSession
     work: Path
     log_dir: Path
-    procs: list[Proc] = field(default_factory=list)
+    procs: list[Child] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
 
@@ -957,7 +824,7 @@ async def sink_stats(http: aiohttp.ClientSession, sink_base: str) -> dict[str, i
 
 
 async def run_belfry(
-    ctx: Ctx, mode: Mode, sink: Proc | None = None, sink_base: str | None = None
+    ctx: Ctx, mode: Mode, sink: Child | None = None, sink_base: str | None = None
 ) -> tuple[WrkResult, dict[str, Any]]:
     """Ingest + writer on a database, topology prefix and spool of their own, under wrk.
 
@@ -993,9 +860,9 @@ async def run_belfry(
             OTEL_TRACES_SAMPLER=SAMPLER,
             OTEL_TRACES_SAMPLER_ARG=mode.sampler_arg,
         )
-    procs: list[Proc] = []
+    procs: list[Child] = []
 
-    async def start(name: str, argv: list[str]) -> Proc:
+    async def start(name: str, argv: list[str]) -> Child:
         proc = await start_proc(name + mode.tag, argv, env, ctx.log_dir)
         procs.append(proc)
         ctx.procs.append(proc)  # so that a failure shows its log tail
@@ -1004,7 +871,7 @@ async def run_belfry(
     created_db = True  # from here on the database may exist: always drop it
     try:
         migrate = await start("migrate", [sys.executable, "-m", "shared.db", "migrate"])
-        if await asyncio.wait_for(migrate.process.wait(), READY_TIMEOUT) != 0:
+        if await asyncio.wait_for(migrate.proc.wait(), READY_TIMEOUT) != 0:
             raise BenchError(f"python -m shared.db migrate failed: {migrate.tail(5)}")
         await stop_proc(migrate)
         # Exports are counted from before the services start until after they stopped
@@ -1021,12 +888,12 @@ async def run_belfry(
         watched = {"ingest": ingest, "writer": writer}
         if sink is not None:
             watched["otlp_sink"] = sink
-        sampler = RssSampler(ingest.pid)
-        sampler.start()
+        # Peak RSS, sampled from here until the rows are in (psutil has no VmHWM).
+        peaks = {"ingest": PeakRss(ingest.pid).start(), "writer": PeakRss(writer.pid).start()}
         try:
             cpu_before = {name: cpu_seconds(p.pid) for name, p in watched.items()}
-            servers_before = cpu_seconds_by_command(SERVER_COMMANDS)
-            busy_before = machine_busy()
+            servers_before = cpu_seconds_by_name(SERVER_COMMANDS)
+            busy_before = machine_cpu()
             loaded = await run_wrk(
                 ctx.wrk,
                 ingest_base + PIXEL_PATH,
@@ -1034,8 +901,8 @@ async def run_belfry(
                 ctx.log_dir / f"wrk-ingest{mode.tag}.txt",
             )
             wrk_end = time.monotonic()
-            busy_after = machine_busy()
-            servers_after = cpu_seconds_by_command(SERVER_COMMANDS)
+            busy_after = machine_cpu()
+            servers_after = cpu_seconds_by_name(SERVER_COMMANDS)
             cpu_load = {
                 name: round(b - a, 2)
                 for name, p in watched.items()
@@ -1052,19 +919,17 @@ async def run_belfry(
                 ctx.http, ingest_base, writer_base, db_url, wrk_end, loaded.ok
             )
         finally:
-            await sampler.stop()
+            peak_kb = {name: await peak.stop() // 1024 for name, peak in peaks.items()}
         metrics = await scrape(ctx.http, ingest_base)
         batches = metrics.get("belfry_ingest_batch_events_count", 0)
         events = metrics.get("belfry_ingest_batch_events_sum", 0)
         confirm = 'belfry_ingest_batch_confirm_seconds_{}{{outcome="published"}}'
         confirms = metrics.get(confirm.format("count"), 0)
         confirm_s = metrics.get(confirm.format("sum"), 0)
-        hwm = {name: proc_status_kb(p.pid, "VmHWM") for name, p in watched.items()}
 
         # SIGTERM, timed: both must drain and exit on their own.
         await stop_proc(ingest)
         await stop_proc(writer)
-        ingest_peak_kb = max(sampler.peak_kb, hwm["ingest"] or 0)
         result: dict[str, Any] = {
             "tracing": mode.label,
             "env": {k: v for k, v in env.items() if k.startswith("OTEL_")},
@@ -1075,8 +940,8 @@ async def run_belfry(
             "ingest_batch_events_avg": round(events / batches, 2) if batches else None,
             # Flush to broker confirm: the floor under every pixel's latency.
             "ingest_confirm_ms_avg": round(1000 * confirm_s / confirms, 2) if confirms else None,
-            "ingest_peak_rss_mb": round(ingest_peak_kb / 1024, 1) if ingest_peak_kb else None,
-            "writer_peak_rss_mb": round(hwm["writer"] / 1024, 1) if hwm["writer"] else None,
+            "ingest_peak_rss_mb": round(peak_kb["ingest"] / 1024, 1) if peak_kb["ingest"] else None,
+            "writer_peak_rss_mb": round(peak_kb["writer"] / 1024, 1) if peak_kb["writer"] else None,
             "shutdown": {
                 name: {"exit_code": p.exit_code, "seconds": p.exit_seconds, "killed": p.killed}
                 for name, p in (("ingest", ingest), ("writer", writer))
@@ -1247,9 +1112,9 @@ async def run_naive(ctx: Ctx, name: str) -> tuple[WrkResult, dict[str, Any]]:
         ctx.procs.append(naive)
         target = f"http://127.0.0.1:{port}{PIXEL_PATH}"
         await wait_http_200(ctx.http, target, naive)
-        cpu_before, servers_before = cpu_seconds(naive.pid), cpu_seconds_by_command(SERVER_COMMANDS)
+        cpu_before, servers_before = cpu_seconds(naive.pid), cpu_seconds_by_name(SERVER_COMMANDS)
         result = await run_wrk(ctx.wrk, target, ctx.args, ctx.log_dir / f"wrk-{name}.txt")
-        cpu_after, servers_after = cpu_seconds(naive.pid), cpu_seconds_by_command(SERVER_COMMANDS)
+        cpu_after, servers_after = cpu_seconds(naive.pid), cpu_seconds_by_name(SERVER_COMMANDS)
         if cpu_before is not None and cpu_after is not None:
             result.server_cpu_s = cpu_after - cpu_before
         await stop_proc(naive)
@@ -1392,7 +1257,7 @@ def main() -> int:
     try:
         wrk = ensure_wrk()
         report = asyncio.run(bench(args, wrk, work))
-    except BenchError as exc:
+    except (BenchError, NotReady) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         print(f"bench: service logs in {work / 'logs'}", file=sys.stderr)
         return 1

@@ -501,8 +501,8 @@ async def progress(ctx: hot.Ctx, svc: Services, protocol: str) -> tuple[float, f
     if protocol == "track":
         writer = await hot.scrape(ctx.http, svc.writer_base)
         done = writer.get("belfry_writer_rows_inserted_total", 0.0)
-        stored = hot.open_counter(ingest, "published") + hot.open_counter(ingest, "spooled")
-        return done, float(stored)
+        stored = float(hot.open_counter(ingest, "published") + hot.open_counter(ingest, "spooled"))
+        return done, stored
     alerting = await hot.scrape(ctx.http, svc.alerting_base)
     done = counter(alerting, "belfry_alerting_samples_total", outcome="kept")
     stored = counter(ingest, "belfry_ingest_samples_total", outcome="published")
@@ -928,7 +928,7 @@ ROWS: list[tuple[str, Getter, Getter | None]] = [
     *[
         (
             f"CPU µs per item delivered: {n}" if n == "ingest" else f"  {n}",
-            (lambda r, n=n: r["cpu_us_per_sample"][n]),  # type: ignore[misc]
+            (lambda r, n=n: r["cpu_us_per_sample"][n]),
             None,
         )
         for n in ("ingest", "alerting", "writer", "rabbitmq", "postgres_bench", "generator")
