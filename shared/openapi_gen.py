@@ -89,6 +89,32 @@ def paths_of(ops: Iterable[Op], responses: Mapping[str, str]) -> dict[str, dict[
     return paths
 
 
+BEARER = {"type": "http", "scheme": "bearer", "description": "API key blf_<id>_<secret>"}
+
+
+def api_document(
+    info: dict[str, str],
+    server: str,
+    paths: dict[str, Any],
+    components: dict[str, Any],
+    schemes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A whole OpenAPI 3.1 document: `info` (title, description), where it is served,
+    its paths and components (responses, schemas); every operation needs the bearer API
+    key unless it says otherwise, `schemes` adds other security schemes."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": info["title"], "version": "1", "description": info["description"]},
+        "servers": [{"url": server}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": dict(BEARER), **(schemes or {})},
+            **components,
+        },
+    }
+
+
 def path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 

@@ -19,6 +19,7 @@ from services.alerting.contracts_rules import RuleInput
 from shared.openapi_gen import (
     REF,
     Op,
+    api_document,
     error_answer,
     path_param,
     paths_of,
@@ -68,31 +69,23 @@ def components() -> dict[str, Any]:
 def document() -> dict[str, Any]:
     from services.alerting.routes.spec import OPERATIONS  # the table beside the routes
 
-    paths = paths_of(OPERATIONS, {code: name for code, (name, _) in RESPONSES.items()})
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Belfry alerting API", "version": "1", "description": DESCRIPTION},
-        "servers": [{"url": "http://127.0.0.1:8082"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "API key blf_<id>_<secret>",
-                },
-                "basic": {
-                    "type": "http",
-                    "scheme": "basic",
-                    "description": "any user name, the API key as the password"
-                    " (POST /api/v2/alerts only)",
-                },
-            },
+    return api_document(
+        {"title": "Belfry alerting API", "description": DESCRIPTION},
+        "http://127.0.0.1:8082",
+        paths_of(OPERATIONS, {code: name for code, (name, _) in RESPONSES.items()}),
+        {
             "responses": {name: error_answer(text) for name, text in sorted(RESPONSES.values())},
             "schemas": components(),
         },
-    }
+        schemes={
+            "basic": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "any user name, the API key as the password"
+                " (POST /api/v2/alerts only)",
+            }
+        },
+    )
 
 
 def render() -> str:

@@ -18,7 +18,14 @@ from typing import Any
 from services.api import contracts as c
 from services.api import contracts_answers as a
 from services.api.routes.spec import OPERATIONS  # the table beside the routes
-from shared.openapi_gen import error_answer, paths_of, ref, render_yaml, struct_schemas
+from shared.openapi_gen import (
+    api_document,
+    error_answer,
+    paths_of,
+    ref,
+    render_yaml,
+    struct_schemas,
+)
 
 DESCRIPTION = """\
 Little Bell-compatible email routes (register an email, get signed click links), the
@@ -123,25 +130,12 @@ def responses() -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    paths = paths_of(OPERATIONS, {code: name for code, (name, _, _) in RESPONSES.items()})
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Belfry api", "version": "1", "description": DESCRIPTION},
-        "servers": [{"url": "http://127.0.0.1:8083"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "bearer": {
-                    "type": "http",
-                    "scheme": "bearer",
-                    "description": "API key blf_<id>_<secret>",
-                }
-            },
-            "responses": responses(),
-            "schemas": components(),
-        },
-    }
+    return api_document(
+        {"title": "Belfry api", "description": DESCRIPTION},
+        "http://127.0.0.1:8083",
+        paths_of(OPERATIONS, {code: name for code, (name, _, _) in RESPONSES.items()}),
+        {"responses": responses(), "schemas": components()},
+    )
 
 
 def render() -> str:

@@ -1,4 +1,4 @@
-"""A tenant's error events, grouped by fingerprint (services/api/errors_queries.py):
+"""A tenant's error events, grouped by fingerprint (services/api/repos/errors.py):
 
 - `GET /{tenant}/errors/stats?from=&to=&limit=`: per fingerprint over [from, to) (default
   the last 30 days): count, first/last seen, type, a sample (id + message); the `limit`
@@ -18,13 +18,13 @@ from datetime import datetime
 from aiohttp import web
 
 from services.api.access import authorize, pool
-from services.api.errors_queries import error_stats, fingerprint_summary, one_error
+from services.api.contracts_answers import MAX_GROUPS
 from services.api.http import bad_request, json_response, not_found
 from services.api.keys import DEPS
+from services.api.repos.errors import PgErrorRepo
 from services.api.timerange import DEFAULT_SPAN, EARLIEST, parse_instant
 from shared.errors_contract import valid_fingerprint
 
-MAX_GROUPS = 1000
 # Canonical UUID spelling only: anything else can't be an error's id (and Postgres would
 # refuse it as a uuid, a 500).
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -67,10 +67,8 @@ async def stats(request: web.Request) -> web.Response:
         end = max(request.app[DEPS].now(), start) if start else request.app[DEPS].now()
     if start is None:  # 30 days before `to`, or as far back as datetime goes
         start = end - DEFAULT_SPAN if end - EARLIEST > DEFAULT_SPAN else EARLIEST
-    db = await pool(request)
-    async with db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        body = await error_stats(conn, tenant, start, end, limit)
-    return json_response(body)
+    repo = PgErrorRepo(await pool(request))
+    return json_response(await repo.stats(tenant, start, end, limit))
 
 
 async def by_fingerprint(request: web.Request) -> web.Response:
@@ -81,9 +79,8 @@ async def by_fingerprint(request: web.Request) -> web.Response:
         raise bad_request("invalid query", errors)
     if not valid_fingerprint(fingerprint):
         raise not_found("unknown fingerprint")
-    db = await pool(request)
-    async with db.acquire() as conn, conn.transaction(readonly=True, isolation="repeatable_read"):
-        body = await fingerprint_summary(conn, tenant, fingerprint, start, end)
+    repo = PgErrorRepo(await pool(request))
+    body = await repo.fingerprint(tenant, fingerprint, start, end)
     if body is None:
         raise not_found("unknown fingerprint")
     return json_response(body)
@@ -94,9 +91,7 @@ async def get_error(request: web.Request) -> web.Response:
     error_id = request.match_info["error_id"]
     if _UUID.fullmatch(error_id) is None:
         raise not_found("unknown error")
-    db = await pool(request)
-    async with db.acquire() as conn:
-        body = await one_error(conn, tenant, error_id)
+    body = await PgErrorRepo(await pool(request)).one(tenant, error_id)
     if body is None:
         raise not_found("unknown error")
     return json_response(body)

@@ -1,5 +1,5 @@
 """`GET /{tenant}/export.csv` and `/{tenant}/export.ndjson` (`?from=&to=&email_id=&kind=`):
-the raw events, oldest first, streamed.
+the raw events, oldest first, streamed (read by services/api/repos/events.py).
 
 Rows come from a server-side cursor `API_EXPORT_CHUNK_ROWS` at a time and each chunk is
 written out before the next is fetched, so memory stays flat however many rows there are
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+from contextlib import aclosing
 from typing import Any
 
 import orjson
@@ -23,33 +24,8 @@ from services.api import metrics
 from services.api.access import authorize, pool
 from services.api.http import bad_request
 from services.api.keys import DEPS, SETTINGS
+from services.api.repos.events import COLUMNS, PgEventRepo
 from services.api.timerange import parse_scope
-
-COLUMNS = (
-    "id",
-    "occurred_at",
-    "received_at",
-    "kind",
-    "email_id",
-    "url",
-    "ip",
-    "user_agent",
-    "verdict",
-    "verdict_reason",
-    "props",
-)
-
-EXPORT = """
-SELECT id::text, occurred_at, received_at, kind, email_id, url, host(ip) AS ip, user_agent,
-       verdict, verdict_reason, props::text
-FROM events
-WHERE tenant_id = $1
-  AND ($2::timestamptz IS NULL OR occurred_at >= $2)
-  AND ($3::timestamptz IS NULL OR occurred_at < $3)
-  AND ($4::text IS NULL OR email_id = $4)
-  AND ($5::text IS NULL OR kind = $5)
-ORDER BY occurred_at, id
-"""
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -119,8 +95,9 @@ async def export(request: web.Request) -> web.StreamResponse:
         errors["kind"] = "must be open or click"
     if scope is None or errors:
         raise bad_request("invalid query", errors)
-    chunk_rows = request.app[SETTINGS].export_chunk_rows
-    db = await pool(request)
+    chunks = PgEventRepo(await pool(request)).chunks(
+        tenant, scope, kind, request.app[SETTINGS].export_chunk_rows
+    )
     response = web.StreamResponse(
         headers={
             "Content-Type": content_type,
@@ -131,19 +108,17 @@ async def export(request: web.Request) -> web.StreamResponse:
     outcome = "aborted"
     exported = 0
     try:
-        async with db.acquire() as conn, conn.transaction(readonly=True):
-            cursor = await conn.cursor(EXPORT, tenant, scope.start, scope.end, scope.email_id, kind)
-            rows = await cursor.fetch(chunk_rows)
-            # Headers go out only once the query ran, so a failure is still a clean 5xx.
-            await response.prepare(request)
+        async with aclosing(chunks):  # a client gone: the transaction ends, the conn is free
             header = True
-            while rows or header:
+            async for rows in chunks:
+                if header:
+                    # Headers go out only once the query ran: a failure is still a clean 5xx.
+                    await response.prepare(request)
+                elif not rows:
+                    break
                 await response.write(encode(rows, header))
                 exported += len(rows)
                 header = False
-                if len(rows) < chunk_rows:
-                    break
-                rows = await cursor.fetch(chunk_rows)
         await response.write_eof()
         outcome = "complete"
     finally:
