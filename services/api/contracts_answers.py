@@ -1,5 +1,5 @@
 """Answers of the api built by other modules, as contract types: the stats figures
-(services/api/queries.py), error events (errors_queries.py), the probes every service
+(services/api/queries.py), error events (repos/errors.py), the probes every service
 serves (shared/probes.py) and the console's JSON (services/api/console/). The OpenAPI
 document (services/api/openapi.py) describes them from here; a module that builds one
 can encode it from its type (stats: `Stats`)."""

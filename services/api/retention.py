@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import orjson
 
 from services.api import privacy
+from services.api.repos.tenants import PgTenantRepo
 
 PARTITION_RE = re.compile(r"^events_(\d{4})_(\d{2})$")
 
@@ -80,12 +80,12 @@ class Plan:
 
 async def plan(conn: asyncpg.Connection, now: datetime) -> Plan:
     result = Plan(now=now)
-    for row in await conn.fetch("SELECT id, settings::text AS s FROM tenants ORDER BY id"):
-        months = privacy.effective(orjson.loads(row["s"]))["retention_months"]
+    for tenant, stored in (await PgTenantRepo(conn).all_settings()).items():
+        months = privacy.effective(stored)["retention_months"]
         if months is None:
-            result.keep_all.append(row["id"])
+            result.keep_all.append(tenant)
         else:
-            result.cutoffs[row["id"]] = months_before(now, int(months))
+            result.cutoffs[tenant] = months_before(now, int(months))
     partitions = [
         r["name"]
         for r in await conn.fetch(

@@ -65,6 +65,9 @@ class FakeTenants:
         row = self.rows.get(tenant)
         return None if row is None else dict(row.settings)
 
+    async def all_settings(self) -> dict[str, Document]:
+        return {t: dict(row.settings) for t, row in sorted(self.rows.items())}
+
     async def change_settings(
         self, tenant: str, change: Callable[[Document], Document]
     ) -> Document | None:

@@ -33,6 +33,8 @@ class TenantRepo(Protocol):
     async def all(self) -> list[TenantRow]: ...
     # The stored settings document; None when there is no such tenant.
     async def settings(self, tenant: str) -> Document | None: ...
+    # Every tenant's stored settings document, by tenant id in order.
+    async def all_settings(self) -> dict[str, Document]: ...
     # `change(stored)` is the new document, written under the row's lock; None: no tenant.
     async def change_settings(
         self, tenant: str, change: Callable[[Document], Document]
@@ -73,6 +75,10 @@ class PgTenantRepo:
     async def settings(self, tenant: str) -> Document | None:
         raw = await self._conn.fetchval("SELECT settings::text FROM tenants WHERE id = $1", tenant)
         return None if raw is None else dict(orjson.loads(raw))
+
+    async def all_settings(self) -> dict[str, Document]:
+        rows = await self._conn.fetch("SELECT id, settings::text AS s FROM tenants ORDER BY id")
+        return {row["id"]: dict(orjson.loads(row["s"])) for row in rows}
 
     async def change_settings(
         self, tenant: str, change: Callable[[Document], Document]
