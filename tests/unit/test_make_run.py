@@ -1,4 +1,5 @@
-"""`make run`'s configuration (scripts/run.py) and what it relies on, without servers:
+"""`make run`'s configuration (devtools/run, through scripts/run.py, the entry the
+integration tests run) and what it relies on, without servers:
 links on the ingest's real port, loopback channels admitted and said so, a `log` channel
 for Belfry's own `belfry-ops`, and a rule pack whose notification-failure rule never
 stays firing on a count of 0. The whole `make run` is tests/integration/test_make_run.py."""
