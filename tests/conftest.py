@@ -217,7 +217,7 @@ async def spawn(common: CommonSettings, tmp_path: Path) -> AsyncIterator[Callabl
         log = tmp_path / f"{service}-{port}.log"
         p = Proc(await spawn_child(service, argv, env=full_env, log=log), port)
         procs.append(p)
-        await wait_http_ok(f"{p.url}/readyz", p.child, timeout=20)
+        await wait_http_ok(f"{p.url}/readyz", p.child, timeout=20, interval=0.05)
         return p
 
     yield start
