@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 import orjson
@@ -36,6 +36,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
+from services.ingest.contracts import ID_NEEDS_TS, NO_NUL, labels_schema, when_schema
 from services.ingest.intake.otlp import PROTOBUF, read_otlp, response_content_type
 from services.ingest.intake.otlp_json import _message as json_message
 from services.ingest.intake.otlp_labels import attribute_text, resource_labels
@@ -68,6 +69,37 @@ class ErrorItem(msgspec.Struct, forbid_unknown_fields=True):
     labels: dict[str, str] = {}
     ts: str | float | None = None
     id: Annotated[str, msgspec.Meta(pattern=_UUID_PATTERN)] | msgspec.UnsetType = msgspec.UNSET
+
+    # How the OpenAPI document states it (services/ingest/openapi.py): the bounds the
+    # contract checks once the error is shaped (`ErrorData`), as documentation.
+    doc_schema: ClassVar[dict[str, Any]] = {
+        "anyOf": [
+            {"required": ["type"], "properties": {"type": {"minLength": 1}}},
+            {"required": ["message"], "properties": {"message": {"minLength": 1}}},
+        ],
+        **ID_NEEDS_TS,
+    }
+    doc_fields: ClassVar[dict[str, dict[str, Any]]] = {
+        "type": {"type": "string", "maxLength": 256, "pattern": NO_NUL},
+        "message": {"type": "string", "pattern": NO_NUL, "description": "cut to 4096 characters"},
+        "stack": {"type": "string", "pattern": NO_NUL, "description": "cut to 32 KiB"},
+        "fingerprint": {
+            "type": ["string", "null"],
+            "pattern": "^[A-Za-z0-9_.:-]{1,128}$",
+            "description": "absent: computed",
+        },
+        "labels": labels_schema(64, 2048, "names not starting with `__`", nullable=False),
+        "ts": when_schema(
+            "epoch seconds or RFC 3339 with an offset; at most 5 minutes ahead and not older"
+            " than `TRACK_MAX_AGE_DAYS`; null or absent, the time of receipt",
+            nullable=True,
+        ),
+        "id": {
+            "type": "string",
+            "pattern": _UUID_PATTERN.removesuffix("\\Z") + "$",
+            "description": "with ts: a retry is stored once",
+        },
+    }
 
 
 @dataclass(slots=True)
