@@ -23,26 +23,36 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from shared.probes import PROBE_PATHS
+from shared.prom import app_registry
 from shared.telemetry import RootSampling
-
-REQUESTS = Counter(
-    "http_requests", "HTTP requests answered", ["service", "method", "route", "status"]
-)
-DURATION = Histogram(
-    "http_request_duration_seconds",
-    "HTTP request duration",
-    ["service", "method", "route"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
-)
 
 access_log = logging.getLogger("belfry.access")
 log = logging.getLogger("belfry.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+
+
+class HttpMetrics:
+    """The HTTP metrics of one app, on its registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests answered",
+            ["service", "method", "route", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request duration",
+            ["service", "method", "route"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
 
 
 class HttpStats:
@@ -219,7 +229,10 @@ def observability_middleware(
     stats: HttpStats,
     access_log_sample: float = 0.0,
     truncate_ips: bool = False,
+    *,
+    metrics: HttpMetrics,
 ) -> Middleware:
+    # The label children of this app's metrics, bound once per (method, route, status).
     metric_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
     roots = RootSampling.of(tracer)  # decides unsampled roots without building a span
 
@@ -229,8 +242,8 @@ def observability_middleware(
         children = metric_children.get(key)
         if children is None:
             children = metric_children[key] = (
-                REQUESTS.labels(service, request.method, route, str(status)),
-                DURATION.labels(service, request.method, route),
+                metrics.requests.labels(service, request.method, route, str(status)),
+                metrics.duration.labels(service, request.method, route),
             )
         children[0].inc()
         children[1].observe(elapsed)
@@ -330,13 +343,23 @@ def add_observability(
     tracer: trace.Tracer | None,
     access_log_sample: float = 0.0,
     truncate_ips: bool = False,
+    *,
+    default_registry: bool = True,
 ) -> None:
     """Install the middleware and drop aiohttp's Server banner; the app's HttpStats (for
-    self-reports) live under HTTP_STATS, and its tracer, when tracing is on, under TRACER."""
+    self-reports) live under HTTP_STATS, and its tracer, when tracing is on, under TRACER.
+
+    This makes the app's Prometheus registry (shared.prom.PROMETHEUS), which its
+    `/metrics` serves: its own metrics only with `default_registry=False`; with True
+    (transitional, for services whose metrics are still module globals) prometheus_client's
+    default REGISTRY too."""
     stats = HttpStats()
     app[HTTP_STATS] = stats
     if tracer is not None:
         app[TRACER] = tracer
-    middleware = observability_middleware(service, tracer, stats, access_log_sample, truncate_ips)
+    metrics = HttpMetrics(app_registry(app, default_registry=default_registry))
+    middleware = observability_middleware(
+        service, tracer, stats, access_log_sample, truncate_ips, metrics=metrics
+    )
     app.middlewares.append(middleware)  # type: ignore[arg-type]
     app.on_response_prepare.append(_drop_server_banner)

@@ -29,21 +29,32 @@ from typing import Any, cast
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import ContentEncodingError
-from prometheus_client import Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared.prom import app_registry
 from shared.settings import CommonSettings
 
 log = logging.getLogger("belfry.http")
 
-OPEN_CONNECTIONS = Gauge("belfry_http_open_connections", "HTTP connections open now")
-REFUSED_CONNECTIONS = Counter(
-    "belfry_http_refused_connections",
-    "HTTP connections closed on arrival because the process held its maximum",
-)
-HEAD_TIMEOUTS = Counter(
-    "belfry_http_header_timeouts",
-    "HTTP connections closed because a request head did not complete in time",
-)
+
+class ConnectionMetrics:
+    """The connection figures of one served app, on its registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.open = Gauge(
+            "belfry_http_open_connections", "HTTP connections open now", registry=registry
+        )
+        self.refused = Counter(
+            "belfry_http_refused_connections",
+            "HTTP connections closed on arrival because the process held its maximum",
+            registry=registry,
+        )
+        self.head_timeouts = Counter(
+            "belfry_http_header_timeouts",
+            "HTTP connections closed because a request head did not complete in time",
+            registry=registry,
+        )
+
 
 _TOO_MANY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -72,12 +83,18 @@ class ConnectionCount:
 
     When at least `burst` connections have closed since the peak, leaving a quarter of it
     or less, `on_burst_over` runs (serve: hand the freed memory back to the OS) and the
-    peak starts again from there."""
+    peak starts again from there. `metrics` (by default on a registry of its own, served
+    nowhere) count the connections for the app's `/metrics`."""
 
     def __init__(
-        self, limit: int, on_burst_over: Callable[[], None] | None = None, burst: int = 512
+        self,
+        limit: int,
+        on_burst_over: Callable[[], None] | None = None,
+        burst: int = 512,
+        metrics: ConnectionMetrics | None = None,
     ) -> None:
         self.limit = limit
+        self.metrics = metrics or ConnectionMetrics(CollectorRegistry())
         self.open = 0
         self.peak = 0
         self._on_burst_over = on_burst_over
@@ -88,12 +105,12 @@ class ConnectionCount:
             return False
         self.open += 1
         self.peak = max(self.peak, self.open)
-        OPEN_CONNECTIONS.inc()
+        self.metrics.open.inc()
         return True
 
     def give_back(self) -> None:
         self.open -= 1
-        OPEN_CONNECTIONS.dec()
+        self.metrics.open.dec()
         if self.peak - self.open >= self._burst and self.open <= self.peak // 4:
             self.peak = self.open
             if self._on_burst_over is not None:
@@ -111,13 +128,14 @@ class Refusal(asyncio.Protocol):
 
     lingering = 0
 
-    def __init__(self, linger: float = 1.0, max_lingering: int = 1024) -> None:
+    def __init__(self, refused: Counter, linger: float = 1.0, max_lingering: int = 1024) -> None:
+        self._refused = refused
         self._linger = linger
         self._max_lingering = max_lingering
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        REFUSED_CONNECTIONS.inc()
+        self._refused.inc()
         transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         transport.write(_TOO_MANY)
         if Refusal.lingering >= self._max_lingering or not transport.can_write_eof():
@@ -179,7 +197,7 @@ class GuardedRequestHandler(web.RequestHandler):
         if not self._count.take():
             # Accepted in the same burst as the connections that filled the cap (the
             # protocol factory saw room): refuse here, without lingering.
-            REFUSED_CONNECTIONS.inc()
+            self._count.metrics.refused.inc()
             cast(asyncio.Transport, transport).write(_TOO_MANY)
             transport.close()
             return
@@ -218,7 +236,7 @@ class GuardedRequestHandler(web.RequestHandler):
     def _head_late(self) -> None:
         self._head_timer = None
         if self.transport is not None and self._request_count == self._heads_at_arm:
-            HEAD_TIMEOUTS.inc()
+            self._count.metrics.head_timeouts.inc()
             log.debug("request head timed out", extra={"timeout_s": self._limits.header_timeout})
             self.force_close()
 
@@ -271,6 +289,17 @@ class RunningServer:
         await self.listener.wait_closed()
 
 
+CONNECTION_METRICS = web.AppKey("http_connection_metrics", ConnectionMetrics)
+
+
+def _connection_metrics(app: web.Application) -> ConnectionMetrics:
+    """The app's connection figures, registered once (before the runner freezes the app)."""
+    metrics = app.get(CONNECTION_METRICS)
+    if metrics is None:
+        metrics = app[CONNECTION_METRICS] = ConnectionMetrics(app_registry(app))
+    return metrics
+
+
 async def start_server(
     app: web.Application,
     host: str,
@@ -280,11 +309,14 @@ async def start_server(
     reuse_port: bool = False,
     shutdown_timeout: float = 20.0,
 ) -> RunningServer:
-    """Run the app's startup, then listen on host:port with the guarded protocol."""
+    """Run the app's startup, then listen on host:port with the guarded protocol. The
+    connection figures go to the app's registry (shared.prom), made here for an app
+    without one."""
     handler_args: dict[str, Any] = {
         "access_log": None,
         "keepalive_timeout": limits.keepalive_timeout,
     }
+    metrics = _connection_metrics(app)
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, **handler_args)
     await runner.setup()
     server = runner.server
@@ -298,11 +330,11 @@ async def start_server(
         if not pending or pending[0].cancelled() or pending[0].when() < loop.time():
             pending[:] = [loop.call_later(1.0, trim)]
 
-    count = ConnectionCount(limits.max_connections, burst_over)
+    count = ConnectionCount(limits.max_connections, burst_over, metrics=metrics)
 
     def protocol() -> asyncio.Protocol:
         if count.open >= count.limit:
-            return Refusal()
+            return Refusal(metrics.refused)
         return GuardedRequestHandler(server, limits=limits, count=count, loop=loop, **handler_args)
 
     try:

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from shared.prom import PROMETHEUS
+
 Check = Callable[[], Awaitable[str | None]]
 
 
@@ -151,7 +153,9 @@ async def health_detailed(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(REGISTRY)
+    """This app's registry (shared.prom); an app without one (no add_observability: a
+    bare test app) gets the process's default registry."""
+    body = generate_latest(request.app.get(PROMETHEUS, REGISTRY))
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp

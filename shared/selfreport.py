@@ -17,6 +17,7 @@ only loses its own figures, and nothing here ever raises into the service.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
-from prometheus_client import Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from shared.broker import Broker, SideChannel
 from shared.contracts import BATCH_V1, METRIC_V1, encode_batch, make_envelope
@@ -48,11 +49,22 @@ HTTP_ERROR_RATE = "belfry_http_error_rate"
 HTTP_LATENCY_P95 = "belfry_http_latency_p95_seconds"
 QUEUE_DEPTH = "belfry_queue_depth"
 
-QUEUE_MESSAGES = Gauge(
-    "belfry_queue_messages",
-    "Messages ready in a Belfry queue at the last self-report poll",
-    ["queue"],
-)
+
+def queue_messages_gauge(registry: CollectorRegistry) -> Gauge:
+    """`belfry_queue_messages{queue}` on an app's registry, for `queue_depth` to set."""
+    return Gauge(
+        "belfry_queue_messages",
+        "Messages ready in a Belfry queue at the last self-report poll",
+        ["queue"],
+        registry=registry,
+    )
+
+
+@functools.cache
+def _default_queue_gauge() -> Gauge:
+    """Transitional: the gauge on prometheus_client's default registry, for a service
+    that passes none (its app serves the default registry: shared.prom)."""
+    return queue_messages_gauge(REGISTRY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +99,14 @@ def broker_exchange(broker: Broker, name: str) -> ExchangeSource:
     return source
 
 
-def queue_depth(channel: Callable[[], AbstractChannel | None], queues: Sequence[str]) -> Collector:
+def queue_depth(
+    channel: Callable[[], AbstractChannel | None],
+    queues: Sequence[str],
+    gauge: Gauge | None = None,
+) -> Collector:
     """Messages ready in each queue (a passive declare: it reads, never creates), as
-    `belfry_queue_depth{queue}` events and the `belfry_queue_messages{queue}` gauge.
+    `belfry_queue_depth{queue}` events and the `belfry_queue_messages{queue}` gauge
+    (`queue_messages_gauge` of the app's registry).
 
     The queues must exist (the service declared them on connect): a passive declare of
     a missing queue closes the channel, and the broker then reconnects and re-declares.
@@ -99,25 +116,28 @@ def queue_depth(channel: Callable[[], AbstractChannel | None], queues: Sequence[
         ch = channel()
         if ch is None:
             return []
+        messages = gauge or _default_queue_gauge()
         samples = []
         for name in queues:
             queue = await ch.declare_queue(name, passive=True)
             count = queue.declaration_result.message_count or 0
-            QUEUE_MESSAGES.labels(name).set(count)
+            messages.labels(name).set(count)
             samples.append(Sample(QUEUE_DEPTH, count, {"queue": name}))
         return samples
 
     return collect
 
 
-def side_queue_depth(side: SideChannel, queues: Sequence[str], timeout: float) -> Collector:
+def side_queue_depth(
+    side: SideChannel, queues: Sequence[str], timeout: float, gauge: Gauge | None = None
+) -> Collector:
     """`queue_depth` read through a channel of its own within `timeout` seconds, so a slow
     broker costs this round of figures, never the consuming channel's messages."""
 
     async def collect() -> list[Sample]:
         async with asyncio.timeout(timeout):
             channel = await side.get()
-            return list(await queue_depth(lambda: channel, queues)())
+            return list(await queue_depth(lambda: channel, queues, gauge)())
 
     return collect
 

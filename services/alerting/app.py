@@ -28,12 +28,15 @@ from services.alerting.keys import (
     ENGINE,
     HEALTH,
     HUB,
+    METRICS,
+    NOTIFY_METRICS,
     RELAY,
     SETTINGS,
     AlertingDeps,
 )
 from services.alerting.leader import Consuming, EvaluatorLock, evaluate_while_leader
-from services.alerting.notify import failure_figures
+from services.alerting.metrics import AlertingMetrics
+from services.alerting.notify.metrics import NotifyMetrics
 from services.alerting.notify.wiring import setup_notify
 from services.alerting.outbox import OutboxRelay
 from services.alerting.routes import add_routes
@@ -42,6 +45,7 @@ from shared.broker import Broker, SideChannel
 from shared.db import Database, apply_migrations
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
+from shared.prom import app_registry
 from shared.selfreport import MetricReporter, broker_exchange, side_queue_depth
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
@@ -103,8 +107,10 @@ def _reporter(app: web.Application, broker: Broker, topo: Topology) -> MetricRep
         stats=app[HTTP_STATS],
         collectors=[
             # A channel of its own: a timed-out read never closes the consuming one.
-            side_queue_depth(SideChannel(broker), queues, QUEUE_DEPTH_TIMEOUT),
-            failure_figures,  # notify's belfry_notifications_failed
+            side_queue_depth(
+                SideChannel(broker), queues, QUEUE_DEPTH_TIMEOUT, app[METRICS].queue_messages
+            ),
+            app[NOTIFY_METRICS].failure_figures,  # notify's belfry_notifications_failed
         ],
         interval=app[SETTINGS].common.metrics_interval,
     )
@@ -121,6 +127,7 @@ def _engine(app: web.Application, relay: OutboxRelay) -> AlertEngine:
         tracer=tracer_for(deps.tracer_provider),
         on_outbox=relay.wake,
         arrival_gap=settings.eval_on_arrival,
+        metrics=app[METRICS],
     )
 
 
@@ -131,10 +138,16 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     db = app[DATABASE]
     broker = Broker(settings.common.amqp_url, "belfry-alerting")
     relay = OutboxRelay(
-        db, broker, topo, interval=settings.outbox_interval, tracer=tracer, clock=deps.clock
+        db,
+        broker,
+        topo,
+        interval=settings.outbox_interval,
+        tracer=tracer,
+        clock=deps.clock,
+        metrics=app[METRICS],
     )
     engine = _engine(app, relay)
-    consumer = MetricConsumer(engine, topo, tracer)
+    consumer = MetricConsumer(engine, topo, tracer, app[METRICS])
     consuming = Consuming(topo, consumer)
     lock = EvaluatorLock(settings.common.database_url, settings.common.prefix)
     spec = topo.spec()
@@ -189,7 +202,10 @@ def create_app(settings: AlertingSettings, deps: AlertingDeps | None = None) -> 
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
+        default_registry=False,  # every alerting metric is on the app's own registry
     )
+    registry = app_registry(app)
+    app[METRICS], app[NOTIFY_METRICS] = AlertingMetrics(registry), NotifyMetrics(registry)
     add_probe_routes(app, Health("alerting", settings.common.version))
     hub = TransitionHub()
     app[HUB] = hub

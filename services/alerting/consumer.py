@@ -29,8 +29,8 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from services.alerting import metrics
 from services.alerting.evaluator import AlertEngine
+from services.alerting.metrics import AlertingMetrics, unserved
 from shared.contracts import METRIC_V1, ContractError, decode_batch, validate_envelope
 from shared.deadletter import dead_letter_message
 from shared.samples import (
@@ -54,9 +54,14 @@ def _storable(data: dict[str, Any]) -> None:
 
 class MetricConsumer:
     def __init__(
-        self, engine: AlertEngine, topo: Topology, tracer: trace.Tracer | None = None
+        self,
+        engine: AlertEngine,
+        topo: Topology,
+        tracer: trace.Tracer | None = None,
+        metrics: AlertingMetrics | None = None,
     ) -> None:
         self.engine = engine
+        self.metrics = metrics or unserved()  # the app's (shared.prom); served nowhere: tests
         self.topo = topo
         self.tracer = tracer
         self.dead_letters: AbstractExchange | None = None
@@ -158,7 +163,7 @@ class MetricConsumer:
                 float(data["value"]),
                 carrier,
             )
-            metrics.SAMPLES.labels("kept" if kept else "ignored").inc()
+            (self.metrics.samples_kept if kept else self.metrics.samples_ignored).inc()
             self.samples += 1
 
     def _observe_v2(self, envelope: MetricEnvelope, carrier: dict[str, str] | None) -> None:
@@ -169,8 +174,8 @@ class MetricConsumer:
         self, tenant: str, samples: Sequence[SampleTuple], carrier: dict[str, str] | None
     ) -> None:
         kept = self.engine.observe_samples(tenant, samples, carrier)
-        metrics.SAMPLES.labels("kept").inc(kept)
-        metrics.SAMPLES.labels("ignored").inc(len(samples) - kept)
+        self.metrics.samples_kept.inc(kept)
+        self.metrics.samples_ignored.inc(len(samples) - kept)
         self.samples += len(samples)
 
     async def _dead_letter(
@@ -182,7 +187,7 @@ class MetricConsumer:
             dead_letter_message(body, reason, stage, source, self.topo.alerting_queue),
             self.topo.ALERTING_DLQ_KEY,
         )
-        metrics.DEAD_LETTERED.labels(stage).inc()
+        self.metrics.dead_lettered.labels(stage).inc()
         log.warning(
             "dead-lettered",
             extra={"reason": reason[:300], "stage": stage, "queue": self.topo.alerting_dlq},

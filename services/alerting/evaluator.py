@@ -25,7 +25,7 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan
 
-from services.alerting import external, metrics, sample_log
+from services.alerting import external, sample_log
 from services.alerting.engine.exprs import Cache
 from services.alerting.engine.observe import Fingerprints, observe
 from services.alerting.engine.state import (
@@ -44,6 +44,7 @@ from services.alerting.engine.state import (
 )
 from services.alerting.engine.windows import LabelKey, SampleStore, label_key
 from services.alerting.hub import TransitionHub
+from services.alerting.metrics import AlertingMetrics, unserved
 from services.alerting.outbox import group_due
 from services.alerting.retrying import Failures
 from services.alerting.rules.model import Rule
@@ -79,8 +80,10 @@ class AlertEngine:
         tracer: trace.Tracer | None = None,
         on_outbox: Callable[[], None] = lambda: None,
         arrival_gap: float = 0.0,
+        metrics: AlertingMetrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or unserved()  # the app's (shared.prom); served nowhere: tests
         self.clock = clock
         self.group_wait = group_wait
         self.external_url = external_url
@@ -254,7 +257,7 @@ class AlertEngine:
 
     async def tick(self) -> list[Change]:
         """Evaluate every enabled rule at the clock's now; commit; group due outbox items."""
-        with metrics.TICK_SECONDS.time():
+        with self.metrics.tick_seconds.time():
             async with self.lock:
                 if not self.loaded:
                     await self._load()
@@ -283,7 +286,7 @@ class AlertEngine:
         for rule in self.rules.values():
             if not rule.enabled or external.is_external(rule):  # received, not evaluated
                 continue
-            metrics.EVALUATIONS.inc()
+            self.metrics.evaluations.inc()
             known = self._by_rule.get(rule.id, {})
             unsilenced = rule.tenant not in silenced
             for seen in observe(
@@ -385,7 +388,7 @@ class AlertEngine:
 
     def _announce(self, change: Change) -> None:
         """A committed transition: counted, logged, and sent to the SSE subscribers."""
-        metrics.TRANSITIONS.labels(change.to_state).inc()
+        self.metrics.transitions.labels(change.to_state).inc()
         alert = change.alert
         rule = self.rules.get(alert.rule_id)
         log.info(
@@ -445,10 +448,10 @@ class AlertEngine:
             self._counts[(alert.state, alert.severity)] += delta
 
     def _publish_gauge(self) -> None:
-        counts = self._counts
+        counts, gauge = self._counts, self.metrics.alerts
         for state in STATES:
             for severity in SEVERITIES_FOR_METRICS:
-                metrics.ALERTS.labels(state, severity).set(counts.get((state, severity), 0))
+                gauge.labels(state, severity).set(counts.get((state, severity), 0))
 
     # --- API actions -------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Typed application keys of the alerting service, and the dependency bundle behind them.
 
-The notify sub-package (services/alerting/notify/) reads SETTINGS, DEPS, DATABASE and
-HEALTH from here; these names are a fixed interface.
+The notify sub-package (services/alerting/notify/) reads SETTINGS, DEPS, DATABASE,
+HEALTH and NOTIFY_METRICS from here; these names are a fixed interface.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from opentelemetry.trace import TracerProvider
 from services.alerting.consumer import MetricConsumer
 from services.alerting.evaluator import AlertEngine
 from services.alerting.hub import TransitionHub
+from services.alerting.metrics import AlertingMetrics
 from services.alerting.notify.deps import NotifyDeps
+from services.alerting.notify.metrics import NotifyMetrics
 from services.alerting.outbox import OutboxRelay
 from services.alerting.settings import AlertingSettings
 from shared.broker import Broker
@@ -48,6 +50,9 @@ BROKER = web.AppKey("alerting_broker", Broker)
 RELAY = web.AppKey("alerting_relay", OutboxRelay)
 CONSUMER = web.AppKey("alerting_consumer", MetricConsumer)
 HUB = web.AppKey("alerting_hub", TransitionHub)
+# Prometheus metrics on the app's registry (shared.prom); notify reads NOTIFY_METRICS.
+METRICS = web.AppKey("alerting_metrics", AlertingMetrics)
+NOTIFY_METRICS = web.AppKey("alerting_notify_metrics", NotifyMetrics)
 
 __all__ = [
     "BROKER",
@@ -57,6 +62,8 @@ __all__ = [
     "ENGINE",
     "HEALTH",
     "HUB",
+    "METRICS",
+    "NOTIFY_METRICS",
     "RELAY",
     "SETTINGS",
     "AlertingDeps",

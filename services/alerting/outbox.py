@@ -32,7 +32,7 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace import Link, NonRecordingSpan, SpanKind
 
-from services.alerting import metrics
+from services.alerting.metrics import AlertingMetrics, unserved
 from services.alerting.notify.channels import ACKNOWLEDGING_TYPES
 from services.alerting.retrying import Failures
 from services.alerting.store import dumps, loads
@@ -185,8 +185,10 @@ class OutboxRelay:
         interval: float = 1.0,
         tracer: trace.Tracer | None = None,
         clock: Callable[[], datetime],
+        metrics: AlertingMetrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or unserved()  # the app's (shared.prom); served nowhere: tests
         self.broker = broker
         self.topo = topo
         self.interval = interval
@@ -304,7 +306,7 @@ class OutboxRelay:
             ):
                 inject_headers(headers)
                 await self._send(exchange, envelope, notification_id, routing_key, headers)
-        metrics.NOTIFICATIONS_PUBLISHED.labels(routing_key).inc()
+        self.metrics.notifications_published.labels(routing_key).inc()
         log.info(
             "notification published",
             extra={

@@ -19,7 +19,6 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-from prometheus_client import REGISTRY
 
 from services.alerting.app import create_app as create_alerting
 from services.alerting.keys import AlertingDeps
@@ -29,6 +28,7 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from shared.auth import create_key
 from shared.httpserver import HttpLimits, RunningServer, start_server
+from shared.prom import PROMETHEUS
 from shared.settings import CommonSettings
 from shared.signing import SigningKeys
 from tests.alerting.conftest import FakeClock
@@ -59,13 +59,14 @@ async def serve_ingest(ingest_settings: IngestSettings) -> AsyncIterator[Serve]:
         await server.close()
 
 
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+def sample(server: RunningServer, name: str, labels: dict[str, str] | None = None) -> float:
+    """A sample of the served app's own registry (shared.prom)."""
+    return server.runner.app[PROMETHEUS].get_sample_value(name, labels or {}) or 0.0
 
 
-def requests(route: str, status: str, method: str = "POST") -> float:
+def requests(server: RunningServer, route: str, status: str, method: str = "POST") -> float:
     labels = {"service": "ingest", "method": method, "route": route, "status": status}
-    return sample("http_requests_total", labels)
+    return sample(server, "http_requests_total", labels)
 
 
 async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -110,7 +111,7 @@ async def test_slow_request_heads_are_closed_at_the_deadline_and_others_still_se
     serve_ingest: Serve,
 ) -> None:
     server = await serve_ingest(header_timeout=HEAD_TIMEOUT, max_connections=200)
-    timeouts = sample("belfry_http_header_timeouts_total")
+    timeouts = sample(server, "belfry_http_header_timeouts_total")
     slow = []
     for i in range(40):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -136,7 +137,7 @@ async def test_slow_request_heads_are_closed_at_the_deadline_and_others_still_se
     await trickler
     assert min(held) >= HEAD_TIMEOUT * 0.9
     assert max(held) < HEAD_TIMEOUT + 3
-    assert sample("belfry_http_header_timeouts_total") == timeouts + 40
+    assert sample(server, "belfry_http_header_timeouts_total") == timeouts + 40
     for _, writer, _ in slow:
         writer.close()
     await eventually(lambda: _open(server), lambda n: n == 0, what="every connection closed")
@@ -168,15 +169,16 @@ async def test_the_next_request_head_on_a_kept_alive_connection_has_the_same_dea
 
 async def test_connections_beyond_the_cap_get_a_503_and_are_closed(serve_ingest: Serve) -> None:
     server = await serve_ingest(header_timeout=30, max_connections=20)
-    refused = sample("belfry_http_refused_connections_total")
+    refused = sample(server, "belfry_http_refused_connections_total")
     idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
     await eventually(lambda: _open(server), lambda n: n == 20, what="20 connections held")
 
     status, headers, body = await raw(server.port, b"GET /livez HTTP/1.1\r\nHost: b\r\n\r\n")
     assert status == 503 and headers["connection"] == "close"
     assert orjson.loads(body) == {"error": "too many connections"}
-    assert sample("belfry_http_refused_connections_total") == refused + 1
+    assert sample(server, "belfry_http_refused_connections_total") == refused + 1
     assert server.count.open == 20
+    assert sample(server, "belfry_http_open_connections") == 20
 
     for _, writer in idle:
         writer.close()
@@ -237,7 +239,7 @@ async def test_a_client_hanging_up_mid_track_upload_is_a_499_not_a_500(
     serve_ingest: Serve, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await serve_ingest()
-    hung_up, errors = requests("/v1/track", "499"), requests("/v1/track", "500")
+    hung_up, errors = requests(server, "/v1/track", "499"), requests(server, "/v1/track", "500")
     manager = server.runner.server
     assert manager is not None
     with caplog.at_level(logging.INFO):
@@ -253,9 +255,11 @@ async def test_a_client_hanging_up_mid_track_upload_is_a_499_not_a_500(
         await eventually(handling, lambda n: n > started, what="the upload reached its handler")
         writer.transport.abort()
         await eventually(
-            lambda: _value(requests("/v1/track", "499")), lambda n: n == hung_up + 1, what="499"
+            lambda: _value(requests(server, "/v1/track", "499")),
+            lambda n: n == hung_up + 1,
+            what="499",
         )
-    assert requests("/v1/track", "500") == errors
+    assert requests(server, "/v1/track", "500") == errors
     records = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
     assert ("INFO", "client disconnected") in records
     assert not [r for r in records if r[0] in ("WARNING", "ERROR")], records
@@ -279,7 +283,7 @@ async def test_a_corrupt_deflate_body_is_a_json_400_on_the_served_ingest(
     serve_ingest: Serve,
 ) -> None:
     server = await serve_ingest()
-    errors = requests("/v1/track", "500")
+    errors = requests(server, "/v1/track", "500")
     for encoding in ("deflate", "gzip"):
         status, headers, body = await raw(
             server.port,
@@ -290,7 +294,7 @@ async def test_a_corrupt_deflate_body_is_a_json_400_on_the_served_ingest(
         assert status == 400, body
         assert headers["content-type"] == "application/json" and "server" not in headers
         assert orjson.loads(body) == {"error": "body does not match its Content-Encoding"}
-    assert requests("/v1/track", "500") == errors
+    assert requests(server, "/v1/track", "500") == errors
 
 
 async def test_a_corrupt_deflate_body_is_a_json_400_on_every_service(

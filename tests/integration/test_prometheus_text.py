@@ -1,8 +1,11 @@
 """`/metrics` of every service is valid Prometheus text (`promtool check metrics`), and
 its counters move when hits go through.
 
-Both apps run in this one process and so share prometheus_client's default registry:
-each `/metrics` here shows both services' metrics, which only makes the check stricter.
+Both apps run in this one process. Each serves its own registry (shared.prom), so the
+HTTP metrics counted here are that app's alone; until ingest and writer define their
+metrics per app, their module globals sit on prometheus_client's default registry, which
+both apps serve as well: each `/metrics` then shows both services' own metrics, which
+only makes the check stricter.
 """
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ from typing import Any
 import aio_pika
 import orjson
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from shared.contracts import BATCH_V1, METRIC_V1, validate_envelope
 from shared.httpobs import HttpStats
-from shared.selfreport import MetricReporter, Sample, queue_depth
+from shared.selfreport import MetricReporter, Sample, queue_depth, queue_messages_gauge
 from shared.settings import CommonSettings, SettingsError
 
 NOW = datetime(2024, 7, 1, 12, 0, 0, tzinfo=UTC)
@@ -268,7 +268,9 @@ class FakeChannel:
 
 async def test_queue_depth_reads_passively_and_sets_the_prometheus_gauge() -> None:
     channel = FakeChannel({"unit.writer.hits": 12, "unit.writer.hits.dlq": 3})
-    collect = queue_depth(lambda: channel, ["unit.writer.hits", "unit.writer.hits.dlq"])
+    registry = CollectorRegistry()  # the app's (shared.prom)
+    queues = ["unit.writer.hits", "unit.writer.hits.dlq"]
+    collect = queue_depth(lambda: channel, queues, queue_messages_gauge(registry))
     samples = list(await collect())
     assert samples == [
         Sample("belfry_queue_depth", 12, {"queue": "unit.writer.hits"}),
@@ -276,8 +278,17 @@ async def test_queue_depth_reads_passively_and_sets_the_prometheus_gauge() -> No
     ]
     assert channel.declared == [("unit.writer.hits", True), ("unit.writer.hits.dlq", True)]
     gauge = "belfry_queue_messages"
-    assert REGISTRY.get_sample_value(gauge, {"queue": "unit.writer.hits"}) == 12
-    assert REGISTRY.get_sample_value(gauge, {"queue": "unit.writer.hits.dlq"}) == 3
+    assert registry.get_sample_value(gauge, {"queue": "unit.writer.hits"}) == 12
+    assert registry.get_sample_value(gauge, {"queue": "unit.writer.hits.dlq"}) == 3
+    assert REGISTRY.get_sample_value(gauge, {"queue": "unit.writer.hits"}) is None
+
+
+async def test_queue_depth_without_a_gauge_sets_the_default_registrys() -> None:
+    """Transitional: a service not migrated yet passes none; its app serves the default
+    registry (shared.prom), where the gauge then is."""
+    channel = FakeChannel({"unit.legacy.hits": 7})
+    await queue_depth(lambda: channel, ["unit.legacy.hits"])()
+    assert REGISTRY.get_sample_value("belfry_queue_messages", {"queue": "unit.legacy.hits"}) == 7
 
 
 async def test_queue_depth_reads_nothing_while_the_broker_is_away() -> None:

@@ -7,6 +7,6 @@ database context is registered (delivery uses `DATABASE`) and before the app sta
 
 from __future__ import annotations
 
-from services.alerting.notify.metrics import failure_figures
+from services.alerting.notify.metrics import NotifyMetrics
 
-__all__ = ["failure_figures"]
+__all__ = ["NotifyMetrics"]

@@ -24,8 +24,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanKind
 
-from services.alerting.notify import metrics
 from services.alerting.notify.delivery import Decision, Deliverer
+from services.alerting.notify.metrics import NotifyMetrics
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff
 from services.alerting.notify.settings import NotifySettings
@@ -78,9 +78,11 @@ class NotifyConsumer:
         settings: NotifySettings,
         *,
         rng: Any,
+        metrics: NotifyMetrics,
         tracer: trace.Tracer | None = None,
     ) -> None:
         self.channel_type = channel_type
+        self.metrics = metrics
         self.topo = topo
         self.queue = topo.notify_queue(channel_type)
         self.deliverer = deliverer
@@ -153,7 +155,7 @@ class NotifyConsumer:
             await self._dead_letter(message, f"invalid notification: {exc}", "validate", {})
             await message.ack()
             # Belfry's alerting core made it: Belfry's failure, whoever the tenant.
-            metrics.count(self.channel_type, "failed", "belfry")
+            self.metrics.count(self.channel_type, "failed", "belfry")
             return
         headers = dict(message.headers or {})
         attempt = _count(headers, ATTEMPT_HEADER, 1)
@@ -222,10 +224,10 @@ class NotifyConsumer:
             extra={"queue": self.queue, "error": error, "retries": retries},
         )
         # Database, broker or a bug: Belfry's failure, whoever's channel it was.
-        metrics.count(self.channel_type, "error", "belfry")
+        self.metrics.count(self.channel_type, "error", "belfry")
         if retries > MAX_HANDLER_RETRIES:
             await self._dead_letter(message, f"handler kept failing: {error}", "handler", {})
-            metrics.count(self.channel_type, "failed", "belfry")
+            self.metrics.count(self.channel_type, "failed", "belfry")
         else:
             delay = min(backoff(retries, self.settings, self.rng), HANDLER_BACKOFF_MAX)
             attempt = _count(headers, ATTEMPT_HEADER, 1)

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from services.alerting.notify import metrics
 from services.alerting.notify.channels import (
     ACKNOWLEDGING_TYPES,
     Outcome,
@@ -40,6 +39,7 @@ from services.alerting.notify.channels import (
 )
 from services.alerting.notify.channels import service_log as log_channel
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
+from services.alerting.notify.metrics import NotifyMetrics, owner_of
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import retry_delay
 from services.alerting.notify.store import TERMINAL, DeliveryStore
@@ -72,8 +72,12 @@ class Deliverer:
         context: SendContext,
         rng: Any,
         tracer: trace.Tracer | None = None,
+        *,
+        metrics: NotifyMetrics,
     ) -> None:
         self.channel_type = channel_type
+        self.metrics = metrics
+        self._delivery_seconds = metrics.delivery_seconds.labels(channel_type)
         self.store = store
         self.context = context
         self.settings = context.settings
@@ -127,7 +131,7 @@ class Deliverer:
         started = time.perf_counter()
         outcome = await self._send_traced(n, channel.config, incoming_trace)
         elapsed = time.perf_counter() - started
-        metrics.DELIVERY_SECONDS.labels(self.channel_type).observe(elapsed)
+        self._delivery_seconds.observe(elapsed)
         return await self._finish(n, attempt, outcome, at, elapsed)
 
     async def _announced(self, n: Notification, attempt: int) -> Notification | Decision:
@@ -152,7 +156,7 @@ class Deliverer:
     async def _skip(self, n: Notification, reason: str) -> Decision:
         """Nothing to send on this channel: the delivery ends `skipped`, with the reason."""
         await self.store.skip(n.id, reason, self._now())
-        metrics.count(self.channel_type, "skipped", metrics.owner_of(n.tenant))
+        self.metrics.count(self.channel_type, "skipped", owner_of(n.tenant))
         log.info(
             f"{n.status} notification skipped",
             extra={
@@ -248,7 +252,7 @@ class Deliverer:
             outcome=result.outcome,
             status=status,
         )
-        metrics.count(self.channel_type, result.outcome, metrics.owner_of(n.tenant))
+        self.metrics.count(self.channel_type, result.outcome, owner_of(n.tenant))
         level = logging.INFO if result.outcome in ("delivered", "retried") else logging.WARNING
         log.log(
             level,

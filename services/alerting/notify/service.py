@@ -23,6 +23,7 @@ from services.alerting.notify.config import CHANNEL_TYPES
 from services.alerting.notify.consumer import ATTEMPT_HEADER, NotifyConsumer
 from services.alerting.notify.delivery import Deliverer
 from services.alerting.notify.deps import NotifyDeps
+from services.alerting.notify.metrics import NotifyMetrics, unserved
 from services.alerting.notify.resend import AlertmanagerResender
 from services.alerting.notify.settings import NotifySettings
 from services.alerting.notify.ssrf import EgressPolicy, guarded_connector
@@ -55,8 +56,11 @@ class NotifyService:
         *,
         tracer: Any = None,
         channel_types: tuple[str, ...] = CHANNEL_TYPES,
+        metrics: NotifyMetrics | None = None,
     ) -> None:
+        """`metrics`: the app's (shared.prom); by default a set served nowhere (tests)."""
         self.settings = settings
+        self.metrics = metrics or unserved()
         self.common = common
         self.deps = deps or NotifyDeps()
         self.tracer = tracer
@@ -99,9 +103,17 @@ class NotifyService:
                     else None
                 ),
             )
-            deliverer = Deliverer(kind, self.store, context, self.deps.rng, self.tracer)
+            deliverer = Deliverer(
+                kind, self.store, context, self.deps.rng, self.tracer, metrics=self.metrics
+            )
             consumer = NotifyConsumer(
-                kind, self.topo, deliverer, self.settings, rng=self.deps.rng, tracer=self.tracer
+                kind,
+                self.topo,
+                deliverer,
+                self.settings,
+                rng=self.deps.rng,
+                metrics=self.metrics,
+                tracer=self.tracer,
             )
             broker = Broker(self.common.amqp_url, f"belfry-{self.common.service}-notify-{kind}")
             broker.on_connect(consumer.on_connect)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from services.alerting.keys import DATABASE, DEPS, HEALTH, SETTINGS
+from services.alerting.keys import DATABASE, DEPS, HEALTH, NOTIFY_METRICS, SETTINGS
 from services.alerting.notify.routes import NOTIFY, add_routes
 from services.alerting.notify.service import NotifyService
 from shared.telemetry import tracer_for
@@ -26,6 +26,7 @@ def setup_notify(app: web.Application) -> None:
         settings.common,
         deps.notify,
         tracer=tracer_for(deps.tracer_provider),
+        metrics=app[NOTIFY_METRICS],
     )
     app[NOTIFY] = service
     app[HEALTH].add_check("notify", service.check)

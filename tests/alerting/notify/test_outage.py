@@ -9,7 +9,6 @@ from typing import Any
 
 import asyncpg
 
-from services.alerting.notify import metrics
 from tests.alerting.notify.conftest import (
     AddChannel,
     Publish,
@@ -33,7 +32,6 @@ async def test_database_outage_delays_delivery_without_loss_or_duplicate(
     hook: Receiver = await receiver()
     await add_channel("h", "webhook", {"url": hook.url})
     proxy = await start_postgres_proxy()
-    errors_before = metrics.NOTIFICATIONS.labels("webhook", "error", "belfry")._value.get()
     try:
         service = await start_notify(database_url=proxy.url_for(database_url))
         proxy.cut()
@@ -47,8 +45,8 @@ async def test_database_outage_delays_delivery_without_loss_or_duplicate(
         # queue, not acked away and not sent.
         await eventually(handler_retries, lambda n: n >= 2, what="handler retries")
         assert hook.requests == []
-        errors = metrics.NOTIFICATIONS.labels("webhook", "error", "belfry")._value.get()
-        assert errors - errors_before >= 2
+        errors = service.metrics.notifications.labels("webhook", "error", "belfry")
+        assert errors._value.get() >= 2
         proxy.heal()
         row = await delivery(db, env["data"]["notification_id"], "delivered", timeout=15)
         assert row["attempts"] == 1

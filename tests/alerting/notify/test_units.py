@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from prometheus_client import CollectorRegistry
 from standardwebhooks.webhooks import Webhook
 
 from services.alerting.notify.channels import (
@@ -30,7 +31,7 @@ from services.alerting.notify.channels import (
 from services.alerting.notify.channels import email as email_channel
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.notify.destinations import destination_problem, literal_address
-from services.alerting.notify.metrics import failure_figures
+from services.alerting.notify.metrics import NotifyMetrics, owner_of
 from services.alerting.notify.model import Notification
 from services.alerting.notify.retry import backoff, parse_retry_after, retry_delay
 from services.alerting.notify.settings import NotifySettings, default_external_url
@@ -355,24 +356,20 @@ async def test_limiter_spaces_sends_to_one_url_one_second_apart() -> None:
 
 
 async def test_failure_figures_count_since_the_last_round() -> None:
-    from services.alerting.notify import metrics
-
-    await failure_figures()
+    metrics = NotifyMetrics(CollectorRegistry())
     metrics.count("webhook", "failed", "tenant")
     metrics.count("slack", "refused", "tenant")
     metrics.count("slack", "delivered", "belfry")
     metrics.count("email", "failed", "belfry")
-    samples = await failure_figures()
+    samples = await metrics.failure_figures()
     assert {s.name for s in samples} == {"belfry_notifications_failed"}
     assert {s.labels["owner"]: s.value for s in samples} == {"belfry": 1, "tenant": 2}
-    assert [s.value for s in await failure_figures()] == [0, 0]
+    assert [s.value for s in await metrics.failure_figures()] == [0, 0]
 
 
 def test_owner_is_belfry_only_for_belfrys_own_tenant() -> None:
-    from services.alerting.notify import metrics
-
-    assert metrics.owner_of("belfry") == "belfry"
-    assert metrics.owner_of("acme") == "tenant"
+    assert owner_of("belfry") == "belfry"
+    assert owner_of("acme") == "tenant"
 
 
 # --- destinations checked when a channel is saved ---------------------------------------
@@ -468,16 +465,15 @@ async def test_default_rule_pack_counts_only_belfrys_own_failures() -> None:
     # The self-reported figures as the reporter sends them (plus its `service` label),
     # against the rule pack's BelfryNotificationsFailing: a tenant's failures don't match.
     from services.alerting.files import load_rules_file
-    from services.alerting.notify import metrics
 
     rules = load_rules_file(str(RULE_PACK))
     (rule,) = [r for r in rules if r.name == "BelfryNotificationsFailing"]
-    await failure_figures()
-    metrics.count("email", "refused", metrics.owner_of("acme"))
-    metrics.count("webhook", "failed", metrics.owner_of("belfry"))
+    metrics = NotifyMetrics(CollectorRegistry())
+    metrics.count("email", "refused", owner_of("acme"))
+    metrics.count("webhook", "failed", owner_of("belfry"))
     matched = {
         s.labels["owner"]: s.value
-        for s in await failure_figures()
+        for s in await metrics.failure_figures()
         if s.name == rule.metric and rule.matches({**s.labels, "service": "alerting"})
     }
     assert matched == {"belfry": 1}
