@@ -27,9 +27,11 @@ import asyncio
 import multiprocessing
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import replace
@@ -54,7 +56,12 @@ from services.api.timerange import parse_scope  # noqa: E402
 from services.writer.store import PostgresEventStore  # noqa: E402
 from shared.contracts import HIT_CLICK_V2, HIT_OPEN_V2, Envelope  # noqa: E402
 from shared.db import Database  # noqa: E402
-from shared.db.migrate import migrate_url  # noqa: E402
+from shared.db.migrate import (  # noqa: E402
+    MIGRATIONS_DIR,
+    apply_migrations,
+    ensure_database,
+    migrate_url,
+)
 
 RESULTS_DIR = ROOT / "bench" / "results"
 TENANT = "bench"
@@ -343,10 +350,28 @@ async def writer_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return report
 
 
+async def migrate(url: str, upto: int | None) -> None:
+    """All migrations, or (`--upto N`, to compare the store before a migration) those
+    up to N only."""
+    if upto is None:
+        await migrate_url(url)
+        return
+    await ensure_database(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+            if int(path.name[:4]) <= upto:
+                shutil.copy(path, Path(tmp) / path.name)
+        conn = await asyncpg.connect(url)
+        try:
+            await apply_migrations(conn, Path(tmp))
+        finally:
+            await conn.close()
+
+
 async def main(args: argparse.Namespace) -> int:
     name = f"belfry_benchstats_{secrets.token_hex(5)}"
     url = db_url(args.postgres_url, name)
-    await migrate_url(url)
+    await migrate(url, args.upto)
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(),
         "database": name,
@@ -393,6 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--writer-only", action="store_true", help="store throughput only")
     p.add_argument("--writer-events", type=int, default=100_000)
     p.add_argument("--load-only", action="store_true", help="load, keep the database, stop")
+    p.add_argument("--upto", type=int, help="apply migrations up to this one only")
     return p.parse_args(argv)
 
 

@@ -116,23 +116,27 @@ GROUP BY 1
 """
 
 
-# The same figures from the rollups (migration 0013) for a range holding at least one
-# whole UTC day: whole hours / days come from the rollups, the partial hours / days at
-# either end from `events` (a day at most on each side). $1 tenant, $2 from, $3 to,
-# $4 / $5 the whole hours (or days) inside [from, to).
-EDGES = """
-    tenant_id = $1
-    AND ((occurred_at >= $2 AND occurred_at < $4) OR (occurred_at >= $5 AND occurred_at < $3))
-"""
+# The same figures from the rollups (migrations 0013, 0014) for a range holding at least
+# one whole UTC day: whole days, then whole hours come from the rollups, only the partial
+# hours at either end from `events` (an hour at most on each side; uniques read the
+# partial days' activity rows). $1 tenant, $2 from, $3 to.
 REASON = f"CASE WHEN {HUMAN} THEN '' ELSE coalesce(verdict_reason, 'unknown') END"
 
-# $6 bucket: (bucket, kind, reason ('' = human), n); totals and series both come from it.
+# (bucket, kind, reason ('' = human), n); totals and series both come from it. $4 / $5 and
+# $6 / $7 hours from stats_hour, $8 / $9 days from stats_day (empty for hourly buckets),
+# $10 bucket; the partial hours at either end from `events`.
 COUNTS_ROLLUP = f"""
-SELECT date_trunc($6, at, 'UTC') AS bucket, kind, reason, sum(n)::bigint AS n FROM (
-    SELECT hour AS at, kind, reason, n FROM stats_hour
-    WHERE tenant_id = $1 AND hour >= $4 AND hour < $5 AND kind IN ('open', 'click')
+SELECT date_trunc($10, at, 'UTC') AS bucket, kind, reason, sum(n)::bigint AS n FROM (
+    SELECT day::timestamp AT TIME ZONE 'UTC' AS at, kind, reason, n FROM stats_day
+    WHERE tenant_id = $1 AND day >= $8::date AND day < $9::date AND kind IN ('open', 'click')
     UNION ALL
-    SELECT occurred_at, kind, {REASON}, 1 FROM events WHERE {EDGES}
+    SELECT hour, kind, reason, n FROM stats_hour
+    WHERE tenant_id = $1 AND kind IN ('open', 'click')
+      AND ((hour >= $4 AND hour < $5) OR (hour >= $6 AND hour < $7))
+    UNION ALL
+    SELECT occurred_at, kind, {REASON}, 1 FROM events
+    WHERE tenant_id = $1
+      AND ((occurred_at >= $2 AND occurred_at < $4) OR (occurred_at >= $7 AND occurred_at < $3))
 ) c GROUP BY 1, 2, 3 HAVING sum(n) <> 0
 """
 
@@ -169,7 +173,8 @@ FROM unnest($6::text[]) k LEFT JOIN mid ON mid.key = k LEFT JOIN head ON head.ke
      LEFT JOIN tail ON tail.key = k
 """
 
-# $4 / $5 whole days, $6 limit.
+# $4 / $5 whole days, $6 limit, $7 / $8 whole hours: whole days from stats_link_day, the
+# partial days' whole hours from stats_link_hour, the partial hours from `events`.
 TOP_LINKS_ROLLUP = f"""
 SELECT min(url) AS url, sum(clicks)::bigint AS clicks, sum(human)::bigint AS human_clicks,
        'u' || replace(url_key::text, '-', '') AS key
@@ -178,8 +183,12 @@ FROM (
     WHERE tenant_id = $1
       AND day >= ($4 AT TIME ZONE 'UTC')::date AND day < ($5 AT TIME ZONE 'UTC')::date
     UNION ALL
+    SELECT url_key, url, clicks, human_clicks FROM stats_link_hour
+    WHERE tenant_id = $1 AND ((hour >= $7 AND hour < $4) OR (hour >= $5 AND hour < $8))
+    UNION ALL
     SELECT md5(url)::uuid, url, 1, ({HUMAN})::int FROM events
-    WHERE kind = 'click' AND url IS NOT NULL AND {EDGES}
+    WHERE kind = 'click' AND url IS NOT NULL AND tenant_id = $1
+      AND ((occurred_at >= $2 AND occurred_at < $7) OR (occurred_at >= $8 AND occurred_at < $3))
 ) l
 GROUP BY url_key
 HAVING sum(clicks) > 0  -- cells back to zero (erasure, relabels) until retention prunes them
@@ -187,16 +196,31 @@ ORDER BY human_clicks DESC, clicks DESC, url
 LIMIT $6
 """
 
-# $4 / $5 whole hours. An email's first human open (click) in range is its first ever,
-# unless that came before `from` (a hit before its registration): then `events` says.
+# The first-open cohort from the rollups (migration 0014). $4 / $5 the whole hours, $6 / $7
+# the whole days (timestamps) inside [from, to). Registrations of whole days come from
+# stats_cohort: per open-delay bucket, how many emails first opened before the whole days
+# end, and their delays' sum; so do their first clicks. One by one from stats_email, with
+# the old rules: registrations in the partial days, emails with a hit before their
+# registration (their first hit in range may not be their first ever, which `events`
+# says), and those of whole days first opened / clicked in [end of whole days, to).
 COHORT_ROLLUP = f"""
-WITH cohort AS (
+WITH agg AS (
+    SELECT kind, bucket, sum(n)::bigint AS n, sum(delay) AS delay FROM stats_cohort
+    WHERE tenant_id = $1 AND reg_day >= $6::date AND reg_day < $7::date AND hit_day < $7::date
+    GROUP BY kind, bucket HAVING sum(n) <> 0
+),
+edge AS (
     SELECT email_id, created_at, first_human_open AS fo, first_human_click AS fc
     FROM stats_email
-    WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
+    WHERE tenant_id = $1 AND (first_human_open < $3 OR first_human_click < $3)
+      AND ((created_at >= $2 AND created_at < $6) OR (created_at >= $7 AND created_at < $3))
+    UNION ALL
+    SELECT email_id, created_at, first_human_open, first_human_click FROM stats_email
+    WHERE tenant_id = $1 AND created_at >= $6 AND created_at < $7
+      AND (first_human_open < created_at OR first_human_click < created_at)
       AND (first_human_open < $3 OR first_human_click < $3)
 ),
-activity AS (
+edge_hits AS (
     SELECT c.created_at,
            CASE WHEN c.fo IS NULL OR c.fo >= $2 THEN CASE WHEN c.fo < $3 THEN c.fo END
                 ELSE (SELECT min(e.occurred_at) FROM events e
@@ -208,27 +232,57 @@ activity AS (
                       WHERE e.tenant_id = $1 AND e.email_id = c.email_id AND e.kind = 'click'
                         AND e.{HUMAN} AND e.occurred_at >= $2 AND e.occurred_at < $3)
            END AS clicked
-    FROM cohort c
+    FROM edge c
 ),
-delays AS (
+late AS (
+    SELECT created_at, first_human_open AS first_open, false AS clicked FROM stats_email
+    WHERE tenant_id = $1 AND first_human_open >= $7 AND first_human_open < $3
+      AND created_at >= $6 AND created_at < $7 AND first_human_open >= created_at
+      AND (first_human_click IS NULL OR first_human_click >= created_at)
+    UNION ALL
+    SELECT created_at, NULL, true FROM stats_email
+    WHERE tenant_id = $1 AND first_human_click >= $7 AND first_human_click < $3
+      AND created_at >= $6 AND created_at < $7 AND first_human_click >= created_at
+      AND (first_human_open IS NULL OR first_human_open >= created_at)
+),
+single AS (
     SELECT first_open, clicked,
            CASE WHEN first_open >= created_at
-                THEN extract(epoch FROM first_open - created_at)::float8 END AS d
-    FROM activity
+                THEN belfry_delay_bucket(created_at, first_open) END AS bucket,
+           CASE WHEN first_open >= created_at
+                THEN extract(epoch FROM first_open - created_at) END AS delay
+    FROM (SELECT * FROM edge_hits UNION ALL SELECT * FROM late) i
 )
--- One pass over the cohort (it is a year of emails at most).
 SELECT
-    ((SELECT coalesce(sum(n), 0) FROM stats_hour
-      WHERE tenant_id = $1 AND kind = 'email' AND hour >= $4 AND hour < $5)
+    ((SELECT coalesce(sum(n), 0) FROM stats_day
+      WHERE tenant_id = $1 AND kind = 'email' AND day >= $6::date AND day < $7::date)
+     + (SELECT coalesce(sum(n), 0) FROM stats_hour
+        WHERE tenant_id = $1 AND kind = 'email'
+          AND ((hour >= $4 AND hour < $6) OR (hour >= $7 AND hour < $5)))
      + (SELECT count(*) FROM emails WHERE tenant_id = $1
         AND ((created_at >= $2 AND created_at < $4) OR (created_at >= $5 AND created_at < $3)))
     )::bigint AS registered,
-    count(first_open) AS opened,
-    count(*) FILTER (WHERE clicked) AS clicked,
-    percentile_cont(0.5) WITHIN GROUP (ORDER BY d) AS median_delay,
-    avg(d) AS mean_delay,
-    count(d) AS delays
-FROM delays
+    ((SELECT coalesce(sum(n), 0) FROM agg WHERE kind = 'o')
+     + (SELECT count(first_open) FROM single))::bigint AS opened,
+    ((SELECT coalesce(sum(n), 0) FROM agg WHERE kind = 'c')
+     + (SELECT count(*) FROM single WHERE clicked))::bigint AS clicked,
+    (SELECT coalesce(sum(delay), 0) FROM agg WHERE kind = 'o')
+     + (SELECT coalesce(sum(delay), 0) FROM single) AS delay_sum,
+    array(SELECT bucket FROM agg WHERE kind = 'o' ORDER BY bucket) AS buckets,
+    array(SELECT n FROM agg WHERE kind = 'o' ORDER BY bucket) AS counts,
+    array(SELECT bucket FROM single WHERE bucket IS NOT NULL ORDER BY delay) AS single_buckets,
+    array(SELECT delay::float8 FROM single WHERE bucket IS NOT NULL ORDER BY delay)
+        AS single_delays
+"""
+
+# The delays (as the raw query computes them) of the emails stats_cohort counts in the
+# given buckets: the median's. $1 tenant, $2 buckets, $3 / $4 the whole days.
+COHORT_DELAYS = """
+SELECT array_agg(extract(epoch FROM first_human_open - created_at)::float8) FROM stats_email
+WHERE tenant_id = $1 AND belfry_delay_bucket(created_at, first_human_open) = ANY($2::int[])
+  AND created_at >= $3 AND created_at < $4 AND first_human_open < $4
+  AND created_at IS NOT NULL AND first_human_open >= created_at
+  AND (first_human_click IS NULL OR first_human_click >= created_at)
 """
 
 KINDS = ("open", "click")
@@ -278,6 +332,53 @@ async def _raw_figures(
     return out
 
 
+def _count_ranges(bucket: str, bounds: tuple[datetime, ...]) -> tuple[Any, ...]:
+    """COUNTS_ROLLUP's $4..$10: for daily buckets the whole days from stats_day and only
+    the partial days' whole hours from stats_hour; for hourly ones every whole hour."""
+    hour_start, hour_end, day_start, day_end = bounds
+    if bucket == "day":
+        hours = (hour_start, day_start, day_end, hour_end)
+        return (*hours, day_start.date(), day_end.date(), bucket)
+    return (hour_start, hour_end, hour_end, hour_end, day_start.date(), day_start.date(), bucket)
+
+
+def percentile_cont_median(ordered: list[float], n: int, below: int) -> float:
+    """Postgres' percentile_cont(0.5) over n values, of which `ordered` holds those of
+    ranks below .. below + len(ordered) - 1 (0-based), sorted: the same float."""
+    low, high = ordered[(n - 1) // 2 - below], ordered[n // 2 - below]
+    return low if low == high else low + (high - low) * 0.5
+
+
+async def _cohort(
+    conn: asyncpg.Connection, args: tuple[Any, ...], bounds: tuple[datetime, ...]
+) -> dict[str, Any]:
+    """COHORT's figures from stats_cohort: the median from the bucket counts, then the
+    delays of the one (or two) buckets holding it."""
+    hour_start, hour_end, day_start, day_end = bounds
+    row = await conn.fetchrow(COHORT_ROLLUP, *args, hour_start, hour_end, day_start, day_end)
+    counts: dict[int, int] = defaultdict(int, zip(row["buckets"], row["counts"], strict=True))
+    for bucket in row["single_buckets"]:
+        counts[bucket] += 1
+    n = sum(counts.values())
+    out = {"registered": row["registered"], "opened": row["opened"], "clicked": row["clicked"]}
+    out |= {"delays": n, "median_delay": None, "mean_delay": None}
+    if not n:
+        return out
+    out["mean_delay"] = float(row["delay_sum"]) / n
+    wanted: set[int] = set()
+    below = seen = 0
+    for bucket in sorted(counts):
+        if seen + counts[bucket] > (n - 1) // 2 and seen <= n // 2:
+            below = below if wanted else seen
+            wanted.add(bucket)
+        seen += counts[bucket]
+    exact = await conn.fetchval(COHORT_DELAYS, args[0], sorted(wanted), day_start, day_end)
+    singles = zip(row["single_buckets"], row["single_delays"], strict=True)
+    ordered = sorted([*(exact or ()), *(d for b, d in singles if b in wanted)])
+    out["median_delay"] = percentile_cont_median(ordered, n, below)
+    return out
+
+
 async def _uniques(
     conn: asyncpg.Connection,
     args: tuple[Any, ...],
@@ -302,7 +403,7 @@ async def _rollup_figures(
     args = (tenant, scope.start, scope.end)
     out = Figures()
     totals: dict[str, int] = defaultdict(int)
-    for row in await conn.fetch(COUNTS_ROLLUP, *args, hour_start, hour_end, scope.bucket):
+    for row in await conn.fetch(COUNTS_ROLLUP, *args, *_count_ranges(scope.bucket, bounds)):
         kind, human, n = row["kind"], row["reason"] == "", row["n"]
         totals[f"{kind}s"] += n
         totals[f"human_{kind}s"] += n if human else 0
@@ -311,7 +412,9 @@ async def _rollup_figures(
             reasons[row["reason"]] = reasons.get(row["reason"], 0) + n
         point = out.series.setdefault(row["bucket"], dict.fromkeys(SERIES_FIELDS, 0))
         point[f"{'human' if human else 'machine'}_{kind}s"] += n
-    links = await conn.fetch(TOP_LINKS_ROLLUP, *args, day_start, day_end, top_links)
+    links = await conn.fetch(
+        TOP_LINKS_ROLLUP, *args, day_start, day_end, top_links, hour_start, hour_end
+    )
     keys = ["o", "ho", "c", "hc", *(row["key"] for row in links)]
     uniques = await _uniques(conn, args, day_start, day_end, keys)
     for kind, key in (("open", "o"), ("click", "c")):
@@ -325,7 +428,7 @@ async def _rollup_figures(
          "unique_emails": uniques[r["key"]]}
         for r in links
     ]  # fmt: skip
-    out.cohort = dict(await conn.fetchrow(COHORT_ROLLUP, *args, hour_start, hour_end))
+    out.cohort = await _cohort(conn, args, bounds)
     return out
 
 
