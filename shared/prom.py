@@ -12,6 +12,15 @@ Transitional: a service whose metrics are still module globals asks for
 migrated), and its `/metrics` then serves the default REGISTRY too, as it did before.
 An app on its own registry gets the process collectors (`process_*`, `python_*`) of
 its own instead, so both kinds expose the same process figures.
+
+Migrating a service (alerting is the example): its module globals become attributes of
+one `<Service>Metrics(registry)` class (same names, help, labels, buckets; hot label
+children bound once as attributes); `create_app` passes `default_registry=False` to
+`add_observability`, then stores `<Service>Metrics(app_registry(app))` under an AppKey;
+whatever counts takes it as a parameter, handlers read `request.app[KEY]`. A service
+that polls queue depths keeps `queue_messages_gauge(registry)` in that class and passes
+it to `queue_depth`/`side_queue_depth`. Once no service relies on the default registry,
+`default_registry`, `_DefaultRegistry` and selfreport's `_default_queue_gauge` go.
 """
 
 from __future__ import annotations
