@@ -350,16 +350,16 @@ async def writer_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     return report
 
 
-async def migrate(url: str, upto: int | None) -> None:
-    """All migrations, or (`--upto N`, to compare the store before a migration) those
-    up to N only."""
-    if upto is None:
+async def migrate(url: str, skip: int | None) -> None:
+    """All migrations, or (`--skip N`, to compare the store without a migration) all but
+    N."""
+    if skip is None:
         await migrate_url(url)
         return
     await ensure_database(url)
     with tempfile.TemporaryDirectory() as tmp:
         for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-            if int(path.name[:4]) <= upto:
+            if int(path.name[:4]) != skip:
                 shutil.copy(path, Path(tmp) / path.name)
         conn = await asyncpg.connect(url)
         try:
@@ -371,7 +371,7 @@ async def migrate(url: str, upto: int | None) -> None:
 async def main(args: argparse.Namespace) -> int:
     name = f"belfry_benchstats_{secrets.token_hex(5)}"
     url = db_url(args.postgres_url, name)
-    await migrate(url, args.upto)
+    await migrate(url, args.skip)
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(),
         "database": name,
@@ -418,7 +418,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--writer-only", action="store_true", help="store throughput only")
     p.add_argument("--writer-events", type=int, default=100_000)
     p.add_argument("--load-only", action="store_true", help="load, keep the database, stop")
-    p.add_argument("--upto", type=int, help="apply migrations up to this one only")
+    p.add_argument("--skip", type=int, help="every migration but this one (store cost of it)")
     return p.parse_args(argv)
 
 
