@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from services.ingest.clientip import client_ip
 from services.ingest.settings import IngestSettings
 from shared.auth import bearer_token
-from shared.contracts import MAX_PURPOSE_LEN, now_iso
+from shared.contracts import MAX_PURPOSE_LEN, make_envelope, now_iso
 from shared.ids import new_event_id
 from shared.ingest_tokens import verify_token
 from shared.signing import SigningKeys
@@ -25,8 +27,15 @@ def json_response(
     )
 
 
-def error(status: int, reason: str, **extra: Any) -> web.Response:
-    return json_response({"error": reason, **extra}, status)
+def typed_response(answer: msgspec.Struct, status: int) -> web.Response:
+    """An answer of a contract type (services/ingest/contracts.py) as JSON."""
+    return web.Response(
+        body=msgspec.json.encode(answer), status=status, content_type="application/json"
+    )
+
+
+def error(status: int, reason: str) -> web.Response:
+    return json_response({"error": reason}, status)
 
 
 def unauthorized(reason: str) -> web.Response:
@@ -45,23 +54,30 @@ def token_tenant(request: web.Request, keys: SigningKeys | None) -> str | web.Re
     return unauthorized("invalid or revoked ingest token") if tenant is None else tenant
 
 
+# Header names as istr: a CIMultiDict finds them without folding the name's case on each
+# lookup (a fifth of the cost; every pixel looks up eight of them).
+_SEC_PURPOSE, _PURPOSE, _X_PURPOSE, _X_MOZ, _DNT, _SEC_GPC, _X_REAL_IP = map(
+    istr, ("Sec-Purpose", "Purpose", "X-Purpose", "X-Moz", "DNT", "Sec-GPC", "X-Real-IP")
+)
+
+
 def request_hints(headers: Mapping[str, str]) -> dict[str, Any] | None:
     """What the request says about itself (hit v2 `hints`): a prefetch announces itself
     (read by the writer's machine-open classifier); DNT / Sec-GPC ask not to keep personal
     fields (applied by the writer per tenant settings). None for most requests."""
     hints: dict[str, Any] | None = None
     purpose = (
-        headers.get("Sec-Purpose")
-        or headers.get("Purpose")
-        or headers.get("X-Purpose")
-        or headers.get("X-Moz")
+        headers.get(_SEC_PURPOSE)
+        or headers.get(_PURPOSE)
+        or headers.get(_X_PURPOSE)
+        or headers.get(_X_MOZ)
     )
     if purpose:
         hints = {"purpose": purpose[:MAX_PURPOSE_LEN]}
-    if headers.get("DNT") == "1":
+    if headers.get(_DNT) == "1":
         hints = hints or {}
         hints["dnt"] = True
-    if headers.get("Sec-GPC") == "1":
+    if headers.get(_SEC_GPC) == "1":
         hints = hints or {}
         hints["gpc"] = True
     return hints
@@ -70,10 +86,7 @@ def request_hints(headers: Mapping[str, str]) -> dict[str, Any] | None:
 def request_hit(
     request: web.Request, settings: IngestSettings, kind: str, tenant: str, email_id: str
 ) -> dict[str, Any]:
-    """Envelope for a hit seen in this request (pixel or click).
-
-    The hot path of every pixel: the envelope is the dict `make_envelope` builds (same
-    keys, same order), written out here to save the call."""
+    """Envelope for a hit seen in this request (pixel or click): the hot path of every pixel."""
     headers = request.headers
     data: dict[str, Any] = {"email_id": email_id}
     # request.remote: the connection's peer address, which aiohttp reads once per
@@ -81,26 +94,19 @@ def request_hit(
     if settings.trusted_proxies:
         ip = client_ip(
             request.remote,
-            headers.get("X-Forwarded-For"),
-            headers.get("X-Real-IP"),
+            headers.get(hdrs.X_FORWARDED_FOR),
+            headers.get(_X_REAL_IP),
             settings.trusted_proxies,
         )
     else:
         ip = client_ip(request.remote, None, None, ())
     if ip:
         data["ip"] = ip
-    ua = headers.get("User-Agent")
+    ua = headers.get(hdrs.USER_AGENT)
     if ua:
         data["ua"] = ua[:1024]
     hints = request_hints(headers)
     if hints:
         data["hints"] = hints
     now = now_iso()
-    return {
-        "id": new_event_id(),
-        "type": kind,
-        "tenant": tenant,
-        "occurred_at": now,
-        "received_at": now,
-        "data": data,
-    }
+    return make_envelope(new_event_id(), kind, tenant, now, now, data)

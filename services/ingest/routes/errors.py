@@ -36,6 +36,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.ingest import metrics
+from services.ingest.contracts import Accepted, ItemProblem, PartlyRefused
 from services.ingest.intake import otlp
 from services.ingest.intake.errors import (
     ErrorBatch,
@@ -47,7 +48,7 @@ from services.ingest.intake.result import IntakeError
 from services.ingest.intake_publisher import MAX_EVENT_BYTES
 from services.ingest.keys import HOT, Hot, Intake
 from services.ingest.publisher import Outcome
-from services.ingest.routes.common import error, json_response
+from services.ingest.routes.common import error, json_response, typed_response
 from services.ingest.routes.intake_flow import (
     authorize,
     declared_too_large,
@@ -98,11 +99,11 @@ async def errors(request: web.Request) -> web.Response:
         await _publish(intake, hot, tenant, batch, "errors")
     except _Refusal as exc:
         return _json_refusal(exc)
-    answer: dict[str, Any] = {"accepted": len(batch.errors), "rejected": len(batch.problems)}
+    accepted = len(batch.errors)
     if batch.problems:
-        answer["errors"] = batch.problems[:100]
-        return json_response(answer, 400)
-    return json_response(answer, 202)
+        listed = [ItemProblem(p["index"], p["error"]) for p in batch.problems[:100]]
+        return typed_response(PartlyRefused(accepted, len(batch.problems), listed), 400)
+    return typed_response(Accepted(accepted, 0), 202)
 
 
 async def otlp_logs(request: web.Request) -> web.Response:

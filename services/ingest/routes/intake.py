@@ -23,12 +23,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from services.ingest.contracts import Accepted, ItemProblem, SamplesPartlyRefused
 from services.ingest.intake import otlp
 from services.ingest.intake import remote_write as rw
 from services.ingest.intake.plain import decode_plain
 from services.ingest.intake.result import DecodeResult, IntakeError
 from services.ingest.publisher import Outcome
-from services.ingest.routes.common import error, json_response
+from services.ingest.routes.common import error, json_response, typed_response
 from services.ingest.routes.intake_flow import (
     Stored,
     authorize,
@@ -189,10 +190,13 @@ async def samples(request: web.Request) -> web.Response:
     if stored.outcome is Outcome.DROPPED:
         return _retry(503, _UNAVAILABLE_TEXT, wait)
     accepted = len(stored.admission.samples)
-    answer: dict[str, Any] = {"accepted": accepted, "rejected": len(items) - accepted}
     if result.errors or stored.rejected:
-        answer["errors"] = result.errors[:100]
+        answer = SamplesPartlyRefused(
+            accepted,
+            len(items) - accepted,
+            [ItemProblem(e["index"], e["error"]) for e in result.errors[:100]],
+        )
         if stored.rejected:
-            answer["limits"] = stored.admission.message
-        return json_response(answer, 400)
-    return json_response(answer, 202)
+            answer.limits = stored.admission.message
+        return typed_response(answer, 400)
+    return typed_response(Accepted(accepted, 0), 202)

@@ -20,25 +20,45 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 from aiohttp import web
+from msgspec import UNSET
 
 from services.ingest import metrics
+from services.ingest.contracts import (
+    Accepted,
+    ClickHit,
+    Hit,
+    ItemProblem,
+    PartlyRefused,
+    TenantRefusal,
+)
 from services.ingest.keys import BROKER, HOT, SPOOL
 from services.ingest.publisher import Outcome
-from services.ingest.routes.common import error, json_response, token_tenant, unauthorized
+from services.ingest.routes.common import (
+    error,
+    json_response,
+    token_tenant,
+    typed_response,
+    unauthorized,
+)
 from services.ingest.settings import IngestSettings
 from shared.contracts import (
     HIT_CLICK_V2,
     HIT_OPEN_V2,
+    MAX_PURPOSE_LEN,
+    MAX_UA_LEN,
     ContractError,
     make_envelope,
     validate_envelope,
 )
+from shared.decoding import located
 from shared.ids import new_event_id
 from shared.signing import normalize_target, target_problem
 
@@ -46,27 +66,23 @@ KINDS = {"open": HIT_OPEN_V2, "click": HIT_CLICK_V2}
 _FUTURE_SKEW = timedelta(minutes=5)
 
 
-class ItemError(ValueError):
-    pass
+class ItemError(ContractError):
+    """An item does not match the track contract (contracts.Hit); the message is why."""
 
 
-def _timestamp(raw: Any, now: datetime, max_age: timedelta) -> datetime:
-    if isinstance(raw, bool):
-        raise ItemError("ts must be an RFC 3339 string or epoch seconds")
-    if isinstance(raw, int | float):
+def _timestamp(raw: str | float, now: datetime, max_age: timedelta) -> datetime:
+    if isinstance(raw, float):
         try:
             ts = datetime.fromtimestamp(raw, UTC)
         except (OverflowError, ValueError, OSError):
             raise ItemError("ts is out of range") from None
-    elif isinstance(raw, str):
+    else:
         try:
             ts = datetime.fromisoformat(raw)
         except ValueError:
             raise ItemError("ts is not an RFC 3339 timestamp") from None
         if ts.tzinfo is None:
             raise ItemError("ts must carry a UTC offset")
-    else:
-        raise ItemError("ts must be an RFC 3339 string or epoch seconds")
     if ts > now + _FUTURE_SKEW:
         raise ItemError("ts is in the future")
     if ts < now - max_age:
@@ -74,54 +90,101 @@ def _timestamp(raw: Any, now: datetime, max_age: timedelta) -> datetime:
     return ts
 
 
-_FIELDS = {"type", "tenant", "email_id", "ts", "url", "ua", "ip", "props", "hints", "id"}
+_FIELDS = frozenset((*ClickHit.__struct_fields__, "type"))  # JSON names: the same
+# A field whose value its type refuses (missing, of the wrong type, too long) is reported
+# as before the types: the envelope contract's wording for the fields it checks.
+_MESSAGES = {
+    "": "item must be an object",
+    "type": "type must be 'open' or 'click'",
+    "tenant": "tenant is required",
+    "email_id": "data.email_id is missing or not a valid email id",
+    "id": "id must be a UUID",
+    "ts": "ts must be an RFC 3339 string or epoch seconds",
+    "ua": f"data.ua must be a string of at most {MAX_UA_LEN} characters",
+    "ip": "data.ip must be a string of at most 64 characters",
+    "props": "data.props must be an object",
+    "hints": "data.hints must be an object",
+    "hints.purpose": f"data.hints.purpose must be a string of at most {MAX_PURPOSE_LEN}",
+    "hints.dnt": "data.hints.dnt must be true or false",
+    "hints.gpc": "data.hints.gpc must be true or false",
+}
+_PROBLEM = re.compile(r"^Object (?:missing required|contains unknown) field `(?P<field>\w+)`")
+
+
+def _unknown(fields: Any, known: frozenset[str], prefix: str = "") -> str | None:
+    unknown = set(fields) - known
+    return f"{prefix}unknown fields: {', '.join(sorted(map(str, unknown)))}" if unknown else None
+
+
+def _problem(item: Any, exc: msgspec.ValidationError) -> str:
+    """Today's reason for the item msgspec refused (unknown fields first, as before)."""
+    if not isinstance(item, dict):
+        return _MESSAGES[""]
+    if isinstance(item.get("type"), str) and item["type"] in KINDS:
+        unknown = _unknown(item, _FIELDS)
+        if unknown:
+            return unknown
+    where, problem = located(str(exc))
+    where = where.lstrip(".")
+    if where == "hints" and "unknown field" in problem:
+        hints = _unknown(item["hints"], frozenset(("purpose", "dnt", "gpc")), "data.hints has ")
+        return (hints or problem)[:120]
+    named = _PROBLEM.match(problem)
+    if named:  # "Object missing required field `email_id`"
+        where = f"{where}.{named['field']}".lstrip(".")
+    if where == "url":
+        return "url is only for clicks" if item["type"] == "open" else "url is required for a click"
+    return _MESSAGES.get(where, problem)
+
+
+def decode_hit(item: Any) -> Hit:
+    """One request item as its contract type, or ItemError with the reason."""
+    try:
+        return msgspec.convert(item, Hit)
+    except msgspec.ValidationError as exc:
+        raise ItemError(_problem(item, exc)) from None
+
+
+def _event_id(hit: Hit) -> str:
+    if hit.id is UNSET or hit.id is None:
+        if hit.id is None and hit.ts is None:
+            # Rows are unique on (id, occurred_at): a retry is the same event only if both match.
+            raise ItemError("ts is required when id is given")
+        return new_event_id()
+    try:
+        event_id = str(uuid.UUID(hit.id))
+    except ValueError:
+        raise ItemError("id must be a UUID") from None
+    if hit.ts is None:
+        raise ItemError("ts is required when id is given")
+    return event_id
 
 
 def build_item(item: Any, now: datetime, max_age: timedelta) -> dict[str, Any]:
     """One request item → one envelope; raises ItemError/ContractError with the reason."""
-    if not isinstance(item, dict):
-        raise ItemError("item must be an object")
-    raw_type = item.get("type")
-    kind = KINDS.get(raw_type) if isinstance(raw_type, str) else None
-    if kind is None:
-        raise ItemError("type must be 'open' or 'click'")
-    unknown = set(item) - _FIELDS
-    if unknown:
-        raise ItemError(f"unknown fields: {', '.join(sorted(unknown))}")
-    event_id = item.get("id")
-    if event_id is None:
-        event_id = new_event_id()
-    else:
-        try:
-            event_id = str(uuid.UUID(str(event_id)))
-        except ValueError:
-            raise ItemError("id must be a UUID") from None
-    ts = item.get("ts")
-    if ts is None and "id" in item:
-        # Rows are unique on (id, occurred_at): a retry is the same event only if both match.
-        raise ItemError("ts is required when id is given")
-    occurred = _timestamp(ts, now, max_age) if ts is not None else now
-    data: dict[str, Any] = {"email_id": item.get("email_id")}
+    hit = decode_hit(item)
+    event_id = _event_id(hit)
+    occurred = _timestamp(hit.ts, now, max_age) if hit.ts is not None else now
+    data: dict[str, Any] = {"email_id": hit.email_id}
     for key in ("ua", "ip", "props", "url", "hints"):
-        if item.get(key) is not None:
-            data[key] = item[key]
-    if kind == HIT_CLICK_V2:
-        url = item.get("url")
-        problem = target_problem(url) if isinstance(url, str) else "url is required for a click"
+        if getattr(hit, key) is not None:
+            data[key] = item[key]  # as sent: the type checked its shape
+    if isinstance(hit, ClickHit):
+        problem = target_problem(hit.url)
         if problem:
             raise ItemError(problem)
-        data["url"] = normalize_target(data["url"])  # the one spelling signed links carry
-    elif "url" in data:
-        raise ItemError("url is only for clicks")
-    if isinstance(data.get("ip"), str):
+        data["url"] = normalize_target(hit.url)  # the one spelling signed links carry
+    if hit.ip is not None:
         try:
-            data["ip"] = str(ipaddress.ip_address(data["ip"]))
+            data["ip"] = str(ipaddress.ip_address(hit.ip))
         except ValueError:
             raise ItemError("ip is not an IP address") from None
-    tenant = item.get("tenant")
-    if not isinstance(tenant, str):
+    if hit.tenant is UNSET:
         raise ItemError("tenant is required")
-    envelope = make_envelope(event_id, kind, tenant, occurred.isoformat(), now.isoformat(), data)
+    kind = KINDS[type(hit).__struct_config__.tag]  # type: ignore[index]
+    envelope = make_envelope(
+        event_id, kind, hit.tenant, occurred.isoformat(), now.isoformat(), data
+    )
     validate_envelope(envelope)  # the same contract check the writer applies
     return envelope
 
@@ -159,7 +222,7 @@ def _authorize(
     if others:
         metrics.REJECTED.labels("other_tenant").inc(len(items))
         reason = f"the ingest token writes for tenant {token!r} only"
-        return items, error(403, reason, items=others[:100])
+        return items, typed_response(TenantRefusal(reason, others[:100]), 403)
     return items, None
 
 
@@ -197,8 +260,8 @@ async def track(request: web.Request) -> web.Response:
     for index, item in enumerate(items):
         try:
             envelopes.append(build_item(item, now, max_age))
-        except (ItemError, ContractError) as exc:
-            errors.append({"index": index, "error": str(exc)})
+        except ContractError as exc:  # ItemError too
+            errors.append(ItemProblem(index, str(exc)))
     futures = hot.publisher.submit_many(envelopes)
     outcomes = await asyncio.gather(*dict.fromkeys(futures))
     if Outcome.DROPPED in outcomes:
@@ -209,11 +272,9 @@ async def track(request: web.Request) -> web.Response:
     for env, fut in zip(envelopes, futures, strict=True):
         metrics.events(env["type"].split(".")[1], fut.result()).inc()
     metrics.REJECTED.labels("invalid").inc(len(errors))
-    answer: dict[str, Any] = {"accepted": len(envelopes), "rejected": len(errors)}
     if errors:
-        answer["errors"] = errors
-        return json_response(answer, 400)
-    return json_response(answer, 202)
+        return typed_response(PartlyRefused(len(envelopes), len(errors), errors), 400)
+    return typed_response(Accepted(len(envelopes), 0), 202)
 
 
 def _unavailable(retry_after: int) -> web.Response:
