@@ -77,6 +77,27 @@ class Child:
         await stop_all([self], timeout)
         return self.exit_code
 
+    async def wait(self, timeout: float | None = None) -> int | None:
+        """Until it exits by itself, up to `timeout` (a command run to its end): then its
+        exit code, what it left in its group killed, as after stop(). None if it is still
+        running after `timeout`; it is left running (stop() it)."""
+        try:
+            await asyncio.wait_for(leader_exit(self.proc), timeout)
+        except TimeoutError:
+            return None
+        # Not stop(): a signal sent now would race asyncio to reap it (Popen polls first).
+        await self._collect()
+        return self.exit_code
+
+    async def _collect(self) -> None:
+        """Once it has exited: kill what it left behind (it would hold our pipe open, and
+        its port), reap it, close its log."""
+        self.kill_group()
+        await self.proc.wait()
+        self.exit_code = self.proc.returncode
+        if self._log_fh is not None:
+            self._log_fh.close()
+
 
 def exit_status(code: int | None) -> str:
     if code is None:
@@ -145,17 +166,12 @@ async def stop_all(
                 on_kill(child)
             child.kill_group()
     await everyone
-    for child in todo:
-        if child._log_fh is not None:
-            child._log_fh.close()
 
 
 async def _reap(child: Child, started: float) -> None:
     await leader_exit(child.proc)
     child.exit_seconds = round(time.monotonic() - started, 3)
-    child.kill_group()  # what it left behind would hold our pipe open, and its port
-    await child.proc.wait()
-    child.exit_code = child.proc.returncode
+    await child._collect()
 
 
 async def leader_exit(proc: asyncio.subprocess.Process) -> None:

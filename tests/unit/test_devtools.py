@@ -1,10 +1,12 @@
 """devtools (the child processes of `make run`, `make bench` and the tests): a child that
-becomes ready, one that dies first (a clear error with its log), a stop that ends the
-whole process group, and CPU/RSS read for a busy child."""
+becomes ready (by HTTP, TCP or a probe of the caller's), one that dies first (a clear
+error with its log), a stop that ends the whole process group, a command run to its end,
+and CPU/RSS read for a busy child."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from devtools.children import spawn, stop_all
 from devtools.ports import free_port, tcp_refusal
-from devtools.ready import NotReady, wait_http_ok
+from devtools.ready import NotReady, Pending, wait_http_ok, wait_ready, wait_tcp
 from devtools.usage import (
     PeakRss,
     cpu_seconds,
@@ -39,6 +41,21 @@ grandchild.stdout.readline()
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 print(grandchild.pid, flush=True)
 signal.pause()
+"""
+# Listens on the port in argv[1] after a moment (as a server binding late), then waits.
+LATE_LISTENER = """
+import socket, sys, time
+time.sleep(0.3)
+server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+time.sleep(600)
+"""
+# Leaves a grandchild that ignores SIGTERM, writes a report and its pid, exits with 2.
+REPORT_AND_EXIT = f"""
+import subprocess, sys
+grandchild = subprocess.Popen([sys.executable, "-c", {STUBBORN!r}], stdout=subprocess.PIPE)
+grandchild.stdout.readline()
+print("report: 3 failures", grandchild.pid, flush=True)
+sys.exit(2)
 """
 # Burns 0.3 s of CPU holding 64 MiB, says so, then waits.
 BUSY = """
@@ -87,6 +104,82 @@ async def test_never_ready_says_the_last_answer() -> None:
     with pytest.raises(NotReady) as caught:
         await wait_http_ok(f"http://127.0.0.1:{free_port()}/readyz", timeout=0.3)
     assert "not ready after" in str(caught.value) and caught.value.last
+
+
+async def test_a_probe_of_ones_own_until_it_gives_its_value(tmp_path: Path) -> None:
+    marker = tmp_path / "port"
+    answers = iter(["starting", "still starting"])
+
+    async def port_file() -> str:
+        if not marker.exists():
+            raise Pending(next(answers, "no file"))
+        return marker.read_text()
+
+    async def write_later() -> None:
+        await asyncio.sleep(0.3)
+        marker.write_text("9222")
+
+    writer = asyncio.create_task(write_later())
+    assert await wait_ready(port_file, where=str(marker), timeout=20, interval=0.01) == "9222"
+    await writer
+    marker.unlink()
+    with pytest.raises(NotReady) as caught:
+        await wait_ready(port_file, where="the port file", timeout=0.2, interval=0.01)
+    assert "the port file not ready after 0 s (the port file): no file" in str(caught.value)
+    assert caught.value.last == "no file"
+
+
+async def test_a_probe_stops_when_its_child_dies(tmp_path: Path) -> None:
+    code = "print('bad flag --nope', flush=True); raise SystemExit(1)"
+    child = await spawn("browser", [sys.executable, "-c", code], log=tmp_path / "b.log")
+
+    async def never() -> None:
+        raise Pending("no port file yet")
+
+    with pytest.raises(NotReady) as caught:
+        await wait_ready(never, child, where="the port file", timeout=20)
+    assert "browser exited (status 1) before it was ready" in str(caught.value)
+    assert "bad flag --nope" in str(caught.value)
+    await child.stop()
+
+
+async def test_a_child_listening_late_on_tcp(tmp_path: Path) -> None:
+    port = free_port()
+    child = await spawn("late", [sys.executable, "-c", LATE_LISTENER, str(port)])
+    try:
+        seconds = await wait_tcp("127.0.0.1", port, child, timeout=20, interval=0.01)
+        assert 0.2 < seconds < 20
+        assert await tcp_refusal("127.0.0.1", port) is None
+    finally:
+        await child.stop(timeout=10)
+    with pytest.raises(NotReady) as caught:
+        await wait_tcp("127.0.0.1", port, timeout=0.2)
+    assert f"(127.0.0.1:{port})" in str(caught.value) and caught.value.last
+
+
+async def test_a_command_run_to_its_end(tmp_path: Path) -> None:
+    log = tmp_path / "report.log"
+    child = await spawn("report", [sys.executable, "-c", REPORT_AND_EXIT], log=log)
+    assert await child.wait(timeout=20) == 2
+    assert child.exit_code == 2 and not child.killed
+    report, pid = log.read_text().rsplit(" ", 1)
+    assert report == "report: 3 failures"
+    # What it left behind is gone with its group.
+    with contextlib.suppress(psutil.NoSuchProcess):
+        await asyncio.to_thread(psutil.Process(int(pid)).wait, 10)
+    assert not psutil.pid_exists(int(pid))
+    await child.stop()  # idempotent
+    assert child.exit_code == 2
+
+
+async def test_a_command_still_running_after_the_timeout_is_left_running() -> None:
+    child = await spawn("stubborn", [sys.executable, "-c", STUBBORN])
+    assert child.proc.stdout is not None
+    await child.proc.stdout.readline()  # its handler is in place
+    assert await child.wait(timeout=0.2) is None
+    assert child.returncode is None and psutil.Process(child.pid).is_running()
+    await child.stop(timeout=0)
+    assert child.killed and child.exit_code == -9
 
 
 async def test_stop_ends_the_whole_group(tmp_path: Path) -> None:
