@@ -31,7 +31,8 @@ from opentelemetry.trace import SpanKind
 
 from services.alerting.evaluator import AlertEngine
 from services.alerting.metrics import AlertingMetrics, unserved
-from shared.contracts import METRIC_V1, ContractError, decode_batch, validate_envelope
+from shared.contracts import METRIC_V1, ContractError, decode_batch, decode_event
+from shared.contracts_types import MetricV1
 from shared.deadletter import dead_letter_message
 from shared.samples import (
     METRIC_V2,
@@ -46,9 +47,8 @@ from shared.tracing import links_to, messaging_attributes, traceparent
 log = logging.getLogger("belfry.alerting.consumer")
 
 
-def _storable(data: dict[str, Any]) -> None:
-    labels = data.get("labels") or {}
-    if "\x00" in data["name"] or any("\x00" in k or "\x00" in v for k, v in labels.items()):
+def _storable(data: MetricV1) -> None:
+    if "\x00" in data.name or any("\x00" in k or "\x00" in v for k, v in data.labels.items()):
         raise ContractError("data.name and data.labels must not contain NUL characters")
 
 
@@ -147,21 +147,16 @@ class MetricConsumer:
                     await self._dead_letter(orjson.dumps([item]), reason, "validate", message)
                 continue
             try:
-                envelope = validate_envelope(item)
+                envelope = decode_event(item)  # the typed contract of its type and version
                 if envelope.type != METRIC_V1:
                     raise ContractError(f"{envelope.type} is not a metric event")
                 _storable(envelope.data)
             except ContractError as exc:
                 await self._dead_letter(orjson.dumps([item]), str(exc), "validate", message)
                 continue
-            data = envelope.data
+            data: MetricV1 = envelope.data
             kept = self.engine.observe(
-                envelope.tenant,
-                data["name"],
-                data.get("labels") or {},
-                envelope.occurred_at,
-                float(data["value"]),
-                carrier,
+                envelope.tenant, data.name, data.labels, envelope.occurred_at, data.value, carrier
             )
             (self.metrics.samples_kept if kept else self.metrics.samples_ignored).inc()
             self.samples += 1
