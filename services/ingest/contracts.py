@@ -1,9 +1,12 @@
 """The ingest service's typed contract: request and response bodies as msgspec Structs.
 
 These types are the one statement of what ingest's HTTP routes take and answer:
-`/v1/track` items are decoded through `Hit` (routes/track.py), the answers encoded from
-`Accepted` / `PartlyRefused`, and the OpenAPI document (services/ingest/openapi.py) is
-generated from them.
+`/v1/track` items are decoded through `Hit` (routes/track.py), `/v1/samples` items through
+`PlainSample` (intake/plain.py), `/v1/errors` items through `ErrorItem` (intake/errors.py);
+the answers are encoded from `Accepted` / `PartlyRefused`, and the OpenAPI document
+(services/ingest/openapi.py) is generated from them. A value its type refuses is reported
+with the reason the hand-written checks gave; an item with several problems may name
+another of them than before (each is still refused).
 
 What they do not decode:
 - the pixel and click routes' path and query parameters: checked by the same patterns
@@ -233,9 +236,10 @@ SampleKind = Literal["gauge", "counter", "counter_delta", "histogram_bucket", "s
 
 
 class PlainSample(msgspec.Struct, forbid_unknown_fields=True):
-    """One `/v1/samples` item, checked by services/ingest/intake/plain.py. The bounds here
-    are documentation: the document states a subset of what the service takes (names up
-    to 256 characters, 64 labels, values of 2048)."""
+    """One `/v1/samples` item (decoded through this type; names, labels and times checked
+    after, by services/ingest/intake/plain.py). The bounds here are documentation: the
+    document states a subset of what the service takes (names up to 256 characters, 64
+    labels, values of 2048)."""
 
     name: Annotated[
         str, Meta(extra_json_schema={"maxLength": 200, "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$"})

@@ -10,18 +10,22 @@ Body: `[{"name", "value", "labels"?, "ts"?, "kind"?}]`:
 - `kind`: `gauge` (default), `counter`, `counter_delta`, `histogram_bucket` (needs an
   `le` label), `summary_quantile` (needs `quantile`).
 
-Each item is checked alone: a bad one is listed by index with the reason (the same reason
-codes as the other protocols, plus the message), the others go on. A `tenant` field is
-ignored: the tenant is the ingest token's.
+Each item is decoded through `contracts.PlainSample` and checked alone: a bad one is listed
+by index with the reason (the same reason codes as the other protocols, plus the message),
+the others go on. A `tenant` field is ignored: the tenant is the ingest token's.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from math import isfinite
 from typing import Any
 
+import msgspec
+
+from services.ingest.contracts import PlainSample
 from services.ingest.intake.names import label_value_problem
 from services.ingest.intake.result import (
     BAD_LABEL,
@@ -32,10 +36,10 @@ from services.ingest.intake.result import (
     TOO_MANY_LABELS,
     DecodeResult,
 )
+from shared.decoding import located
 from shared.samples import KINDS, MAX_LABELS, MAX_TS_MS, Sample, valid_label_name, valid_metric_name
 
 FUTURE_SKEW_MS = 5 * 60 * 1000
-_FIELDS = frozenset({"name", "value", "labels", "ts", "kind", "tenant"})
 
 
 class _Refused(ValueError):
@@ -61,28 +65,45 @@ def decode_plain(items: list[Any], now_ms: int) -> PlainResult:
     return out
 
 
-def _sample(item: Any, now_ms: int) -> Sample:
+_FIELDS = frozenset(PlainSample.__struct_fields__)  # the JSON names: the same
+# A field whose value its type refuses, reported as before the types: (reason, message).
+_REFUSALS = {
+    "name": (BAD_NAME, "name must be a metric name like http_requests_total"),
+    "value": (BAD_POINT, "value must be a number"),
+    "kind": (BAD_POINT, f"kind must be one of {', '.join(KINDS)}"),
+    "ts": (BAD_TIMESTAMP, "ts must be epoch seconds or an RFC 3339 string"),
+}
+_MISSING = re.compile(r"^Object missing required field `(?P<field>\w+)`")
+
+
+def _decoded(item: Any) -> PlainSample:
+    """The item as its contract type (services/ingest/contracts.py), or _Refused."""
     if not isinstance(item, dict):
         raise _Refused(BAD_POINT, "item must be an object")
     unknown = item.keys() - _FIELDS
     if unknown:
         raise _Refused(BAD_POINT, f"unknown fields: {', '.join(sorted(unknown))[:200]}")
-    name = item.get("name")
-    if not isinstance(name, str) or not valid_metric_name(name):
-        raise _Refused(BAD_NAME, "name must be a metric name like http_requests_total")
-    value = item.get("value")
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Refused(BAD_POINT, "value must be a number")
-    value = float(value)  # an int past 1e308 becomes inf: refused below
-    if not isfinite(value):
-        raise _Refused(NON_FINITE, "value must be finite")
-    kind = item.get("kind", "gauge")
-    if kind not in KINDS:
-        raise _Refused(BAD_POINT, f"kind must be one of {', '.join(KINDS)}")
-    labels = _labels(item.get("labels"))
-    ts = _millis(item["ts"], now_ms) if item.get("ts") is not None else now_ms
     try:
-        return Sample(name, value, ts, labels, kind)
+        return msgspec.convert(item, PlainSample)
+    except msgspec.ValidationError as exc:
+        where, problem = located(str(exc))
+        missing = _MISSING.match(problem)
+        field = missing["field"] if missing else where.lstrip(".").split(".")[0]
+        if field == "labels":
+            _labels(item["labels"])  # names the label and its problem
+        raise _Refused(*_REFUSALS.get(field, (BAD_POINT, problem))) from None
+
+
+def _sample(item: Any, now_ms: int) -> Sample:
+    sample = _decoded(item)
+    if not valid_metric_name(sample.name):
+        raise _Refused(*_REFUSALS["name"])
+    if not isfinite(sample.value):  # an int past 1e308 becomes inf
+        raise _Refused(NON_FINITE, "value must be finite")
+    labels = _labels(sample.labels)
+    ts = _millis(sample.ts, now_ms) if sample.ts is not None else now_ms
+    try:
+        return Sample(sample.name, sample.value, ts, labels, sample.kind)
     except ValueError as exc:  # a bucket without `le`, a quantile without `quantile`
         raise _Refused(BAD_POINT, str(exc)) from None
 
@@ -106,14 +127,12 @@ def _labels(raw: Any) -> dict[str, str]:
     return {k: v for k, v in raw.items() if v} if "" in raw.values() else raw
 
 
-def _millis(raw: Any, now_ms: int) -> int:
-    if isinstance(raw, bool):
-        raise _Refused(BAD_TIMESTAMP, "ts must be epoch seconds or an RFC 3339 string")
-    if isinstance(raw, int | float):
+def _millis(raw: str | float, now_ms: int) -> int:
+    if isinstance(raw, float):
         if not isfinite(raw) or not 0 <= raw * 1000 <= MAX_TS_MS:
             raise _Refused(BAD_TIMESTAMP, "ts is out of range")
         ms = int(raw * 1000)
-    elif isinstance(raw, str):
+    else:
         try:
             stamp = datetime.fromisoformat(raw)
         except ValueError:
@@ -126,8 +145,6 @@ def _millis(raw: Any, now_ms: int) -> int:
             raise _Refused(BAD_TIMESTAMP, "ts is out of range") from None
         if ms < 0:
             raise _Refused(BAD_TIMESTAMP, "ts is before 1970")
-    else:
-        raise _Refused(BAD_TIMESTAMP, "ts must be epoch seconds or an RFC 3339 string")
     if ms > now_ms + FUTURE_SKEW_MS:
         raise _Refused(BAD_TIMESTAMP, "ts is in the future")
     return ms
