@@ -9,7 +9,7 @@ Needs the `nginx` binary (Debian package `nginx`) and Chromium; skipped without 
 from __future__ import annotations
 
 import asyncio
-import shutil
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -35,11 +35,8 @@ from tests.api.conftest import new_tenant
 from tests.api.test_console_alerts import RULE, add_hook, fire, start_console
 from tests.api.test_console_alerts_browser import CHROMIUM, Page, browser, row_state  # noqa: F401
 from tests.conftest import Started
-from tests.deploy.support import INFRA
-from tests.support.eventually import eventually
-from tests.support.processes import free_port
+from tests.deploy.test_nginx import NGINX, run_nginx
 
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 pytestmark = [
     pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)"),
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed"),
@@ -52,54 +49,15 @@ StartNginx = Callable[[TestClient], Awaitable[int]]
 async def start_nginx(tmp_path: Path) -> AsyncIterator[StartNginx]:
     """nginx with belfry.conf, the api upstream pointed at a running api, the ingest one
     at a stand-in; gives nginx's port."""
-    procs: list[asyncio.subprocess.Process] = []
-    servers: list[TestServer] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def start(api: TestClient) -> int:
-        assert NGINX is not None
-        ingest = TestServer(web.Application(), host="127.0.0.1")
-        await ingest.start_server()
-        servers.append(ingest)
-        port = free_port()
-        site = (INFRA / "nginx" / "belfry.conf").read_text()
-        site = site.replace("server ingest:8080;", f"server 127.0.0.1:{ingest.port};")
-        site = site.replace("server api:8083;", f"server 127.0.0.1:{api.port};")
-        site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-        (tmp_path / "belfry.conf").write_text(site)
-        temp = "\n".join(
-            f"    {kind}_temp_path {tmp_path}/{kind};"
-            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        (tmp_path / "nginx.conf").write_text(
-            "daemon off;\nmaster_process off;\nerror_log stderr warn;\npid nginx.pid;\n"
-            "events {}\n"
-            f"http {{\n    access_log off;\n{temp}\n    include {tmp_path}/belfry.conf;\n}}\n"
-        )
-        proc = await asyncio.create_subprocess_exec(
-            NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-            stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        procs.append(proc)
+        async def start(api: TestClient) -> int:
+            ingest = TestServer(web.Application(), host="127.0.0.1")
+            await ingest.start_server()
+            stack.push_async_callback(ingest.close)
+            return await stack.enter_async_context(run_nginx(tmp_path, ingest.port, api.port))
 
-        async def listening() -> bool:
-            assert proc.returncode is None, "nginx exited"
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                return False
-            writer.close()
-            return True
-
-        await eventually(listening, bool, timeout=10, what="nginx listening")
-        return port
-
-    yield start
-    for proc in procs:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-    for server in servers:
-        await server.close()
+        yield start
 
 
 async def test_console_through_nginx_one_host(

@@ -10,6 +10,7 @@ import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
@@ -17,10 +18,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from devtools.children import spawn
+from devtools.ports import free_port
+from devtools.ready import wait_tcp
 from tests.deploy.support import INFRA
-from tests.support.eventually import eventually
-from tests.support.processes import free_port
 
+NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
 NOT_PUBLIC = ("/metrics", "/health/detailed", "/readyz", "/livez")
 
 
@@ -35,17 +38,19 @@ async def _upstream(name: str) -> TestServer:
     return server
 
 
-@pytest.fixture
-async def proxy(tmp_path: Path) -> AsyncIterator[int]:
-    """nginx with belfry.conf, its upstreams pointed at stand-ins; yields its port."""
-    nginx = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if nginx is None:
-        pytest.skip("nginx is not installed (apt-get install nginx)")
-    ingest, api = await _upstream("ingest"), await _upstream("api")
+@asynccontextmanager
+async def run_nginx(
+    tmp_path: Path, ingest_port: int | None, api_port: int | None
+) -> AsyncIterator[int]:
+    """nginx with belfry.conf, its upstreams pointed at these ports (started servers')
+    on 127.0.0.1, started and stopped by devtools (its log in tmp_path); yields its port
+    once it accepts connections."""
+    assert NGINX is not None, "nginx is not installed (apt-get install nginx)"
+    assert ingest_port is not None and api_port is not None, "an upstream is not started"
     port = free_port()
     site = (INFRA / "nginx" / "belfry.conf").read_text()
-    site = site.replace("server ingest:8080;", f"server 127.0.0.1:{ingest.port};")
-    site = site.replace("server api:8083;", f"server 127.0.0.1:{api.port};")
+    site = site.replace("server ingest:8080;", f"server 127.0.0.1:{ingest_port};")
+    site = site.replace("server api:8083;", f"server 127.0.0.1:{api_port};")
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     (tmp_path / "belfry.conf").write_text(site)
     temp = "\n".join(
@@ -57,29 +62,25 @@ async def proxy(tmp_path: Path) -> AsyncIterator[int]:
         "events {}\n"
         f"http {{\n    access_log off;\n{temp}\n    include {tmp_path}/belfry.conf;\n}}\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-
-    async def listening() -> bool:
-        if proc.returncode is not None:
-            assert proc.stderr is not None
-            raise AssertionError((await proc.stderr.read()).decode())
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            return False
-        writer.close()
-        return True
-
+    argv = [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")]
+    nginx = await spawn("nginx", argv, log=tmp_path / "nginx.log")
     try:
-        await eventually(listening, bool, timeout=10, what="nginx listening")
+        await wait_tcp("127.0.0.1", port, nginx, timeout=10)
         yield port
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
+        await nginx.stop(timeout=10)
+
+
+@pytest.fixture
+async def proxy(tmp_path: Path) -> AsyncIterator[int]:
+    """nginx with belfry.conf, its upstreams pointed at stand-ins; yields its port."""
+    if NGINX is None:
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    ingest, api = await _upstream("ingest"), await _upstream("api")
+    try:
+        async with run_nginx(tmp_path, ingest.port, api.port) as port:
+            yield port
+    finally:
         await ingest.close()
         await api.close()
 

@@ -1,6 +1,6 @@
 """A headless Debian Chromium tab driven over the DevTools protocol (a websocket), for
-the console's browser tests: open a page at a window size, evaluate JavaScript, wait for
-an expression, take a screenshot into tests/artifacts/."""
+the console's and the dashboard's browser tests: open a page at a window size, evaluate
+JavaScript, wait for an expression, take a screenshot into tests/artifacts/."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import os
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
+from devtools.children import spawn
+from devtools.ready import Pending, wait_ready
 from tests.support.eventually import eventually
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
@@ -86,9 +89,10 @@ class Page:
 
 @asynccontextmanager
 async def chromium_tab(profile: Path) -> AsyncIterator[Page]:
-    """Headless Chromium with its own profile directory; its first tab."""
+    """Headless Chromium with its own profile directory, started and stopped by devtools
+    (its output in `<profile>.log`); its first tab."""
     assert CHROMIUM is not None, "chromium is not installed (Debian: apt-get install chromium)"
-    proc = await asyncio.create_subprocess_exec(
+    argv = [
         CHROMIUM,
         "--headless=new",
         "--disable-gpu",
@@ -100,18 +104,14 @@ async def chromium_tab(profile: Path) -> AsyncIterator[Page]:
         *(["--no-sandbox"] if os.geteuid() == 0 else []),
         "--remote-debugging-port=0",
         "about:blank",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    port_file = profile / "DevToolsActivePort"
-
-    async def port() -> str:
-        return port_file.read_text() if port_file.exists() else ""
-
+    ]
+    chromium = await spawn("chromium", argv, log=profile.with_name(f"{profile.name}.log"))
     try:
-        text = await eventually(port, lambda t: "\n" in t, timeout=30, what="DevTools port")
+        port = await wait_ready(
+            partial(devtools_port, profile), chromium, where="DevToolsActivePort", timeout=30
+        )
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{text.split()[0]}/json/list") as resp:
+            async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
                 targets = await resp.json()
             (tab,) = [t for t in targets if t["type"] == "page"]
             async with http.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=64 << 20) as ws:
@@ -121,5 +121,16 @@ async def chromium_tab(profile: Path) -> AsyncIterator[Page]:
                 finally:
                     page.reader.cancel()
     finally:
-        proc.terminate()
-        await proc.wait()
+        await chromium.stop(timeout=10)
+
+
+async def devtools_port(profile: Path) -> int:
+    """The port Chromium's DevTools listen on (`--remote-debugging-port=0`: its pick),
+    from the file it writes into its profile once they do."""
+    try:
+        text = (profile / "DevToolsActivePort").read_text()
+    except FileNotFoundError:
+        raise Pending("no DevToolsActivePort file yet") from None
+    if "\n" not in text:
+        raise Pending(f"DevToolsActivePort being written: {text!r}")
+    return int(text.split()[0])
