@@ -1,6 +1,6 @@
 """A real `prometheus` (Debian's package, installed by `make test`) in a test: a tiny
 application serving Prometheus text for it to scrape, and the server itself started on a
-config of the test's and stopped after it."""
+config of the test's and stopped after it (devtools: its own process group)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+
+from devtools.children import spawn
 
 # Scrape `target` every second and remote-write to `url` with the token in `token_file`.
 REMOTE_WRITE_CONFIG = """
@@ -58,24 +60,22 @@ async def exporter(text: str) -> AsyncIterator[str]:
 async def prometheus(
     config: str, tmp_path: Path, *flags: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, Path]]:
-    """`prometheus` running on `config` (its text); yields the process and its log."""
+    """`prometheus` running on `config` (its text), started and stopped by devtools;
+    yields the process and its log."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("prometheus is not on PATH: apt-get install prometheus (`make test` does)")
     (tmp_path / "prometheus.yml").write_text(config)
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        proc = await asyncio.create_subprocess_exec(
-            binary,
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'data'}",
-            "--web.listen-address=127.0.0.1:0",
-            *flags,
-            stdout=out,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+    argv = [
+        binary,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        "--web.listen-address=127.0.0.1:0",
+        *flags,
+    ]
+    child = await spawn("prometheus", argv, log=tmp_path / "prometheus.log")
+    assert child.log is not None
     try:
-        yield proc, log
+        yield child.proc, child.log
     finally:
-        proc.terminate()
-        await proc.wait()
+        await child.stop(timeout=10)

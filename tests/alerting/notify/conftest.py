@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import aiohttp
 import asyncpg
 import orjson
 import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
+from devtools.children import spawn
+from devtools.ready import wait_http_ok
 from services.alerting.notify.deps import NotifyDeps
 from services.alerting.notify.service import NotifyService
 from services.alerting.notify.settings import NotifySettings
@@ -338,36 +339,26 @@ async def dead_letters(
 async def run_alertmanager(
     tmp_path: Path, resolve_timeout: str | None = None
 ) -> AsyncIterator[str]:
-    """A real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.1; its URL. The
-    test is skipped where it is not installed."""
+    """A real Alertmanager (Debian's prometheus-alertmanager) on 127.0.0.1, started and
+    stopped by devtools (its log in tmp_path); its URL once ready. The test is skipped
+    where it is not installed."""
     if not HAVE_ALERTMANAGER:
         pytest.skip(f"{ALERTMANAGER} is not installed (Debian package prometheus-alertmanager)")
     config = tmp_path / "alertmanager.yml"
     header = f"global:\n  resolve_timeout: {resolve_timeout}\n" if resolve_timeout else ""
     config.write_text(header + "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n")
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
+    argv = [
         str(ALERTMANAGER),
         f"--config.file={config}",
         f"--storage.path={tmp_path / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address=",
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    ]
+    child = await spawn("alertmanager", argv, log=tmp_path / "alertmanager.log")
     url = f"http://127.0.0.1:{port}"
     try:
-        async with aiohttp.ClientSession() as session:
-
-            async def ready() -> int:
-                try:
-                    async with session.get(f"{url}/-/ready") as resp:
-                        return resp.status
-                except aiohttp.ClientError:
-                    return 0
-
-            await eventually(ready, lambda s: s == 200, timeout=15, what="alertmanager ready")
+        await wait_http_ok(f"{url}/-/ready", child, timeout=15, interval=0.05)
         yield url
     finally:
-        proc.terminate()
-        await proc.wait()
+        await child.stop(timeout=10)
