@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import psutil
 
 from tests.integration.helpers import rows
 from tests.support.eventually import eventually
@@ -90,12 +91,12 @@ async def test_workers_exit_when_their_supervisor_is_killed(spawn: Callable[...,
 
 
 def _children(pid: int) -> list[int]:
-    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return [p.pid for p in psutil.Process(pid).children(recursive=True)]
 
 
 def _running(pid: int) -> bool:
     """Alive and not a zombie (an orphan's zombie lingers until init reaps it)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
