@@ -53,7 +53,6 @@ ID_NEEDS_TS: dict[str, Any] = {
     }
 }
 
-TenantId = Annotated[str, Meta(extra_json_schema={"pattern": TENANT_PATTERN})]
 EmailId = Annotated[str, Meta(extra_json_schema={"pattern": EMAIL_ID_PATTERN})]
 # An http(s) URL as shared/signing.py `target_problem` takes it; the pattern is the ASCII
 # part of that (a URL's other characters travel percent-encoded), for the document.
@@ -139,7 +138,16 @@ class _HitFields(msgspec.Struct, forbid_unknown_fields=True, tag_field="type", k
     token is sent (the token's tenant); the document states it required, as a request
     without a token needs it."""
 
-    tenant: TenantId | UnsetType = UNSET
+    tenant: (
+        Annotated[
+            str,
+            Meta(
+                description="may be left out when an ingest token is sent: the token's",
+                extra_json_schema={"pattern": TENANT_PATTERN},
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
     email_id: EmailId
     ts: When = None
     id: str | UnsetType | None = UNSET
@@ -328,7 +336,9 @@ class ClickQuery(msgspec.Struct):
         Meta(
             pattern="^[A-Za-z0-9_-]{1,16}[.][A-Za-z0-9_-]{43}$",
             description="`<kid>.<base64url HMAC-SHA256 without padding>` over"
-            " `tenant\\nemail_id\\nurl`; one that does not verify is a 400",
+            " `tenant\\nemail_id\\nurl`; one that does not verify is a 400. Without it a"
+            " link redirects only to a domain on the tenant's unsigned allow-list"
+            " (`INGEST_UNSIGNED_CLICK_DOMAINS`, none by default).",
         ),
     ]
 
