@@ -1,8 +1,8 @@
 """Answers of the api built by other modules, as contract types: the stats figures
-(services/api/queries.py), error events (repos/errors.py), the probes every service
-serves (shared/probes.py) and the console's JSON (services/api/console/). The OpenAPI
-document (services/api/openapi.py) describes them from here; a module that builds one
-can encode it from its type (stats: `Stats`)."""
+(services/api/queries.py), error events (repos/errors.py) and the console's JSON
+(services/api/console/); the probes' are shared/probe_contracts.py. The OpenAPI document
+(services/api/openapi.py) describes them from here; a module that builds one can encode
+it from its type (stats: `Stats`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from services.api.contracts import Count, Timestamp, Uuid
+from shared import probe_contracts as probes
 
 Bucket = Literal["hour", "day"]
 MAX_GROUPS = 1000
@@ -121,41 +122,6 @@ class ErrorStats(msgspec.Struct):
     groups: Annotated[list[ErrorStatsGroup], Meta(max_length=MAX_GROUPS)]
 
 
-# --- probes (shared/probes.py) -------------------------------------------------------
-
-
-class Status(msgspec.Struct):
-    status: Literal["ok", "ready", "not ready"]
-    reasons: Annotated[dict[str, str], Meta(description="why not ready")] | UnsetType = UNSET
-
-
-class Health(msgspec.Struct):
-    status: Literal["healthy", "unhealthy"]
-    service: str
-    version: str
-    timestamp: Timestamp
-
-
-class Memory(msgspec.Struct):
-    rss_bytes: int | UnsetType = UNSET
-
-
-class Dependency(msgspec.Struct):
-    status: Literal["healthy", "unhealthy"]
-    latency_ms: float
-    reason: str | UnsetType = UNSET
-
-
-class HealthDetailed(msgspec.Struct):
-    status: Literal["healthy", "degraded", "unhealthy"]
-    service: str
-    version: str
-    uptime_seconds: float
-    memory: Memory
-    dependencies: dict[str, Dependency]
-    timestamp: Timestamp
-
-
 # --- the console's health view (services/api/console/) -------------------------------
 
 
@@ -243,9 +209,7 @@ TYPES: tuple[type[msgspec.Struct], ...] = (
     ErrorEvent,
     ErrorGroup,
     ErrorStats,
-    Status,
-    Health,
-    HealthDetailed,
+    *probes.TYPES,
     ConsoleHealth,
     DeadLetters,
     ReplayInput,

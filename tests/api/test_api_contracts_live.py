@@ -15,6 +15,7 @@ import orjson
 
 from services.api import contracts as c
 from services.api import contracts_answers as a
+from shared import probe_contracts as probes
 from shared.topology import Topology
 from tests.api.conftest import Row, bearer, new_tenant, seed_email, seed_events
 from tests.api.test_console_health import declared, nowhere
@@ -78,13 +79,13 @@ async def test_tenant_answers_convert_into_their_types(
         if cls is a.ErrorStats:
             assert doc["groups"], doc  # a group, with its sample
     typed(await answer(api, "/acme/settings", key, "PUT", json={"ip_mode": "none"}), c.Settings)
-    probes: list[tuple[str, type[msgspec.Struct]]] = [
-        ("/livez", a.Status),
-        ("/readyz", a.Status),
-        ("/health", a.Health),
-        ("/health/detailed", a.HealthDetailed),
+    probe_routes: list[tuple[str, type[msgspec.Struct]]] = [
+        ("/livez", probes.Status),
+        ("/readyz", probes.Status),
+        ("/health", probes.Health),
+        ("/health/detailed", probes.HealthDetailed),
     ]
-    for path, cls in probes:
+    for path, cls in probe_routes:
         typed(await answer(api, path, None), cls)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from services.api import contracts as c
 from services.api import contracts_answers as a
+from shared import probe_contracts as probes
 from shared.openapi_gen import Op, path_param, query, ref
 
 TENANT = path_param("tenant", {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"})
@@ -196,16 +197,16 @@ _CONSOLE = [
 
 _PROBES = [
     Op("get", "/livez", "The process answers (no dependency checked)",
-       ("200", "Alive", a.Status), **PROBE),
+       ("200", "Alive", probes.Status), **PROBE),
     Op("get", "/readyz", "Ready for traffic (every hard dependency checked)",
-       ("200", "Ready", a.Status), **PROBE,
+       ("200", "Ready", probes.Status), **PROBE,
        extra={"503": {"description": "Not ready, with the reasons",
                       "content": {"application/json": {"schema": ref("Status")}}}}),
-    Op("get", "/health", "Little Bell's health shape", ("200", "Healthy", a.Health), **PROBE,
+    Op("get", "/health", "Little Bell's health shape", ("200", "Healthy", probes.Health), **PROBE,
        extra={"503": {"description": "Unhealthy",
                       "content": {"application/json": {"schema": ref("Health")}}}}),
     Op("get", "/health/detailed", "Every dependency with its latency",
-       ("200", "Healthy or degraded", a.HealthDetailed), **PROBE,
+       ("200", "Healthy or degraded", probes.HealthDetailed), **PROBE,
        extra={"503": {"description": "Unhealthy",
                       "content": {"application/json": {"schema": ref("HealthDetailed")}}}}),
     Op("get", "/metrics", "Prometheus metrics (text format)",
