@@ -9,6 +9,7 @@ the document, and a drift test fails when the committed copy differs.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,6 +193,21 @@ class _PlainDumper(_Dumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def drift(committed: str, generated: str, regenerate: str) -> str | None:
+    """Why a committed document is not the generated one (the start of the diff and the
+    command that regenerates it), or None when they are the same: a drift test's
+    message."""
+    if committed == generated:
+        return None
+    diff = difflib.unified_diff(
+        committed.splitlines(keepends=True),
+        generated.splitlines(keepends=True),
+        "committed",
+        "generated",
+    )
+    return f"openapi.yaml drifted from the contracts; run {regenerate}\n{''.join(list(diff)[:80])}"
 
 
 def render_yaml(document: dict[str, Any], *, aliases: bool = True) -> str:
