@@ -19,7 +19,6 @@ tmp_path.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import sys
@@ -33,10 +32,11 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devtools.children import spawn
 from services.api.tenants import create_tenant
 from shared.ingest_tokens import mint_token
 from shared.signing import SigningKeys
-from tests.support.processes import ROOT, Proc
+from tests.support.processes import Proc
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "15"))
 SEED = os.environ.get("FUZZ_SEED", "13")
@@ -178,27 +178,20 @@ async def run_schemathesis(
         if SEED == "random"
         else ["--seed", SEED, "--generation-deterministic"]
     )
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).with_name("st")),
-        "--config-file",
-        str(config),
-        *args,
-        cwd=ROOT,
-        env={**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+    st = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), *args]
+    log = tmp_path / "schemathesis.log"
+    full_env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", **(env or {})}
+    run = await spawn("schemathesis", st, env=full_env, log=log)
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-    report = out.decode(errors="replace")
-    (tmp_path / "schemathesis.log").write_text(report)
-    if proc.returncode != 0:
+        code = await run.wait(RUN_TIMEOUT)
+    finally:
+        await run.stop(timeout=0)  # still running after RUN_TIMEOUT: killed, with its group
+    if code != 0:
+        ended = f"exit {code}" if code is not None else f"still running after {RUN_TIMEOUT:.0f} s"
         pytest.fail(
-            f"schemathesis against {service.url} failed (exit {proc.returncode}):\n"
-            f"{_shorten(report)}\n--- service log, errors ---\n{_errors(service.log)}",
+            f"schemathesis against {service.url} failed ({ended}):\n"
+            f"{_shorten(log.read_text(errors='replace'))}\n"
+            f"--- service log, errors ---\n{_errors(service.log)}",
             pytrace=False,
         )
 
