@@ -10,7 +10,8 @@ Schema metadata of two kinds, as in services/alerting/contracts.py: `Meta(max_le
 is enforced when decoding; `extra_json_schema`, `doc_schema` and `doc_fields` only
 document, where the document states a narrower subset than the service accepts (so a
 fuzzer generating from it makes valid requests) or what a check after decoding enforces.
-The probe, console and stats answers are documented here and built elsewhere.
+The answers built by other modules (stats, error events, the console) are typed in
+contracts_answers.py, the probes' in shared/probe_contracts.py.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from services.api.http import bad_request
 from shared.decoding import field_values
 from shared.openapi_gen import ref
 
-NO_NUL = "^[^\\u0000]*$"
-Text = Annotated[str, Meta(extra_json_schema={"pattern": NO_NUL})]
 Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
 Uuid = Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
 Count = Annotated[int, Meta(ge=0)]
@@ -56,13 +55,12 @@ def decode(
     doc: Any,
     reason: str,
     messages: Mapping[str, str] | None = None,
-    unknown: str = "unknown field",
 ) -> dict[str, Any]:
     """The fields of `doc` given and valid for `cls` (by JSON name); a 400 naming every
     field's problem otherwise (a body that is no object: the 400 without fields)."""
     if not isinstance(doc, Mapping):
         raise bad_request("body must be a JSON object")
-    values, errors = field_values(cls, doc, messages, unknown)
+    values, errors = field_values(cls, doc, messages)
     if errors:
         raise bad_request(reason, errors)
     return values
@@ -107,13 +105,7 @@ class EmailCreated(msgspec.Struct):
     ]
     click_url_endpoint: Annotated[str, Meta(description="/{tenant}/click-url/{email_id}?url=")]
     created_at: Timestamp
-    click_urls: (
-        Annotated[
-            dict[str, str],
-            Meta(description="url -> its signed click URL (when `links` were given)"),
-        ]
-        | UnsetType
-    ) = UNSET
+    click_urls: Annotated[dict[str, str], Meta(description=SIGNED)] | UnsetType = UNSET
 
 
 class Email(msgspec.Struct):
