@@ -184,10 +184,10 @@ def decode_event(doc: Any) -> Event:
     if decoder is None:
         raise ContractError(f"unknown event type {str(event_type)[:40]!r}")
     try:
-        return decoder.decode(msgspec.json.encode(doc))
+        return decoder.decode(orjson.dumps(doc))
     except msgspec.ValidationError as exc:
         raise ContractError(reason(str(exc), doc)) from None
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:  # can't re-encode
+    except orjson.JSONEncodeError as exc:  # too deep, or not JSON at all: can't travel
         raise ContractError(_unencodable(doc, exc)) from None
 
 
