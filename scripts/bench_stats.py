@@ -4,12 +4,15 @@ rollups.
 
     .venv/bin/python scripts/bench_stats.py                 # the stats benchmark
     .venv/bin/python scripts/bench_stats.py --writer-only   # store throughput, rollups on/off
+    .venv/bin/python scripts/bench_stats.py --load-only     # load, keep the database; then
+    .venv/bin/python scripts/bench_stats.py --reuse NAME    # measure it (again), keep it
 
 Stats: a fresh database `belfry_benchstats_<random>` (dropped at the end, also on
 failure) gets one tenant, `--emails` emails registered over the last year and `--events`
 events a few hours to days after each registration (opens and clicks, human / machine /
 no verdict, 50 URLs), loaded with generate_series with triggers off, then the rollups
-rebuilt by `belfry_stats_backfill()` (the function migration 0013 runs on existing data).
+rebuilt by `belfry_stats_backfill()` (as migrations 0013 / 0014 build them from existing
+data).
 The api app runs in this process on a free port; each range is requested `--requests`
 times (after a warm-up) with `from` / `to` off the hour, as the dashboard asks. Then a
 writer process pushes batches through the writer's own store (`PostgresEventStore`,
@@ -50,8 +53,10 @@ sys.path.insert(0, str(ROOT))
 from services.api.app import create_app  # noqa: E402
 from services.api.keys import ApiDeps  # noqa: E402
 from services.api.queries import tenant_stats  # noqa: E402
+from services.api.repos.keys import PgKeyRepo  # noqa: E402
+from services.api.repos.tenants import PgTenantRepo  # noqa: E402
 from services.api.settings import ApiSettings  # noqa: E402
-from services.api.tenants import create_tenant  # noqa: E402
+from services.api.tenants import create_tenant, new_key  # noqa: E402
 from services.api.timerange import parse_scope  # noqa: E402
 from services.writer.store import PostgresEventStore  # noqa: E402
 from shared.contracts import HIT_CLICK_V2, HIT_OPEN_V2, Envelope  # noqa: E402
@@ -289,12 +294,24 @@ async def serve(url: str) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{port}"
 
 
+async def bench_key(url: str) -> str:
+    """A new key of the bench tenant in a database loaded before (`--reuse`)."""
+    conn = await asyncpg.connect(url)
+    try:
+        return await new_key(PgTenantRepo(conn), PgKeyRepo(conn), TENANT, "bench")
+    finally:
+        await conn.close()
+
+
 async def stats_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
     now = datetime.now(UTC)
-    print(f"loading {args.emails:,} emails and {args.events:,} events", flush=True)
-    key, took = await load(url, now, args.emails, args.events)
-    print(f"  {took}", flush=True)
-    report: dict[str, Any] = {"load": took}
+    report: dict[str, Any] = {}
+    if args.reuse:
+        key = await bench_key(url)
+    else:
+        print(f"loading {args.emails:,} emails and {args.events:,} events", flush=True)
+        key, report["load"] = await load(url, now, args.emails, args.events)
+        print(f"  {report['load']}", flush=True)
     if args.load_only:
         return report
     runner, base = await serve(url)
@@ -308,10 +325,12 @@ async def stats_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
         try:
             await asyncio.sleep(2)  # the writer's pool is up and inserting
             report["while_writing"] = await measure(base, key, now, args.requests)
+            if proc.exitcode is not None:  # a figure without a writer: not what it says
+                raise RuntimeError("the writer process failed (its traceback is above)")
         finally:
             stop.set()
-            report["writer"] = await asyncio.to_thread(out.get, True, 120)
-            proc.join(30)
+            await asyncio.to_thread(proc.join, 120)
+            report["writer"] = out.get(True, 5) if proc.exitcode == 0 else {"failed": True}
         print(f"while writing: {report['while_writing']}", flush=True)
         print(f"writer meanwhile: {report['writer']}", flush=True)
     finally:
@@ -369,9 +388,10 @@ async def migrate(url: str, skip: int | None) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    name = f"belfry_benchstats_{secrets.token_hex(5)}"
+    name = args.reuse or f"belfry_benchstats_{secrets.token_hex(5)}"
     url = db_url(args.postgres_url, name)
-    await migrate(url, args.skip)
+    if not args.reuse:
+        await migrate(url, args.skip)
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(),
         "database": name,
@@ -385,7 +405,7 @@ async def main(args: argparse.Namespace) -> int:
         else:
             report["stats"] = await stats_bench(args, url)
     finally:
-        if args.load_only:
+        if args.load_only or args.reuse:
             print(f"kept database {name}: drop it with dropdb")
         else:
             admin = await asyncpg.connect(args.postgres_url)
@@ -418,6 +438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--writer-only", action="store_true", help="store throughput only")
     p.add_argument("--writer-events", type=int, default=100_000)
     p.add_argument("--load-only", action="store_true", help="load, keep the database, stop")
+    p.add_argument("--reuse", metavar="DATABASE", help="measure a --load-only database again")
     p.add_argument("--skip", type=int, help="every migration but this one (store cost of it)")
     return p.parse_args(argv)
 

@@ -27,11 +27,7 @@ async def stats(request: web.Request) -> web.Response:
         # One snapshot: the figures of one answer agree with each other.
         # No JIT: the edge subqueries' estimates make it compile for ~0.3 s a query that
         # runs in tens of ms; custom plans: the ranges decide which partitions and rows.
-        # Memory to sort a year of first-open delays (the median) without a temp file.
-        await conn.execute(
-            "SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_custom_plan;"
-            " SET LOCAL work_mem = '64MB'"
-        )
+        await conn.execute("SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_custom_plan")
         body = await tenant_stats(conn, tenant, scope, request.app[SETTINGS].top_links)
     metrics.STATS_SECONDS.observe(time.perf_counter() - started)
     return json_response(body)
