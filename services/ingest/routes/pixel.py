@@ -16,7 +16,7 @@ from services.ingest.keys import HOT
 from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, request_hit
 from shared.contracts import HIT_OPEN_V2
-from shared.ids import valid_email_id, valid_tenant
+from shared.ids import EMAIL_ID_RE, valid_tenant
 
 # The classic 43-byte transparent 1x1 GIF.
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
@@ -35,11 +35,25 @@ HEADERS = CIMultiDict(
 
 _counted = {o: metrics.events("open", o) for o in Outcome}
 
+# Valid tenant ids seen (a deployment has few): a set lookup instead of a regex match per
+# pixel; bounded, so made-up ids can't grow it past _MAX_TENANTS.
+_tenants: set[str] = set()
+_MAX_TENANTS = 4096
+_email_id_ok = EMAIL_ID_RE.fullmatch
+
+
+def _new_tenant(tenant: str) -> bool:
+    if not valid_tenant(tenant):
+        return False
+    if len(_tenants) < _MAX_TENANTS:
+        _tenants.add(tenant)
+    return True
+
 
 async def pixel(request: web.Request) -> web.StreamResponse:
     tenant = request.match_info["tenant"]
     email_id = request.match_info["email_id"]
-    if not (valid_tenant(tenant) and valid_email_id(email_id)):
+    if not ((tenant in _tenants or _new_tenant(tenant)) and _email_id_ok(email_id)):
         metrics.REJECTED.labels("bad_id").inc()
         return error(404, "unknown tenant or email id format")
     if request.method == "GET":
