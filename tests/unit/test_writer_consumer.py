@@ -367,6 +367,19 @@ async def test_refused_events_are_split_out_dead_lettered_and_the_rest_stored() 
     assert counter("belfry_writer_dead_lettered_total", {"stage": "store"}) >= 2
 
 
+async def test_a_refused_event_is_dead_lettered_as_it_arrived() -> None:
+    """Fields its contract ignores (a newer producer's) are not in the typed event, but
+    are in the dead letter: it is the item as received, for a replay to store."""
+    h = Harness(PickyStore({"bad"}))
+    refused = hit("bad")
+    refused["data"]["extra"] = {"kept": [1, 2]}
+    refused["from_a_newer_producer"] = True
+    await h.deliver(orjson.dumps([hit("a"), refused]), "m1")
+    await h.consumer.flush()
+    [(dead, _)] = h.dead_letters.published
+    assert orjson.loads(dead.body) == [refused]
+
+
 async def test_split_batch_halves_still_back_off_while_the_database_is_away() -> None:
     # Refused first (split), then the database goes away: that half waits, and retries.
     store = PickyStore({"bad"})
