@@ -1,6 +1,6 @@
 """The api's OpenAPI document describes exactly the routes the app serves (no route
 undocumented, nothing documented that is not served), as the alerting service's test
-does for its own."""
+does for its own; and what it serves is the document generated from the contract types."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import re
 import yaml
 from aiohttp import web
 
+from services.api import openapi
 from services.api.app import OPENAPI, create_app
 from services.api.keys import ApiDeps
 from services.api.settings import ApiSettings
 from shared.probes import PROBE_PATHS
+from tests.conftest import Started
 
 
 def _served(app: web.Application) -> set[tuple[str, str]]:
@@ -46,3 +48,10 @@ def test_openapi_documents_every_route(api_settings: ApiSettings) -> None:
     }
     assert served - documented == set(), "routes not in openapi.yaml"
     assert documented - served == set(), "documented but not served"
+
+
+async def test_the_served_document_is_the_generated_one(start_api: Started) -> None:
+    api = await start_api()
+    resp = await api.get("/api/v1/openapi.yaml")
+    assert resp.status == 200 and resp.content_type == "application/yaml"
+    assert await resp.text() == openapi.render()
