@@ -343,45 +343,8 @@ class ClickQuery(msgspec.Struct):
     ]
 
 
-# --- probes (shared/probes.py answers them on every service) ------------------------------
-
-
-class Status(msgspec.Struct):
-    status: Literal["ok", "ready", "not ready"]
-    reasons: Annotated[dict[str, str], Meta(description="why not ready")] | UnsetType = UNSET
-
-
-class Health(msgspec.Struct):
-    status: Literal["healthy", "unhealthy"]
-    service: str
-    version: str
-    timestamp: Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
-    unhealthy: Annotated[list[str], Meta(description="the failing dependencies")] | UnsetType = (
-        UNSET
-    )
-
-
-class Dependency(msgspec.Struct):
-    status: Literal["healthy", "unhealthy"]
-    latency_ms: float
-    reason: str | UnsetType = UNSET
-
-
-class Memory(msgspec.Struct):
-    rss_bytes: int
-
-
-class HealthDetailed(msgspec.Struct):
-    status: Literal["healthy", "degraded", "unhealthy"]
-    service: str
-    version: str
-    uptime_seconds: float
-    memory: Memory
-    dependencies: dict[str, Dependency]
-    timestamp: Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
-
-
-# Every type the document names (the types they use are found from them).
+# Every type the document names (the types they use are found from them; the probes'
+# answers are shared/probe_contracts.py's).
 TYPES: tuple[Any, ...] = (
     Error,
     TenantRefusal,
@@ -396,7 +359,4 @@ TYPES: tuple[Any, ...] = (
     OtlpAnswer,
     HitPath,
     ClickQuery,
-    Status,
-    Health,
-    HealthDetailed,
 )

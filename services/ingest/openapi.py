@@ -7,8 +7,8 @@ msgspec.json.schema_components, the paths from the table in openapi_paths.py.
 The committed file is what `/v1/openapi.yaml` serves; tests/unit/test_ingest_openapi.py
 fails when it differs from what this command writes.
 
-(services/alerting/openapi.py does the same for alerting; the YAML rendering and the
-Struct-to-component step could move to one shared helper.)
+The Struct-to-component step and the YAML rendering are shared/openapi_gen.py's, as for
+the api and alerting documents; the probes' answers are shared/probe_contracts.py's.
 """
 
 from __future__ import annotations
@@ -17,52 +17,26 @@ import sys
 from typing import Any
 
 import msgspec
-import yaml
 
 from services.ingest import contracts as c
 from services.ingest import openapi_intake as i
 from services.ingest import openapi_paths as p
 from services.ingest.intake.errors import ErrorItem
+from shared.openapi_gen import REF, render_yaml, struct_schemas
+from shared.probe_contracts import TYPES as PROBE_TYPES
 
-REF = "#/components/schemas/{name}"
-TYPES = (*c.TYPES, ErrorItem)
+TYPES = (*c.TYPES, *PROBE_TYPES, ErrorItem)
 # Components used only to state parameters (the path and query of the hit routes).
 PARAMETER_TYPES = ("HitPath", "ClickQuery")
 
 
-def ref(name: str) -> dict[str, Any]:
-    return {"$ref": REF.format(name=name)}
-
-
-def _structs() -> dict[str, type[msgspec.Struct]]:
-    """The Struct types of the document by name (to find their doc_* metadata)."""
-    found: dict[str, type[msgspec.Struct]] = {}
-    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
-    while pending:
-        for sub in pending.pop().__subclasses__():
-            pending.append(sub)
-            if sub.__module__.startswith("services.ingest"):
-                found[sub.__name__] = sub
-    return found
-
-
-def document_schema(cls: type[msgspec.Struct] | None, schema: dict[str, Any]) -> dict[str, Any]:
-    """A component as the document states it: msgspec's schema of the Struct, plus its
-    documentation-only `doc_schema` keywords and `doc_fields` property schemas."""
-    schema = {k: v for k, v in schema.items() if k != "title" and v != []}  # required: []
-    schema.update(getattr(cls, "doc_schema", {}))
-    for field, stated in getattr(cls, "doc_fields", {}).items():
-        schema["properties"][field] = stated
-    return schema
-
-
 def generated() -> tuple[dict[str, Any], dict[str, Any]]:
     """(the track body's schema, every component schema by name), from the types."""
-    (track_body, *_), schemas = msgspec.json.schema_components(
-        (c.TrackBody, *TYPES), ref_template=REF
-    )
-    structs = _structs()
-    schemas = {name: document_schema(structs.get(name), s) for name, s in schemas.items()}
+    (track_body,), _ = msgspec.json.schema_components((c.TrackBody,), ref_template=REF)
+    schemas = struct_schemas(TYPES)
+    for schema in schemas.values():
+        if schema.get("required") == []:  # msgspec's, for a Struct of optional fields
+            del schema["required"]
     return track_body, schemas
 
 
@@ -123,28 +97,9 @@ def document() -> dict[str, Any]:
     }
 
 
-class _Dumper(yaml.SafeDumper):
-    """Multi-line text as YAML block literals, as a person would write it."""
-
-
-def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _text)
-
-
 def render() -> str:
     """The document as YAML, in a stable order (what the committed file holds)."""
-    return yaml.dump(
-        document(),
-        Dumper=_Dumper,
-        sort_keys=False,
-        allow_unicode=True,
-        width=100,
-        default_flow_style=None,
-    )
+    return render_yaml(document(), aliases=False)
 
 
 if __name__ == "__main__":
