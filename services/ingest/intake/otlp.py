@@ -34,6 +34,7 @@ import time
 from math import isfinite
 from typing import Any
 
+import msgspec
 import orjson
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
@@ -41,6 +42,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
 
+from services.ingest import contracts
 from services.ingest.intake.names import format_float, otlp_metric_name
 from services.ingest.intake.otlp_json import parse_json_request
 from services.ingest.intake.otlp_labels import point_labels, resource_labels
@@ -308,4 +310,4 @@ def encode_otlp_status(message: str, content_type: str, code: int = _INVALID_ARG
     """The body of a 4xx/5xx answer: a `google.rpc.Status` (OTLP/HTTP's error body)."""
     if response_content_type(content_type) == PROTOBUF:
         return RpcStatus(code=code, message=message).SerializeToString()
-    return orjson.dumps({"code": code, "message": message})
+    return msgspec.json.encode(contracts.RpcStatus(code, message))

@@ -11,6 +11,7 @@ from aiohttp import hdrs, web
 from multidict import istr
 
 from services.ingest.clientip import client_ip
+from services.ingest.contracts import Error
 from services.ingest.settings import IngestSettings
 from shared.auth import bearer_token
 from shared.contracts import MAX_PURPOSE_LEN, make_envelope, now_iso
@@ -35,7 +36,7 @@ def typed_response(answer: msgspec.Struct, status: int) -> web.Response:
 
 
 def error(status: int, reason: str) -> web.Response:
-    return json_response({"error": reason}, status)
+    return typed_response(Error(reason), status)
 
 
 def unauthorized(reason: str) -> web.Response:
