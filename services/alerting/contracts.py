@@ -554,7 +554,7 @@ class AmAlert(msgspec.Struct):
         Meta(
             extra_json_schema={
                 "maxProperties": 64,
-                "propertyNames": {"maxLength": 4096},
+                "propertyNames": {"maxLength": 4096, "pattern": NO_NUL},
                 "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": NO_NUL},
             }
         ),

@@ -12,7 +12,9 @@ import msgspec
 from msgspec import Meta
 
 from services.alerting.contracts import (
+    JSON_REF,
     LABEL_NAME,
+    TEXT_SCHEMA,
     MatcherInput,
     Severity,
 )
@@ -86,7 +88,9 @@ RULE_DOC_FIELDS: dict[str, dict[str, Any]] = {
             {"type": "string", "enum": ["alert", "keep", "resolve"]},
             {
                 "type": "object",
-                "additionalProperties": {"$ref": "#/components/schemas/Json"},
+                # Other keys are ignored; like every key of a body, they hold no NUL.
+                "propertyNames": TEXT_SCHEMA,
+                "additionalProperties": JSON_REF,
                 "properties": {
                     "mode": {
                         "type": "string",
@@ -193,6 +197,11 @@ class NoData(msgspec.Struct):
 
     mode: NoDataMode = "alert"
     windows: float = 3  # a whole number 1..1000 (3.0 is 3, as JSON has it): checked after
+
+    doc_schema: ClassVar[dict[str, Any]] = {
+        "propertyNames": TEXT_SCHEMA,
+        "additionalProperties": JSON_REF,
+    }
 
 
 class RuleInput(msgspec.Struct, forbid_unknown_fields=True):
