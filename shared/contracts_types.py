@@ -44,8 +44,6 @@ MAX_URL_LEN = 2048
 MAX_UA_LEN = 1024
 MAX_IP_LEN = 64
 MAX_PROPS_BYTES = 4096
-# orjson (which re-encodes a dead-lettered event) writes at most this depth.
-_MAX_PROPS_DEPTH = 254
 # Only times in these years can leave datetime's range once in UTC.
 _EDGE_YEARS = (1, 9999)
 
@@ -127,22 +125,24 @@ _NULL = msgspec.Raw(b"null")
 
 
 def _check_props(props: msgspec.Raw) -> None:
-    """`props` is kept as the bytes it arrived as (stored as they are, no decode and
-    re-encode per hit); these are the checks its dict once had."""
+    """`props` is kept as the bytes it arrived as and stored as they are; msgspec skips
+    over them unchecked, so they are read here once (UTF-8, escapes, depth) with the
+    checks its dict always had, on its compact form."""
     raw = bytes(props)
     if raw == b"null":
         return
     if raw[:1] != b"{":
         raise ValueError("data.props must be an object")
-    if len(raw) > MAX_PROPS_BYTES:
+    try:
+        encoded = orjson.dumps(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:  # what orjson.loads of the whole body refused
+        raise ValueError(f"data.props is not valid JSON: {exc}") from None
+    except orjson.JSONEncodeError as exc:  # nested deeper than orjson (and jsonb) go
+        raise ValueError(f"data.props can't be stored: {exc}") from None
+    if len(encoded) > MAX_PROPS_BYTES:
         raise ValueError(f"data.props larger than {MAX_PROPS_BYTES} bytes")
-    if b"\\u0000" in raw or b"\x00" in raw:  # jsonb rejects NUL
+    if b"\\u0000" in encoded:  # jsonb rejects NUL
         raise ValueError("data.props contains a NUL character")
-    if raw.count(b"{") + raw.count(b"[") > _MAX_PROPS_DEPTH:  # maybe too deep: look
-        try:
-            orjson.dumps(orjson.loads(raw))
-        except (orjson.JSONEncodeError, orjson.JSONDecodeError) as exc:
-            raise ValueError(f"data.props can't be stored: {exc}") from None
 
 
 class Hints(msgspec.Struct, frozen=True, forbid_unknown_fields=True, gc=False):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pytest
 
 from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
 from shared.contracts import (
@@ -82,6 +83,16 @@ def test_mixed_items_split_into_events_and_rejected_with_reasons() -> None:
         (42, "envelope is not an object"),
         (bad_url, "data.url must be an http(s) URL"),
     ]
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe", b"\\ud800", b"\\q"])
+def test_props_that_are_not_json_make_the_body_unusable(bad: bytes) -> None:
+    """The one-pass decode skips over `props` unread: its bytes are still checked, and a
+    body orjson can't read is refused whole, as before (never stored, never a wedge)."""
+    body = orjson.dumps([hit("a", props={"k": "PLACEHOLDER"})]).replace(b"PLACEHOLDER", bad)
+    decoded = decode_message(body)
+    assert decoded.events == []
+    assert decoded.body_error is not None and decoded.body_error.startswith("body is not JSON")
 
 
 def test_event_type_the_writer_does_not_store_is_rejected() -> None:
