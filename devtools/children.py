@@ -38,6 +38,7 @@ class Child:
     exit_seconds: float | None = None
     killed: bool = False
     _log_fh: IO[bytes] | None = field(default=None, repr=False)
+    _out_fh: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -95,8 +96,9 @@ class Child:
         self.kill_group()
         await self.proc.wait()
         self.exit_code = self.proc.returncode
-        if self._log_fh is not None:
-            self._log_fh.close()
+        for fh in (self._log_fh, self._out_fh):
+            if fh is not None:
+                fh.close()
 
 
 def exit_status(code: int | None) -> str:
@@ -113,28 +115,56 @@ async def spawn(
     *,
     env: Mapping[str, str] | None = None,
     log: Path | None = None,
+    stdout: Path | None = None,
     cwd: Path = ROOT,
 ) -> Child:
     """Start `argv` with its output (stdout and stderr) written to `log`, or, without a
-    log, to a pipe the caller reads (`child.proc.stdout`)."""
+    log, to a pipe the caller reads (`child.proc.stdout`). With `stdout` too, its stdout
+    goes to that file alone and `log` gets stderr (a command whose stdout is its result,
+    e.g. `chromium --dump-dom`)."""
+    if stdout is not None and log is None:
+        raise ValueError("stdout apart needs a log for stderr")
     fh = log.open("wb") if log is not None else None
+    out = stdout.open("wb") if stdout is not None else None
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
             env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
-            stdout=fh if fh is not None else subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stdout=out or fh or subprocess.PIPE,
+            stderr=fh if out is not None else subprocess.STDOUT,
             limit=LINE_LIMIT,
             start_new_session=True,
             preexec_fn=die_with_parent_hook(),
         )
     except BaseException:
-        if fh is not None:
-            fh.close()
+        for opened in (fh, out):
+            if opened is not None:
+                opened.close()
         raise
-    return Child(name, proc, log, _log_fh=fh)
+    return Child(name, proc, log, _log_fh=fh, _out_fh=out)
+
+
+async def run_to_end(
+    name: str,
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    log: Path | None = None,
+    stdout: Path | None = None,
+    cwd: Path = ROOT,
+) -> Child:
+    """A command run to its end (`spawn`'s arguments): the ended child, its `exit_code`
+    set and what it left in its group killed. Still running after `timeout`: killed with
+    its group (`killed`, `exit_code` -9), so nothing outlives the caller."""
+    child = await spawn(name, argv, env=env, log=log, stdout=stdout, cwd=cwd)
+    try:
+        await child.wait(timeout)
+    finally:
+        await child.stop(timeout=0)  # only if still running (or the wait was cancelled)
+    return child
 
 
 async def stop_all(

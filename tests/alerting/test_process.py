@@ -4,10 +4,7 @@ are evaluated on the real clock, logs are JSON, and SIGTERM exits cleanly."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +12,7 @@ import aiohttp
 import asyncpg
 import orjson
 
+from devtools.children import run_to_end
 from shared.auth import create_key
 from tests.support.eventually import eventually
 from tests.support.processes import ROOT
@@ -59,10 +57,8 @@ async def test_serves_the_default_pack_watches_itself_and_drains(
             f"{proc.url}/api/v1/alerts/stream", headers={"Authorization": f"Bearer {key}"}
         )
         assert stream.status == 200
-        started = time.monotonic()
-        proc.proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.proc.wait(), 30) == 0, proc.log.read_text()[-2000:]
-        assert time.monotonic() - started < 10
+        assert await proc.child.stop(timeout=30) == 0, proc.child.tail()
+        assert proc.child.exit_seconds is not None and proc.child.exit_seconds < 10
         stream.close()
     lines = [orjson.loads(line) for line in proc.log.read_text().splitlines() if line.strip()]
     assert all(line["service"] == "alerting" for line in lines)
@@ -72,14 +68,14 @@ async def test_serves_the_default_pack_watches_itself_and_drains(
 async def test_a_bad_rule_file_stops_start_up_naming_it(tmp_path: Any) -> None:
     path = tmp_path / "rules.yaml"
     path.write_text("rules:\n  - name: broken\n    condition: 'latency >'\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.alerting",
-        cwd=ROOT,
+    log = tmp_path / "alerting.log"
+    ended = await run_to_end(
+        "alerting",
+        [sys.executable, "-m", "services.alerting"],
         env={"ALERTING_RULES_FILE": str(path), "PATH": "/usr/bin:/bin"},
-        stderr=asyncio.subprocess.PIPE,
+        log=log,
+        timeout=30,
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
-    assert b"broken" in err and b"condition" in err
+    assert ended.exit_code == 2, f"{ended.status()}: {ended.tail()}"
+    err = log.read_text()
+    assert "broken" in err and "condition" in err

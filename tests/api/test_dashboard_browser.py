@@ -16,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from devtools.children import run_to_end
 from tests.api.conftest import Row, new_tenant, seed_email, seed_events
 from tests.conftest import Started
 
@@ -60,8 +61,10 @@ class Rendered(HTMLParser):
 
 
 async def chromium(url: str, profile: Path, *extra: str) -> str:
+    """What headless chromium writes on stdout (its stderr is chatter, kept apart in a log
+    beside the profile for a failure's message)."""
     assert CHROMIUM is not None
-    proc = await asyncio.create_subprocess_exec(
+    argv = [
         CHROMIUM,
         "--headless=new",
         "--disable-gpu",
@@ -75,12 +78,12 @@ async def chromium(url: str, profile: Path, *extra: str) -> str:
         "--window-size=1280,1320",
         *extra,
         url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    return out.decode()
+    ]
+    out = profile.with_name(profile.name + ".out")
+    log = profile.with_name(profile.name + ".log")
+    browser = await run_to_end("chromium", argv, log=log, stdout=out, timeout=60)
+    assert browser.exit_code == 0, f"chromium ended with {browser.status()}:\n{browser.tail()}"
+    return out.read_text()
 
 
 async def render(url: str, tmp: Path, name: str) -> Rendered:

@@ -14,12 +14,12 @@ from pathlib import Path
 import yaml
 from aio_pika.abc import AbstractConnection
 
+from devtools.children import run_to_end
 from shared.ingest_tokens import parse_keys
 from tests.conftest import Started
 from tests.deploy.support import load_script
 from tests.integration.helpers import ready
 from tests.support.metric_sink import MetricSink
-from tests.support.processes import ROOT
 from tests.support.tools import promtool
 
 run = load_script("run")
@@ -62,10 +62,14 @@ async def test_the_banners_metric_examples_work_as_printed(
         "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
         "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
     }
-    child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", SDK_SCRIPT, cwd=ROOT, env={"PATH": "/usr/bin:/bin", **env}
+    sdk = await run_to_end(
+        "otel-sdk",
+        [sys.executable, "-c", SDK_SCRIPT],
+        env={"PATH": "/usr/bin:/bin", **env},
+        log=tmp_path / "otel-sdk.log",
+        timeout=60,
     )
-    assert await child.wait() == 0
+    assert sdk.exit_code == 0, f"{sdk.status()}: {sdk.tail()}"
 
     samples = await sink.wait_for("queue_depth", "banner_orders")
     assert {s["tenant"] for s in samples} == {"demo"}

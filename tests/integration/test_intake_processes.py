@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,12 +15,12 @@ import aiohttp
 import pytest
 from aio_pika.abc import AbstractConnection
 
+from devtools.children import run_to_end
 from services.ingest.settings import IngestSettings
 from shared.ingest_tokens import mint_token, parse_keys
 from shared.settings import SettingsError
 from tests.support.eventually import eventually
 from tests.support.metric_sink import MetricSink
-from tests.support.processes import ROOT
 
 TOKEN_KEYS = "p1:intake-process-secret-0123"
 BASE = {"CLICK_SIGNING_KEYS": "k1:intake-process-click-0123"}
@@ -55,8 +54,9 @@ async def test_workers_each_spool_metrics_apart_and_samples_arrive(
         assert {r.status for r in answers} == {202}
     await sink.wait_for(*(f"w{i}" for i in range(20)))
     assert await metric_spools() == ["worker-0/metrics", "worker-1/metrics"]
-    ingest.proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(ingest.proc.wait(), 30) == 0
+    # SIGTERM: both workers drain and the service exits 0 well inside the 30 s.
+    assert await ingest.child.stop(timeout=30) == 0, ingest.child.tail()
+    assert not ingest.child.killed
 
 
 @pytest.mark.parametrize(
@@ -96,16 +96,11 @@ def test_intake_settings_are_read() -> None:
     assert settings.intake_max_items == 50
 
 
-async def test_a_bad_intake_setting_stops_the_process_with_its_name() -> None:
+async def test_a_bad_intake_setting_stops_the_process_with_its_name(tmp_path: Path) -> None:
     env = {**os.environ, **BASE, "INTAKE_MAX_LABELS": "100"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.ingest",
-        cwd=ROOT,
-        env=env,
-        stderr=asyncio.subprocess.PIPE,
+    log = tmp_path / "ingest.log"
+    ended = await run_to_end(
+        "ingest", [sys.executable, "-m", "services.ingest"], env=env, log=log, timeout=30
     )
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 2
-    assert b"INTAKE_MAX_LABELS must be <= 64" in err
+    assert ended.exit_code == 2, f"{ended.status()}: {ended.tail()}"
+    assert "INTAKE_MAX_LABELS must be <= 64" in log.read_text()

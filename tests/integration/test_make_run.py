@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devtools.children import Child, spawn
 from shared.settings import CommonSettings
 from tests.deploy.support import load_script
 from tests.support.eventually import eventually
@@ -31,8 +31,8 @@ SUPPLIED = ("ALERTING_EGRESS_ALLOW_CIDRS", "API_PUBLIC_URL", "ALERTING_RULES_FIL
 class MakeRun:
     """The running `make run`: its output lines, as they come."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, ports: dict[str, int]) -> None:
-        self.proc, self.ports = proc, ports
+    def __init__(self, child: Child, ports: dict[str, int]) -> None:
+        self.child, self.proc, self.ports = child, child.proc, ports
         self.lines: list[str] = []
         self.reader = asyncio.create_task(self._read())
 
@@ -93,16 +93,8 @@ async def make_run(
         **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
         **{f"{name.upper()}_HOST": "127.0.0.1" for name in ports},
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "scripts" / "run.py"),
-        cwd=ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    started = MakeRun(proc, ports)
+    child = await spawn("make run", [sys.executable, str(ROOT / "scripts" / "run.py")], env=env)
+    started = MakeRun(child, ports)
     try:
         await eventually(
             lambda: _banner_or_exit(started),
@@ -112,13 +104,8 @@ async def make_run(
         )
         yield started
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 60)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        # SIGTERM (make run stops its services), SIGKILL to the group after 60 s.
+        await child.stop(timeout=60)
         await started.reader
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devtools.children import spawn, stop_all
+from devtools.children import run_to_end, spawn, stop_all
 from devtools.ports import free_port, tcp_refusal
 from devtools.ready import NotReady, Pending, wait_http_ok, wait_ready, wait_tcp
 from devtools.usage import (
@@ -170,6 +170,24 @@ async def test_a_command_run_to_its_end(tmp_path: Path) -> None:
     assert not psutil.pid_exists(int(pid))
     await child.stop()  # idempotent
     assert child.exit_code == 2
+
+
+async def test_stdout_apart_from_stderr(tmp_path: Path) -> None:
+    log, out = tmp_path / "err.log", tmp_path / "out.txt"
+    script = "import sys; print('<html>'); print('warning', file=sys.stderr); sys.exit(3)"
+    child = await spawn("dump", [sys.executable, "-c", script], log=log, stdout=out)
+    assert await child.wait(timeout=20) == 3
+    assert out.read_text() == "<html>\n" and log.read_text() == "warning\n"
+    with pytest.raises(ValueError, match="needs a log"):
+        await spawn("dump", [sys.executable, "-c", script], stdout=out)
+
+
+async def test_run_to_end_gives_the_ended_child_or_kills_it_at_the_timeout(tmp_path: Path) -> None:
+    log = tmp_path / "report.log"
+    done = await run_to_end("report", [sys.executable, "-c", REPORT_AND_EXIT], log=log, timeout=20)
+    assert done.exit_code == 2 and not done.killed and done.tail().startswith("report:")
+    stuck = await run_to_end("stubborn", [sys.executable, "-c", STUBBORN], timeout=0.5)
+    assert stuck.killed and stuck.exit_code == -9 and stuck.returncode == -9
 
 
 async def test_a_command_still_running_after_the_timeout_is_left_running() -> None:
