@@ -44,6 +44,7 @@ UAS = [
 TABLES = {
     "stats_hour": "SELECT tenant_id, hour, kind, reason, n FROM stats_hour WHERE n <> 0",
     "stats_link_day": "SELECT * FROM stats_link_day WHERE clicks <> 0 OR human_clicks <> 0",
+    "stats_link_hour": "SELECT * FROM stats_link_hour WHERE clicks <> 0 OR human_clicks <> 0",
     "stats_activity": "SELECT * FROM stats_activity",
     "stats_uniq": "SELECT * FROM stats_uniq WHERE n <> 0",
     "stats_email": "SELECT * FROM stats_email",
