@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-import orjson
 from aiohttp import hdrs, web
 from multidict import istr
 
@@ -20,18 +19,15 @@ from shared.ingest_tokens import verify_token
 from shared.signing import SigningKeys
 
 
-def json_response(
-    data: Any, status: int = 200, headers: dict[str, str] | None = None
+def typed_response(
+    answer: msgspec.Struct, status: int, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
-    )
-
-
-def typed_response(answer: msgspec.Struct, status: int) -> web.Response:
     """An answer of a contract type (services/ingest/contracts.py) as JSON."""
     return web.Response(
-        body=msgspec.json.encode(answer), status=status, content_type="application/json"
+        body=msgspec.json.encode(answer),
+        status=status,
+        content_type="application/json",
+        headers=headers,
     )
 
 

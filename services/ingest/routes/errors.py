@@ -36,7 +36,7 @@ from aiohttp import web
 from prometheus_client import Counter
 
 from services.ingest import metrics
-from services.ingest.contracts import Accepted, ItemProblem, PartlyRefused
+from services.ingest.contracts import Accepted, Error, ItemProblem, PartlyRefused
 from services.ingest.intake import otlp
 from services.ingest.intake.errors import (
     ErrorBatch,
@@ -48,7 +48,7 @@ from services.ingest.intake.result import IntakeError
 from services.ingest.intake_publisher import MAX_EVENT_BYTES
 from services.ingest.keys import HOT, Hot, Intake
 from services.ingest.publisher import Outcome
-from services.ingest.routes.common import error, json_response, typed_response
+from services.ingest.routes.common import error, typed_response
 from services.ingest.routes.intake_flow import (
     authorize,
     declared_too_large,
@@ -223,7 +223,7 @@ async def _publish(intake: Intake, hot: Hot, tenant: str, batch: ErrorBatch, pro
 
 def _json_refusal(refusal: _Refusal) -> web.Response:
     headers = {"Retry-After": retry_after(refusal.wait)} if refusal.status in (429, 503) else None
-    return json_response({"error": str(refusal)}, refusal.status, headers=headers)
+    return typed_response(Error(str(refusal)), refusal.status, headers)
 
 
 def _otlp_status(status: int, message: str, content_type: str, code: int = 3) -> web.Response:

@@ -23,13 +23,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.ingest.contracts import Accepted, ItemProblem, SamplesPartlyRefused
+from services.ingest.contracts import Accepted, Error, ItemProblem, SamplesPartlyRefused
 from services.ingest.intake import otlp
 from services.ingest.intake import remote_write as rw
 from services.ingest.intake.plain import decode_plain
 from services.ingest.intake.result import DecodeResult, IntakeError
 from services.ingest.publisher import Outcome
-from services.ingest.routes.common import error, json_response, typed_response
+from services.ingest.routes.common import error, typed_response
 from services.ingest.routes.intake_flow import (
     Stored,
     authorize,
@@ -145,7 +145,7 @@ async def remote_write(request: web.Request) -> web.Response:
 
 
 def _retry(status: int, message: str, wait: float) -> web.Response:
-    return json_response({"error": message}, status, headers={"Retry-After": retry_after(wait)})
+    return typed_response(Error(message), status, {"Retry-After": retry_after(wait)})
 
 
 # --- the plain JSON form --------------------------------------------------------------

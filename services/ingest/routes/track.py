@@ -34,6 +34,7 @@ from services.ingest import metrics
 from services.ingest.contracts import (
     Accepted,
     ClickHit,
+    Error,
     Hit,
     ItemProblem,
     OpenHit,
@@ -44,7 +45,6 @@ from services.ingest.keys import BROKER, HOT, SPOOL
 from services.ingest.publisher import Outcome
 from services.ingest.routes.common import (
     error,
-    json_response,
     token_tenant,
     typed_response,
     unauthorized,
@@ -290,8 +290,5 @@ async def track(request: web.Request) -> web.Response:
 
 
 def _unavailable(retry_after: int) -> web.Response:
-    return json_response(
-        {"error": "temporarily unable to store hits; retry later"},
-        503,
-        headers={"Retry-After": str(retry_after)},
-    )
+    reason = Error("temporarily unable to store hits; retry later")
+    return typed_response(reason, 503, {"Retry-After": str(retry_after)})
