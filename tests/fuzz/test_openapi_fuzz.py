@@ -32,7 +32,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.children import spawn
+from devtools.children import run_to_end
 from services.api.tenants import create_tenant
 from shared.ingest_tokens import mint_token
 from shared.signing import SigningKeys
@@ -181,13 +181,9 @@ async def run_schemathesis(
     st = [str(Path(sys.executable).with_name("st")), "--config-file", str(config), *args]
     log = tmp_path / "schemathesis.log"
     full_env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", **(env or {})}
-    run = await spawn("schemathesis", st, env=full_env, log=log)
-    try:
-        code = await run.wait(RUN_TIMEOUT)
-    finally:
-        await run.stop(timeout=0)  # still running after RUN_TIMEOUT: killed, with its group
-    if code != 0:
-        ended = f"exit {code}" if code is not None else f"still running after {RUN_TIMEOUT:.0f} s"
+    run = await run_to_end("schemathesis", st, env=full_env, log=log, timeout=RUN_TIMEOUT)
+    if run.exit_code != 0:
+        ended = f"still running after {RUN_TIMEOUT:.0f} s" if run.killed else run.status()
         pytest.fail(
             f"schemathesis against {service.url} failed ({ended}):\n"
             f"{_shorten(log.read_text(errors='replace'))}\n"
