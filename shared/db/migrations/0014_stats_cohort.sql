@@ -280,18 +280,26 @@ RETURNS void LANGUAGE sql AS $$
       AND s.created_at IS NULL AND s.first_human_open IS NULL AND s.first_human_click IS NULL
 $$;
 
--- stats_day and stats_cohort from stats_hour and stats_email as they stand.
+-- stats_day and stats_cohort from stats_hour and stats_email as they stand; stats_email a
+-- tenant's month of registrations at a time (bounded memory).
 CREATE FUNCTION belfry_stats_derived() RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    m timestamp;
 BEGIN
     TRUNCATE stats_day, stats_cohort;
     INSERT INTO stats_day (tenant_id, day, kind, reason, n)
     SELECT tenant_id, (hour AT TIME ZONE 'UTC')::date, kind, reason, sum(n)
     FROM stats_hour GROUP BY 1, 2, 3, 4;
-    PERFORM belfry_stats_cohort_apply(array(
-        SELECT ROW(tenant_id, created_at, first_human_open, first_human_click, 1)
-               ::belfry_stats_email_row
-        FROM stats_email WHERE created_at IS NOT NULL));
+    FOR t, m IN SELECT DISTINCT tenant_id, date_trunc('month', created_at AT TIME ZONE 'UTC')
+                FROM stats_email WHERE created_at IS NOT NULL LOOP
+        PERFORM belfry_stats_cohort_apply(array(
+            SELECT ROW(tenant_id, created_at, first_human_open, first_human_click, 1)
+                   ::belfry_stats_email_row
+            FROM stats_email WHERE tenant_id = t AND created_at >= m AT TIME ZONE 'UTC'
+              AND created_at < (m + interval '1 month') AT TIME ZONE 'UTC'));
+    END LOOP;
 END $$;
 
 -- Every rollup rebuilt from `events` and `emails` (a bulk load that ran with triggers
