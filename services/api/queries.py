@@ -211,16 +211,17 @@ LIMIT $6
 """
 
 # The first-open cohort from the rollups (migration 0014). $4 / $5 the whole hours, $6 / $7
-# the whole days (timestamps) inside [from, to). Registrations of whole days come from
-# stats_cohort: per open-delay bucket, how many emails first opened before the whole days
-# end, and their delays' sum; so do their first clicks. One by one from stats_email, with
-# the old rules: registrations in the partial days, emails with a hit before their
-# registration (their first hit in range may not be their first ever, which `events`
-# says), and those of whole days first opened / clicked in [end of whole days, to).
+# the whole days inside [from, to) as timestamps, $8 / $9 as (UTC) dates. Registrations of
+# whole days come from stats_cohort: per open-delay bucket, how many emails first opened
+# before the whole days end, and their delays' sum; so do their first clicks. One by one
+# from stats_email, with the old rules: registrations in the partial days, emails with a
+# hit before their registration (their first hit in range may not be their first ever,
+# which `events` says), and those of whole days first opened / clicked in [end of whole
+# days, to).
 COHORT_ROLLUP = f"""
 WITH agg AS (
     SELECT kind, bucket, sum(n)::bigint AS n, sum(delay) AS delay FROM stats_cohort
-    WHERE tenant_id = $1 AND reg_day >= $6::date AND reg_day < $7::date AND hit_day < $7::date
+    WHERE tenant_id = $1 AND reg_day >= $8 AND reg_day < $9 AND hit_day < $9
     GROUP BY kind, bucket HAVING sum(n) <> 0
 ),
 edge AS (
@@ -269,7 +270,7 @@ single AS (
 )
 SELECT
     ((SELECT coalesce(sum(n), 0) FROM stats_day
-      WHERE tenant_id = $1 AND kind = 'email' AND day >= $6::date AND day < $7::date)
+      WHERE tenant_id = $1 AND kind = 'email' AND day >= $8 AND day < $9)
      + (SELECT coalesce(sum(n), 0) FROM stats_hour
         WHERE tenant_id = $1 AND kind = 'email'
           AND ((hour >= $4 AND hour < $6) OR (hour >= $7 AND hour < $5)))
@@ -369,7 +370,8 @@ async def _cohort(
     """COHORT's figures from stats_cohort: the median from the bucket counts, then the
     delays of the one (or two) buckets holding it."""
     hour_start, hour_end, day_start, day_end = bounds
-    row = await conn.fetchrow(COHORT_ROLLUP, *args, hour_start, hour_end, day_start, day_end)
+    days = (day_start, day_end, day_start.date(), day_end.date())
+    row = await conn.fetchrow(COHORT_ROLLUP, *args, hour_start, hour_end, *days)
     counts: dict[int, int] = defaultdict(int, zip(row["buckets"], row["counts"], strict=True))
     for bucket in row["single_buckets"]:
         counts[bucket] += 1

@@ -108,3 +108,14 @@ async def test_relabelled_and_erased_first_opens_move_the_cohort(db: asyncpg.Con
     await db.execute("DELETE FROM emails WHERE id = 'm2'")
     await assert_rollups_true(db)
     await assert_answers_equal(db, "acme", SCOPES)
+
+
+async def test_answers_do_not_depend_on_the_session_time_zone(db: asyncpg.Connection) -> None:
+    """Days are UTC days whatever the connection's TimeZone (14 h ahead here)."""
+    rng = random.Random(9)
+    for i in range(30):
+        created = at(rng.uniform(0, 8))
+        opened = created + timedelta(hours=rng.uniform(0, 30))
+        await email(db, f"z{i}", created, Row("acme", f"z{i}", "open", opened))
+    await db.execute("SET TimeZone = 'Pacific/Kiritimati'")
+    await assert_answers_equal(db, "acme", SCOPES)
