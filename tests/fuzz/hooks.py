@@ -11,7 +11,8 @@ schemathesis promises are valid), so `positive_data_acceptance` still checks the
 - the api's `from` must come before `to`, and a stats range may hold at most 3000
   buckets: positive cases get their bounds swapped, or a day bucket and a nearer `from`;
 - alerting's `since` must come before `until`, and a silence must end after it starts:
-  positive cases get them swapped;
+  positive cases get them swapped, and a silence without a start an end at least a
+  minute ahead (again right before the call: the stateful phase fills in a stored one);
 - the channels a rule names must exist: positive rules name none;
 - a channel PUT keeps the stored name, and the stored type unless it names one: positive
   ones carry the path's name and the type their config is for;
@@ -113,6 +114,11 @@ def _since_until(query: dict[str, Any] | None) -> None:
             query["until"] = (since + timedelta(hours=1)).isoformat()
 
 
+# An end without a start must be this far ahead when the hook sees it: the service's own
+# `now` comes a little later.
+SILENCE_MARGIN = timedelta(minutes=1)
+
+
 def _instant_at(raw: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(raw.replace("Z", "+00:00")) if isinstance(raw, str) else None
@@ -131,10 +137,15 @@ def _silence(case: Case) -> None:
     ):
         body["duration"] = "1h"  # alone, one under a microsecond would end as it starts
     ends = _instant_at(body.get("ends_at"))
-    if body.get("starts_at") is None and ends is not None and ends <= datetime.now(UTC):
+    soon = datetime.now(UTC) + SILENCE_MARGIN
+    if body.get("starts_at") is None and ends is not None and ends <= soon:
         # Without starts_at the silence starts now, so it must end later. (Not a start in
         # the past: the stateful phase reuses stored ends_at values without a start.)
         body["ends_at"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+
+
+def _silence_write(case: Case) -> bool:
+    return case.operation.path.startswith("/api/v1/silences") and case.method in ("POST", "PUT")
 
 
 def _channel_put(case: Case) -> None:
@@ -181,7 +192,7 @@ def map_case(context: HookContext, case: Case) -> Case:
         _api_range(case, stats=path == "/{tenant}/stats")
     elif path == "/api/v1/stats":
         _since_until(case.query)
-    elif path.startswith("/api/v1/silences") and case.method in ("POST", "PUT"):
+    elif _silence_write(case):
         _silence(case)
     elif path == "/api/v1/channels/{name}" and case.method == "PUT":
         _channel_put(case)
@@ -192,9 +203,13 @@ def map_case(context: HookContext, case: Case) -> Case:
 
 @schemathesis.hook
 def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
-    """The stateful phase fills a channel PUT from an earlier answer (a listed channel's
-    name, type or config) after `map_case` ran: the same rule again, right before it goes
-    out, so a positive PUT never names a new type without the config that type needs."""
-    channel_put = case.operation.path == "/api/v1/channels/{name}" and case.method == "PUT"
-    if channel_put and _positive(case):
+    """The stateful phase fills a body from earlier answers after `map_case` ran: the same
+    rules again, right before it goes out, so a positive channel PUT never names a new
+    type without the config that type needs, and a positive silence never ends before it
+    starts (a listed silence's `ends_at`, reused without a start, may have passed)."""
+    if not _positive(case):
+        return
+    if case.operation.path == "/api/v1/channels/{name}" and case.method == "PUT":
         _channel_put(case)
+    elif _silence_write(case):
+        _silence(case)
