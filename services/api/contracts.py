@@ -1,7 +1,8 @@
 """The api's typed contract: request and response bodies as msgspec Structs.
 
 These types are the single statement of what the api accepts and answers: the request
-bodies (an email to register, a settings change) are decoded through them (`decode`),
+bodies (an email to register, a settings change) are decoded through them
+(shared/decoding.py `field_values`, in services/api/emails.py and privacy.py),
 the answers encoded from them, and the OpenAPI document (services/api/openapi.py) is
 generated from them. What a type cannot say stays a check next to its use (a click
 target's shape: shared/signing.py `target_problem`; a whole number written as 6.0).
@@ -16,14 +17,11 @@ contracts_answers.py, the probes' in shared/probe_contracts.py.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from services.api.http import bad_request
-from shared.decoding import field_values
 from shared.openapi_gen import ref
 
 Timestamp = Annotated[str, Meta(extra_json_schema={"format": "date-time"})]
@@ -48,22 +46,6 @@ class Error(msgspec.Struct):
 
     error: str
     fields: dict[str, str] | UnsetType = UNSET
-
-
-def decode(
-    cls: type[msgspec.Struct],
-    doc: Any,
-    reason: str,
-    messages: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The fields of `doc` given and valid for `cls` (by JSON name); a 400 naming every
-    field's problem otherwise (a body that is no object: the 400 without fields)."""
-    if not isinstance(doc, Mapping):
-        raise bad_request("body must be a JSON object")
-    values, errors = field_values(cls, doc, messages)
-    if errors:
-        raise bad_request(reason, errors)
-    return values
 
 
 # --- emails (Little Bell's routes and Belfry's) ---------------------------------------

@@ -11,7 +11,7 @@ seconds of registration is a scanner").
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,11 +26,11 @@ from services.api.contracts import (
     EmailDetail,
     EmailInput,
     Emails,
-    decode,
 )
 from services.api.http import bad_request
 from services.api.links import click_url, pixel_url
 from services.api.repos.emails import EmailRepo, EmailRow
+from shared.decoding import field_values
 from shared.signing import SigningKeys, target_problem
 
 MESSAGES = {
@@ -61,16 +61,17 @@ class Links:
 def email_input(body: Any) -> EmailInput:
     """The body of `POST /{tenant}/emails` (None: no body), checked; a 400 naming every
     field's problem otherwise, each link's as `links[i]`."""
-    given = decode(EmailInput, {} if body is None else body, "invalid email", MESSAGES)
-    email = EmailInput(**given)
-    problems = {
-        f"links[{i}]": "must be a string" if not isinstance(link, str) else target_problem(link)
-        for i, link in enumerate(email.links)
-    }
-    errors = {field: problem for field, problem in problems.items() if problem}
+    doc = {} if body is None else body
+    if not isinstance(doc, Mapping):
+        raise bad_request("body must be a JSON object")
+    given, errors = field_values(EmailInput, doc, MESSAGES)
+    for index, link in enumerate(given.get("links", ())):
+        problem = "must be a string" if not isinstance(link, str) else target_problem(link)
+        if problem:
+            errors[f"links[{index}]"] = problem
     if errors:
         raise bad_request("invalid email", errors)
-    return email
+    return EmailInput(**given)
 
 
 async def register(

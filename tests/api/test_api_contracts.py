@@ -45,6 +45,12 @@ def test_every_field_of_an_email_is_reported_at_once() -> None:
         "links[1]": "must be a string",
         "links[2]": "url must be http or https",
     }
+    # A link's problem is named beside the other fields' (as the hand-written check did).
+    doc = refusal({"subject": [], "links": [None]})
+    assert doc["fields"] == {
+        "subject": "must be a string of at most 998 characters",
+        "links[0]": "must be a string",
+    }
     assert refusal([1, 2]) == {"error": "body must be a JSON object"}
     assert "links" in refusal({"links": ["https://x.test/"] * 101})["fields"]
 
