@@ -9,7 +9,6 @@ from pathlib import Path
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiohttp import web
 
-from services.ingest import metrics
 from services.ingest.intake.limits import TenantLimits
 from services.ingest.intake_publisher import start_intake
 from services.ingest.keys import (
@@ -18,11 +17,13 @@ from services.ingest.keys import (
     HEALTH,
     HOT,
     INTAKE,
+    METRICS,
     SETTINGS,
     SPOOL,
     Hot,
     IngestDeps,
 )
+from services.ingest.metrics import IngestMetrics, IngestObserver
 from services.ingest.publisher import BatchPublisher
 from services.ingest.routes import click, errors, intake, pixel, track
 from services.ingest.settings import IngestSettings
@@ -30,6 +31,7 @@ from services.ingest.spool import Spool
 from shared.broker import Broker
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
+from shared.prom import app_registry
 from shared.selfreport import Collector, MetricReporter, Sample, broker_exchange
 from shared.telemetry import tracer_for
 from shared.topology import HitTopology, Topology, declare_hits
@@ -65,23 +67,30 @@ def _hit_publisher(
         max_delay=settings.batch_delay,
         max_in_flight=settings.max_in_flight,
         confirm_timeout=settings.confirm_timeout,
-        observer=metrics.IngestObserver(),
+        observer=IngestObserver(app[METRICS]),
         tracer=tracer_for(app[DEPS].tracer_provider),
         exchange_name=topo.hits_exchange,
     )
 
 
-async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    common = settings.common
-    topo = Topology(common.prefix)
+def _hit_spool(settings: IngestSettings, metrics: IngestMetrics) -> Spool:
+    """The hits' spool; its size is the app's `belfry_ingest_spool_bytes`."""
     spool = Spool(
         settings.spool_dir,
         settings.spool_max_bytes,
-        owner=f"prefix={common.prefix}",
+        owner=f"prefix={settings.common.prefix}",
         # Readiness wants room for a full batch before any was seen (~512 B per hit).
         reserve_bytes=settings.batch_max * 512,
     )
+    metrics.spool_bytes.set_function(lambda: spool.size_bytes)
+    return spool
+
+
+async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[SETTINGS], app[METRICS]
+    common = settings.common
+    topo = Topology(common.prefix)
+    spool = _hit_spool(settings, metrics)
     broker = Broker(common.amqp_url, f"belfry-ingest:{settings.spool_dir.name}")
     declared: dict[str, HitTopology] = {}
 
@@ -98,15 +107,14 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     broker.on_available(publisher.kick_replay)
     app[BROKER] = broker
     app[SPOOL] = spool
-    app[HOT] = Hot(settings=settings, publisher=publisher, clock=app[DEPS].clock)
-    metrics.SPOOL_BYTES.set_function(lambda: spool.size_bytes)
+    app[HOT] = Hot(settings, publisher, app[DEPS].clock, metrics)
 
     health = app[HEALTH]
     health.add_check("broker", broker.check)
     health.add_check("confirms", publisher.check)
     health.add_check("spool", spool.check)
     limits = TenantLimits(settings.intake_limits, app[DEPS].monotonic)
-    app[INTAKE] = metric_path = start_intake(settings, broker, health, limits)
+    app[INTAKE] = metric_path = start_intake(settings, broker, health, limits, metrics)
     reporter = MetricReporter(
         "ingest",
         broker_exchange(broker, topo.metrics_exchange),
@@ -147,7 +155,9 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
+        default_registry=False,  # every ingest metric is on the app's own registry
     )
+    app[METRICS] = IngestMetrics(app_registry(app))
     health = Health("ingest", settings.common.version)
     app[HEALTH] = health
     add_probe_routes(app, health)

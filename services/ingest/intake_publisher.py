@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
-from services.ingest import metrics
 from services.ingest.intake.limits import TenantLimits
 from services.ingest.keys import Intake
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import BatchPublisher, PublishObserver
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
@@ -54,9 +54,11 @@ def start_intake(
     broker: Broker,
     health: Health,
     limits: TenantLimits,
+    metrics: IngestMetrics,
     observer: PublishObserver | None = None,
 ) -> Intake:
-    """The intake's publisher and spool, wired to `broker` (before `broker.start()`)."""
+    """The intake's publisher and spool, wired to `broker` (before `broker.start()`);
+    `metrics` (the app's) gets the spool's size and goes to the routes with the intake."""
     topo = Topology(settings.common.prefix)
     spool = metrics_spool(settings)
     declared: dict[str, AbstractExchange] = {}
@@ -79,7 +81,7 @@ def start_intake(
     )
     broker.on_connect(on_connect)
     broker.on_available(publisher.kick_replay)
-    metrics.INTAKE_SPOOL_BYTES.set_function(lambda: spool.size_bytes)
+    metrics.intake_spool_bytes.set_function(lambda: spool.size_bytes)
     health.add_check("metrics_confirms", publisher.check)
     health.add_check("metrics_spool", spool.check)
-    return Intake(settings=settings, publisher=publisher, limits=limits, broker=broker)
+    return Intake(settings, publisher, limits, broker, metrics)

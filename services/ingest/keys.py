@@ -11,6 +11,7 @@ from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
 from services.ingest.intake.limits import TenantLimits
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import BatchPublisher
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
@@ -33,13 +34,14 @@ class IngestDeps:
     monotonic: Callable[[], float] = time.monotonic
 
 
-@dataclass
+@dataclass(slots=True)
 class Hot:
     """What the request handlers touch, bundled so each handler does one lookup."""
 
     settings: IngestSettings
     publisher: BatchPublisher
     clock: Callable[[], datetime]
+    metrics: IngestMetrics  # the app's, as METRICS: no second lookup per hit
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Intake:
     publisher: BatchPublisher
     limits: TenantLimits
     broker: Broker
+    metrics: IngestMetrics
 
 
 SETTINGS = web.AppKey("settings", IngestSettings)
@@ -60,3 +63,5 @@ BROKER = web.AppKey("broker", Broker)
 SPOOL = web.AppKey("spool", Spool)
 HOT = web.AppKey("hot", Hot)
 INTAKE = web.AppKey("intake", Intake)
+# Prometheus metrics on the app's registry (shared.prom), which its /metrics serves.
+METRICS = web.AppKey("ingest_metrics", IngestMetrics)

@@ -2,10 +2,9 @@
 its counters move when hits go through.
 
 Both apps run in this one process. Each serves its own registry (shared.prom), so the
-HTTP metrics counted here are that app's alone; until ingest and writer define their
-metrics per app, their module globals sit on prometheus_client's default registry, which
-both apps serve as well: each `/metrics` then shows both services' own metrics, which
-only makes the check stricter.
+HTTP metrics counted here are that app's alone, as are ingest's own; until the writer
+defines its metrics per app, its module globals sit on prometheus_client's default
+registry, which the writer's `/metrics` serves as well.
 """
 
 from __future__ import annotations

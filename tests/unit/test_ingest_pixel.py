@@ -4,16 +4,23 @@ stands in for the regex only for ids that passed it, and never grows past its bo
 from __future__ import annotations
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
+from prometheus_client import CollectorRegistry
 
+from services.ingest.keys import METRICS
+from services.ingest.metrics import IngestMetrics
 from services.ingest.routes import pixel
 
 
 async def answer(tenant: str, email_id: str) -> int:
+    app = web.Application()
+    app[METRICS] = IngestMetrics(CollectorRegistry())  # a refusal is counted there
     request = make_mocked_request(
         "HEAD",
         f"/{tenant}/pixel/{email_id}.gif",
         match_info={"tenant": tenant, "email_id": email_id},
+        app=app,
     )
     return (await pixel.pixel(request)).status
 

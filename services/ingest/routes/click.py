@@ -13,16 +13,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from services.ingest import metrics
-from services.ingest.keys import HOT
-from services.ingest.publisher import Outcome
+from services.ingest.keys import HOT, METRICS
 from services.ingest.routes.common import error, request_hit
 from services.ingest.settings import IngestSettings
 from shared.contracts import HIT_CLICK_V2
 from shared.ids import valid_email_id, valid_tenant
 from shared.signing import normalize_target, target_problem, verify_click
-
-_counted = {o: metrics.events("click", o) for o in Outcome}
 
 
 def unsigned_allowed(settings: IngestSettings, tenant: str, url: str) -> bool:
@@ -34,7 +30,7 @@ def unsigned_allowed(settings: IngestSettings, tenant: str, url: str) -> bool:
 
 
 def _refuse(request: web.Request, reason: str) -> web.Response:
-    metrics.REJECTED.labels("click_refused").inc()
+    request.app[METRICS].click_refused.inc()
     if "text/html" in request.headers.get("Accept", ""):
         page = (
             "<!doctype html><meta charset=utf-8><title>Link not valid</title>"
@@ -48,7 +44,7 @@ async def click(request: web.Request) -> web.StreamResponse:
     tenant = request.match_info["tenant"]
     email_id = request.match_info["email_id"]
     if not (valid_tenant(tenant) and valid_email_id(email_id)):
-        metrics.REJECTED.labels("bad_id").inc()
+        request.app[METRICS].rejected_bad_id.inc()
         return error(404, "unknown tenant or email id format")
     url = request.query.get("url")
     if not url:
@@ -66,7 +62,7 @@ async def click(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         event = request_hit(request, hot.settings, HIT_CLICK_V2, tenant, email_id)
         event["data"]["url"] = normalize_target(url)  # as signed links carry it
-        _counted[await hot.publisher.submit(event)].inc()
+        hot.metrics.clicked[await hot.publisher.submit(event)].inc()
     return web.Response(
         status=302,
         headers={"Location": url, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},

@@ -33,9 +33,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import Counter
 
-from services.ingest import metrics
 from services.ingest.contracts import Accepted, Error, ItemProblem, PartlyRefused
 from services.ingest.intake import otlp
 from services.ingest.intake.errors import (
@@ -51,6 +49,7 @@ from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, typed_response
 from services.ingest.routes.intake_flow import (
     authorize,
+    count_refused,
     declared_too_large,
     read_body,
     retry_after,
@@ -60,11 +59,6 @@ from shared.errors_contract import ERROR_V1, error_v1_data
 from shared.ids import new_event_id
 from shared.samples import METRIC_V2, Sample, metric_v2_datas
 
-ERRORS = Counter(
-    "belfry_ingest_errors_total",
-    "Error events taken in (/v1/errors, /v1/logs), by protocol and outcome",
-    ["protocol", "outcome"],
-)
 COUNT_METRIC = "errors_total"
 _UNAVAILABLE_TEXT = "temporarily unable to store errors; retry later"
 _RESOURCE_EXHAUSTED, _UNAVAILABLE = 8, 14  # google.rpc.Code
@@ -184,13 +178,13 @@ def _counts(batch: ErrorBatch, now_ms: int) -> list[Sample]:
 async def _publish(intake: Intake, hot: Hot, tenant: str, batch: ErrorBatch, protocol: str) -> None:
     """Publish the errors and their counts, awaiting confirm-or-spool; _Refusal if the
     tenant is over its sample rate (nothing published) or nothing could be stored."""
-    ERRORS.labels(protocol, "refused").inc(len(batch.problems))
-    ERRORS.labels(protocol, "ignored").inc(batch.ignored)
+    metrics = intake.metrics
+    metrics.errors.labels(protocol, "refused").inc(len(batch.problems))
+    metrics.errors.labels(protocol, "ignored").inc(batch.ignored)
     if not batch.errors:
         return
     admission = intake.limits.admit(tenant, _counts(batch, time.time_ns() // 1_000_000))
-    for reason, count in admission.reasons.items():
-        metrics.SAMPLES_REFUSED.labels(protocol, reason).inc(count)
+    count_refused(metrics, protocol, admission.reasons)
     if admission.throttled:
         wait = admission.retry_after
         raise _Refusal(429, admission.message, wait, _RESOURCE_EXHAUSTED)
@@ -211,11 +205,11 @@ async def _publish(intake: Intake, hot: Hot, tenant: str, batch: ErrorBatch, pro
         )
     outcomes = await asyncio.gather(*dict.fromkeys(futures))
     if Outcome.DROPPED in outcomes:
-        ERRORS.labels(protocol, "unavailable").inc(len(batch.errors))
+        metrics.errors.labels(protocol, "unavailable").inc(len(batch.errors))
         raise _Refusal(503, _UNAVAILABLE_TEXT, hot.settings.retry_after_seconds, _UNAVAILABLE)
     stored = Outcome.SPOOLED if Outcome.SPOOLED in outcomes else Outcome.PUBLISHED
-    ERRORS.labels(protocol, stored.value).inc(len(batch.errors))
-    metrics.SAMPLES.labels(protocol, stored.value).inc(len(admission.samples))
+    metrics.errors.labels(protocol, stored.value).inc(len(batch.errors))
+    metrics.samples.labels(protocol, stored.value).inc(len(admission.samples))
 
 
 # --- answers --------------------------------------------------------------------------

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from services.ingest import metrics
 from services.ingest.intake.limits import Admission
 from services.ingest.intake.result import BodyTooLarge, DecodeResult, IntakeError
 from services.ingest.intake_publisher import MAX_EVENT_BYTES
 from services.ingest.keys import INTAKE, Intake
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, unauthorized
 from shared.auth import bearer_token
@@ -102,11 +102,12 @@ class Stored:
 async def store(intake: Intake, tenant: str, result: DecodeResult, protocol: str) -> Stored:
     """Admit the decoded samples under the tenant's limits, publish what passes, await
     its confirm-or-spool, count everything in /metrics."""
-    _count_refused(protocol, result.reasons)
+    metrics = intake.metrics
+    count_refused(metrics, protocol, result.reasons)
     if result.dropped:
-        metrics.SAMPLES.labels(protocol, "ignored").inc(result.dropped)
+        metrics.samples.labels(protocol, "ignored").inc(result.dropped)
     admission = intake.limits.admit(tenant, result.samples)
-    _count_refused(protocol, admission.reasons)
+    count_refused(metrics, protocol, admission.reasons)
     samples = _own_tenant(admission.samples)
     if not samples:
         return Stored(admission, None)
@@ -121,13 +122,14 @@ async def store(intake: Intake, tenant: str, result: DecodeResult, protocol: str
     if worst is None:
         worst = Outcome.SPOOLED if Outcome.SPOOLED in outcomes else Outcome.PUBLISHED
     label = "unavailable" if worst is Outcome.DROPPED else worst.value
-    metrics.SAMPLES.labels(protocol, label).inc(len(samples))
+    metrics.samples.labels(protocol, label).inc(len(samples))
     return Stored(admission, worst)
 
 
-def _count_refused(protocol: str, reasons: dict[str, int]) -> None:
+def count_refused(metrics: IngestMetrics, protocol: str, reasons: dict[str, int]) -> None:
+    """`belfry_ingest_samples_refused_total` += each reason's count."""
     for reason, count in reasons.items():
-        metrics.SAMPLES_REFUSED.labels(protocol, reason).inc(count)
+        metrics.samples_refused.labels(protocol, reason).inc(count)
 
 
 def _own_tenant(samples: list[Sample]) -> list[Sample]:

@@ -11,9 +11,7 @@ import base64
 from aiohttp import hdrs, web
 from multidict import CIMultiDict, istr
 
-from services.ingest import metrics
-from services.ingest.keys import HOT
-from services.ingest.publisher import Outcome
+from services.ingest.keys import HOT, METRICS
 from services.ingest.routes.common import error, request_hit
 from shared.contracts import HIT_OPEN_V2
 from shared.ids import EMAIL_ID_RE, valid_tenant
@@ -32,8 +30,6 @@ HEADERS = CIMultiDict(
         hdrs.EXPIRES: "0",
     }
 )
-
-_counted = {o: metrics.events("open", o) for o in Outcome}
 
 # Valid tenant ids seen (a deployment has few): a set lookup instead of a regex match per
 # pixel; bounded, so made-up ids can't grow it past _MAX_TENANTS.
@@ -54,12 +50,12 @@ async def pixel(request: web.Request) -> web.StreamResponse:
     tenant = request.match_info["tenant"]
     email_id = request.match_info["email_id"]
     if not ((tenant in _tenants or _new_tenant(tenant)) and _email_id_ok(email_id)):
-        metrics.REJECTED.labels("bad_id").inc()
+        request.app[METRICS].rejected_bad_id.inc()
         return error(404, "unknown tenant or email id format")
     if request.method == "GET":
         hot = request.app[HOT]
         outcome = await hot.publisher.submit(
             request_hit(request, hot.settings, HIT_OPEN_V2, tenant, email_id)
         )
-        _counted[outcome].inc()
+        hot.metrics.opened[outcome].inc()
     return web.Response(body=GIF, headers=HEADERS)

@@ -30,7 +30,6 @@ import orjson
 from aiohttp import web
 from msgspec import UNSET
 
-from services.ingest import metrics
 from services.ingest.contracts import (
     Accepted,
     ClickHit,
@@ -42,6 +41,7 @@ from services.ingest.contracts import (
     TenantRefusal,
 )
 from services.ingest.keys import BROKER, HOT, SPOOL
+from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import Outcome
 from services.ingest.routes.common import (
     error,
@@ -218,13 +218,13 @@ _MISSING_TOKEN = "this tenant requires Authorization: Bearer <ingest token>"
 
 
 def _authorize(
-    items: list[Any], token: str | None, settings: IngestSettings
+    items: list[Any], token: str | None, settings: IngestSettings, metrics: IngestMetrics
 ) -> tuple[list[Any], web.Response | None]:
     """The items with the token's tenant filled in, or the 401/403 that refuses them all."""
     if token is None:
         required = settings.track_require_token
         if any(isinstance(i, dict) and i.get("tenant") in required for i in items):
-            metrics.REJECTED.labels("unauthenticated").inc(len(items))
+            metrics.rejected.labels("unauthenticated").inc(len(items))
             return items, unauthorized(_MISSING_TOKEN)
         return items, None
     items = [
@@ -232,7 +232,7 @@ def _authorize(
     ]
     others = [n for n, i in enumerate(items) if isinstance(i, dict) and i["tenant"] != token]
     if others:
-        metrics.REJECTED.labels("other_tenant").inc(len(items))
+        metrics.rejected.labels("other_tenant").inc(len(items))
         reason = f"the ingest token writes for tenant {token!r} only"
         return items, typed_response(TenantRefusal(reason, others[:100]), 403)
     return items, None
@@ -259,7 +259,7 @@ async def track(request: web.Request) -> web.Response:
         return error(413, f"more than {settings.track_max_items} hits in one request")
     if not items:
         return error(400, "no hits in the request")
-    items, refusal = _authorize(items, token, settings)
+    items, refusal = _authorize(items, token, settings, hot.metrics)
     if refusal is not None:
         return refusal
     spool, broker = request.app[SPOOL], request.app[BROKER]
@@ -279,11 +279,11 @@ async def track(request: web.Request) -> web.Response:
     if Outcome.DROPPED in outcomes:
         # Part of the request may have been kept: clients retry with the same ids,
         # which the writer stores once.
-        metrics.REJECTED.labels("spool_full").inc(len(envelopes))
+        hot.metrics.rejected.labels("spool_full").inc(len(envelopes))
         return _unavailable(settings.retry_after_seconds)
     for env, fut in zip(envelopes, futures, strict=True):
-        metrics.events(env["type"].split(".")[1], fut.result()).inc()
-    metrics.REJECTED.labels("invalid").inc(len(errors))
+        hot.metrics.event(env["type"].split(".")[1], fut.result()).inc()
+    hot.metrics.rejected.labels("invalid").inc(len(errors))
     if errors:
         return typed_response(PartlyRefused(len(envelopes), len(errors), errors), 400)
     return typed_response(Accepted(len(envelopes), 0), 202)
