@@ -10,10 +10,17 @@ from typing import Any
 from services.api import contracts as c
 from services.api import contracts_answers as a
 from shared import probe_contracts as probes
+from shared.errors_contract import MAX_FINGERPRINT_LEN
+from shared.ids import EMAIL_ID_RE, TENANT_ID_RE
 from shared.openapi_gen import Op, path_param, query, ref
 
-TENANT = path_param("tenant", {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"})
-EMAIL_ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+# The patterns the routes check (an id outside its pattern is a 404).
+TENANT = path_param("tenant", {"type": "string", "pattern": f"^{TENANT_ID_RE.pattern}$"})
+EMAIL_ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": f"^{EMAIL_ID_RE.pattern}$"}
+FINGERPRINT: dict[str, Any] = {
+    "type": "string",
+    "pattern": f"^[A-Za-z0-9_.:-]{{1,{MAX_FINGERPRINT_LEN}}}$",
+}
 EMAIL_ID = path_param("email_id", EMAIL_ID_SCHEMA)
 INSTANT = ref("Instant")
 # Any text but a NUL, which every route refuses (services/api/http.py).
@@ -139,7 +146,7 @@ _ERRORS = [
        "One fingerprint's count, first and last seen, and its latest error",
        ("200", "The group", a.ErrorGroup), errors=READ, params=(
            TENANT,
-           path_param("fingerprint", {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,128}$"}),
+           path_param("fingerprint", FINGERPRINT),
            *RANGE,
        ),
        description="All time unless `from` / `to` bound it; 404 when it has no error there."),
