@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from services.api.console.health import LIST_MAX
 from services.api.contracts import Count, Timestamp, Uuid
 from shared import probe_contracts as probes
 
@@ -181,7 +182,7 @@ class DeadLetters(msgspec.Struct):
     messages: list[DeadLetter]
 
 
-Confirmable = Annotated[int, Meta(ge=1, le=200)]
+Confirmable = Annotated[int, Meta(ge=1, le=LIST_MAX)]
 
 
 class ReplayInput(msgspec.Struct):

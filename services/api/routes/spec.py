@@ -9,6 +9,7 @@ from typing import Any
 
 from services.api import contracts as c
 from services.api import contracts_answers as a
+from services.api.console.health import LIST_DEFAULT, LIST_MAX
 from shared import probe_contracts as probes
 from shared.errors_contract import MAX_FINGERPRINT_LEN
 from shared.ids import EMAIL_ID_RE, TENANT_ID_RE
@@ -158,6 +159,7 @@ _ERRORS = [
 QUEUE = path_param("queue", {**TEXT, "maxLength": 200}) | {
     "description": "a dead-letter queue of this topology (`<prefix>.writer.hits.dlq`, ...); any other name is a 404"
 }
+DEAD_LETTERS: dict[str, Any] = {"type": "integer", "minimum": 1, "maximum": LIST_MAX}
 CONFIRM = query("confirm", TEXT, "the queue's name again, as the confirmation")
 OPERATOR: dict[str, Any] = {
     "errors": ("400", "401", "403", "413", "503"),
@@ -182,13 +184,13 @@ _CONSOLE = [
        "The first dead letters of a dead-letter queue, with their reasons",
        ("200", "The queue's count and its first messages", a.DeadLetters),
        errors=("400", "401", "403", "503"), extra=OPERATOR["extra"],
-       params=(QUEUE, query("limit", {"type": "integer", "minimum": 1, "maximum": 200, "default": 20})),
+       params=(QUEUE, query("limit", {**DEAD_LETTERS, "default": LIST_DEFAULT})),
        description="Listing leaves them queued."),
     Op("post", "/console/api/dead-letters/{queue}/replay",
        "Send dead letters back to their work queue (confirmation required)",
        ("200", "How many went back, and where", a.Replayed), body=a.ReplayInput,
        body_required=False,
-       params=(QUEUE, CONFIRM, query("limit", {"type": "integer", "minimum": 1, "maximum": 200})),
+       params=(QUEUE, CONFIRM, query("limit", DEAD_LETTERS)),
        description="At most `limit` (default: all present now) messages, each acked once the"
        " broker confirmed its copy. The writer's go to the hits exchange (as `python -m"
        " services.writer dlq replay`); the others to their work queue (`<queue>` without"
