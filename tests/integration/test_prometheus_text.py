@@ -2,9 +2,8 @@
 its counters move when hits go through.
 
 Both apps run in this one process. Each serves its own registry (shared.prom), so the
-HTTP metrics counted here are that app's alone, as are ingest's own; until the writer
-defines its metrics per app, its module globals sit on prometheus_client's default
-registry, which the writer's `/metrics` serves as well.
+figures counted here are that app's alone (a service still on module globals serves
+prometheus_client's default registry as well: see shared.prom).
 """
 
 from __future__ import annotations
