@@ -9,18 +9,27 @@ from collections.abc import AsyncIterator
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
 
-from services.writer import metrics
 from services.writer.brokercheck import BrokerCheck
 from services.writer.consumer import HitConsumer
 from services.writer.errors import error_text
-from services.writer.keys import BROKER, CONSUMER, DATABASE, DEPS, SETTINGS, WriterDeps
+from services.writer.keys import (
+    BROKER,
+    CONSUMER,
+    DATABASE,
+    DEPS,
+    METRICS,
+    SETTINGS,
+    WriterDeps,
+)
+from services.writer.metrics import WriterMetrics
 from services.writer.settings import WriterSettings
-from services.writer.store import PostgresEventStore
+from services.writer.store import EventStore, PostgresEventStore
 from shared.broker import Broker
 from shared.db import Database
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import Health, add_probe_routes
-from shared.selfreport import MetricReporter, Sample, broker_exchange
+from shared.prom import app_registry
+from shared.selfreport import Collector, MetricReporter, Sample, broker_exchange
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import Topology, declare_hits
@@ -29,10 +38,14 @@ _HEALTH = web.AppKey("writer_health", Health)
 log = logging.getLogger("belfry.writer")
 
 
-async def _lag_figures() -> list[Sample]:
-    """The writer's own self-reported figure: its lag (HitConsumer.lag_seconds)."""
-    (family,) = metrics.LAG_SECONDS.collect()  # read from the consumer at each collect
-    return [Sample("belfry_writer_lag_seconds", family.samples[0].value)]
+def _lag_figures(metrics: WriterMetrics) -> Collector:
+    """The writer's own self-reported figure: its lag (HitConsumer.lag_seconds), read
+    from the app's gauge at each collect."""
+
+    async def collect() -> list[Sample]:
+        return [Sample("belfry_writer_lag_seconds", metrics.lag())]
+
+    return collect
 
 
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -43,12 +56,22 @@ async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     await db.close()
 
 
-async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings, deps = app[SETTINGS], app[DEPS]
-    store = deps.store or PostgresEventStore(app[DATABASE], migrate=settings.migrate_on_start)
-    consumer = HitConsumer(
-        settings, store, sleep=deps.sleep, tracer=tracer_for(deps.tracer_provider)
+def _new_consumer(app: web.Application, store: EventStore) -> HitConsumer:
+    """The app's consumer, counting into the app's metrics."""
+    deps = app[DEPS]
+    return HitConsumer(
+        app[SETTINGS],
+        store,
+        sleep=deps.sleep,
+        tracer=tracer_for(deps.tracer_provider),
+        metrics=app[METRICS],
     )
+
+
+async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, metrics = app[SETTINGS], app[METRICS]
+    store = app[DEPS].store or PostgresEventStore(app[DATABASE], migrate=settings.migrate_on_start)
+    consumer = _new_consumer(app, store)
     broker = Broker(settings.common.amqp_url, "belfry-writer")
     topo = Topology(settings.common.prefix)
     tags: dict[str, str] = {}
@@ -61,7 +84,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
 
     broker.on_connect(on_connect)
     broker.on_disconnect(consumer.on_disconnect)
-    metrics.LAG_SECONDS.set_function(consumer.lag_seconds)  # read at scrape and report
+    metrics.lag_seconds.set_function(consumer.lag_seconds)  # read at scrape and report
 
     async def inserts_check() -> str | None:
         return f"inserts failing: {consumer.db_error}" if consumer.db_error else None
@@ -77,8 +100,8 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         broker_exchange(broker, topo.metrics_exchange),
         stats=app[HTTP_STATS],
         collectors=[
-            _lag_figures,
-            checks.queue_depths((topo.writer_queue, topo.writer_dlq)),
+            _lag_figures(metrics),
+            checks.queue_depths((topo.writer_queue, topo.writer_dlq), metrics.queue_messages),
         ],
         interval=settings.common.metrics_interval,
     )
@@ -124,7 +147,9 @@ def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
+        default_registry=False,
     )
+    app[METRICS] = WriterMetrics(app_registry(app))
     health = Health("writer", settings.common.version)
     app[_HEALTH] = health
     add_probe_routes(app, health)

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 
 from aio_pika.abc import AbstractChannel
+from prometheus_client import Gauge
 
 from services.writer.errors import error_text
 from shared.broker import Broker, SideChannel
@@ -48,6 +49,7 @@ class BrokerCheck:
             return f"broker check failed: {error_text(exc)}"
         return None
 
-    def queue_depths(self, queues: Sequence[str]) -> Collector:
-        """`shared.selfreport.queue_depth` of `queues`, read through the checks channel."""
-        return side_queue_depth(self._side, queues, self.timeout)
+    def queue_depths(self, queues: Sequence[str], gauge: Gauge) -> Collector:
+        """`shared.selfreport.queue_depth` of `queues`, read through the checks channel,
+        into `gauge` (`belfry_queue_messages` of the app's registry)."""
+        return side_queue_depth(self._side, queues, self.timeout, gauge)

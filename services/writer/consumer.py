@@ -25,10 +25,11 @@ import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanKind
+from prometheus_client import CollectorRegistry
 
-from services.writer import metrics
 from services.writer.errors import error_text, is_data_error
 from services.writer.handler import DecodedMessage, StoreResult, decode_message, store_events
+from services.writer.metrics import WriterMetrics
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
 from shared.backoff import Backoff
@@ -65,7 +66,10 @@ class HitConsumer:
         rng: random.Random | None = None,
         tracer: trace.Tracer | None = None,
         clock: Clock = utc_now,
+        metrics: WriterMetrics | None = None,
     ) -> None:
+        # The app's metrics; a consumer without an app (unit tests) counts on its own.
+        self.metrics = metrics or WriterMetrics(CollectorRegistry())
         self.tracer = tracer
         self._clock = clock
         self.settings = settings
@@ -187,9 +191,9 @@ class HitConsumer:
         if stored is None:
             return  # stopping while the database is away: the broker redelivers after us
         result, refused = stored
-        metrics.BATCH_ROWS.observe(len(events))
-        metrics.ROWS_INSERTED.inc(result.inserted)
-        metrics.DUPLICATES.inc(result.duplicates)
+        self.metrics.batch_rows.observe(len(events))
+        self.metrics.rows_inserted.inc(result.inserted)
+        self.metrics.duplicates.inc(result.duplicates)
         if events:
             newest = max(e.received_at for e in events)
             self._last_lag = max(0.0, (self._clock() - newest).total_seconds())
@@ -246,7 +250,7 @@ class HitConsumer:
             except Exception as exc:
                 if is_data_error(exc):
                     raise
-                metrics.DB_FAILURES.inc()  # Postgres away or failing: keep the rows, back off
+                self.metrics.db_failures.inc()  # Postgres away or failing: keep the rows, back off
                 self.db_error = error_text(exc)
                 log.warning("insert failed, backing off", extra={"error": self.db_error})
                 if self._stopping:
@@ -254,7 +258,7 @@ class HitConsumer:
                 await self._sleep(backoff.failed())
                 continue
             self.db_error = None
-            metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
+            self.metrics.insert_seconds.observe(time.perf_counter() - started)
             return result
 
     async def _finish(self, held: Held, refused: dict[int, str]) -> None:
@@ -281,7 +285,8 @@ class HitConsumer:
             raise ConnectionError("dead-letter exchange not declared")
         msg = dead_letter_message(body, reason, stage, source, self.topo.writer_queue)
         await self.dead_letters.publish(msg, self.topo.WRITER_DLQ_KEY)
-        metrics.DEAD_LETTERED.labels(stage).inc()
+        counter = self.metrics.dead_lettered_by_stage.get(stage)
+        (counter or self.metrics.dead_lettered.labels(stage)).inc()
         log.warning(
             "dead-lettered", extra={"reason": reason, "stage": stage, "queue": self.topo.writer_dlq}
         )

@@ -10,6 +10,7 @@ from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
 from services.writer.consumer import HitConsumer
+from services.writer.metrics import WriterMetrics
 from services.writer.settings import WriterSettings
 from services.writer.store import EventStore
 from shared.broker import Broker
@@ -31,3 +32,4 @@ DEPS = web.AppKey("deps", WriterDeps)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
 CONSUMER = web.AppKey("consumer", HitConsumer)
+METRICS = web.AppKey("writer_metrics", WriterMetrics)

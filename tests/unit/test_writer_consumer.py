@@ -13,9 +13,10 @@ import aio_pika
 import asyncpg
 import orjson
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from services.writer.consumer import HitConsumer
+from services.writer.metrics import WriterMetrics
 from services.writer.settings import WriterSettings
 from shared.contracts import HIT_OPEN_V1, Event, make_envelope
 from shared.ids import new_event_id
@@ -83,8 +84,13 @@ class Harness:
         self.acks_while_sleeping: list[int] = []
         self.store = store
         self.settings = WriterSettings(common=CommonSettings(service="writer"), **settings)
+        self.registry = CollectorRegistry()  # this consumer's counts alone
         self.consumer = HitConsumer(
-            self.settings, store, sleep=self.sleep, rng=rng or MidpointRng()
+            self.settings,
+            store,
+            sleep=self.sleep,
+            rng=rng or MidpointRng(),
+            metrics=WriterMetrics(self.registry),
         )
         self.dead_letters = FakeDeadLetters(self.log)
         self.consumer.dead_letters = self.dead_letters  # type: ignore[assignment]
@@ -99,9 +105,8 @@ class Harness:
         await self.consumer.on_message(message)  # type: ignore[arg-type]
         return message
 
-
-def counter(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+    def counter(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        return self.registry.get_sample_value(name, labels or {})
 
 
 async def test_flush_backs_off_with_growing_delays_then_stores_and_acks() -> None:
@@ -138,21 +143,20 @@ async def test_backoff_jitter_stays_within_half_to_one_and_a_half() -> None:
 
 
 async def test_db_failures_are_counted() -> None:
-    before = counter("belfry_writer_db_failures_total")
     h = Harness(FlakyStore(failures=3))
     await h.deliver(orjson.dumps([hit("a")]))
     await h.consumer.flush()
-    assert counter("belfry_writer_db_failures_total") - before == 3
+    assert h.counter("belfry_writer_db_failures_total") == 3
+    assert h.counter("belfry_writer_insert_seconds_count") == 1  # the one that succeeded
 
 
 async def test_duplicates_and_inserted_rows_are_counted() -> None:
-    rows_before = counter("belfry_writer_rows_inserted_total")
-    dups_before = counter("belfry_writer_duplicates_total")
     h = Harness(FlakyStore(duplicates=2))
     await h.deliver(orjson.dumps([hit("a"), hit("b"), hit("c")]))
     await h.consumer.flush()
-    assert counter("belfry_writer_rows_inserted_total") - rows_before == 1
-    assert counter("belfry_writer_duplicates_total") - dups_before == 2
+    assert h.counter("belfry_writer_rows_inserted_total") == 1
+    assert h.counter("belfry_writer_duplicates_total") == 2
+    assert h.counter("belfry_writer_batch_rows_sum") == 3
 
 
 async def test_failure_while_stopping_gives_up_without_acking() -> None:
@@ -364,7 +368,8 @@ async def test_refused_events_are_split_out_dead_lettered_and_the_rest_stored() 
     assert dead[0][1]["x-belfry-reason"] == "DataError: invalid input value for bad1"
     assert m1.acked.is_set() and m2.acked.is_set()
     assert h.delays == [] and h.consumer.db_error is None  # not mistaken for an outage
-    assert counter("belfry_writer_dead_lettered_total", {"stage": "store"}) >= 2
+    assert h.counter("belfry_writer_dead_lettered_total", {"stage": "store"}) == 2
+    assert h.counter("belfry_writer_dead_lettered_total", {"stage": "decode"}) == 0
 
 
 async def test_a_refused_event_is_dead_lettered_as_it_arrived() -> None:
