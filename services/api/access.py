@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncpg
 from aiohttp import web
 
-from services.api import metrics
 from services.api.http import not_found
-from services.api.keys import DATABASE, SETTINGS
+from services.api.keys import DATABASE, METRICS, SETTINGS
 from services.api.repos.tenants import PgTenantRepo
 from shared.auth import bearer_token, require_tenant
 from shared.ids import valid_tenant
@@ -38,9 +37,9 @@ async def authorize(request: web.Request, *, little_bell: bool = False) -> str:
     try:
         key_tenant = await require_tenant(request, db)
     except web.HTTPUnauthorized:
-        metrics.AUTH_REFUSED.labels("unauthenticated").inc()
+        request.app[METRICS].unauthenticated.inc()
         raise
     if key_tenant != tenant:
-        metrics.AUTH_REFUSED.labels("other_tenant").inc()
+        request.app[METRICS].other_tenant.inc()
         raise not_found("unknown tenant")
     return tenant

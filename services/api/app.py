@@ -15,13 +15,15 @@ from aiohttp import web
 
 from services.api.console.routes import add_console_routes
 from services.api.http import MAX_BODY, refuse_nul
-from services.api.keys import BROKER, DATABASE, DEPS, SETTINGS, ApiDeps
+from services.api.keys import BROKER, DATABASE, DEPS, METRICS, SETTINGS, ApiDeps
+from services.api.metrics import ApiMetrics
 from services.api.routes import dashboard, emails, errors, export, privacy, stats
 from services.api.settings import ApiSettings
 from shared.broker import Broker
 from shared.db import UNAVAILABLE, Database, apply_migrations
 from shared.httpobs import HTTP_STATS, add_observability
 from shared.probes import HEALTH, Health, add_probe_routes
+from shared.prom import app_registry
 from shared.selfreport import MetricReporter, broker_exchange
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
@@ -115,7 +117,9 @@ def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Applic
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
+        default_registry=False,
     )
+    app[METRICS] = ApiMetrics(app_registry(app))
     app.middlewares.append(refuse_nul)
     app.middlewares.append(database_errors)
     add_probe_routes(app, Health("api", settings.common.version))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 from opentelemetry.trace import TracerProvider
 
+from services.api.metrics import ApiMetrics
 from services.api.settings import ApiSettings
 from shared.broker import Broker
 from shared.db import Database
@@ -33,3 +34,4 @@ SETTINGS = web.AppKey("settings", ApiSettings)
 DEPS = web.AppKey("deps", ApiDeps)
 DATABASE = web.AppKey("database", Database)
 BROKER = web.AppKey("broker", Broker)
+METRICS = web.AppKey("api_metrics", ApiMetrics)

@@ -14,11 +14,11 @@ from datetime import datetime
 
 from aiohttp import web
 
-from services.api import emails, metrics
+from services.api import emails
 from services.api.access import authorize, pool
 from services.api.contracts import MAX_LIST
 from services.api.http import bad_request, json_response, not_found, read_json
-from services.api.keys import SETTINGS
+from services.api.keys import METRICS, SETTINGS
 from services.api.repos.emails import PgEmailRepo
 from services.api.timerange import parse_instant
 from shared.ids import valid_email_id
@@ -45,9 +45,9 @@ async def create_email(request: web.Request) -> web.Response:
     tenant = await authorize(request, little_bell=True)
     email = emails.email_input(await read_json(request))
     answer = await emails.register(await _repo(request), _links(request), tenant, email)
-    metrics.EMAILS_REGISTERED.inc()
+    request.app[METRICS].emails_registered.inc()
     if answer.click_urls:
-        metrics.CLICK_URLS_SIGNED.inc(len(answer.click_urls))
+        request.app[METRICS].click_urls_signed.inc(len(answer.click_urls))
     return json_response(answer, status=201)
 
 
@@ -63,7 +63,7 @@ async def click_url_route(request: web.Request) -> web.Response:
     answer = await emails.signed_click(await _repo(request), _links(request), tenant, email_id, url)
     if answer is None:
         raise not_found("unknown email")
-    metrics.CLICK_URLS_SIGNED.inc()
+    request.app[METRICS].click_urls_signed.inc()
     return json_response(answer)
 
 

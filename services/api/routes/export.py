@@ -20,10 +20,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from services.api import metrics
 from services.api.access import authorize, pool
 from services.api.http import bad_request
-from services.api.keys import DEPS, SETTINGS
+from services.api.keys import DEPS, METRICS, SETTINGS
 from services.api.repos.events import COLUMNS, PgEventRepo
 from services.api.timerange import parse_scope
 
@@ -122,6 +121,6 @@ async def export(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         outcome = "complete"
     finally:
-        metrics.EXPORT_ROWS.labels(fmt).inc(exported)
-        metrics.EXPORTS.labels(fmt, outcome).inc()
+        request.app[METRICS].export_rows.labels(fmt).inc(exported)
+        request.app[METRICS].exports.labels(fmt, outcome).inc()
     return response
