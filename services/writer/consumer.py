@@ -1,13 +1,14 @@
 """The thin adapter between RabbitMQ and the writer's handler.
 
 Messages are decoded as they arrive and held unacked; a flusher task stores their
-events in one transaction when enough rows wait (or a few ms passed, or the prefetch
-window is full), dead-letters what can't be stored with the reason in its headers, and
-then acks. If Postgres is down the flusher keeps the same batch and retries with jittered
-backoff: nothing is acked or requeued meanwhile, the prefetch window stops the flow, and
-`/readyz` says why. If Postgres refuses the data itself (a value it can't store), the
-batch is split until the refused event is alone; that one is dead-lettered (stage
-`store`) and every other event stored, so no message can wedge the writer.
+events in one transaction when enough rows wait (or `batch_delay` passed since the
+batch's first message, or the prefetch window is full), dead-letters what can't be
+stored with the reason in its headers, and then acks. If Postgres is down the flusher
+keeps the same batch and retries with jittered backoff: nothing is acked or requeued
+meanwhile, the prefetch window stops the flow, and `/readyz` says why. If Postgres
+refuses the data itself (a value it can't store), the batch is split until the refused
+event is alone; that one is dead-lettered (stage `store`) and every other event stored,
+so no message can wedge the writer.
 """
 
 from __future__ import annotations

@@ -341,7 +341,7 @@ def test_writer_defaults() -> None:
     s = WriterSettings.from_env({})
     assert s.common.service == "writer"
     assert (s.port, s.prefetch, s.batch_rows) == (8081, 100, 5000)
-    assert s.batch_delay == pytest.approx(0.02)
+    assert s.batch_delay == pytest.approx(0.05)
     assert s.backoff_max == 10.0
     assert s.migrate_on_start is True
 
@@ -352,13 +352,13 @@ def test_writer_from_env_reads_fields() -> None:
             "WRITER_PORT": "9001",
             "WRITER_PREFETCH": "7",
             "WRITER_BATCH_ROWS": "300",
-            "WRITER_BATCH_DELAY_MS": "50",
+            "WRITER_BATCH_DELAY_MS": "75",
             "WRITER_BACKOFF_MAX_SECONDS": "3",
             "WRITER_MIGRATE": "off",
         }
     )
     assert (s.port, s.prefetch, s.batch_rows) == (9001, 7, 300)
-    assert s.batch_delay == pytest.approx(0.05)
+    assert s.batch_delay == pytest.approx(0.075)
     assert s.backoff_max == 3.0
     assert s.migrate_on_start is False
 

@@ -244,6 +244,39 @@ async def test_flusher_stores_as_soon_as_batch_rows_wait() -> None:
         await h.consumer.stop()
 
 
+async def test_flusher_stores_as_soon_as_the_prefetch_window_is_full() -> None:
+    # The broker hands no more than `prefetch` unacked messages: waiting for more rows
+    # would wait for the delay alone.
+    h = Harness(FlakyStore(), prefetch=2, batch_delay=3600)
+    h.consumer.start()
+    try:
+        first = await h.deliver(orjson.dumps([hit("a")]), "m1")
+        second = await h.deliver(orjson.dumps([hit("b")]), "m2")
+        await second.acked.wait()
+        assert first.acked.is_set()
+        assert [len(c) for c in h.store.calls] == [2]
+    finally:
+        await h.consumer.stop()
+
+
+async def test_flusher_stores_a_lone_message_once_the_default_batch_delay_passed() -> None:
+    # Far from batch_rows and the prefetch window: the delay, counted from the batch's
+    # first message, is what stores it (and no later than it plus the insert).
+    h = Harness(FlakyStore())
+    assert (h.settings.batch_delay, h.settings.prefetch) == (0.05, 100)
+    loop = asyncio.get_running_loop()
+    h.consumer.start()
+    try:
+        started = loop.time()
+        message = await h.deliver(orjson.dumps([hit("a")]))
+        async with asyncio.timeout(5):
+            await message.acked.wait()
+        assert loop.time() - started >= h.settings.batch_delay - 0.001
+        assert [len(c) for c in h.store.calls] == [1]
+    finally:
+        await h.consumer.stop()
+
+
 async def test_stop_stores_and_acks_what_is_held() -> None:
     h = Harness(FlakyStore(), batch_delay=3600)
     h.consumer.start()
