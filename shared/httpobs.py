@@ -343,21 +343,17 @@ def add_observability(
     tracer: trace.Tracer | None,
     access_log_sample: float = 0.0,
     truncate_ips: bool = False,
-    *,
-    default_registry: bool = True,
 ) -> None:
     """Install the middleware and drop aiohttp's Server banner; the app's HttpStats (for
     self-reports) live under HTTP_STATS, and its tracer, when tracing is on, under TRACER.
 
     This makes the app's Prometheus registry (shared.prom.PROMETHEUS), which its
-    `/metrics` serves: its own metrics only with `default_registry=False`; with True
-    (transitional, for services whose metrics are still module globals) prometheus_client's
-    default REGISTRY too."""
+    `/metrics` serves."""
     stats = HttpStats()
     app[HTTP_STATS] = stats
     if tracer is not None:
         app[TRACER] = tracer
-    metrics = HttpMetrics(app_registry(app, default_registry=default_registry))
+    metrics = HttpMetrics(app_registry(app))
     middleware = observability_middleware(
         service, tracer, stats, access_log_sample, truncate_ips, metrics=metrics
     )

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.prom import PROMETHEUS
+from shared.prom import PROMETHEUS, app_registry
 
 Check = Callable[[], Awaitable[str | None]]
 
@@ -153,9 +153,8 @@ async def health_detailed(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """This app's registry (shared.prom); an app without one (no add_observability: a
-    bare test app) gets the process's default registry."""
-    body = generate_latest(request.app.get(PROMETHEUS, REGISTRY))
+    """This app's registry (shared.prom)."""
+    body = generate_latest(request.app[PROMETHEUS])
     resp = web.Response(body=body)
     resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return resp
@@ -166,6 +165,7 @@ PROBE_PATHS = frozenset({"/livez", "/readyz", "/health", "/health/detailed", "/m
 
 def add_probe_routes(app: web.Application, health: Health) -> None:
     app[HEALTH] = health
+    app_registry(app)  # what /metrics serves (made by add_observability, or here)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/health", health_route)

@@ -17,7 +17,6 @@ only loses its own figures, and nothing here ever raises into the service.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange
-from prometheus_client import REGISTRY, CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 
 from shared.broker import Broker, SideChannel
 from shared.contracts import BATCH_V1, METRIC_V1, encode_batch, make_envelope
@@ -58,13 +57,6 @@ def queue_messages_gauge(registry: CollectorRegistry) -> Gauge:
         ["queue"],
         registry=registry,
     )
-
-
-@functools.cache
-def _default_queue_gauge() -> Gauge:
-    """Transitional: the gauge on prometheus_client's default registry, for a service
-    that passes none (its app serves the default registry: shared.prom)."""
-    return queue_messages_gauge(REGISTRY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +94,7 @@ def broker_exchange(broker: Broker, name: str) -> ExchangeSource:
 def queue_depth(
     channel: Callable[[], AbstractChannel | None],
     queues: Sequence[str],
-    gauge: Gauge | None = None,
+    gauge: Gauge,
 ) -> Collector:
     """Messages ready in each queue (a passive declare: it reads, never creates), as
     `belfry_queue_depth{queue}` events and the `belfry_queue_messages{queue}` gauge
@@ -116,7 +108,7 @@ def queue_depth(
         ch = channel()
         if ch is None:
             return []
-        messages = gauge or _default_queue_gauge()
+        messages = gauge
         samples = []
         for name in queues:
             queue = await ch.declare_queue(name, passive=True)
@@ -129,7 +121,7 @@ def queue_depth(
 
 
 def side_queue_depth(
-    side: SideChannel, queues: Sequence[str], timeout: float, gauge: Gauge | None = None
+    side: SideChannel, queues: Sequence[str], timeout: float, gauge: Gauge
 ) -> Collector:
     """`queue_depth` read through a channel of its own within `timeout` seconds, so a slow
     broker costs this round of figures, never the consuming channel's messages."""

@@ -202,7 +202,6 @@ def create_app(settings: AlertingSettings, deps: AlertingDeps | None = None) -> 
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
-        default_registry=False,  # every alerting metric is on the app's own registry
     )
     registry = app_registry(app)
     app[METRICS], app[NOTIFY_METRICS] = AlertingMetrics(registry), NotifyMetrics(registry)

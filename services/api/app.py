@@ -117,7 +117,6 @@ def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Applic
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
-        default_registry=False,
     )
     app[METRICS] = ApiMetrics(app_registry(app))
     app.middlewares.append(refuse_nul)

@@ -155,7 +155,6 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
-        default_registry=False,  # every ingest metric is on the app's own registry
     )
     app[METRICS] = IngestMetrics(app_registry(app))
     health = Health("ingest", settings.common.version)

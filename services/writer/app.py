@@ -147,7 +147,6 @@ def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.
         tracer_for(deps.tracer_provider),
         settings.common.access_log_sample,
         settings.common.truncate_ips,
-        default_registry=False,
     )
     app[METRICS] = WriterMetrics(app_registry(app))
     health = Health("writer", settings.common.version)

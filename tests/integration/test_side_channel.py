@@ -6,9 +6,10 @@ delivery tags of every held message, and the broker would redeliver them all).""
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from shared.broker import Broker, SideChannel
-from shared.selfreport import side_queue_depth
+from shared.selfreport import queue_messages_gauge, side_queue_depth
 from tests.conftest import AMQP_URL
 
 
@@ -20,11 +21,12 @@ async def test_a_failed_depth_read_leaves_the_consuming_channel_open(prefix: str
         consuming = broker.channel
         assert consuming is not None
         queue = await consuming.declare_queue(f"{prefix}.side", exclusive=True)
-        collect = side_queue_depth(SideChannel(broker), [f"{prefix}.missing"], timeout=5)
+        gauge = queue_messages_gauge(CollectorRegistry())
+        collect = side_queue_depth(SideChannel(broker), [f"{prefix}.missing"], 5, gauge)
         with pytest.raises(Exception, match=r"NOT_FOUND|no queue"):
             await collect()
         assert not consuming.is_closed
-        (depth,) = await side_queue_depth(SideChannel(broker), [queue.name], timeout=5)()
+        (depth,) = await side_queue_depth(SideChannel(broker), [queue.name], 5, gauge)()
         assert depth.value == 0
     finally:
         await broker.stop()

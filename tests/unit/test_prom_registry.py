@@ -1,7 +1,6 @@
 """A Prometheus registry per app (shared.prom): two apps in one process keep their own
 counts, and each app's /metrics serves its own registry: its own metrics, the process
-collectors, and prometheus_client's default registry only for a service whose metrics
-are still module globals (`default_registry=True`, transitional)."""
+collectors, and nothing of prometheus_client's default registry."""
 
 from __future__ import annotations
 
@@ -23,9 +22,9 @@ from shared.prom import PROMETHEUS, app_registry
 _names = (f"belfry_unit_global_{i}" for i in itertools.count())
 
 
-async def _client(*, default_registry: bool = True) -> TestClient:
+async def _client() -> TestClient:
     app = web.Application()
-    add_observability(app, "unit", None, default_registry=default_registry)
+    add_observability(app, "unit", None)
     add_probe_routes(app, Health("unit", "0"))
 
     async def hello(request: web.Request) -> web.Response:
@@ -66,22 +65,31 @@ async def test_two_apps_in_one_process_keep_separate_counts() -> None:
         await second.close()
 
 
-async def test_an_app_on_its_own_registry_serves_no_module_global_but_the_process_figures() -> None:
-    stray = Counter(next(_names), "a module global of a service not migrated yet")
+async def test_an_app_serves_no_module_global_but_the_process_figures() -> None:
+    stray = Counter(next(_names), "a module global on the default registry")
     stray.inc()
-    own, legacy = await _client(default_registry=False), await _client()
+    own = await _client()
     try:
-        own_text, legacy_text = await _scrape(own), await _scrape(legacy)
-        assert f"{stray._name}_total" not in own_text
-        assert f"{stray._name}_total 1.0" in legacy_text  # transitional: served as before
-        for text in (own_text, legacy_text):
-            # Process figures once each (the dashboard reads them), from one source or the other.
-            assert len(_samples(text, "process_resident_memory_bytes")) == 1
-            assert len(_samples(text, "python_info")) == 1
+        text = await _scrape(own)
+        assert f"{stray._name}_total" not in text
+        # Process figures once each (the dashboard reads them), from the app's registry.
+        assert len(_samples(text, "process_resident_memory_bytes")) == 1
+        assert len(_samples(text, "python_info")) == 1
     finally:
         REGISTRY.unregister(stray)
         await own.close()
-        await legacy.close()
+
+
+async def test_probes_alone_serve_a_registry_of_the_apps_own() -> None:
+    app = web.Application()
+    add_probe_routes(app, Health("unit", "0"))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        assert "process_resident_memory_bytes" in await _scrape(client)
+        assert app[PROMETHEUS] is app_registry(app)
+    finally:
+        await client.close()
 
 
 def _alerting() -> web.Application:
@@ -118,6 +126,6 @@ def test_connection_figures_go_to_the_registry_given() -> None:
 
 def test_an_app_registry_is_made_once() -> None:
     app = web.Application()
-    registry = app_registry(app, default_registry=False)
+    registry = app_registry(app)
     assert app_registry(app) is registry is app[PROMETHEUS]
     assert registry.get_sample_value("process_resident_memory_bytes") is not None

@@ -283,16 +283,9 @@ async def test_queue_depth_reads_passively_and_sets_the_prometheus_gauge() -> No
     assert REGISTRY.get_sample_value(gauge, {"queue": "unit.writer.hits"}) is None
 
 
-async def test_queue_depth_without_a_gauge_sets_the_default_registrys() -> None:
-    """Transitional: a service not migrated yet passes none; its app serves the default
-    registry (shared.prom), where the gauge then is."""
-    channel = FakeChannel({"unit.legacy.hits": 7})
-    await queue_depth(lambda: channel, ["unit.legacy.hits"])()
-    assert REGISTRY.get_sample_value("belfry_queue_messages", {"queue": "unit.legacy.hits"}) == 7
-
-
 async def test_queue_depth_reads_nothing_while_the_broker_is_away() -> None:
-    assert list(await queue_depth(lambda: None, ["unit.writer.hits"])()) == []
+    gauge = queue_messages_gauge(CollectorRegistry())
+    assert list(await queue_depth(lambda: None, ["unit.writer.hits"], gauge)()) == []
 
 
 def test_interval_setting_parses_and_rejects_nonsense() -> None:
