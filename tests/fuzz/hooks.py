@@ -76,6 +76,10 @@ def _api_range(case: Case, stats: bool) -> None:
     if not query:
         return
     start, end = _instant(query.get("from")), _instant(query.get("to"))
+    if start is not None and end is None and start >= datetime.now(UTC) - timedelta(minutes=1):
+        # `to` defaults to now: a `from` ahead of it is an empty range, a 400 by design.
+        query["to"] = (start + timedelta(hours=1)).isoformat()
+        end = _instant(query["to"])
     if start is not None and end is not None and start >= end:
         if start == end:
             del query["to"]

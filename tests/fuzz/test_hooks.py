@@ -54,3 +54,13 @@ def test_an_end_well_ahead_or_after_a_start_and_negative_cases_are_kept() -> Non
     )
     hooks.before_call(None, started, {})
     assert started.body["ends_at"] == past
+
+
+def test_a_stats_range_from_ahead_of_now_without_to_gets_a_to_after_it() -> None:
+    """`to` defaults to now, so `from` in the future alone is an empty range (a 400 the
+    document cannot state): the hook gives such a positive case a `to` an hour later."""
+    ahead = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    case = SimpleNamespace(query={"from": ahead})
+    hooks._api_range(case, stats=True)
+    start = datetime.fromisoformat(case.query["from"])
+    assert datetime.fromisoformat(case.query["to"]) == start + timedelta(hours=1)
