@@ -8,7 +8,6 @@
 (function () {
   "use strict";
   var body = document.body;
-  var pollMs = Math.max(1, Number(body.dataset.poll) || 15) * 1000;
   var RANGES = { "24h": 864e5, "7d": 7 * 864e5, "30d": 30 * 864e5, "365d": 365 * 864e5 };
   var ACTIVE = ["firing", "acknowledged", "silenced", "pending"];
   var fragment = new URLSearchParams(location.hash.slice(1));
@@ -18,16 +17,9 @@
   // `streaming`: the stream loop runs (connected, or waiting to reconnect).
   var streamBackoff = 1000, streaming = false, reloadTimer = null;
 
-  function $(id) { return document.getElementById(id); }
-  function fmt(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+  var C = BelfryConsole, $ = C.$, fmt = C.fmt, duration = C.duration, setMetric = C.setMetric;
+  var clear = C.clear, el = C.el, status = C.status;
   function plural(n, one, many) { return fmt(n) + " " + (Number(n) === 1 ? one : many); }
-  function duration(s) {
-    if (s == null) return "–";
-    if (s < 90) return Math.round(s) + " s";
-    if (s < 5400) return Math.round(s / 60) + " min";
-    if (s < 172800) return (s / 3600).toFixed(1) + " h";
-    return (s / 86400).toFixed(1) + " d";
-  }
   function when(iso) {
     if (!iso) return "–";
     var t = new Date(iso);
@@ -36,18 +28,6 @@
   function ago(iso) {
     if (!iso) return "";
     return duration(Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000)) + " ago";
-  }
-  function setMetric(name, text) {
-    var els = document.querySelectorAll('[data-metric="' + name + '"]');
-    for (var i = 0; i < els.length; i++) els[i].textContent = text;
-  }
-  function clear(e) { while (e.firstChild) e.removeChild(e.firstChild); }
-  function el(tag, cls, text, parent) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text != null) e.textContent = text;
-    if (parent) parent.appendChild(e);
-    return e;
   }
   function button(text, action, data, parent, cls) {
     var b = el("button", "small" + (cls ? " " + cls : ""), text, parent);
@@ -60,7 +40,6 @@
     var td = el("td", "none", text, el("tr", null, null, tbody));
     td.colSpan = cols;
   }
-  function status(state, text) { $("live").className = "live " + state; $("status").textContent = text; }
   function showAuth(message) {
     $("auth").classList.remove("hidden");
     $("auth-error").textContent = message || "";
@@ -413,27 +392,12 @@
   $("silence-cancel").addEventListener("click", function () { $("silence-panel").classList.add("hidden"); });
   $("timeline-close").addEventListener("click", function () { $("timeline-panel").classList.add("hidden"); });
 
-  // The nav keeps the key (and range) in the fragment, which links do not carry by themselves.
-  function navLinks() {
-    var links = document.querySelectorAll("nav.views a[data-nav]");
-    for (var i = 0; i < links.length; i++) {
-      var base = links[i].getAttribute("href").split("#")[0];
-      links[i].setAttribute("href", base + "#" + fragment.toString());
-    }
-  }
   function selectRange(name) {
     range = name;
-    var buttons = document.querySelectorAll("#ranges button");
-    for (var i = 0; i < buttons.length; i++) buttons[i].classList.toggle("active", buttons[i].dataset.range === name);
-    fragment.set("range", name);
-    history.replaceState(null, "", "#" + fragment.toString());
-    navLinks();
+    C.markRange(fragment, name);
     loadAll();
   }
-  $("ranges").addEventListener("click", function (ev) {
-    var name = ev.target && ev.target.dataset && ev.target.dataset.range;
-    if (name) selectRange(name);
-  });
+  C.onRange(selectRange);
   $("auth").addEventListener("submit", function (ev) {
     ev.preventDefault();
     key = $("key-input").value.trim();
@@ -450,6 +414,5 @@
   });
   selectRange(range);
   stream();
-  setInterval(loadAll, pollMs);
-  document.addEventListener("visibilitychange", function () { if (!document.hidden) loadAll(); });
+  C.poll(loadAll);
 })();

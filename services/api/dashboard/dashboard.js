@@ -6,7 +6,6 @@
   "use strict";
   var NS = "http://www.w3.org/2000/svg";
   var body = document.body;
-  var pollMs = Math.max(1, Number(body.dataset.poll) || 15) * 1000;
   var openMode = body.dataset.open === "true";
   var RANGES = {
     "24h": { ms: 24 * 3600e3, bucket: "hour" },
@@ -32,42 +31,19 @@
   var inFlight = false;
   var lastData = null;
 
-  function $(id) { return document.getElementById(id); }
-  function fmt(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
+  var C = BelfryConsole, $ = C.$, fmt = C.fmt, duration = C.duration, setMetric = C.setMetric;
+  var clear = C.clear, el = C.el, status = C.status;
   function plural(n, one, many) { return Number(n) === 1 ? one : many; }
   function pct(r) { return r == null ? "–" : (r * 100).toFixed(1) + "%"; }
-  function duration(s) {
-    if (s == null) return "–";
-    if (s < 90) return Math.round(s) + " s";
-    if (s < 5400) return Math.round(s / 60) + " min";
-    if (s < 172800) return (s / 3600).toFixed(1) + " h";
-    return (s / 86400).toFixed(1) + " d";
-  }
-  function setMetric(name, text) {
-    var els = document.querySelectorAll('[data-metric="' + name + '"]');
-    for (var i = 0; i < els.length; i++) els[i].textContent = text;
-  }
   function setPlural(name, n, one, many) {
     var els = document.querySelectorAll('[data-plural="' + name + '"]');
     for (var i = 0; i < els.length; i++) els[i].textContent = plural(n, one, many);
-  }
-  function clear(el) { while (el.firstChild) el.removeChild(el.firstChild); }
-  function el(tag, cls, text, parent) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text != null) e.textContent = text;
-    if (parent) parent.appendChild(e);
-    return e;
   }
   function svg(tag, attrs, parent) {
     var e = document.createElementNS(NS, tag);
     for (var k in attrs) e.setAttribute(k, attrs[k]);
     if (parent) parent.appendChild(e);
     return e;
-  }
-  function status(state, text) {
-    $("live").className = "live " + state;
-    $("status").textContent = text;
   }
 
   function renderCards(d) {
@@ -294,35 +270,17 @@
 
   function selectRange(name) {
     range = name;
-    var buttons = document.querySelectorAll("#ranges button");
-    for (var i = 0; i < buttons.length; i++) {
-      buttons[i].classList.toggle("active", buttons[i].dataset.range === name);
-    }
-    fragment.set("range", name);
-    history.replaceState(null, "", "#" + fragment.toString());
-    navLinks();
+    C.markRange(fragment, name);
     load();
   }
 
-  // The nav keeps the key (and range) in the fragment, which links do not carry by themselves.
-  function navLinks() {
-    var links = document.querySelectorAll("nav.views a[data-nav]");
-    for (var i = 0; i < links.length; i++) {
-      var base = links[i].getAttribute("href").split("#")[0];
-      links[i].setAttribute("href", base + "#" + fragment.toString());
-    }
-  }
-
-  $("ranges").addEventListener("click", function (ev) {
-    var name = ev.target && ev.target.dataset && ev.target.dataset.range;
-    if (name) selectRange(name);
-  });
+  C.onRange(selectRange);
   $("auth").addEventListener("submit", function (ev) {
     ev.preventDefault();
     key = $("key-input").value.trim();
     fragment.set("key", key);
     history.replaceState(null, "", "#" + fragment.toString());
-    navLinks();
+    C.navLinks(fragment);
     load();
   });
   // The chart is drawn at its element's width: redraw it when that changes (a phone turned).
@@ -338,6 +296,5 @@
     selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
   });
   selectRange(range);
-  timer = setInterval(load, pollMs);
-  document.addEventListener("visibilitychange", function () { if (!document.hidden) load(); });
+  timer = C.poll(load);
 })();

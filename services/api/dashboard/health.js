@@ -5,23 +5,13 @@
 (function () {
   "use strict";
   var body = document.body;
-  var pollMs = Math.max(1, Number(body.dataset.poll) || 15) * 1000;
   var fragment = new URLSearchParams(location.hash.slice(1));
   var key = fragment.get("key") || "";
   var inFlight = false;
   var pending = null; // the action waiting for its confirmation: {action, queue}
 
-  function $(id) { return document.getElementById(id); }
-  function clear(e) { while (e.firstChild) e.removeChild(e.firstChild); }
-  function el(tag, cls, text, parent) {
-    var e = document.createElement(tag);
-    if (cls) e.className = cls;
-    if (text != null) e.textContent = text;
-    if (parent) parent.appendChild(e);
-    return e;
-  }
+  var C = BelfryConsole, $ = C.$, fmt = C.fmt, clear = C.clear, el = C.el, status = C.status;
   function count(n, word) { return fmt(n) + " " + word + (Number(n) === 1 ? "" : "s"); }
-  function fmt(n) { return n == null ? "–" : Number(n).toLocaleString("en-US"); }
   function bytes(n) {
     if (n == null) return "–";
     if (n < 1024) return n + " B";
@@ -38,10 +28,6 @@
   function rate(r) {
     if (r == null) return "–";
     return (r > 0 ? "+" : r < 0 ? "−" : "") + Math.abs(r).toFixed(1) + "/s";
-  }
-  function status(state, text) {
-    $("live").className = "live " + state;
-    $("status").textContent = text;
   }
   function api(path, options) {
     options = options || {};
@@ -249,6 +235,5 @@
   });
   keepKey();
   load();
-  setInterval(load, pollMs);
-  document.addEventListener("visibilitychange", function () { if (!document.hidden) load(); });
+  C.poll(load);
 })();

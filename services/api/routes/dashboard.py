@@ -1,7 +1,8 @@
 """The console's pages: `GET /{tenant}/dashboard` (email figures) and the alerts view
 (`GET /{tenant}/console/alerts`, routed in services/api/console/alerts.py). Each is one
 self-contained page: HTML with its CSS and JS inline, charts drawn as inline SVG by that
-JS; no CDN, so it works offline.
+JS; no CDN, so it works offline. The pages share a head fragment (head.html, ranges.html)
+and a script of helpers (common.js) inlined ahead of their own, assembled once here.
 
 A page holds no data: its script reads the API key from the URL fragment
 (`#key=blf_...`, never sent to a server) and fetches this origin's API with it (the
@@ -28,12 +29,22 @@ from shared.ids import valid_tenant
 
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 
-# page name → (template, stylesheets inlined in this order, script)
-PAGES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "dashboard": ("page.html", ("dashboard.css",), "dashboard.js"),
-    "alerts": ("alerts.html", ("dashboard.css", "alerts.css"), "alerts.js"),
-    "health": ("health.html", ("health.css",), "health.js"),
+# page name → (template, title, stylesheets inlined in this order, script)
+PAGES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "dashboard": ("page.html", "Belfry · {tenant}", ("dashboard.css",), "dashboard.js"),
+    "alerts": (
+        "alerts.html",
+        "Belfry · {tenant} · alerts",
+        ("dashboard.css", "alerts.css"),
+        "alerts.js",
+    ),
+    "health": ("health.html", "Belfry · health", ("health.css",), "health.js"),
 }
+# Fragments a template includes as a `{name}` line: the head every page shares, and the
+# range buttons with the live status of the pages that have a time range.
+FRAGMENTS = ("head", "ranges")
+# The helpers every page's script shares, inlined ahead of it in the same <script>.
+COMMON_JS = "common.js"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +62,23 @@ def _sha256(text: str) -> str:
 @cache
 def _assets(name: str = "dashboard") -> Page:
     """A page's template, CSS, JS and Content-Security-Policy, read once."""
-    template, sheets, script = PAGES[name]
+    template, title, sheets, script = PAGES[name]
     css = "\n".join((ASSETS / sheet).read_text() for sheet in sheets)
-    js = (ASSETS / script).read_text()
+    js = (ASSETS / COMMON_JS).read_text() + (ASSETS / script).read_text()
     csp = (
         f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; "
         "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     )
-    return Page((ASSETS / template).read_text(), css, js, csp)
+    return Page(_assemble(template, title), css, js, csp)
+
+
+def _assemble(template: str, title: str) -> str:
+    """A page's template with its fragments in, its title set (still holding `{tenant}`)."""
+    text = (ASSETS / template).read_text()
+    for fragment in FRAGMENTS:
+        text = text.replace("{" + fragment + "}\n", (ASSETS / f"{fragment}.html").read_text())
+    return text.replace("{title}", title)
 
 
 def render(tenant: str, poll_seconds: int, open_mode: bool, name: str = "dashboard") -> str:
