@@ -17,7 +17,10 @@ from typing import Any
 import msgspec
 import yaml
 
+from shared import probe_contracts as probes
+
 REF = "#/components/schemas/{name}"
+JSON = "application/json"
 
 
 def ref(name: str) -> dict[str, Any]:
@@ -88,6 +91,48 @@ def paths_of(ops: Iterable[Op], responses: Mapping[str, str]) -> dict[str, dict[
     for op in ops:
         paths.setdefault(op.path, {})[op.method] = op.document(responses)
     return paths
+
+
+def _probe(
+    path: str, summary: str, ok: tuple[str, Any], bad: str | None = None, media: str = JSON
+) -> Op:
+    """One probe of shared/probes.py: no key, no shared error answer; `ok`: (the 200's
+    description, its shape), `bad`: the 503's description (same shape), if it has one."""
+    text, shape = ok
+    unready = {"description": bad, "content": {media: {"schema": schema_of(shape)}}}
+    extra = {"503": unready} if bad else {}
+    return Op("get", path, summary, ("200", text, shape), (), media=media, security=[], extra=extra)
+
+
+PROBES: tuple[Op, ...] = (
+    _probe("/livez", "The process answers (no dependency checked)", ("Alive", probes.Status)),
+    _probe(
+        "/readyz",
+        "Ready for traffic (every hard dependency checked)",
+        ("Ready", probes.Status),
+        "Not ready, with the reasons",
+    ),
+    _probe("/health", "Little Bell's health shape", ("Healthy", probes.Health), "Unhealthy"),
+    _probe(
+        "/health/detailed",
+        "Every dependency with its latency",
+        ("Healthy or degraded", probes.HealthDetailed),
+        "Unhealthy",
+    ),
+    _probe(
+        "/metrics",
+        "Prometheus metrics (text format)",
+        ("Metrics", {"type": "string"}),
+        media="text/plain",
+    ),
+)
+"""The probes every service serves (shared/probes.py), one operation each, as every
+document states them: in an `Op` table (`*PROBES`) or as paths (`probe_paths()`)."""
+
+
+def probe_paths() -> dict[str, dict[str, Any]]:
+    """The probes' `paths`, for a document written as paths rather than an `Op` table."""
+    return paths_of(PROBES, {})
 
 
 BEARER = {"type": "http", "scheme": "bearer", "description": "API key blf_<id>_<secret>"}

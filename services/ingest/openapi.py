@@ -8,7 +8,8 @@ The committed file is what `/v1/openapi.yaml` serves; tests/unit/test_ingest_ope
 fails when it differs from what this command writes.
 
 The Struct-to-component step and the YAML rendering are shared/openapi_gen.py's, as for
-the api and alerting documents; the probes' answers are shared/probe_contracts.py's.
+the api and alerting documents; the probes' paths too (`probe_paths()`), their answers'
+types are shared/probe_contracts.py's.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from services.ingest import contracts as c
 from services.ingest import openapi_intake as i
 from services.ingest import openapi_paths as p
 from services.ingest.intake.errors import ErrorItem
-from shared.openapi_gen import REF, render_yaml, struct_schemas
+from shared.openapi_gen import REF, probe_paths, render_yaml, struct_schemas
 from shared.probe_contracts import TYPES as PROBE_TYPES
 
 TYPES = (*c.TYPES, *PROBE_TYPES, ErrorItem)
@@ -74,7 +75,7 @@ def paths(track_body: dict[str, Any]) -> dict[str, Any]:
         "/v1/samples": {"post": i.samples()},
         "/v1/errors": {"post": i.errors_route()},
         "/v1/logs": {"post": i.otlp_logs()},
-        **p.probes(),
+        **probe_paths(),
     }
 
 

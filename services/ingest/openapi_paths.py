@@ -253,31 +253,3 @@ def otlp(kind: str, summary: str, description: str, request: str, ok: str) -> di
             "503": response("OtlpRetry"),
         },
     }
-
-
-def probes() -> dict[str, Any]:
-    """What shared/probes.py answers on every service."""
-
-    def get(summary: str, answers: dict[str, Any]) -> dict[str, Any]:
-        return {"get": {"summary": summary, "security": [], "responses": answers}}
-
-    def of(name: str, ok: str, bad: str | None) -> dict[str, Any]:
-        out = {"200": answer(ok, schema(name))}
-        return {**out, "503": answer(bad, schema(name))} if bad else out
-
-    return {
-        "/livez": get("The process answers (no dependency checked)", of("Status", "Alive", None)),
-        "/readyz": get(
-            "Ready for traffic (every hard dependency checked)",
-            of("Status", "Ready", "Not ready, with the reasons"),
-        ),
-        "/health": get("Little Bell's health shape", of("Health", "Healthy", "Unhealthy")),
-        "/health/detailed": get(
-            "Every dependency with its latency",
-            of("HealthDetailed", "Healthy or degraded", "Unhealthy"),
-        ),
-        "/metrics": get(
-            "Prometheus metrics (text format)",
-            {"200": answer("Metrics", {"type": "string"}, media="text/plain")},
-        ),
-    }

@@ -10,10 +10,9 @@ from typing import Any
 from services.api import contracts as c
 from services.api import contracts_answers as a
 from services.api.console.health import LIST_DEFAULT, LIST_MAX
-from shared import probe_contracts as probes
 from shared.errors_contract import MAX_FINGERPRINT_LEN
 from shared.ids import EMAIL_ID_RE, TENANT_ID_RE
-from shared.openapi_gen import Op, path_param, query, ref
+from shared.openapi_gen import PROBES, Op, path_param, query, ref
 
 # The patterns the routes check (an id outside its pattern is a 404).
 TENANT = path_param("tenant", {"type": "string", "pattern": f"^{TENANT_ID_RE.pattern}$"})
@@ -47,7 +46,6 @@ EXPORT: dict[str, Any] = {
     "params": EXPORT_PARAMS,
     "headers": {"Content-Disposition": {"type": "string"}},
 }
-PROBE: dict[str, Any] = {"errors": (), "security": []}
 
 _EMAILS = [
     Op("get", "/api/v1/openapi.yaml", "This document", ("200", "OpenAPI document", None),
@@ -204,22 +202,4 @@ _CONSOLE = [
        " otherwise).", **OPERATOR),
 ]  # fmt: skip
 
-_PROBES = [
-    Op("get", "/livez", "The process answers (no dependency checked)",
-       ("200", "Alive", probes.Status), **PROBE),
-    Op("get", "/readyz", "Ready for traffic (every hard dependency checked)",
-       ("200", "Ready", probes.Status), **PROBE,
-       extra={"503": {"description": "Not ready, with the reasons",
-                      "content": {"application/json": {"schema": ref("Status")}}}}),
-    Op("get", "/health", "Little Bell's health shape", ("200", "Healthy", probes.Health), **PROBE,
-       extra={"503": {"description": "Unhealthy",
-                      "content": {"application/json": {"schema": ref("Health")}}}}),
-    Op("get", "/health/detailed", "Every dependency with its latency",
-       ("200", "Healthy or degraded", probes.HealthDetailed), **PROBE,
-       extra={"503": {"description": "Unhealthy",
-                      "content": {"application/json": {"schema": ref("HealthDetailed")}}}}),
-    Op("get", "/metrics", "Prometheus metrics (text format)",
-       ("200", "Metrics", {"type": "string"}), media="text/plain", **PROBE),
-]  # fmt: skip
-
-OPERATIONS = [*_EMAILS, *_PAGES, *_PROXY, *_FIGURES, *_ERRORS, *_CONSOLE, *_PROBES]
+OPERATIONS = [*_EMAILS, *_PAGES, *_PROXY, *_FIGURES, *_ERRORS, *_CONSOLE, *PROBES]
