@@ -43,13 +43,13 @@ from services.alerting.routes import add_routes
 from services.alerting.settings import AlertingSettings
 from shared.broker import Broker, SideChannel
 from shared.db import Database, apply_migrations
-from shared.httpobs import HTTP_STATS, add_observability
-from shared.probes import Health, add_probe_routes
+from shared.httpobs import HTTP_STATS
 from shared.prom import app_registry
 from shared.selfreport import MetricReporter, broker_exchange, side_queue_depth
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import CHANNEL_TYPES, Topology, declare
+from shared.webapp import service_app
 
 log = logging.getLogger("belfry.alerting")
 
@@ -193,19 +193,11 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: AlertingSettings, deps: AlertingDeps | None = None) -> web.Application:
-    app = web.Application()
-    app[SETTINGS] = settings
-    app[DEPS] = deps = deps or AlertingDeps()
-    add_observability(
-        app,
-        "alerting",
-        tracer_for(deps.tracer_provider),
-        settings.common.access_log_sample,
-        settings.common.truncate_ips,
-    )
+    deps = deps or AlertingDeps()
+    app = service_app("alerting", settings.common, deps.tracer_provider)
+    app[SETTINGS], app[DEPS] = settings, deps
     registry = app_registry(app)
     app[METRICS], app[NOTIFY_METRICS] = AlertingMetrics(registry), NotifyMetrics(registry)
-    add_probe_routes(app, Health("alerting", settings.common.version))
     hub = TransitionHub()
     app[HUB] = hub
 

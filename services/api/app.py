@@ -21,13 +21,13 @@ from services.api.routes import dashboard, emails, errors, export, privacy, stat
 from services.api.settings import ApiSettings
 from shared.broker import Broker
 from shared.db import UNAVAILABLE, Database, apply_migrations
-from shared.httpobs import HTTP_STATS, add_observability
-from shared.probes import HEALTH, Health, add_probe_routes
+from shared.httpobs import HTTP_STATS
+from shared.probes import HEALTH
 from shared.prom import app_registry
 from shared.selfreport import MetricReporter, broker_exchange
 from shared.tasks import stop_task
-from shared.telemetry import tracer_for
 from shared.topology import Topology
+from shared.webapp import service_app
 
 log = logging.getLogger("belfry.api")
 
@@ -108,20 +108,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(settings: ApiSettings, deps: ApiDeps | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
-    app[SETTINGS] = settings
-    app[DEPS] = deps = deps or ApiDeps()
-    add_observability(
-        app,
-        "api",
-        tracer_for(deps.tracer_provider),
-        settings.common.access_log_sample,
-        settings.common.truncate_ips,
-    )
+    deps = deps or ApiDeps()
+    app = service_app("api", settings.common, deps.tracer_provider, client_max_size=MAX_BODY)
+    app[SETTINGS], app[DEPS] = settings, deps
     app[METRICS] = ApiMetrics(app_registry(app))
     app.middlewares.append(refuse_nul)
     app.middlewares.append(database_errors)
-    add_probe_routes(app, Health("api", settings.common.version))
     app.cleanup_ctx.append(_database_ctx)
     if deps.self_report:
         app.cleanup_ctx.append(_self_report_ctx)

@@ -29,12 +29,12 @@ from services.ingest.routes import click, errors, intake, pixel, track
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
 from shared.broker import Broker
-from shared.httpobs import HTTP_STATS, add_observability
-from shared.probes import Health, add_probe_routes
+from shared.httpobs import HTTP_STATS
 from shared.prom import app_registry
 from shared.selfreport import Collector, MetricReporter, Sample, broker_exchange
 from shared.telemetry import tracer_for
 from shared.topology import HitTopology, Topology, declare_hits
+from shared.webapp import service_app
 
 log = logging.getLogger("belfry.ingest")
 
@@ -146,20 +146,12 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.Application:
-    app = web.Application(client_max_size=settings.track_max_bytes)
-    app[SETTINGS] = settings
-    app[DEPS] = deps = deps or IngestDeps()
-    add_observability(
-        app,
-        "ingest",
-        tracer_for(deps.tracer_provider),
-        settings.common.access_log_sample,
-        settings.common.truncate_ips,
+    deps = deps or IngestDeps()
+    app = service_app(
+        "ingest", settings.common, deps.tracer_provider, client_max_size=settings.track_max_bytes
     )
+    app[SETTINGS], app[DEPS] = settings, deps
     app[METRICS] = IngestMetrics(app_registry(app))
-    health = Health("ingest", settings.common.version)
-    app[HEALTH] = health
-    add_probe_routes(app, health)
     app.router.add_get("/{tenant}/pixel/{email_id}.gif", pixel.pixel, name="pixel")
     app.router.add_get("/{tenant}/click/{email_id}", click.click, name="click")
     app.router.add_post("/v1/track", track.track, name="track")

@@ -16,7 +16,7 @@ from services.ingest.publisher import BatchPublisher
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
 from shared.broker import Broker
-from shared.probes import Health
+from shared.probes import HEALTH as HEALTH  # re-exported: add_probe_routes sets it
 
 
 def _utcnow() -> datetime:
@@ -58,7 +58,6 @@ class Intake:
 
 SETTINGS = web.AppKey("settings", IngestSettings)
 DEPS = web.AppKey("deps", IngestDeps)
-HEALTH = web.AppKey("ingest_health", Health)
 BROKER = web.AppKey("broker", Broker)
 SPOOL = web.AppKey("spool", Spool)
 HOT = web.AppKey("hot", Hot)

@@ -26,15 +26,15 @@ from services.writer.settings import WriterSettings
 from services.writer.store import EventStore, PostgresEventStore
 from shared.broker import Broker
 from shared.db import Database
-from shared.httpobs import HTTP_STATS, add_observability
-from shared.probes import Health, add_probe_routes
+from shared.httpobs import HTTP_STATS
+from shared.probes import HEALTH
 from shared.prom import app_registry
 from shared.selfreport import Collector, MetricReporter, Sample, broker_exchange
 from shared.tasks import stop_task
 from shared.telemetry import tracer_for
 from shared.topology import Topology, declare_hits
+from shared.webapp import service_app
 
-_HEALTH = web.AppKey("writer_health", Health)
 log = logging.getLogger("belfry.writer")
 
 
@@ -51,7 +51,7 @@ def _lag_figures(metrics: WriterMetrics) -> Collector:
 async def _database_ctx(app: web.Application) -> AsyncIterator[None]:
     db = Database(app[SETTINGS].common.database_url)
     app[DATABASE] = db
-    app[_HEALTH].add_check("database", db.check)
+    app[HEALTH].add_check("database", db.check)
     yield
     await db.close()
 
@@ -90,7 +90,7 @@ async def _consumer_ctx(app: web.Application) -> AsyncIterator[None]:
         return f"inserts failing: {consumer.db_error}" if consumer.db_error else None
 
     checks = BrokerCheck(broker, topo.writer_queue, settings.check_timeout)
-    health = app[_HEALTH]
+    health = app[HEALTH]
     health.add_check("broker", checks.check)
     health.add_check("inserts", inserts_check)
     app[BROKER] = broker
@@ -138,20 +138,10 @@ async def _migrate(store: PostgresEventStore) -> None:
 
 
 def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.Application:
-    app = web.Application()
-    app[SETTINGS] = settings
-    app[DEPS] = deps = deps or WriterDeps()
-    add_observability(
-        app,
-        "writer",
-        tracer_for(deps.tracer_provider),
-        settings.common.access_log_sample,
-        settings.common.truncate_ips,
-    )
+    deps = deps or WriterDeps()
+    app = service_app("writer", settings.common, deps.tracer_provider)
+    app[SETTINGS], app[DEPS] = settings, deps
     app[METRICS] = WriterMetrics(app_registry(app))
-    health = Health("writer", settings.common.version)
-    app[_HEALTH] = health
-    add_probe_routes(app, health)
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
     return app
