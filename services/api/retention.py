@@ -122,6 +122,9 @@ PRUNE_ROLLUPS = (
     "DELETE FROM stats_hour WHERE n = 0",
     "DELETE FROM stats_uniq WHERE n = 0",
     "DELETE FROM stats_link_day WHERE clicks = 0",
+    "DELETE FROM stats_day WHERE n = 0",
+    "DELETE FROM stats_cohort WHERE n = 0",
+    "DELETE FROM stats_link_hour WHERE clicks = 0",
 )
 
 
