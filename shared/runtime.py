@@ -16,6 +16,7 @@ Every service also runs with the same garbage-collector thresholds (`tune_gc`).
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 from collections.abc import Callable, Mapping
@@ -57,6 +58,21 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+Subcommands = argparse._SubParsersAction  # argparse's own type for add_subparsers()
+
+
+def service_parser(
+    service: str, serve_help: str
+) -> tuple[argparse.ArgumentParser, Subcommands[argparse.ArgumentParser]]:
+    """`python -m services.<service>` with its `serve` (the default) and `migrate`
+    commands; the caller adds its own to the subcommands returned."""
+    parser = argparse.ArgumentParser(prog=f"python -m services.{service}")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help=f"{serve_help} (default)")
+    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    return parser, sub
 
 
 def configuration_error(service: str, exc: Exception) -> int:

@@ -18,15 +18,12 @@ from services.alerting.keys import AlertingDeps
 from services.alerting.settings import AlertingSettings
 from services.alerting.store import upsert_rule
 from shared.db.migrate import migrate_command
-from shared.runtime import configuration_error, run_service
+from shared.runtime import configuration_error, run_service, service_parser
 from shared.settings import SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.alerting")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="evaluate rules and serve the API (default)")
-    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    parser, sub = service_parser("alerting", "evaluate rules and serve the API")
     rules = sub.add_parser("rules", help="rule files: check one, or load it into the database")
     rules.add_argument("action", choices=["load", "check"])
     rules.add_argument("file")

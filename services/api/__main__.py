@@ -50,17 +50,14 @@ from services.api.tenants import (
 from shared.db.migrate import MigrationError, migrate_command
 from shared.ids import valid_tenant
 from shared.ingest_tokens import KEYS_SETTING, mint_token, parse_keys
-from shared.runtime import configuration_error, run_service
+from shared.runtime import configuration_error, run_service, service_parser
 from shared.selfreport import TENANT as SELF_TENANT
 from shared.settings import CommonSettings, SettingsError
 from shared.signing import SigningKeys
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.api")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="serve the HTTP api (default)")
-    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    parser, sub = service_parser("api", "serve the HTTP api")
 
     tenant = sub.add_parser("tenant", help="create, list or configure tenants")
     tsub = tenant.add_subparsers(dest="action", required=True)

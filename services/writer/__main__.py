@@ -17,15 +17,12 @@ from services.writer.app import create_app
 from services.writer.keys import WriterDeps
 from services.writer.settings import WriterSettings
 from shared.db.migrate import migrate_command
-from shared.runtime import configuration_error, run_service
+from shared.runtime import configuration_error, run_service, service_parser
 from shared.settings import CommonSettings, SettingsError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m services.writer")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("serve", help="consume hits and store them (default)")
-    sub.add_parser("migrate", help="create the database if missing and apply migrations")
+    parser, sub = service_parser("writer", "consume hits and store them")
     dlq_parser = sub.add_parser("dlq", help="dead-letter queue: list, replay or purge")
     dlq_parser.add_argument("action", choices=["list", "replay", "purge"])
     dlq_parser.add_argument(
