@@ -102,4 +102,3 @@ class IngestObserver(PublishObserver):
 
     def replayed(self, records: int) -> None:
         self._metrics.spool_replayed.inc(records)
-
