@@ -29,9 +29,7 @@ import asyncio
 import time
 from collections import Counter as Tally
 from datetime import timedelta
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from services.ingest.contracts import Accepted, Error, ItemProblem, PartlyRefused
@@ -46,12 +44,13 @@ from services.ingest.intake.result import IntakeError
 from services.ingest.intake_publisher import MAX_EVENT_BYTES
 from services.ingest.keys import HOT, Hot, Intake
 from services.ingest.publisher import Outcome
-from services.ingest.routes.common import error, typed_response
+from services.ingest.routes.common import typed_response
 from services.ingest.routes.intake_flow import (
-    authorize,
+    authorized,
     count_refused,
     declared_too_large,
     read_body,
+    read_items,
     retry_after,
 )
 from shared.contracts import make_envelope
@@ -61,6 +60,7 @@ from shared.samples import METRIC_V2, Sample, metric_v2_datas
 
 COUNT_METRIC = "errors_total"
 _UNAVAILABLE_TEXT = "temporarily unable to store errors; retry later"
+_ERRORS_SHAPE = "body must be an error object or a JSON array of them"
 _RESOURCE_EXHAUSTED, _UNAVAILABLE = 8, 14  # google.rpc.Code
 
 
@@ -72,20 +72,13 @@ class _Refusal(Exception):
         self.status, self.wait, self.code = status, wait, code
 
 
-async def errors(request: web.Request) -> web.Response:
-    auth = authorize(request)
-    if isinstance(auth, web.Response):
-        return auth
-    intake, tenant = auth
+@authorized
+async def errors(request: web.Request, intake: Intake, tenant: str) -> web.Response:
     hot = request.app[HOT]
     refused = _before_reading(request, intake, hot)
     if refused is not None:
         return _json_refusal(refused)
-    try:
-        body = await read_body(request, intake)
-    except IntakeError as exc:
-        return error(exc.status, str(exc))
-    items = _parse_items(body, intake.settings.intake_max_items)
+    items = await read_items(request, intake, "errors", _ERRORS_SHAPE, lone=True)
     if isinstance(items, web.Response):
         return items
     batch = decode_error_items(items, hot.clock(), _max_age(hot))
@@ -100,11 +93,8 @@ async def errors(request: web.Request) -> web.Response:
     return typed_response(Accepted(accepted, 0), 202)
 
 
-async def otlp_logs(request: web.Request) -> web.Response:
-    auth = authorize(request)
-    if isinstance(auth, web.Response):
-        return auth
-    intake, tenant = auth
+@authorized
+async def otlp_logs(request: web.Request, intake: Intake, tenant: str) -> web.Response:
     hot = request.app[HOT]
     ct = request.headers.get("Content-Type", "")
     if otlp.media_type(ct) not in (otlp.PROTOBUF, "application/protobuf", otlp.JSON):
@@ -144,21 +134,6 @@ def _before_reading(request: web.Request, intake: Intake, hot: Hot) -> _Refusal 
 
 def _max_age(hot: Hot) -> timedelta:
     return timedelta(days=hot.settings.track_max_age_days)
-
-
-def _parse_items(body: bytes, max_items: int) -> list[Any] | web.Response:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return error(400, f"body is not JSON: {exc}")
-    items = [doc] if isinstance(doc, dict) else doc
-    if not isinstance(items, list):
-        return error(400, "body must be an error object or a JSON array of them")
-    if not items:
-        return error(400, "no errors in the request")
-    if len(items) > max_items:
-        return error(413, f"more than {max_items} errors in one request")
-    return items
 
 
 def _counts(batch: ErrorBatch, now_ms: int) -> list[Sample]:

@@ -18,9 +18,7 @@ nothing stored. Broker away and spool full: 503 + Retry-After.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import orjson
 from aiohttp import web
 
 from services.ingest.contracts import Accepted, Error, ItemProblem, SamplesPartlyRefused
@@ -28,13 +26,15 @@ from services.ingest.intake import otlp
 from services.ingest.intake import remote_write as rw
 from services.ingest.intake.plain import decode_plain
 from services.ingest.intake.result import DecodeResult, IntakeError
+from services.ingest.keys import Intake
 from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, typed_response
 from services.ingest.routes.intake_flow import (
     Stored,
-    authorize,
+    authorized,
     declared_too_large,
     read_body,
+    read_items,
     retry_after,
     store,
     unavailable,
@@ -43,6 +43,7 @@ from services.ingest.routes.intake_flow import (
 _RESOURCE_EXHAUSTED, _UNAVAILABLE = 8, 14  # google.rpc.Code
 _OTLP_TYPES = frozenset({otlp.PROTOBUF, "application/protobuf", otlp.JSON})
 _UNAVAILABLE_TEXT = "temporarily unable to store samples; retry later"
+_SAMPLES_SHAPE = 'body must be a JSON array of {"name", "value"} samples'
 
 
 def _message(result: DecodeResult, stored: Stored) -> str:
@@ -64,11 +65,8 @@ def _otlp_error(
     )
 
 
-async def otlp_metrics(request: web.Request) -> web.Response:
-    auth = authorize(request)
-    if isinstance(auth, web.Response):
-        return auth
-    intake, tenant = auth
+@authorized
+async def otlp_metrics(request: web.Request, intake: Intake, tenant: str) -> web.Response:
     ct = request.headers.get("Content-Type", "")
     if otlp.media_type(ct) not in _OTLP_TYPES:
         return _otlp_error(415, f"content type must be {otlp.PROTOBUF} or {otlp.JSON}", ct)
@@ -113,20 +111,14 @@ def _remote_write_type_problem(request: web.Request) -> str | None:
     return None
 
 
-async def remote_write(request: web.Request) -> web.Response:
-    auth = authorize(request)
-    if isinstance(auth, web.Response):
-        return auth
-    intake, tenant = auth
+@authorized
+async def remote_write(request: web.Request, intake: Intake, tenant: str) -> web.Response:
     problem = _remote_write_type_problem(request)
     if problem:
         return error(415, problem)
-    too_large = declared_too_large(request, intake)
-    if too_large:
-        return error(413, too_large)
-    wait = intake.settings.retry_after_seconds
-    if unavailable(intake):
-        return _retry(503, _UNAVAILABLE_TEXT, wait)
+    refused = _before_reading(request, intake)
+    if refused:
+        return refused
     try:
         body = await read_body(request, intake)
         result = rw.decode_remote_write(
@@ -134,11 +126,9 @@ async def remote_write(request: web.Request) -> web.Response:
         )
     except IntakeError as exc:
         return error(exc.status, str(exc))
-    stored = await store(intake, tenant, result, "remote_write")
-    if stored.admission.throttled:
-        return _retry(429, stored.admission.message, stored.admission.retry_after)
-    if stored.outcome is Outcome.DROPPED:
-        return _retry(503, _UNAVAILABLE_TEXT, wait)
+    stored = await _store(intake, tenant, result, "remote_write")
+    if isinstance(stored, web.Response):
+        return stored
     if result.rejected or stored.rejected:
         return error(400, _message(result, stored))  # the rest is stored
     return web.Response(status=204)
@@ -148,47 +138,43 @@ def _retry(status: int, message: str, wait: float) -> web.Response:
     return typed_response(Error(message), status, {"Retry-After": retry_after(wait)})
 
 
-# --- the plain JSON form --------------------------------------------------------------
-
-
-def _parse_items(body: bytes, max_items: int) -> list[Any] | web.Response:
-    try:
-        items = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return error(400, f"body is not JSON: {exc}")
-    if not isinstance(items, list):
-        return error(400, 'body must be a JSON array of {"name", "value"} samples')
-    if not items:
-        return error(400, "no samples in the request")
-    if len(items) > max_items:
-        return error(413, f"more than {max_items} samples in one request")
-    return items
-
-
-async def samples(request: web.Request) -> web.Response:
-    auth = authorize(request)
-    if isinstance(auth, web.Response):
-        return auth
-    intake, tenant = auth
+def _before_reading(request: web.Request, intake: Intake) -> web.Response | None:
+    """413 for a declared length over the bound, 503 when nothing could be stored."""
     too_large = declared_too_large(request, intake)
     if too_large:
         return error(413, too_large)
-    wait = intake.settings.retry_after_seconds
     if unavailable(intake):
-        return _retry(503, _UNAVAILABLE_TEXT, wait)
-    try:
-        body = await read_body(request, intake)
-    except IntakeError as exc:
-        return error(exc.status, str(exc))
-    items = _parse_items(body, intake.settings.intake_max_items)
-    if isinstance(items, web.Response):
-        return items
-    result = decode_plain(items, time.time_ns() // 1_000_000)
-    stored = await store(intake, tenant, result, "samples")
+        return _retry(503, _UNAVAILABLE_TEXT, intake.settings.retry_after_seconds)
+    return None
+
+
+async def _store(
+    intake: Intake, tenant: str, result: DecodeResult, protocol: str
+) -> Stored | web.Response:
+    """Stored, or the 429 (over the tenant's rate) or 503 (dropped) that says to retry."""
+    stored = await store(intake, tenant, result, protocol)
     if stored.admission.throttled:
         return _retry(429, stored.admission.message, stored.admission.retry_after)
     if stored.outcome is Outcome.DROPPED:
-        return _retry(503, _UNAVAILABLE_TEXT, wait)
+        return _retry(503, _UNAVAILABLE_TEXT, intake.settings.retry_after_seconds)
+    return stored
+
+
+# --- the plain JSON form --------------------------------------------------------------
+
+
+@authorized
+async def samples(request: web.Request, intake: Intake, tenant: str) -> web.Response:
+    refused = _before_reading(request, intake)
+    if refused:
+        return refused
+    items = await read_items(request, intake, "samples", _SAMPLES_SHAPE)
+    if isinstance(items, web.Response):
+        return items
+    result = decode_plain(items, time.time_ns() // 1_000_000)
+    stored = await _store(intake, tenant, result, "samples")
+    if isinstance(stored, web.Response):
+        return stored
     accepted = len(stored.admission.samples)
     if result.errors or stored.rejected:
         answer = SamplesPartlyRefused(

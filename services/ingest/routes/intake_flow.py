@@ -15,9 +15,13 @@ spool (`store` awaits the publisher's outcome).
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from aiohttp import web
 
 from services.ingest.intake.limits import Admission
@@ -54,6 +58,23 @@ def authorize(request: web.Request) -> tuple[Intake, str] | web.Response:
     return intake, tenant
 
 
+IntakeHandler = Callable[[web.Request, Intake, str], Awaitable[web.Response]]
+
+
+def authorized(handler: IntakeHandler) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The route that answers `authorize`'s refusal itself, and hands `handler` the intake
+    and the token's tenant otherwise."""
+
+    @functools.wraps(handler)
+    async def route(request: web.Request) -> web.Response:
+        auth = authorize(request)
+        if isinstance(auth, web.Response):
+            return auth
+        return await handler(request, *auth)
+
+    return route
+
+
 def declared_too_large(request: web.Request, intake: Intake) -> str | None:
     limit = intake.settings.intake_max_body_bytes
     length = request.content_length
@@ -82,6 +103,29 @@ async def read_body(request: web.Request, intake: Intake) -> bytes:
     except Exception as exc:  # aiohttp's ContentEncodingError and friends
         raise IntakeError(f"body could not be read as {coding or 'sent'}: {exc}") from None
     return b"".join(parts)
+
+
+async def read_items(
+    request: web.Request, intake: Intake, noun: str, shape: str, *, lone: bool = False
+) -> list[Any] | web.Response:
+    """The body's JSON array of `noun` (with `lone`, a lone object stands for an array of
+    one), at most INTAKE_MAX_ITEMS of them; else the 4xx that refuses it, `shape` saying
+    what the body must be."""
+    try:
+        doc = orjson.loads(await read_body(request, intake))
+    except IntakeError as exc:
+        return error(exc.status, str(exc))
+    except orjson.JSONDecodeError as exc:
+        return error(400, f"body is not JSON: {exc}")
+    items = [doc] if lone and isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        return error(400, shape)
+    if not items:
+        return error(400, f"no {noun} in the request")
+    limit = intake.settings.intake_max_items
+    if len(items) > limit:
+        return error(413, f"more than {limit} {noun} in one request")
+    return items
 
 
 def unavailable(intake: Intake) -> bool:
