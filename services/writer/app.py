@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aio_pika.abc import AbstractChannel
 from aiohttp import web
@@ -36,6 +37,7 @@ from shared.topology import Topology, declare_hits
 from shared.webapp import service_app
 
 log = logging.getLogger("belfry.writer")
+OPENAPI = Path(__file__).resolve().parent / "openapi.yaml"
 
 
 def _lag_figures(metrics: WriterMetrics) -> Collector:
@@ -137,11 +139,16 @@ async def _migrate(store: PostgresEventStore) -> None:
         log.warning("migrations not applied at start-up", extra={"error": error_text(exc)})
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=OPENAPI.read_bytes(), content_type="application/yaml")
+
+
 def create_app(settings: WriterSettings, deps: WriterDeps | None = None) -> web.Application:
     deps = deps or WriterDeps()
     app = service_app("writer", settings.common, deps.tracer_provider)
     app[SETTINGS], app[DEPS] = settings, deps
     app[METRICS] = WriterMetrics(app_registry(app))
+    app.router.add_get("/v1/openapi.yaml", openapi)  # its port's routes, described
     app.cleanup_ctx.append(_database_ctx)
     app.cleanup_ctx.append(_consumer_ctx)
     return app
