@@ -11,6 +11,7 @@ entry is validated first, and one bad entry stops start-up with its field errors
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,17 @@ def _entries(path: str, key: str) -> list[Any]:
     return list(doc.get(key) or [])
 
 
-def _tenant(path: str, index: int, entry: dict[str, Any]) -> str:
-    tenant = entry.pop("tenant", DEFAULT_TENANT)
-    if not isinstance(tenant, str) or not valid_tenant(tenant):
-        raise FileError(f"{path}: entry {index}: tenant is not a valid tenant id")
-    return tenant
+def _mappings(path: str, key: str, noun: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Each entry under `key` as (index, tenant, a copy of the entry without its tenant);
+    FileError at the first that is not a mapping or names no valid tenant."""
+    for index, entry in enumerate(_entries(path, key)):
+        if not isinstance(entry, dict):
+            raise FileError(f"{path}: {noun} {index} is not a mapping")
+        entry = dict(entry)
+        tenant = entry.pop("tenant", DEFAULT_TENANT)
+        if not isinstance(tenant, str) or not valid_tenant(tenant):
+            raise FileError(f"{path}: entry {index}: tenant is not a valid tenant id")
+        yield index, tenant, entry
 
 
 def file_rule_id(tenant: str, name: str) -> str:
@@ -66,11 +73,7 @@ def file_rule_id(tenant: str, name: str) -> str:
 
 def load_rules_file(path: str) -> list[Rule]:
     rules = []
-    for index, entry in enumerate(_entries(path, "rules")):
-        if not isinstance(entry, dict):
-            raise FileError(f"{path}: rule {index} is not a mapping")
-        entry = dict(entry)
-        tenant = _tenant(path, index, entry)
+    for index, tenant, entry in _mappings(path, "rules", "rule"):
         name = entry.get("name") if isinstance(entry.get("name"), str) else ""
         try:
             rules.append(
@@ -83,11 +86,7 @@ def load_rules_file(path: str) -> list[Rule]:
 
 def load_channels_file(path: str) -> list[Channel]:
     channels = []
-    for index, entry in enumerate(_entries(path, "channels")):
-        if not isinstance(entry, dict):
-            raise FileError(f"{path}: channel {index} is not a mapping")
-        entry = dict(entry)
-        tenant = _tenant(path, index, entry)
+    for index, tenant, entry in _mappings(path, "channels", "channel"):
         name, kind, config = entry.get("name"), entry.get("type"), entry.get("config", {})
         enabled = entry.get("enabled", True)
         if not isinstance(name, str) or not CHANNEL_NAME.fullmatch(name):

@@ -21,6 +21,7 @@ from services.alerting.repos.alerts import AlertFilter, AlertRepo, PgAlertRepo
 from services.alerting.repos.codec import Row, loads
 from services.alerting.routes.common import (
     fail,
+    found,
     iso,
     json_response,
     parse_limit,
@@ -105,10 +106,7 @@ def _repo(request: web.Request) -> PgAlertRepo:
 
 
 async def fetch(repo: AlertRepo, tenant: str, fingerprint: str) -> Row:
-    row = await repo.get(tenant, fingerprint)
-    if row is None:
-        fail(404, "no such alert")
-    return row
+    return found(await repo.get(tenant, fingerprint), "alert")
 
 
 async def get_alert(request: web.Request) -> web.Response:
@@ -143,8 +141,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
         )
     except StateError as exc:
         fail(409, str(exc))
-    if alert is None:
-        fail(404, "no such alert")
+    alert = found(alert, "alert")
     row = await fetch(_repo(request), tenant, request.match_info["fingerprint"])
     return json_response(alert_json(row, alert.value))
 

@@ -13,7 +13,7 @@ from services.alerting.keys import DATABASE, SETTINGS
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
 from services.alerting.repos.codec import NameTaken, Row, loads
-from services.alerting.routes.common import fail, json_response, read_object, tenant_of
+from services.alerting.routes.common import fail, found, json_response, read_object, tenant_of
 from shared.selfreport import TENANT as BELFRY_TENANT
 
 
@@ -71,10 +71,7 @@ def _repo(request: web.Request) -> PgChannelRepo:
 
 
 async def fetch(repo: ChannelRepo, tenant: str, name: str) -> Row:
-    row = await repo.get(tenant, name)
-    if row is None:
-        fail(404, "no such channel")
-    return row
+    return found(await repo.get(tenant, name), "channel")
 
 
 async def list_channels(request: web.Request) -> web.Response:

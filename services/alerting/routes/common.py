@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 import orjson
@@ -50,6 +50,16 @@ def fail(status: int, message: str, fields: dict[str, str] | None = None) -> NoR
     if fields:
         body["fields"] = fields
     raise _ERRORS[status](text=orjson.dumps(body).decode(), content_type="application/json")
+
+
+T = TypeVar("T")
+
+
+def found(thing: T | None, what: str) -> T:
+    """`thing`, or the 404 `no such <what>` when it is None."""
+    if thing is None:
+        fail(404, f"no such {what}")
+    return thing
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {

@@ -20,6 +20,7 @@ from services.alerting.repos.codec import NameTaken, Row, loads
 from services.alerting.repos.rules import PgRuleRepo, RuleRepo, rule_from_row
 from services.alerting.routes.common import (
     fail,
+    found,
     iso,
     json_response,
     parse_uuid,
@@ -100,10 +101,7 @@ async def create(
 
 async def fetch(rules: RuleRepo, tenant: str, raw_id: str) -> Row:
     rule_id = parse_uuid(raw_id)
-    row = None if rule_id is None else await rules.get(tenant, rule_id)
-    if row is None:
-        fail(404, "no such rule")
-    return row
+    return found(None if rule_id is None else await rules.get(tenant, rule_id), "rule")
 
 
 async def replace(

@@ -21,6 +21,7 @@ from services.alerting.repos.codec import Row, loads
 from services.alerting.repos.silences import PgSilenceRepo, SilenceRepo, SilenceSpec
 from services.alerting.routes.common import (
     fail,
+    found,
     json_response,
     parse_time,
     parse_uuid,
@@ -114,25 +115,17 @@ async def create(repo: SilenceRepo, tenant: str, body: Any, now: datetime) -> Si
 
 
 def _id(raw: str) -> str:
-    silence_id = parse_uuid(raw)
-    if silence_id is None:
-        fail(404, "no such silence")
-    return silence_id
+    return found(parse_uuid(raw), "silence")
 
 
 async def fetch(repo: SilenceRepo, tenant: str, raw_id: str, now: datetime) -> Silence:
-    row = await repo.get(tenant, _id(raw_id))
-    if row is None:
-        fail(404, "no such silence")
-    return silence_json(row, now)
+    return silence_json(found(await repo.get(tenant, _id(raw_id)), "silence"), now)
 
 
 async def replace(repo: SilenceRepo, tenant: str, raw_id: str, body: Any, now: datetime) -> Silence:
     silence_id = _id(raw_id)
     row = await repo.replace(tenant, silence_id, checked(body, now))
-    if row is None:
-        fail(404, "no such silence")
-    return silence_json(row, now)
+    return silence_json(found(row, "silence"), now)
 
 
 async def remove(repo: SilenceRepo, tenant: str, raw_id: str) -> None:
