@@ -1,5 +1,6 @@
-"""Schemathesis against the OpenAPI document of every HTTP service (alerting, api, ingest),
-each served by the real service on the real RabbitMQ and Postgres, with `--checks all`.
+"""Schemathesis against the OpenAPI document of every HTTP service (alerting, api, ingest,
+writer), each served by the real service on the real RabbitMQ and Postgres, with
+`--checks all`.
 
 Each service runs as in production (`python -m services.<name>`, a child process with
 this test's database and prefix); its document is fetched from it (so the route that
@@ -35,6 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.children import run_to_end
 from services.api.tenants import create_tenant
 from shared.ingest_tokens import mint_token
+from shared.openapi_gen import PROBES
 from shared.signing import SigningKeys
 from tests.support.processes import Proc
 
@@ -314,3 +316,15 @@ async def test_ingest_openapi(spawn: Any, service_env: dict[str, str], tmp_path:
         ("POST", "/api/v1/write", "204"),
         ("POST", "/v1/samples", "202"),
     )
+
+
+async def test_writer_openapi(spawn: Any, service_env: dict[str, str], tmp_path: Path) -> None:
+    # Its port serves the probes and this document only; hits reach it through RabbitMQ.
+    writer = await spawn("writer", **service_env, WRITER_MIGRATE="false")
+    await run_schemathesis(writer, "/v1/openapi.yaml", tmp_path, config=_config(tmp_path))
+    # The probes are not counted in http_requests_total (shared/httpobs.py), and
+    # schemathesis leaves out the operation its document came from: its report must say
+    # it tested every probe, /metrics that the document was fetched.
+    report = (tmp_path / "schemathesis.log").read_text()
+    assert f"Tested: {len(PROBES)}\n" in report, report
+    assert_reached(await answered(writer), ("GET", "/v1/openapi.yaml", "200"))
