@@ -30,14 +30,13 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 import orjson
-from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
     ExportLogsServiceResponse,
 )
 
 from services.ingest.contracts import ID_NEEDS_TS, NO_NUL, labels_schema, when_schema
-from services.ingest.intake.otlp import PROTOBUF, read_otlp, response_content_type
+from services.ingest.intake.otlp import encode_answer, read_otlp
 from services.ingest.intake.otlp_json import _message as json_message
 from services.ingest.intake.otlp_labels import attribute_text, resource_labels
 from services.ingest.intake.result import IntakeError
@@ -306,6 +305,4 @@ def encode_logs_response(rejected: int, message: str, content_type: str) -> byte
     if rejected or message:
         response.partial_success.rejected_log_records = rejected
         response.partial_success.error_message = message
-    if response_content_type(content_type) == PROTOBUF:
-        return response.SerializeToString()
-    return json_format.MessageToJson(response, indent=None).encode()
+    return encode_answer(response, content_type)

@@ -43,11 +43,14 @@ def otlp_metric_name(name: str) -> str | None:
     try:
         return _metric_names[name]
     except KeyError:
-        pass
+        return _remember(_metric_names, name, _new_metric_name(name))
+
+
+def _new_metric_name(name: str) -> str | None:
     out = _NOT_METRIC_CHAR.sub("_", name)
     if out[:1].isdigit():
         out = "_" + out
-    return _remember(_metric_names, name, out if out and len(out) <= MAX_NAME_LEN else None)
+    return out if out and len(out) <= MAX_NAME_LEN else None
 
 
 def otlp_label_name(key: str) -> str | None:
@@ -58,14 +61,17 @@ def otlp_label_name(key: str) -> str | None:
     try:
         return _label_names[key]
     except KeyError:
-        pass
+        return _remember(_label_names, key, _new_label_name(key))
+
+
+def _new_label_name(key: str) -> str | None:
     out = _NOT_LABEL_CHAR.sub("_", key)
     if out[:1].isdigit():
         out = "key_" + out
     elif out.startswith("__"):
         out = "key" + out
     ok = out and len(out) <= MAX_LABEL_NAME_LEN and valid_label_name(out)
-    return _remember(_label_names, key, out if ok else None)
+    return out if ok else None
 
 
 def label_name_ok(name: str) -> bool:

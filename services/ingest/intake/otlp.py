@@ -37,7 +37,7 @@ from typing import Any
 import msgspec
 import orjson
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceResponse,
 )
@@ -301,6 +301,11 @@ def encode_otlp_response(rejected: int, message: str, content_type: str) -> byte
     if rejected or message:
         response.partial_success.rejected_data_points = rejected
         response.partial_success.error_message = message
+    return encode_answer(response, content_type)
+
+
+def encode_answer(response: Message, content_type: str) -> bytes:
+    """An OTLP Export*ServiceResponse in the request's encoding."""
     if response_content_type(content_type) == PROTOBUF:
         return response.SerializeToString()
     return json_format.MessageToJson(response, indent=None).encode()
