@@ -73,11 +73,10 @@ def bucket_starts(start: datetime, end: datetime, bucket: str) -> list[datetime]
     return out
 
 
-def parse_scope(
-    query: Mapping[str, str], now: datetime, *, default_span: timedelta | None = DEFAULT_SPAN
-) -> tuple[Scope | None, dict[str, str]]:
-    """The scope named by a query string, or field errors. Without `default_span` a
-    missing bound stays open (exports); with it the range defaults to the last 30 days."""
+def parse_bounds(
+    query: Mapping[str, str],
+) -> tuple[datetime | None, datetime | None, dict[str, str]]:
+    """The query's `from` and `to` instants (None where not given), and field errors."""
     errors: dict[str, str] = {}
     bounds: dict[str, datetime | None] = {"from": None, "to": None}
     for name in bounds:
@@ -87,7 +86,15 @@ def parse_scope(
                 bounds[name] = parse_instant(raw)
             except ValueError as exc:
                 errors[name] = str(exc)
-    start, end = bounds["from"], bounds["to"]
+    return bounds["from"], bounds["to"], errors
+
+
+def parse_scope(
+    query: Mapping[str, str], now: datetime, *, default_span: timedelta | None = DEFAULT_SPAN
+) -> tuple[Scope | None, dict[str, str]]:
+    """The scope named by a query string, or field errors. Without `default_span` a
+    missing bound stays open (exports); with it the range defaults to the last 30 days."""
+    start, end, errors = parse_bounds(query)
     if default_span is not None and not errors:
         end = end or now
         if start is None and end - EARLIEST < default_span:

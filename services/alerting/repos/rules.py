@@ -29,6 +29,11 @@ FROM alert_rules r WHERE r.tenant_id = $1 ORDER BY r.spec->>'name' LIMIT 1000
 """
 
 
+def _values(rule: Rule, source: str) -> tuple[Any, ...]:
+    """The values of an alert_rules row's id, tenant_id, name, spec, enabled and source."""
+    return (rule.id, rule.tenant, rule.name, dumps(stored_doc(rule)), rule.enabled, source)
+
+
 class RuleRepo(Protocol):
     async def of_tenant(self, tenant: str) -> list[Row]: ...
     async def get(self, tenant: str, rule_id: str) -> Row | None: ...
@@ -58,12 +63,7 @@ class PgRuleRepo:
             row: Row = await conn.fetchrow(
                 f"""INSERT INTO alert_rules (id, tenant_id, name, spec, enabled, source)
                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_COLUMNS}""",
-                rule.id,
-                rule.tenant,
-                rule.name,
-                dumps(stored_doc(rule)),
-                rule.enabled,
-                source,
+                *_values(rule, source),
             )
         except asyncpg.UniqueViolationError as exc:
             raise NameTaken(rule.name) from exc
@@ -118,11 +118,6 @@ async def upsert_rule(conn: Conn, rule: Rule, source: str = "api") -> str:
            ON CONFLICT (tenant_id, name) DO UPDATE SET spec = EXCLUDED.spec,
                enabled = EXCLUDED.enabled, source = EXCLUDED.source, updated_at = now()
            RETURNING id""",
-        rule.id,
-        rule.tenant,
-        rule.name,
-        dumps(stored_doc(rule)),
-        rule.enabled,
-        source,
+        *_values(rule, source),
     )
     return str(row["id"])

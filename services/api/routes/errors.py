@@ -22,7 +22,7 @@ from services.api.contracts_answers import MAX_GROUPS
 from services.api.http import bad_request, json_response, not_found
 from services.api.keys import DEPS
 from services.api.repos.errors import PgErrorRepo
-from services.api.timerange import DEFAULT_SPAN, EARLIEST, parse_instant
+from services.api.timerange import DEFAULT_SPAN, EARLIEST, parse_bounds
 from shared.errors_contract import valid_fingerprint
 
 # Canonical UUID spelling only: anything else can't be an error's id (and Postgres would
@@ -31,16 +31,7 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 def _bounds(request: web.Request) -> tuple[datetime | None, datetime | None, dict[str, str]]:
-    errors: dict[str, str] = {}
-    bounds: dict[str, datetime | None] = {"from": None, "to": None}
-    for name in bounds:
-        raw = request.query.get(name)
-        if raw:
-            try:
-                bounds[name] = parse_instant(raw)
-            except ValueError as exc:
-                errors[name] = str(exc)
-    start, end = bounds["from"], bounds["to"]
+    start, end, errors = parse_bounds(request.query)
     if start is not None and end is not None and start >= end:
         errors["to"] = "must be after from"
     return start, end, errors
