@@ -142,15 +142,18 @@ class _Decoding(DecodeResult):
         return False
 
     def start(
-        self, name: str, point: Any, base: dict[str, str]
+        self, name: str, point: Any, base: dict[str, str], count: int
     ) -> tuple[dict[str, str], int] | None:
-        """The point's labels and ms timestamp, or None if it is dropped or refused."""
+        """The point's labels and ms timestamp, or None if it is dropped or refused, or
+        its `count` samples would not fit in the request's bound."""
         if point.flags & _NO_RECORDED_VALUE:
             self.dropped += 1
             return None
         labels = point_labels(base, point.attributes)
         if isinstance(labels, tuple):
             self.reject(labels[0], f"{name}: {labels[1]}")
+            return None
+        if not self.room(count):
             return None
         return labels, point.time_unix_nano // 1_000_000 or self.now_ms
 
@@ -215,8 +218,8 @@ def _numbers(out: _Decoding, name: str, points: Any, base: dict[str, str], kind:
         if not isfinite(value) and not point.flags & _NO_RECORDED_VALUE:
             out.reject(NON_FINITE, f"{name}: value {value}")
             continue
-        started = out.start(name, point, base)
-        if started is not None and out.room(1):
+        started = out.start(name, point, base, 1)
+        if started is not None:
             out.samples.append(Sample(name, value, started[1], started[0], kind))
 
 
@@ -233,8 +236,8 @@ def _histogram(out: _Decoding, name: str, point: Any, base: dict[str, str]) -> N
     if problem and not point.flags & _NO_RECORDED_VALUE:
         out.reject(BAD_POINT if "sum" not in problem else NON_FINITE, f"{name}: {problem}")
         return
-    started = out.start(name, point, base)
-    if started is None or not out.room(len(counts) + 2):
+    started = out.start(name, point, base, len(counts) + 2)
+    if started is None:
         return
     labels, ts = started
     add = out.samples.append
@@ -267,8 +270,8 @@ def _summary(out: _Decoding, name: str, point: Any, base: dict[str, str]) -> Non
         if not isfinite(point.sum):
             out.reject(NON_FINITE, f"{name}: sum {point.sum}")
             return
-    started = out.start(name, point, base)
-    if started is None or not out.room(len(quantiles) + 2):
+    started = out.start(name, point, base, len(quantiles) + 2)
+    if started is None:
         return
     labels, ts = started
     add = out.samples.append
