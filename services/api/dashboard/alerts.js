@@ -40,6 +40,13 @@
     var td = el("td", "none", text, el("tr", null, null, tbody));
     td.colSpan = cols;
   }
+  // Table body `id` with a row per item, filled by `fill(item, tr)`, or one saying `empty`.
+  function rows(id, list, cols, empty, fill) {
+    var tbody = $(id);
+    clear(tbody);
+    if (!list.length) emptyRow(tbody, cols, empty);
+    list.forEach(function (item) { fill(item, el("tr", null, null, tbody)); });
+  }
   function showAuth(message) {
     $("auth").classList.remove("hidden");
     $("auth-error").textContent = message || "";
@@ -100,13 +107,10 @@
   }
 
   function renderAlerts(list) {
-    var tbody = $("alerts");
-    clear(tbody);
     alerts = {};
-    if (!list.length) { emptyRow(tbody, 6, "No active alerts"); return; }
-    list.forEach(function (a) {
+    rows("alerts", list, 6, "No active alerts", function (a, tr) {
       alerts[a.fingerprint] = a;
-      var tr = el("tr", "sev-" + a.severity, null, tbody);
+      tr.className = "sev-" + a.severity;
       tr.setAttribute("data-fp", a.fingerprint);
       tr.setAttribute("data-state", a.state);
       var st = el("td", null, null, tr);
@@ -143,11 +147,7 @@
   }
 
   function renderSilences(list) {
-    var tbody = $("silences");
-    clear(tbody);
-    if (!list.length) { emptyRow(tbody, 5, "No active silences"); return; }
-    list.forEach(function (s) {
-      var tr = el("tr", null, null, tbody);
+    rows("silences", list, 5, "No active silences", function (s, tr) {
       tr.setAttribute("data-silence", s.id);
       var m = el("td", null, null, tr);
       var box = el("div", "chips", null, m);
@@ -160,11 +160,7 @@
   }
 
   function renderNotifications(list, rules) {
-    var tbody = $("notifications");
-    clear(tbody);
-    if (!list.length) { emptyRow(tbody, 7, "No notifications in this range"); return; }
-    list.forEach(function (n) {
-      var tr = el("tr", null, null, tbody);
+    rows("notifications", list, 7, "No notifications in this range", function (n, tr) {
       tr.setAttribute("data-notification", n.notification_id);
       tr.setAttribute("data-status", n.status);
       el("td", null, when(n.created_at), tr);
@@ -185,11 +181,7 @@
       (ev.last_evaluated_at ? ", last " + when(ev.last_evaluated_at) : "") +
       " · " + plural(ev.ticks, "tick", "ticks") + " since start" +
       (ev.last_error ? " · last error: " + ev.last_error : "");
-    var tbody = $("rules");
-    clear(tbody);
-    if (!activity.rules.length) emptyRow(tbody, 5, "No rules");
-    activity.rules.forEach(function (r) {
-      var tr = el("tr", null, null, tbody);
+    rows("rules", activity.rules, 5, "No rules", function (r, tr) {
       tr.setAttribute("data-rule", r.id);
       el("td", null, r.name, tr);
       el("td", null, r.severity || "", tr);
@@ -198,11 +190,7 @@
       el("td", null, parts.join(" · ") || "none", tr);
       el("td", null, when(r.last_transition_at), tr);
     });
-    tbody = $("channels");
-    clear(tbody);
-    if (!activity.channels.length) emptyRow(tbody, 5, "No channels");
-    activity.channels.forEach(function (c) {
-      var tr = el("tr", null, null, tbody);
+    rows("channels", activity.channels, 5, "No channels", function (c, tr) {
       tr.setAttribute("data-channel", c.name);
       el("td", null, c.name, tr);
       el("td", null, c.type, tr);
