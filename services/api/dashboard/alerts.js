@@ -385,21 +385,16 @@
     C.markRange(fragment, name);
     loadAll();
   }
-  C.onRange(selectRange);
-  $("auth").addEventListener("submit", function (ev) {
-    ev.preventDefault();
-    key = $("key-input").value.trim();
-    fragment.set("key", key);
-    selectRange(range);
-    if (!streaming) stream();
-  });
-  // A new key pasted into the address bar (only the fragment changes: no reload).
-  window.addEventListener("hashchange", function () {
-    fragment = new URLSearchParams(location.hash.slice(1));
+  // A new key: the fragment keeps it, the range it names (or the one shown) is loaded, and
+  // the stream opens with it if it was not running.
+  function useKey(given) {
+    fragment = given;
     key = fragment.get("key") || "";
     selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
     if (!streaming) stream();
-  });
+  }
+  C.onRange(selectRange);
+  C.onKey(function (typed) { fragment.set("key", typed); useKey(fragment); }, useKey);
   selectRange(range);
   stream();
   C.poll(loadAll);

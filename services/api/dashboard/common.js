@@ -54,6 +54,17 @@ var BelfryConsole = (function () {
     history.replaceState(null, "", "#" + fragment.toString());
     navLinks(fragment);
   }
+  // The API key comes from the form (`typed(key)`) or from a new fragment pasted into the
+  // address bar (`pasted(fragment)`: only the fragment changes, so the page is not reloaded).
+  function onKey(typed, pasted) {
+    $("auth").addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      typed($("key-input").value.trim());
+    });
+    window.addEventListener("hashchange", function () {
+      pasted(new URLSearchParams(location.hash.slice(1)));
+    });
+  }
   // A click on one of the #ranges buttons selects that range.
   function onRange(select) {
     $("ranges").addEventListener("click", function (ev) {
@@ -64,6 +75,6 @@ var BelfryConsole = (function () {
   return {
     $: $, fmt: fmt, duration: duration, setMetric: setMetric, clear: clear, el: el,
     status: status, pollMs: pollMs, poll: poll, navLinks: navLinks,
-    markRange: markRange, onRange: onRange
+    markRange: markRange, onKey: onKey, onRange: onRange
   };
 })();

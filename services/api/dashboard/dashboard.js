@@ -274,26 +274,19 @@
     load();
   }
 
+  // A new key: the fragment keeps it, and the range it names (or the one shown) is loaded.
+  function useKey(given) {
+    fragment = given;
+    key = fragment.get("key") || "";
+    selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
+  }
   C.onRange(selectRange);
-  $("auth").addEventListener("submit", function (ev) {
-    ev.preventDefault();
-    key = $("key-input").value.trim();
-    fragment.set("key", key);
-    history.replaceState(null, "", "#" + fragment.toString());
-    C.navLinks(fragment);
-    load();
-  });
+  C.onKey(function (typed) { fragment.set("key", typed); useKey(fragment); }, useKey);
   // The chart is drawn at its element's width: redraw it when that changes (a phone turned).
   var resizing = null;
   window.addEventListener("resize", function () {
     clearTimeout(resizing);
     resizing = setTimeout(function () { if (lastData) renderChart(lastData); }, 100);
-  });
-  // A new key pasted into the address bar (only the fragment changes: no reload).
-  window.addEventListener("hashchange", function () {
-    fragment = new URLSearchParams(location.hash.slice(1));
-    key = fragment.get("key") || "";
-    selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
   });
   selectRange(range);
   timer = C.poll(load);

@@ -218,17 +218,14 @@
   });
   $("letters-close").addEventListener("click", function () { $("letters-panel").classList.add("hidden"); });
   $("show-delay").addEventListener("change", load);
-  $("auth").addEventListener("submit", function (ev) {
-    ev.preventDefault();
-    key = $("key-input").value.trim();
+  C.onKey(function (typed) {
+    key = typed;
     fragment.set("key", key);
     history.replaceState(null, "", "#" + fragment.toString());
     keepKey();
     load();
-  });
-  // A new key pasted into the address bar (only the fragment changes: no reload).
-  window.addEventListener("hashchange", function () {
-    fragment = new URLSearchParams(location.hash.slice(1));
+  }, function (given) {
+    fragment = given;
     key = fragment.get("key") || "";
     keepKey();
     load();
