@@ -29,20 +29,51 @@ from shared.ids import valid_tenant
 
 ASSETS = Path(__file__).resolve().parent.parent / "dashboard"
 
-# page name → (template, title, stylesheets inlined in this order, script)
-PAGES: dict[str, tuple[str, str, tuple[str, ...], str]] = {
-    "dashboard": ("page.html", "Belfry · {tenant}", ("dashboard.css",), "dashboard.js"),
-    "alerts": (
+
+@dataclass(frozen=True, slots=True)
+class PageSpec:
+    template: str
+    title: str
+    sheets: tuple[str, ...]  # inlined in this order
+    script: str
+    # The key form's: how to open the page with a key, and what its button shows.
+    auth_hint: str
+    auth_what: str
+
+
+PAGES: dict[str, PageSpec] = {
+    "dashboard": PageSpec(
+        "page.html",
+        "Belfry · {tenant}",
+        ("dashboard.css",),
+        "dashboard.js",
+        "Open this page as <code>/{tenant}/dashboard#key=&lt;your api key&gt;</code>, or paste"
+        " the key here.",
+        "figures",
+    ),
+    "alerts": PageSpec(
         "alerts.html",
         "Belfry · {tenant} · alerts",
         ("dashboard.css", "alerts.css"),
         "alerts.js",
+        "Open this page as <code>/{tenant}/console/alerts#key=&lt;your api key&gt;</code>, or"
+        " paste the key here.",
+        "alerts",
     ),
-    "health": ("health.html", "Belfry · health", ("health.css",), "health.js"),
+    "health": PageSpec(
+        "health.html",
+        "Belfry · health",
+        ("health.css",),
+        "health.js",
+        "This view is for Belfry's operators: open it as"
+        " <code>/console/health#key=&lt;an API key of tenant belfry&gt;</code>, or paste the"
+        " key here.",
+        "health",
+    ),
 }
-# Fragments a template includes as a `{name}` line: the head every page shares, and the
-# range buttons with the live status of the pages that have a time range.
-FRAGMENTS = ("head", "ranges")
+# Fragments a template includes as a `{name}` line: the head every page shares, the key
+# form, and the range buttons with the live status of the pages that have a time range.
+FRAGMENTS = ("head", "auth", "ranges")
 # The helpers every page's script shares, inlined ahead of it in the same <script>.
 COMMON_JS = "common.js"
 
@@ -62,23 +93,27 @@ def _sha256(text: str) -> str:
 @cache
 def _assets(name: str = "dashboard") -> Page:
     """A page's template, CSS, JS and Content-Security-Policy, read once."""
-    template, title, sheets, script = PAGES[name]
-    css = "\n".join((ASSETS / sheet).read_text() for sheet in sheets)
-    js = (ASSETS / COMMON_JS).read_text() + (ASSETS / script).read_text()
+    spec = PAGES[name]
+    css = "\n".join((ASSETS / sheet).read_text() for sheet in spec.sheets)
+    js = (ASSETS / COMMON_JS).read_text() + (ASSETS / spec.script).read_text()
     csp = (
         f"default-src 'none'; script-src {_sha256(js)}; style-src {_sha256(css)}; "
         "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
         "frame-ancestors 'none'"
     )
-    return Page(_assemble(template, title), css, js, csp)
+    return Page(_assemble(spec), css, js, csp)
 
 
-def _assemble(template: str, title: str) -> str:
-    """A page's template with its fragments in, its title set (still holding `{tenant}`)."""
-    text = (ASSETS / template).read_text()
+def _assemble(spec: PageSpec) -> str:
+    """A page's template with its fragments in, its texts set (still holding `{tenant}`)."""
+    text = (ASSETS / spec.template).read_text()
     for fragment in FRAGMENTS:
         text = text.replace("{" + fragment + "}\n", (ASSETS / f"{fragment}.html").read_text())
-    return text.replace("{title}", title)
+    return (
+        text.replace("{title}", spec.title)
+        .replace("{auth_hint}", spec.auth_hint)
+        .replace("{auth_what}", spec.auth_what)
+    )
 
 
 def render(tenant: str, poll_seconds: int, open_mode: bool, name: str = "dashboard") -> str:
