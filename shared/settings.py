@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from shared import __version__
@@ -20,6 +21,9 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/belfry"
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -39,13 +43,9 @@ class Env:
     def integer(
         self, name: str, default: int, *, lo: int | None = None, hi: int | None = None
     ) -> int:
-        raw = self._env.get(name)
-        if raw is None or raw == "":
+        value = self._converted(name, int, "an integer")
+        if value is None:
             return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
         if lo is not None and value < lo:
             raise SettingsError(f"{name} must be >= {lo}, got {value}")
         if hi is not None and value > hi:
@@ -53,16 +53,23 @@ class Env:
         return value
 
     def number(self, name: str, default: float, *, lo: float = 0.0) -> float:
+        value = self._converted(name, float, "a number")
+        if value is None:
+            return default
+        if not math.isfinite(value) or value < lo:
+            raise SettingsError(f"{name} must be a finite number >= {lo}, got {self._env[name]!r}")
+        return value
+
+    def _converted(self, name: str, convert: Callable[[str], T], what: str) -> T | None:
+        """`name`'s value converted, None when unset or empty; SettingsError saying it
+        must be `what` when it does not convert."""
         raw = self._env.get(name)
         if raw is None or raw == "":
-            return default
+            return None
         try:
-            value = float(raw)
+            return convert(raw)
         except ValueError:
-            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
-        if not math.isfinite(value) or value < lo:
-            raise SettingsError(f"{name} must be a finite number >= {lo}, got {raw!r}")
-        return value
+            raise SettingsError(f"{name} must be {what}, got {raw!r}") from None
 
     def flag(self, name: str, default: bool) -> bool:
         raw = self._env.get(name)
