@@ -16,6 +16,7 @@ from typing import Any
 from services.alerting import contracts as c
 from services.alerting.contracts_described import DESCRIBED
 from services.alerting.contracts_rules import RuleInput
+from shared import probe_contracts
 from shared.openapi_gen import (
     REF,
     Op,
@@ -32,7 +33,7 @@ from shared.openapi_gen import (
 __all__ = ["REF", "Op", "error_answer", "path_param", "query", "ref", "render"]
 
 # Every contract type the document names (the types they use are found from them).
-TYPES = (*c.TYPES, RuleInput)
+TYPES = (*c.TYPES, RuleInput, *probe_contracts.TYPES)
 DESCRIPTION = """\
 Rules on metric events, the alert lifecycle (inactive → pending → firing → resolved,
 plus acknowledged and silenced), silences, notification channels, the notification

@@ -8,6 +8,7 @@ from typing import Any
 
 from services.alerting import contracts as c
 from services.alerting.openapi import Op, error_answer, path_param, query, ref
+from shared.openapi_gen import PROBES
 
 UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
 TEXT = ref("Text")
@@ -151,4 +152,4 @@ _AM = [
        " 1 MiB is a 413. Answers 200 with an empty body, as Alertmanager does."),
 ]  # fmt: skip
 
-OPERATIONS: list[Op] = [*_ALERTS, *_RULES, *_SILENCES, *_CHANNELS, *_NOTIFICATIONS, *_AM]
+OPERATIONS: list[Op] = [*_ALERTS, *_RULES, *_SILENCES, *_CHANNELS, *_NOTIFICATIONS, *_AM, *PROBES]
