@@ -10,9 +10,7 @@
   var body = document.body;
   var RANGES = { "24h": 864e5, "7d": 7 * 864e5, "30d": 30 * 864e5, "365d": 365 * 864e5 };
   var ACTIVE = ["firing", "acknowledged", "silenced", "pending"];
-  var fragment = new URLSearchParams(location.hash.slice(1));
-  var key = fragment.get("key") || "";
-  var range = RANGES[fragment.get("range")] ? fragment.get("range") : "24h";
+  var page = { key: "", range: "24h" };  // from the fragment: C.rangedPage
   var alerts = {};
   // `streaming`: the stream loop runs (connected, or waiting to reconnect).
   var streamBackoff = 1000, streaming = false, reloadTimer = null;
@@ -56,7 +54,7 @@
   // One call to the alerting API through this origin; rejects with the API's reason.
   function api(path, options) {
     options = options || {};
-    var headers = { Authorization: "Bearer " + key };
+    var headers = { Authorization: "Bearer " + page.key };
     if (options.body != null) headers["Content-Type"] = "application/json";
     return fetch("api/" + path, {
       method: options.method || "GET", headers: headers, cache: "no-store",
@@ -77,7 +75,7 @@
     });
   }
   function rangeQuery(names) {
-    var until = new Date(), since = new Date(until.getTime() - RANGES[range]);
+    var until = new Date(), since = new Date(until.getTime() - RANGES[page.range]);
     var q = new URLSearchParams();
     q.set(names[0], since.toISOString());
     if (names[1]) q.set(names[1], until.toISOString());
@@ -212,7 +210,7 @@
     return api("alerts?" + q + "&limit=500").then(function (d) { renderAlerts(d.alerts); });
   }
   function loadAll() {
-    if (!key) { showAuth(""); return Promise.resolve(); }
+    if (!page.key) { showAuth(""); return Promise.resolve(); }
     return Promise.all([
       loadAlerts(),
       api("stats?" + rangeQuery(["since", "until"])),
@@ -243,9 +241,9 @@
 
   // The SSE stream, read with fetch: `event: transition` → reload.
   function stream() {
-    streaming = !!key;
-    if (!key) return;
-    fetch("api/alerts/stream", { headers: { Authorization: "Bearer " + key }, cache: "no-store" })
+    streaming = !!page.key;
+    if (!page.key) return;
+    fetch("api/alerts/stream", { headers: { Authorization: "Bearer " + page.key }, cache: "no-store" })
       .then(function (resp) {
         if (!resp.ok || !resp.body) throw new Error("HTTP " + resp.status);
         var reader = resp.body.getReader(), decoder = new TextDecoder(), buf = "";
@@ -380,22 +378,7 @@
   $("silence-cancel").addEventListener("click", function () { $("silence-panel").classList.add("hidden"); });
   $("timeline-close").addEventListener("click", function () { $("timeline-panel").classList.add("hidden"); });
 
-  function selectRange(name) {
-    range = name;
-    C.markRange(fragment, name);
-    loadAll();
-  }
-  // A new key: the fragment keeps it, the range it names (or the one shown) is loaded, and
-  // the stream opens with it if it was not running.
-  function useKey(given) {
-    fragment = given;
-    key = fragment.get("key") || "";
-    selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
-    if (!streaming) stream();
-  }
-  C.onRange(selectRange);
-  C.onKey(function (typed) { fragment.set("key", typed); useKey(fragment); }, useKey);
-  selectRange(range);
-  stream();
+  // A new key opens the stream with it if it was not running.
+  C.rangedPage(page, RANGES, loadAll, function () { if (!streaming) stream(); });
   C.poll(loadAll);
 })();

@@ -65,6 +65,27 @@ var BelfryConsole = (function () {
       pasted(new URLSearchParams(location.hash.slice(1)));
     });
   }
+  // A page with a time range: `page.key` and `page.range` start from the fragment (a range
+  // of `ranges`, else `page.range`); the range buttons, the key form and a pasted fragment
+  // change them, the fragment (and so the nav links) keeps them, and `changed()` runs; a
+  // new key runs `keyed()` after. Selects the first range, so loads, at once.
+  function rangedPage(page, ranges, changed, keyed) {
+    var fragment;
+    function select(name) {
+      page.range = name;
+      markRange(fragment, name);
+      changed();
+    }
+    function useKey(given) {
+      fragment = given;
+      page.key = fragment.get("key") || "";
+      select(ranges[fragment.get("range")] ? fragment.get("range") : page.range);
+      if (keyed) keyed();
+    }
+    onRange(select);
+    onKey(function (typed) { fragment.set("key", typed); useKey(fragment); }, useKey);
+    useKey(new URLSearchParams(location.hash.slice(1)));
+  }
   // A click on one of the #ranges buttons selects that range.
   function onRange(select) {
     $("ranges").addEventListener("click", function (ev) {
@@ -75,6 +96,7 @@ var BelfryConsole = (function () {
   return {
     $: $, fmt: fmt, duration: duration, setMetric: setMetric, clear: clear, el: el,
     status: status, pollMs: pollMs, poll: poll, navLinks: navLinks,
-    markRange: markRange, onKey: onKey, onRange: onRange
+    markRange: markRange, onKey: onKey, onRange: onRange,
+    rangedPage: rangedPage
   };
 })();

@@ -24,9 +24,7 @@
   };
   var MACHINE_COLOURS = ["#f29d38", "#e8743b", "#d4a017", "#c75d8c", "#8e6bd8", "#7c8598", "#b07f4f"];
 
-  var fragment = new URLSearchParams(location.hash.slice(1));
-  var key = fragment.get("key") || "";
-  var range = RANGES[fragment.get("range")] ? fragment.get("range") : "30d";
+  var page = { key: "", range: "30d" };  // from the fragment: C.rangedPage
   var timer = null;
   var inFlight = false;
   var lastData = null;
@@ -240,12 +238,12 @@
 
   function load() {
     if (inFlight) return;
-    if (!key && !openMode) { showAuth(""); return; }
+    if (!page.key && !openMode) { showAuth(""); return; }
     inFlight = true;
-    var r = RANGES[range];
+    var r = RANGES[page.range];
     var to = new Date(), from = new Date(to.getTime() - r.ms);
     var q = new URLSearchParams({ from: from.toISOString(), to: to.toISOString(), bucket: r.bucket });
-    var headers = key ? { Authorization: "Bearer " + key } : {};
+    var headers = page.key ? { Authorization: "Bearer " + page.key } : {};
     fetch("stats?" + q.toString(), { headers: headers, cache: "no-store" })
       .then(function (resp) {
         if (resp.status === 401 || resp.status === 404) {
@@ -268,26 +266,12 @@
       .then(function () { inFlight = false; });
   }
 
-  function selectRange(name) {
-    range = name;
-    C.markRange(fragment, name);
-    load();
-  }
-
-  // A new key: the fragment keeps it, and the range it names (or the one shown) is loaded.
-  function useKey(given) {
-    fragment = given;
-    key = fragment.get("key") || "";
-    selectRange(RANGES[fragment.get("range")] ? fragment.get("range") : range);
-  }
-  C.onRange(selectRange);
-  C.onKey(function (typed) { fragment.set("key", typed); useKey(fragment); }, useKey);
   // The chart is drawn at its element's width: redraw it when that changes (a phone turned).
   var resizing = null;
   window.addEventListener("resize", function () {
     clearTimeout(resizing);
     resizing = setTimeout(function () { if (lastData) renderChart(lastData); }, 100);
   });
-  selectRange(range);
+  C.rangedPage(page, RANGES, load);
   timer = C.poll(load);
 })();
