@@ -14,10 +14,11 @@ first. The default, one eager batch, measured best on the 2-core bench (wrk -c64
 message and ~12% less CPU per hit across ingest, RabbitMQ and the writer, because the
 broker's cost is per message. Re-measured 2026-12-01 with 1, 2, 4 and 8 alternating every
 0.5 s inside one ingest process under wrk -c64 (so the shared machine's noise hits each
-alike): 1 still answered the most (4,980 requests/s against 4,157-4,521, load average ~5),
-with 30 events per message against 21-27 and the least ingest CPU per hit; at -c512 all
-were within noise. A batch costs ingest ~250 us of CPU however small (a socket write,
-the confirm's read, aio-pika), so more eager batches pay more than the shorter wait wins.
+alike): 1 answered as many or more (4,980 requests/s against 4,157-4,521 at load average
+~5; all within 5% in another run), with 30-34 events per message against 21-27 and no more
+ingest CPU per hit; at -c512 all were within noise. A batch costs ingest ~250 us of CPU
+however small (a socket write, the confirm's read, aio-pika), so more eager batches pay
+more than the shorter wait wins.
 
 While anything is spooled, new batches are spooled too, so replay keeps arrival order.
 In that spool mode the open batch always fills for `max_delay` (a spool append is an
