@@ -17,9 +17,6 @@ Two kinds of schema metadata:
 
 from __future__ import annotations
 
-import re
-import typing
-from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
@@ -96,52 +93,6 @@ class Error(msgspec.Struct):
 
 
 # --- decoding ------------------------------------------------------------------------
-
-
-def field_values(
-    cls: type[T], doc: Any, messages: Mapping[str, str] | None = None
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Each field of `doc` converted to its type on its own, so that every field's
-    problem is found, not only the first: (values that converted by their JSON names,
-    errors by path).
-    `messages`: the problem to report for a field whose own value is refused (missing
-    or of the wrong type), instead of msgspec's wording."""
-    messages = messages or {}
-    if not isinstance(doc, Mapping):
-        return {}, {"body": "must be a JSON object"}
-    info = msgspec.inspect.type_info(cls)
-    assert isinstance(info, msgspec.inspect.StructType)
-    hints = typing.get_type_hints(cls, include_extras=True)
-    values: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    known = {f.encode_name for f in info.fields}
-    if info.forbid_unknown_fields:
-        errors.update({str(k): "unknown field" for k in doc if k not in known})
-    for field in info.fields:
-        name = field.encode_name
-        if name not in doc:
-            if field.required:
-                errors[name] = messages.get(name, "required")
-            continue
-        try:
-            values[name] = msgspec.convert(doc[name], hints[field.name])
-        except msgspec.ValidationError as exc:
-            where, problem = located(str(exc))
-            errors[name + where] = messages.get(name, problem) if not where else problem
-    return values, errors
-
-
-_AT = re.compile(r"^(?P<problem>.*) - at `(?:key` in `)?\$(?P<path>[^`]*)`$", re.DOTALL)
-
-
-def located(message: str) -> tuple[str, str]:
-    """msgspec's "Expected `str`, got `int` - at `$[0].label`" as (".0.label", problem);
-    a refused key ("... - at `key` in `$[0]`") is reported at its object."""
-    match = _AT.match(message)
-    if match is None:
-        return "", message
-    path = match["path"].replace("[...]", "").replace("][", ".").replace("[", ".")
-    return path.replace("]", ""), match["problem"]
 
 
 def encoded(value: Any) -> Any:
@@ -330,27 +281,6 @@ class AlertDetail(Alert):
 
 class Alerts(msgspec.Struct):
     alerts: list[Alert]
-
-
-def document_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """A component as the document states it: msgspec's schema of the Struct `name`, plus
-    its documentation-only `doc_schema` keywords and `doc_fields` property schemas."""
-    schema = {k: v for k, v in schema.items() if k != "title"}
-    cls = _structs().get(name)
-    schema.update(getattr(cls, "doc_schema", {}))
-    for field, stated in getattr(cls, "doc_fields", {}).items():
-        schema["properties"][field] = stated
-    return schema
-
-
-def _structs() -> dict[str, type[msgspec.Struct]]:
-    found: list[type[msgspec.Struct]] = []
-    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
-    while pending:
-        for sub in pending.pop().__subclasses__():
-            found.append(sub)
-            pending.append(sub)
-    return {c.__name__: c for c in found if c.__module__.startswith("services.alerting.contracts")}
 
 
 # --- channels, statistics, the console's views (responses) ---------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.alerting.rules.matcher import AGGREGATIONS
+
 
 def _channel(
     kind: str,
@@ -174,20 +176,7 @@ DESCRIBED: dict[str, dict[str, Any]] = {
             "matchers": {"anyOf": [{"$ref": "#/components/schemas/Matchers"}, {"type": "null"}]},
             "aggregation": {
                 "type": ["string", "null"],
-                "enum": [
-                    "avg",
-                    "min",
-                    "max",
-                    "sum",
-                    "count",
-                    "rate",
-                    "increase",
-                    "p50",
-                    "p95",
-                    "p99",
-                    "last",
-                    None,
-                ],
+                "enum": [*AGGREGATIONS, None],
                 "default": "last",
             },
             "window": {

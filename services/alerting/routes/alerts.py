@@ -13,7 +13,6 @@ from services.alerting.contracts import (
     AlertDetail,
     Alerts,
     Transition,
-    field_values,
 )
 from services.alerting.engine.state import SEVERITIES_FOR_METRICS, STATES, StateError
 from services.alerting.keys import DATABASE, ENGINE
@@ -29,6 +28,7 @@ from services.alerting.routes.common import (
     read_json,
     tenant_of,
 )
+from shared.decoding import field_values
 
 
 def alert_json(row: Row, value: float | None = None) -> Alert:

@@ -8,12 +8,13 @@ from typing import Any
 
 from aiohttp import web
 
-from services.alerting.contracts import CHANNEL_NAME, Channel, ChannelBody, Channels, field_values
+from services.alerting.contracts import CHANNEL_NAME, Channel, ChannelBody, Channels
 from services.alerting.keys import DATABASE, SETTINGS
 from services.alerting.notify.config import redact_channel_config, validate_channel_config
 from services.alerting.repos.channels import ChannelRepo, PgChannelRepo
 from services.alerting.repos.codec import NameTaken, Row, loads
 from services.alerting.routes.common import fail, found, json_response, read_object, tenant_of
+from shared.decoding import field_values
 from shared.selfreport import TENANT as BELFRY_TENANT
 
 

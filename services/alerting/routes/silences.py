@@ -14,7 +14,6 @@ from services.alerting.contracts import (
     SilenceInput,
     Silences,
     StoredMatcher,
-    field_values,
 )
 from services.alerting.keys import DATABASE, DEPS
 from services.alerting.repos.codec import Row, loads
@@ -31,6 +30,7 @@ from services.alerting.routes.common import (
 from services.alerting.rules.matchdoc import check_matchers, matchers_of
 from services.alerting.rules.parse import ParseError, parse_duration
 from services.alerting.rules.validate import RuleError
+from shared.decoding import field_values
 
 
 def silence_json(row: Row, now: datetime) -> Silence:

@@ -11,10 +11,11 @@ from typing import Any
 
 import msgspec
 
-from services.alerting.contracts import MatcherInput, located
+from services.alerting.contracts import MatcherInput
 from services.alerting.contracts_rules import MAX_VALUE, Matchers
 from services.alerting.rules.matcher import Matcher
 from services.alerting.rules.regex import regex_problem
+from shared.decoding import located
 
 MATCHERS_PROBLEM = "must be a list of {label, op, value} or an object of label values"
 

@@ -25,7 +25,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from services.alerting.contracts import field_values
 from services.alerting.contracts_rules import NoData, RuleInput
 from services.alerting.rules.expr import Selector, check, selectors
 from services.alerting.rules.exprdoc import expr_from_doc
@@ -43,6 +42,7 @@ from services.alerting.rules.parse import (
     parse_duration,
 )
 from services.alerting.rules.template import template_errors
+from shared.decoding import field_values
 from shared.jsonnum import json_int
 
 # Set by a condition; giving one of them beside it is ambiguous.
