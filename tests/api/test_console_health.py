@@ -30,6 +30,7 @@ from tests.conftest import Started
 from tests.integration.helpers import ready
 from tests.support.eventually import eventually
 from tests.support.processes import free_port
+from tests.support.prometheus import exporter
 from tests.support.tcpproxy import TcpProxy
 
 
@@ -416,18 +417,5 @@ async def test_a_large_metrics_text_is_read_to_its_end() -> None:
     filler = "".join(f'some_metric{{n="{i}"}} 1\n' for i in range(20_000))  # ~500 KB
     text = filler + "belfry_writer_lag_seconds 3.0\n"
 
-    async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=text)
-
-    app = web.Application()
-    app.router.add_get("/metrics", metrics)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http:
-            assert await _figures(http, f"http://127.0.0.1:{port}") == {"lag_seconds": 3.0}
-    finally:
-        await runner.cleanup()
+    async with exporter(text) as where, aiohttp.ClientSession() as http:
+        assert await _figures(http, f"http://{where}") == {"lag_seconds": 3.0}

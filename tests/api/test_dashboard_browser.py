@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import shutil
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -19,10 +17,10 @@ import pytest
 from devtools.children import run_to_end
 from tests.api.conftest import Row, new_tenant, seed_email, seed_events
 from tests.conftest import Started
+from tests.support.browser import CHROMIUM, chromium_argv
 
 EMPTY = "\N{EN DASH}"  # what the page shows for a figure that has no value
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium)"
 )
@@ -63,22 +61,9 @@ class Rendered(HTMLParser):
 async def chromium(url: str, profile: Path, *extra: str) -> str:
     """What headless chromium writes on stdout (its stderr is chatter, kept apart in a log
     beside the profile for a failure's message)."""
-    assert CHROMIUM is not None
-    argv = [
-        CHROMIUM,
-        "--headless=new",
-        "--disable-gpu",
-        "--no-first-run",
-        "--hide-scrollbars",
-        "--disable-extensions",
-        "--no-default-browser-check",
-        f"--user-data-dir={profile}",
-        *(["--no-sandbox"] if os.geteuid() == 0 else []),
-        "--virtual-time-budget=8000",
-        "--window-size=1280,1320",
-        *extra,
-        url,
-    ]
+    argv = chromium_argv(
+        profile, "--virtual-time-budget=8000", "--window-size=1280,1320", *extra, url
+    )
     out = profile.with_name(profile.name + ".out")
     log = profile.with_name(profile.name + ".log")
     browser = await run_to_end("chromium", argv, log=log, stdout=out, timeout=60)

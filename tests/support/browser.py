@@ -87,12 +87,10 @@ class Page:
         return path
 
 
-@asynccontextmanager
-async def chromium_tab(profile: Path) -> AsyncIterator[Page]:
-    """Headless Chromium with its own profile directory, started and stopped by devtools
-    (its output in `<profile>.log`); its first tab."""
+def chromium_argv(profile: Path, *extra: str) -> list[str]:
+    """Headless Chromium's command line with its own profile directory, then `extra`."""
     assert CHROMIUM is not None, "chromium is not installed (Debian: apt-get install chromium)"
-    argv = [
+    return [
         CHROMIUM,
         "--headless=new",
         "--disable-gpu",
@@ -102,9 +100,15 @@ async def chromium_tab(profile: Path) -> AsyncIterator[Page]:
         "--no-default-browser-check",
         f"--user-data-dir={profile}",
         *(["--no-sandbox"] if os.geteuid() == 0 else []),
-        "--remote-debugging-port=0",
-        "about:blank",
+        *extra,
     ]
+
+
+@asynccontextmanager
+async def chromium_tab(profile: Path) -> AsyncIterator[Page]:
+    """Headless Chromium with its own profile directory, started and stopped by devtools
+    (its output in `<profile>.log`); its first tab."""
+    argv = chromium_argv(profile, "--remote-debugging-port=0", "about:blank")
     chromium = await spawn("chromium", argv, log=profile.with_name(f"{profile.name}.log"))
     try:
         port = await wait_ready(
