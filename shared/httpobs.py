@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import orjson
 from aiohttp import hdrs, web
@@ -223,35 +223,57 @@ def _server_span(
     return tracer.start_span(name, None, SpanKind.SERVER)
 
 
-def observability_middleware(
-    service: str,
-    tracer: trace.Tracer | None,
-    stats: HttpStats,
-    access_log_sample: float = 0.0,
-    truncate_ips: bool = False,
-    *,
-    metrics: HttpMetrics,
-) -> Middleware:
-    # The label children of this app's metrics, bound once per (method, route, status).
-    metric_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-    roots = RootSampling.of(tracer)  # decides unsampled roots without building a span
+class RequestRecorder:
+    """Counts an answered request: the Prometheus counter and histogram, the
+    self-reported HttpStats and the sampled access log. The middleware records every
+    request through it, and so does a route served below aiohttp's web stack (ingest's
+    pixel fast path), so both count alike."""
 
-    def observe(request: web.Request, route: str, status: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
-        key = (request.method, route, status)
-        children = metric_children.get(key)
+    def __init__(
+        self,
+        service: str,
+        stats: HttpStats,
+        metrics: HttpMetrics,
+        access_log_sample: float = 0.0,
+    ) -> None:
+        self._service = service
+        self._stats = stats
+        self._metrics = metrics
+        self._access_log_sample = access_log_sample
+        # The label children of this app's metrics, bound once per (method, route, status).
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def record(
+        self, method: str, route: str, status: int, elapsed: float, ids: Mapping[str, str]
+    ) -> None:
+        """`ids`: the request's tenant and email id, for the access log."""
+        key = (method, route, status)
+        children = self._children.get(key)
         if children is None:
-            children = metric_children[key] = (
-                metrics.requests.labels(service, request.method, route, str(status)),
-                metrics.duration.labels(service, request.method, route),
+            children = self._children[key] = (
+                self._metrics.requests.labels(self._service, method, route, str(status)),
+                self._metrics.duration.labels(self._service, method, route),
             )
         children[0].inc()
         children[1].observe(elapsed)
-        stats.observe(status, elapsed)
-        if access_log_sample and random.random() < access_log_sample:
-            _access_log(request, route, status, elapsed)
+        self._stats.observe(status, elapsed)
+        if self._access_log_sample and random.random() < self._access_log_sample:
+            _access_log(method, route, status, elapsed, ids)
         elif access_log.isEnabledFor(logging.DEBUG):
-            _access_log(request, route, status, elapsed, logging.DEBUG)
+            _access_log(method, route, status, elapsed, ids, logging.DEBUG)
+
+
+def observability_middleware(
+    tracer: trace.Tracer | None,
+    recorder: RequestRecorder,
+    truncate_ips: bool = False,
+) -> Middleware:
+    roots = RootSampling.of(tracer)  # decides unsampled roots without building a span
+
+    def observe(request: web.Request, route: str, status: int, started: float) -> None:
+        recorder.record(
+            request.method, route, status, time.perf_counter() - started, request.match_info
+        )
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -285,22 +307,45 @@ def observability_middleware(
 def _server_attributes(
     request: web.Request, route: str, truncate_ips: bool
 ) -> dict[str, str | int]:
+    version = request.version
+    return server_attributes(
+        request.method,
+        route,
+        request.path,
+        f"{version.major}.{version.minor}",
+        request.remote,
+        request.headers.get("User-Agent"),
+        request.match_info,
+        truncate_ips,
+        request.scheme,
+    )
+
+
+def server_attributes(
+    method: str,
+    route: str,
+    path: str,
+    version: str,
+    remote: str | None,
+    user_agent: str | None,
+    ids: Mapping[str, str],
+    truncate_ips: bool,
+    scheme: str = "http",
+) -> dict[str, str | int]:
+    """A server span's attributes (OpenTelemetry's HTTP semantic conventions)."""
     attributes: dict[str, str | int] = {
-        "http.request.method": request.method,
+        "http.request.method": method,
         "http.route": route,
-        "url.path": request.path,
-        "url.scheme": request.scheme,
-        "network.protocol.version": f"{request.version.major}.{request.version.minor}",
+        "url.path": path,
+        "url.scheme": scheme,
+        "network.protocol.version": version,
     }
-    if request.remote:
-        attributes["client.address"] = (
-            truncate_ip(request.remote) if truncate_ips else request.remote
-        )
-    user_agent = request.headers.get("User-Agent")
+    if remote:
+        attributes["client.address"] = truncate_ip(remote) if truncate_ips else remote
     if user_agent:
         attributes["user_agent.original"] = user_agent[:256]
     for key in ("tenant", "email_id"):
-        value = request.match_info.get(key)
+        value = ids.get(key)
         if value:
             attributes[f"belfry.{key}"] = value
     return attributes
@@ -317,23 +362,29 @@ def truncate_ip(address: str) -> str:
 
 
 def _access_log(
-    request: web.Request, route: str, status: int, seconds: float, level: int = logging.INFO
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    ids: Mapping[str, str],
+    level: int = logging.INFO,
 ) -> None:
     # Inside the span (when tracing), so the line carries the request's trace id.
     access_log.log(
         level,
         "request",
         extra={
-            "method": request.method,
+            "method": method,
             "route": route,
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
-            **{k: v for k, v in request.match_info.items() if k in ("tenant", "email_id")},
+            **{k: v for k, v in ids.items() if k in ("tenant", "email_id")},
         },
     )
 
 
 HTTP_STATS = web.AppKey("http_stats", HttpStats)
+HTTP_RECORDER = web.AppKey("http_recorder", RequestRecorder)
 TRACER = web.AppKey("tracer", trace.Tracer)
 
 
@@ -353,9 +404,8 @@ def add_observability(
     app[HTTP_STATS] = stats
     if tracer is not None:
         app[TRACER] = tracer
-    metrics = HttpMetrics(app_registry(app))
-    middleware = observability_middleware(
-        service, tracer, stats, access_log_sample, truncate_ips, metrics=metrics
-    )
+    recorder = RequestRecorder(service, stats, HttpMetrics(app_registry(app)), access_log_sample)
+    app[HTTP_RECORDER] = recorder
+    middleware = observability_middleware(tracer, recorder, truncate_ips)
     app.middlewares.append(middleware)  # type: ignore[arg-type]
     app.on_response_prepare.append(_drop_server_banner)

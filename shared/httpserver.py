@@ -12,6 +12,10 @@
   Content-Encoding, header too long) are answered with JSON like every other error,
   logged at DEBUG (they are what scanners send), and without aiohttp's `Server` banner.
 
+An app may also answer one route below aiohttp's web stack (`FAST_PATH`, ingest's
+pixel): each connection first offers its bytes to the fast path, and from the first
+request it declines on, aiohttp serves the rest of that connection.
+
 `start_server` serves an app with these; `shared.serve.serve` runs every service on it.
 """
 
@@ -24,7 +28,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import orjson
 from aiohttp import hdrs, web
@@ -175,16 +179,39 @@ def json_error(status: int, reason: str) -> BannerlessResponse:
     return response
 
 
+class FastConnection(Protocol):
+    """One connection's fast path (see FAST_PATH)."""
+
+    def feed(self, data: bytes) -> bool:
+        """True: the bytes are taken (answered, or held until an answer is out); False:
+        aiohttp serves them, and the rest of the connection."""
+        ...
+
+
+# Called once per admitted connection: its fast path, or None (all to aiohttp).
+FastPath = Callable[["GuardedRequestHandler"], FastConnection | None]
+FAST_PATH: web.AppKey[FastPath] = web.AppKey("http_fast_path")
+
+
 class GuardedRequestHandler(web.RequestHandler):
     """aiohttp's protocol with a head deadline, a connection cap and JSON errors.
 
-    Relies on two internals of aiohttp 3.14's RequestHandler, both checked by
-    tests/integration/test_http_hardening.py: `_request_count` grows when the parser
-    completes a request head, and `_waiter` is pending while the connection waits for
-    the next request."""
+    Relies on internals of aiohttp 3.14's RequestHandler, checked by
+    tests/integration/test_http_hardening.py and tests/integration/test_pixel_fast_path.py:
+    `_request_count` grows when the parser completes a request head; `_waiter` is
+    pending while the connection waits for the next request; and, for a fast path's
+    requests, `_request_in_progress` / `_handler_waiter` (a graceful shutdown waits for
+    the answer) and `_next_keepalive_close_time` / `_keepalive_handle` (the idle
+    connection's close)."""
 
     def __init__(
-        self, manager: web.Server, *, limits: HttpLimits, count: ConnectionCount, **kwargs: Any
+        self,
+        manager: web.Server,
+        *,
+        limits: HttpLimits,
+        count: ConnectionCount,
+        fast_path: FastPath | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(manager, **kwargs)
         self._limits = limits
@@ -192,6 +219,8 @@ class GuardedRequestHandler(web.RequestHandler):
         self._admitted = False
         self._head_timer: asyncio.TimerHandle | None = None
         self._heads_at_arm = 0
+        self._fast_path = fast_path
+        self._fast: FastConnection | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._count.take():
@@ -204,16 +233,54 @@ class GuardedRequestHandler(web.RequestHandler):
         self._admitted = True
         super().connection_made(transport)
         self._arm_head_timer()
+        if self._fast_path is not None:
+            self._fast = self._fast_path(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if not self._admitted:
             return  # never handed to aiohttp
         self._admitted = False
+        self._fast = None
         self._count.give_back()
         self._disarm_head_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        fast = self._fast
+        if fast is not None and not (self._force_close or self._close):
+            if fast.feed(data):
+                return
+            self._fast = None  # aiohttp's from here on
+        self._to_aiohttp(data)
+
+    def leave_fast_path(self, held: bytes) -> None:
+        """The fast path hands the connection to aiohttp, with the bytes it held."""
+        self._fast = None
+        if held and not (self._force_close or self._close):
+            self._to_aiohttp(held)
+
+    def fast_request_started(self) -> None:
+        """A request head the fast path answers: as aiohttp's own, it ends the head
+        deadline, counts, and keeps the connection from closing as idle."""
+        self._request_count += 1
+        self._disarm_head_timer()
+        self._request_in_progress = True
+        self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+
+    def fast_request_done(self) -> None:
+        """Its answer is out: a shutdown waiting for it goes on, the idle clock restarts."""
+        self._request_in_progress = False
+        waiter = self._handler_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self.transport is None or self._force_close or self._keepalive_timeout <= 0:
+            return
+        close_time = self._loop.time() + self._keepalive_timeout
+        self._next_keepalive_close_time = close_time
+        if self._keepalive_handle is None:
+            self._keepalive_handle = self._loop.call_at(close_time, self._process_keepalive)
+
+    def _to_aiohttp(self, data: bytes) -> None:
         if self._head_timer is None and data and self._waiting_for_request():
             self._arm_head_timer()  # the first byte of the next request's head
         super().data_received(data)
@@ -331,11 +398,14 @@ async def start_server(
             pending[:] = [loop.call_later(1.0, trim)]
 
     count = ConnectionCount(limits.max_connections, burst_over, metrics=metrics)
+    fast_path = app.get(FAST_PATH)
 
     def protocol() -> asyncio.Protocol:
         if count.open >= count.limit:
             return Refusal(metrics.refused)
-        return GuardedRequestHandler(server, limits=limits, count=count, loop=loop, **handler_args)
+        return GuardedRequestHandler(
+            server, limits=limits, count=count, fast_path=fast_path, loop=loop, **handler_args
+        )
 
     try:
         listener = await loop.create_server(

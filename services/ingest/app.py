@@ -9,6 +9,7 @@ from pathlib import Path
 from aio_pika.abc import AbstractChannel, AbstractExchange
 from aiohttp import web
 
+from services.ingest.fastpixel import add_pixel_fast_path
 from services.ingest.intake.limits import TenantLimits
 from services.ingest.intake_publisher import start_intake
 from services.ingest.keys import (
@@ -161,5 +162,7 @@ def create_app(settings: IngestSettings, deps: IngestDeps | None = None) -> web.
     app.router.add_post("/v1/errors", errors.errors, name="errors")
     app.router.add_post("/v1/logs", errors.otlp_logs, name="otlp_logs")
     app.router.add_get("/v1/openapi.yaml", openapi)  # these routes, described
+    if settings.pixel_fast_path:
+        add_pixel_fast_path(app)
     app.cleanup_ctx.append(_broker_ctx)
     return app

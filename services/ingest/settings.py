@@ -31,6 +31,8 @@ class IngestSettings:
     batch_delay: float = 0.005
     max_in_flight: int = 64
     confirm_timeout: float = 2.0
+    # Answer plain pixel requests below aiohttp's web stack (services/ingest/fastpixel.py).
+    pixel_fast_path: bool = True
     # How long start-up waits for the first broker connect before opening the port.
     broker_startup_wait: float = 5.0
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -69,6 +71,7 @@ class IngestSettings:
             batch_delay=env.integer("INGEST_BATCH_DELAY_MS", 5, lo=0, hi=1000) / 1000,
             max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", 64, lo=1, hi=10000),
             confirm_timeout=env.integer("INGEST_CONFIRM_TIMEOUT_MS", 2000, lo=10) / 1000,
+            pixel_fast_path=env.flag("INGEST_PIXEL_FAST_PATH", True),
             broker_startup_wait=env.integer("INGEST_BROKER_STARTUP_WAIT_MS", 5000, lo=0) / 1000,
             trusted_proxies=env.networks("INGEST_TRUSTED_PROXIES"),  # type: ignore[arg-type]
             unsigned_click_domains=parse_unsigned_domains(

@@ -84,19 +84,31 @@ def request_hit(
     request: web.Request, settings: IngestSettings, kind: str, tenant: str, email_id: str
 ) -> dict[str, Any]:
     """Envelope for a hit seen in this request (pixel or click): the hot path of every pixel."""
-    headers = request.headers
-    data: dict[str, Any] = {"email_id": email_id}
     # request.remote: the connection's peer address, which aiohttp reads once per
     # connection (not a transport call per request).
+    return hit_envelope(request.headers, request.remote, settings, kind, tenant, email_id)
+
+
+def hit_envelope(
+    headers: Mapping[str, str],
+    remote: str | None,
+    settings: IngestSettings,
+    kind: str,
+    tenant: str,
+    email_id: str,
+) -> dict[str, Any]:
+    """Envelope for a hit with these request headers (case-insensitive, as aiohttp's)
+    from the peer `remote`."""
+    data: dict[str, Any] = {"email_id": email_id}
     if settings.trusted_proxies:
         ip = client_ip(
-            request.remote,
+            remote,
             headers.get(hdrs.X_FORWARDED_FOR),
             headers.get(_X_REAL_IP),
             settings.trusted_proxies,
         )
     else:
-        ip = client_ip(request.remote, None, None, ())
+        ip = client_ip(remote, None, None, ())
     if ip:
         data["ip"] = ip
     ua = headers.get(hdrs.USER_AGENT)

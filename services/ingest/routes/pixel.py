@@ -46,10 +46,15 @@ def _new_tenant(tenant: str) -> bool:
     return True
 
 
+def pixel_ids_ok(tenant: str, email_id: str) -> bool:
+    """Both ids have a valid format (the fast path's check too)."""
+    return (tenant in _tenants or _new_tenant(tenant)) and _email_id_ok(email_id) is not None
+
+
 async def pixel(request: web.Request) -> web.StreamResponse:
     tenant = request.match_info["tenant"]
     email_id = request.match_info["email_id"]
-    if not ((tenant in _tenants or _new_tenant(tenant)) and _email_id_ok(email_id)):
+    if not pixel_ids_ok(tenant, email_id):
         request.app[METRICS].rejected_bad_id.inc()
         return error(404, "unknown tenant or email id format")
     if request.method == "GET":
