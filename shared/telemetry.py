@@ -15,7 +15,8 @@ decision the sampler would make on the same trace id.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
@@ -115,10 +116,17 @@ def _root_ratio(sampler: Sampler) -> TraceIdRatioBased | None:
 class RootSampling:
     """Starts root spans, deciding first with the sampler's own rule on a drawn trace id."""
 
-    def __init__(self, tracer: Tracer, ratio: TraceIdRatioBased, ids: PresetIdGenerator):
+    def __init__(
+        self,
+        tracer: Tracer,
+        ratio: TraceIdRatioBased,
+        ids: PresetIdGenerator,
+        bits: Callable[[int], int] = random.getrandbits,
+    ):
         self.tracer = tracer
         self.bound = ratio.bound
         self.ids = ids
+        self.bits = bits  # random bits (tests draw chosen trace ids)
 
     @classmethod
     def of(cls, tracer: trace.Tracer | None) -> RootSampling | None:
@@ -130,8 +138,10 @@ class RootSampling:
 
     def start_root_span(self, name: str, kind: trace.SpanKind) -> trace.Span | None:
         """A span without a parent, or None when it would not be sampled."""
-        trace_id = self.ids._random.generate_trace_id()
-        if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT >= self.bound:
+        # The ratio sampler decides on the trace id's low 64 bits: draw those first, and
+        # the high ones only for the few that are sampled (one call per request, not two).
+        low = self.bits(64)
+        if low >= self.bound:
             return None
-        self.ids.next_trace_id = trace_id
+        self.ids.next_trace_id = (self.bits(64) << 64 | low) or 1 << 64
         return self.tracer.start_span(name, trace.set_span_in_context(trace.INVALID_SPAN), kind)

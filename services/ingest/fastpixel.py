@@ -82,41 +82,31 @@ class PixelFastPath:
     """The app's fast path (shared.httpserver.FAST_PATH): one PixelConnection per
     connection, once the app has started (its publisher exists)."""
 
+    hot: Hot
+    recorder: RequestRecorder
+    tracer: trace.Tracer | None
+    roots: RootSampling | None
+
     def __init__(self, app: web.Application) -> None:
         self._app = app
+        self._ready = False
         self.answer = _Answer()
         # Requests answered, awaiting their answer, and connections holding bytes for
         # aiohttp until then: plain ints, for tests and debugging.
         self.answered = 0
         self.waiting = 0
         self.holding = 0
-        self._ready: tuple[Hot, RequestRecorder, trace.Tracer | None] | None = None
-        self.roots: RootSampling | None = None
 
     def __call__(self, handler: GuardedRequestHandler) -> FastConnection | None:
-        if self._ready is None:
+        if not self._ready:
             hot = self._app.get(HOT)
             if hot is None:
                 return None  # not started: aiohttp serves (and its route answers)
-            tracer = self._app.get(TRACER)
-            self._ready = (hot, self._app[HTTP_RECORDER], tracer)
-            self.roots = RootSampling.of(tracer)
+            self.hot, self.recorder = hot, self._app[HTTP_RECORDER]
+            self.tracer = self._app.get(TRACER)
+            self.roots = RootSampling.of(self.tracer)
+            self._ready = True
         return PixelConnection(self, handler)
-
-    @property
-    def hot(self) -> Hot:
-        assert self._ready is not None
-        return self._ready[0]
-
-    @property
-    def recorder(self) -> RequestRecorder:
-        assert self._ready is not None
-        return self._ready[1]
-
-    @property
-    def tracer(self) -> trace.Tracer | None:
-        assert self._ready is not None
-        return self._ready[2]
 
 
 class PixelConnection:
@@ -212,13 +202,9 @@ class PixelConnection:
         path = self._path
         hot = path.hot
         started = time.perf_counter()
-        span = self._span(tenant, email_id, headers)
+        span = None if path.tracer is None else self._span(tenant, email_id, headers)
         event = hit_envelope(headers, self._remote, hot.settings, HIT_OPEN_V2, tenant, email_id)
-        if span is None:
-            future = hot.publisher.submit(event)
-        else:
-            with trace.use_span(span, end_on_exit=False):
-                future = hot.publisher.submit(event)
+        future = hot.publisher.submit(event, span)
         self._pending = True
         path.waiting += 1
         self._handler.fast_request_started()
@@ -227,8 +213,7 @@ class PixelConnection:
     def _span(self, tenant: str, email_id: str, headers: CIMultiDict[str]) -> trace.Span | None:
         path = self._path
         tracer = path.tracer
-        if tracer is None:
-            return None
+        assert tracer is not None
         if path.roots is not None:
             span = path.roots.start_root_span(_SPAN_NAME, SpanKind.SERVER)
         else:

@@ -78,6 +78,13 @@ class PublishObserver:
         pass
 
 
+class _Current:
+    """`submit`'s default: the span current when it is called."""
+
+
+CURRENT = _Current()
+
+
 def _resolve(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not fut.done():
         fut.set_result(outcome)
@@ -139,8 +146,12 @@ class BatchPublisher:
 
     # --- accepting events -------------------------------------------------------------
 
-    def submit(self, event: dict[str, Any]) -> asyncio.Future[Outcome]:
-        """Queue one envelope; the returned future resolves with its batch's outcome."""
+    def submit(
+        self, event: dict[str, Any], span: trace.Span | _Current | None = CURRENT
+    ) -> asyncio.Future[Outcome]:
+        """Queue one envelope; the returned future resolves with its batch's outcome.
+        `span`: the request's span, when the caller knows it (the pixel fast path: None,
+        or a sampled one); by default the current span."""
         if self._closed:
             raise RuntimeError("publisher is closed")
         fut = self._future
@@ -151,8 +162,9 @@ class BatchPublisher:
                 self._timer = loop.call_soon(self.flush)
             else:
                 self._timer = loop.call_later(self._max_delay, self.flush)
-        if self._tracer is not None:
-            span = trace.get_current_span()
+        if self._tracer is not None and span is not None:
+            if isinstance(span, _Current):
+                span = trace.get_current_span()
             if span.is_recording():  # unsampled requests have no trace to link to
                 # The event carries its request's context so the consumer can link to it.
                 event["trace"] = {"traceparent": traceparent(span.get_span_context())}
@@ -189,8 +201,10 @@ class BatchPublisher:
         headers: dict[str, Any] = (
             {"x-belfry-events": count} if count >= 0 else {"x-belfry-replayed": True}
         )
-        if self._tracer is not None:
-            inject_headers(headers)  # the producer span, for consumers that continue it
+        if self._tracer is not None and trace.get_current_span().is_recording():
+            # The producer span, for consumers that continue it. Only a sampled batch has
+            # one: an unsampled context would give the writer a link to nothing.
+            inject_headers(headers)
         return aio_pika.Message(
             body,
             content_type="application/json",

@@ -11,6 +11,10 @@ from typing import Any
 import aio_pika
 import orjson
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from services.ingest.publisher import BatchPublisher, Outcome, PublishObserver, merge_batches
 from services.ingest.spool import Spool, read_segment
@@ -502,3 +506,27 @@ async def test_flush_with_nothing_open_is_a_no_op(harness: Harness) -> None:
 def test_outcome_values_are_stable() -> None:
     # Metrics label values come from these.
     assert [o.value for o in Outcome] == ["published", "spooled", "dropped"]
+
+
+async def test_only_a_batch_with_a_sampled_hit_carries_a_traceparent(harness: Harness) -> None:
+    """The producer span's context goes to the writer only for a batch it recorded; an
+    unsampled request's context (or none, on the pixel fast path) adds no header, so the
+    writer links nothing and starts no span for that batch."""
+    provider = TracerProvider(sampler=ALWAYS_ON)
+    tracer = provider.get_tracer("test")
+    pub = harness.publisher(tracer=tracer)
+    unsampled = NonRecordingSpan(
+        SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT))
+    )
+    with trace.use_span(unsampled):
+        assert await pub.submit(event(1)) is Outcome.PUBLISHED
+    assert await pub.submit(event(2), None) is Outcome.PUBLISHED
+    sampled = tracer.start_span("GET /{tenant}/pixel/{email_id}.gif")
+    assert await pub.submit(event(3), sampled) is Outcome.PUBLISHED
+    sampled.end()
+    headers = [dict(message.headers or {}) for message, _ in harness.exchange.messages]
+    assert ["traceparent" in h for h in headers] == [False, False, True]
+    traceparent = headers[2]["traceparent"]
+    assert traceparent.startswith(f"00-{sampled.get_span_context().trace_id:032x}-")
+    assert harness.exchange.bodies[2][0]["trace"]["traceparent"].startswith(traceparent[:35])
+    provider.shutdown()

@@ -58,11 +58,25 @@ class _Ids(IdGenerator):
 
 
 def _roots(sampler: Sampler, trace_ids: list[int]) -> RootSampling:
+    """RootSampling drawing `trace_ids`: the low 64 bits of each, then, when it asks (a
+    sampled one), its high 64 bits."""
     ids = PresetIdGenerator()
-    ids._random = _Ids(trace_ids)  # type: ignore[assignment]
+    ids._random = _Ids(list(trace_ids))  # type: ignore[assignment]
     provider = TracerProvider(sampler=sampler, id_generator=ids)
     roots = RootSampling.of(provider.get_tracer("t"))
     assert roots is not None
+    high: list[int] = []
+
+    def bits(n: int) -> int:
+        assert n == 64
+        if high:
+            return high.pop()
+        trace_id = trace_ids.pop(0)
+        if trace_id & TraceIdRatioBased.TRACE_ID_LIMIT < roots.bound:
+            high.append(trace_id >> 64)
+        return trace_id & TraceIdRatioBased.TRACE_ID_LIMIT
+
+    roots.bits = bits
     return roots
 
 
