@@ -67,6 +67,7 @@ def _hit_publisher(
         max_batch=settings.batch_max,
         max_delay=settings.batch_delay,
         max_in_flight=settings.max_in_flight,
+        eager_in_flight=settings.eager_in_flight,
         confirm_timeout=settings.confirm_timeout,
         observer=IngestObserver(app[METRICS]),
         tracer=tracer_for(app[DEPS].tracer_provider),

@@ -30,6 +30,8 @@ class IngestSettings:
     batch_max: int = 200
     batch_delay: float = 0.005
     max_in_flight: int = 64
+    # Batches sent at once, before a confirm, when idle (publisher.BatchPublisher).
+    eager_in_flight: int = 1
     confirm_timeout: float = 2.0
     # Answer plain pixel requests below aiohttp's web stack (services/ingest/fastpixel.py).
     pixel_fast_path: bool = True
@@ -70,6 +72,7 @@ class IngestSettings:
             batch_max=env.integer("INGEST_BATCH_MAX", 200, lo=1, hi=10000),
             batch_delay=env.integer("INGEST_BATCH_DELAY_MS", 5, lo=0, hi=1000) / 1000,
             max_in_flight=env.integer("INGEST_MAX_IN_FLIGHT", 64, lo=1, hi=10000),
+            eager_in_flight=env.integer("INGEST_EAGER_IN_FLIGHT", 1, lo=1, hi=64),
             confirm_timeout=env.integer("INGEST_CONFIRM_TIMEOUT_MS", 2000, lo=10) / 1000,
             pixel_fast_path=env.flag("INGEST_PIXEL_FAST_PATH", True),
             broker_startup_wait=env.integer("INGEST_BROKER_STARTUP_WAIT_MS", 5000, lo=0) / 1000,

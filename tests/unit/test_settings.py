@@ -283,6 +283,8 @@ def test_ingest_from_env_reads_and_converts_fields() -> None:
             "INGEST_SPOOL_DIR": "/tmp/sp",
             "INGEST_BATCH_DELAY_MS": "10",
             "INGEST_CONFIRM_TIMEOUT_MS": "1500",
+            "INGEST_EAGER_IN_FLIGHT": "2",
+            "INGEST_PIXEL_FAST_PATH": "false",
             "INGEST_TRUSTED_PROXIES": "10.0.0.0/8",
             "INGEST_UNSIGNED_CLICK_DOMAINS": '{"acme": ["Example.COM."]}',
         }
@@ -293,6 +295,8 @@ def test_ingest_from_env_reads_and_converts_fields() -> None:
     assert s.spool_dir == Path("/tmp/sp")
     assert s.batch_delay == pytest.approx(0.010)
     assert s.confirm_timeout == pytest.approx(1.5)
+    assert (s.eager_in_flight, s.pixel_fast_path) == (2, False)
+    assert IngestSettings.from_env({"CLICK_SIGNING_KEYS": KEYS}).pixel_fast_path is True
     assert s.trusted_proxies == (ipaddress.ip_network("10.0.0.0/8"),)
     assert s.unsigned_click_domains == {"acme": frozenset({"example.com"})}
 
