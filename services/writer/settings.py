@@ -19,7 +19,7 @@ class WriterSettings:
     batch_rows: int = 5000
     # Fewer, larger inserts pay: Postgres spends ~3 ms of CPU per INSERT statement (the
     # stats rollup triggers) plus ~50 µs per row; a hit is stored up to this much later.
-    batch_delay: float = 0.05
+    batch_delay: float = 0.15
     backoff_min: float = 0.2
     backoff_max: float = 10.0
     migrate_on_start: bool = True
@@ -35,7 +35,7 @@ class WriterSettings:
             port=env.integer("WRITER_PORT", 8081, lo=0, hi=65535),
             prefetch=env.integer("WRITER_PREFETCH", 100, lo=1, hi=65535),
             batch_rows=env.integer("WRITER_BATCH_ROWS", 5000, lo=1, hi=100_000),
-            batch_delay=env.integer("WRITER_BATCH_DELAY_MS", 50, lo=0, hi=10_000) / 1000,
+            batch_delay=env.integer("WRITER_BATCH_DELAY_MS", 150, lo=0, hi=10_000) / 1000,
             backoff_max=env.number("WRITER_BACKOFF_MAX_SECONDS", 10.0, lo=0.1),
             migrate_on_start=env.flag("WRITER_MIGRATE", True),
             check_timeout=env.number("WRITER_CHECK_TIMEOUT_SECONDS", 2.0, lo=0.1),

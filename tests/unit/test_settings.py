@@ -345,7 +345,7 @@ def test_writer_defaults() -> None:
     s = WriterSettings.from_env({})
     assert s.common.service == "writer"
     assert (s.port, s.prefetch, s.batch_rows) == (8081, 100, 5000)
-    assert s.batch_delay == pytest.approx(0.05)
+    assert s.batch_delay == pytest.approx(0.15)
     assert s.backoff_max == 10.0
     assert s.migrate_on_start is True
 
