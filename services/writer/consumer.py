@@ -3,8 +3,9 @@
 Messages are decoded as they arrive and held unacked; a flusher task stores their
 events in one transaction when enough rows wait (or `batch_delay` passed since the
 batch's first message, or the prefetch window is full), dead-letters what can't be
-stored with the reason in its headers, and then acks. If Postgres is down the flusher
-keeps the same batch and retries with jittered backoff: nothing is acked or requeued
+stored with the reason in its headers, and then acks (the whole batch with one
+`multiple` ack when nothing older is unacked on the channel). If Postgres is down the
+flusher keeps the same batch and retries with jittered backoff: nothing is acked or requeued
 meanwhile, the prefetch window stops the flow, and `/readyz` says why. If Postgres
 refuses the data itself (a value it can't store), the batch is split until the refused
 event is alone; that one is dead-lettered (stage `store`) and every other event stored,
@@ -88,6 +89,10 @@ class HitConsumer:
         self.dead_letters: AbstractExchange | None = None
         self.db_error: str | None = None
         self.stored_batches = 0
+        # A message of this channel was left unacked (its dead letter failed): a
+        # `multiple` ack would settle it too, so each message is acked alone until the
+        # channel is replaced.
+        self._left_unacked = False
 
     # --- broker side --------------------------------------------------------------------
 
@@ -104,6 +109,7 @@ class HitConsumer:
     def on_disconnect(self) -> None:
         # Delivery tags of the dead channel can't be acked; the broker redelivers them.
         dropped, self._held, self._rows = self._held, [], 0
+        self._left_unacked = False
         if dropped:
             log.warning("channel lost with unacked messages", extra={"messages": len(dropped)})
 
@@ -208,8 +214,9 @@ class HitConsumer:
                 "queue": self.topo.writer_queue,
             },
         )
-        for held in batch:
-            await self._finish(held, refused)
+        settled = [await self._settle(held, refused) for held in batch]
+        if batch:
+            await self._ack(batch, settled)
 
     async def _store(self, events: list[Event]) -> tuple[StoreResult, dict[int, str]] | None:
         """Store `events`: all of them, but those Postgres refuses. A batch refused for its
@@ -262,7 +269,8 @@ class HitConsumer:
             self.metrics.insert_seconds.observe(time.perf_counter() - started)
             return result
 
-    async def _finish(self, held: Held, refused: dict[int, str]) -> None:
+    async def _settle(self, held: Held, refused: dict[int, str]) -> bool:
+        """Dead-letter what the message holds that was not stored; True: it can be acked."""
         decoded, message = held.decoded, held.message
         try:
             if decoded.body_error is not None:
@@ -275,9 +283,36 @@ class HitConsumer:
                     if (why := refused.get(id(event))) is not None:
                         body = _as_received(message.body, event)
                         await self._dead_letter(body, why, "store", message)
-            await message.ack()
+            return True
         except Exception as exc:  # channel gone: redelivery stores nothing twice
-            log.warning("ack or dead-letter failed", extra={"error": error_text(exc)})
+            log.warning("dead-letter failed", extra={"error": error_text(exc)})
+            return False
+
+    async def _ack(self, batch: list[Held], settled: list[bool]) -> None:
+        """Ack the batch's messages: with one `multiple` ack of the last when all of them
+        can be acked and they are the channel's only unacked deliveries before it (the
+        broker then settles them as one command: less work per message for RabbitMQ and
+        for us), else each alone."""
+        last = batch[-1].message
+        channel = getattr(last, "channel", None)
+        whole = (
+            len(batch) > 1
+            and channel is not None
+            and all(settled)
+            and not self._left_unacked
+            and all(getattr(h.message, "channel", None) is channel for h in batch)
+        )
+        try:
+            if whole:
+                await last.ack(multiple=True)
+                return
+            for held, ok in zip(batch, settled, strict=True):
+                if ok:
+                    await held.message.ack()
+                else:
+                    self._left_unacked = True
+        except Exception as exc:  # channel gone: redelivery stores nothing twice
+            log.warning("ack failed", extra={"error": error_text(exc)})
 
     async def _dead_letter(
         self, body: bytes, reason: str, stage: str, source: AbstractIncomingMessage

@@ -38,13 +38,7 @@ async def publish(
 
 
 async def dlq_depth(prefix: str) -> int:
-    conn = await aio_pika.connect(AMQP_URL)
-    try:
-        channel = await conn.channel()
-        queue = await channel.declare_queue(Topology(prefix).writer_dlq, passive=True)
-        return int(queue.declaration_result.message_count or 0)
-    finally:
-        await conn.close()
+    return await queue_depth(Topology(prefix).writer_dlq)
 
 
 async def test_same_batch_twice_stores_each_event_once(
@@ -61,6 +55,32 @@ async def test_same_batch_twice_stores_each_event_once(
     stored = await rows(db, 4)
     assert sorted(r["email_id"] for r in stored) == ["a", "b", "c", "z"]
     assert str(next(r["ip"] for r in stored if r["email_id"] == "b")) == "2001:db8::1"
+
+
+async def queue_depth(queue_name: str) -> int:
+    """Ready messages in the queue (passive declare): unacked ones not counted."""
+    conn = await aio_pika.connect(AMQP_URL)
+    try:
+        channel = await conn.channel()
+        queue = await channel.declare_queue(queue_name, passive=True)
+        return int(queue.declaration_result.message_count or 0)
+    finally:
+        await conn.close()
+
+
+async def test_a_batch_of_messages_is_settled_by_the_broker_with_one_ack(
+    start_writer: Started, db: asyncpg.Connection, amqp: Any, prefix: str
+) -> None:
+    """Messages stored in one insert are acked with one `multiple` ack: once the writer
+    has stopped (its channel closed), none of them comes back to the queue."""
+    channel = await amqp.channel()
+    for i in range(20):  # waiting before the writer starts: delivered, and stored, together
+        await publish(channel, prefix, orjson.dumps([hit(f"m{i}")]))
+    writer = await start_writer(batch_delay=0.2)
+    await ready(writer)
+    await rows(db, 20)
+    await writer.close()
+    assert await queue_depth(Topology(prefix).writer_queue) == 0
 
 
 async def test_poison_goes_to_dead_letters_and_neighbours_are_stored(

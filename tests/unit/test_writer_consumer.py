@@ -263,7 +263,7 @@ async def test_flusher_stores_a_lone_message_once_the_default_batch_delay_passed
     # Far from batch_rows and the prefetch window: the delay, counted from the batch's
     # first message, is what stores it (and no later than it plus the insert).
     h = Harness(FlakyStore())
-    assert (h.settings.batch_delay, h.settings.prefetch) == (0.05, 100)
+    assert (h.settings.batch_delay, h.settings.prefetch) == (0.15, 100)
     loop = asyncio.get_running_loop()
     h.consumer.start()
     try:
@@ -394,7 +394,8 @@ async def test_refused_events_are_split_out_dead_lettered_and_the_rest_stored() 
     await h.consumer.flush()
 
     assert sorted(stored_ids(store)) == ["a", "b", "c", "d", "e"]
-    assert h.log == ["dead-letter store", "ack m1", "dead-letter store", "ack m2"]
+    # Every dead letter is out before any ack of the batch (the acks may then be one).
+    assert h.log == ["dead-letter store", "dead-letter store", "ack m1", "ack m2"]
     dead = [(orjson.loads(m.body), m.headers) for m, _ in h.dead_letters.published]
     assert [body for body, _ in dead] == [[first[1]], [second[2]]]
     assert [headers["x-belfry-original-message-id"] for _, headers in dead] == ["m1", "m2"]
@@ -481,3 +482,80 @@ async def test_a_check_that_breaks_on_odd_input_rejects_the_item(
     assert dead.headers["x-belfry-reason"] == "validation failed: KeyError: 'boom'"
     assert other.headers["x-belfry-reason"] == "envelope is not an object"
     assert message.acked.is_set()
+
+
+class FakeChannel:
+    """Delivery tags as a broker channel keeps them: an ack settles its tag or, with
+    `multiple`, every outstanding tag up to it; acking a tag not outstanding is an error
+    (RabbitMQ closes the channel: PRECONDITION_FAILED, unknown delivery tag)."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.outstanding: list[int] = []
+        self.tags = 0
+
+    def deliver(self) -> int:
+        self.tags += 1
+        self.outstanding.append(self.tags)
+        return self.tags
+
+    def ack(self, tag: int, multiple: bool) -> None:
+        if tag not in self.outstanding:
+            raise RuntimeError(f"unknown delivery tag {tag}")
+        settled = [t for t in self.outstanding if t <= tag] if multiple else [tag]
+        self.outstanding = [t for t in self.outstanding if t not in settled]
+        self.log.append(f"ack {'up to ' if multiple else ''}{tag}")
+
+
+class ChannelMessage(FakeMessage):
+    def __init__(self, body: bytes, log: Log, message_id: str, channel: FakeChannel) -> None:
+        super().__init__(body, log, message_id)
+        self.channel = channel
+        self.delivery_tag = channel.deliver()
+
+    async def ack(self, multiple: bool = False) -> None:  # type: ignore[override]
+        self.channel.ack(self.delivery_tag, multiple)
+        self.acked.set()
+
+
+class FailingDeadLetters(FakeDeadLetters):
+    async def publish(self, message: aio_pika.Message, routing_key: str) -> None:
+        raise ConnectionError("dead-letter exchange unreachable")
+
+
+async def deliver_on(h: Harness, channel: FakeChannel, *bodies: bytes) -> None:
+    for i, body in enumerate(bodies):
+        message = ChannelMessage(body, h.log, f"m{channel.tags + 1}-{i}", channel)
+        await h.consumer.on_message(message)  # type: ignore[arg-type]
+
+
+async def test_a_stored_batch_is_acked_with_one_multiple_ack() -> None:
+    h = Harness(FlakyStore())
+    channel = FakeChannel(h.log)
+    await deliver_on(h, channel, *(orjson.dumps([hit(f"e{i}")]) for i in range(3)))
+    await h.consumer.flush()
+    assert h.log == ["ack up to 3"]
+    assert channel.outstanding == []
+
+
+async def test_after_a_message_is_left_unacked_each_is_acked_alone_until_a_new_channel() -> None:
+    """A message whose dead letter failed stays unacked (the broker redelivers it when
+    the channel goes); a `multiple` ack after it would settle it too, and lose it."""
+    h = Harness(FlakyStore())
+    h.consumer.dead_letters = FailingDeadLetters(h.log)  # type: ignore[assignment]
+    channel = FakeChannel(h.log)
+    poisoned = orjson.dumps([hit("a"), {"type": "hit.open.v1"}])  # one item to dead-letter
+    await deliver_on(h, channel, poisoned, orjson.dumps([hit("b")]), orjson.dumps([hit("c")]))
+    await h.consumer.flush()
+    assert h.log == ["ack 2", "ack 3"]
+    await deliver_on(h, channel, orjson.dumps([hit("d")]), orjson.dumps([hit("e")]))
+    await h.consumer.flush()
+    assert h.log[2:] == ["ack 4", "ack 5"]
+    assert channel.outstanding == [1]
+
+    h.consumer.on_disconnect()
+    fresh = FakeChannel(h.log)
+    await deliver_on(h, fresh, orjson.dumps([hit("f")]), orjson.dumps([hit("g")]))
+    await h.consumer.flush()
+    assert h.log[4:] == ["ack up to 2"]
+    assert fresh.outstanding == []
