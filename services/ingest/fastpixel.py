@@ -21,6 +21,7 @@ it, so answers keep their order.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -163,10 +164,7 @@ class PixelConnection:
             self._hold(data)
             return True
         ids = self._plain_pixel(data)
-        if ids is None:
-            return False
-        self._serve(*ids)
-        return True
+        return ids is not None and self._serve(*ids)
 
     def _plain_pixel(self, data: bytes) -> tuple[str, str, CIMultiDict[str]] | None:
         """(tenant, email id, headers) when `data` is exactly one plain pixel request."""
@@ -198,17 +196,24 @@ class PixelConnection:
             headers.add(name.decode(), value.decode())
         return tenant, email_id, headers
 
-    def _serve(self, tenant: str, email_id: str, headers: CIMultiDict[str]) -> None:
+    def _serve(self, tenant: str, email_id: str, headers: CIMultiDict[str]) -> bool:
+        """Publish the hit and answer once its batch is out (or at once, not kept, when
+        the publisher has closed: stopping; the pixel is always served)."""
         path = self._path
         hot = path.hot
         started = time.perf_counter()
         span = None if path.tracer is None else self._span(tenant, email_id, headers)
         event = hit_envelope(headers, self._remote, hot.settings, HIT_OPEN_V2, tenant, email_id)
-        future = hot.publisher.submit(event, span)
+        try:
+            future = hot.publisher.submit(event, span)
+        except RuntimeError:
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(Outcome.DROPPED)
         self._pending = True
         path.waiting += 1
         self._handler.fast_request_started()
         future.add_done_callback(lambda f: self._answer(f, started, span, tenant, email_id))
+        return True
 
     def _span(self, tenant: str, email_id: str, headers: CIMultiDict[str]) -> trace.Span | None:
         path = self._path

@@ -18,6 +18,7 @@ import pytest
 
 from services.ingest.app import create_app as create_ingest
 from services.ingest.fastpixel import PixelFastPath
+from services.ingest.keys import HOT
 from services.ingest.routes.pixel import GIF
 from services.ingest.settings import IngestSettings
 from shared.httpserver import FAST_PATH, HttpLimits, RunningServer, start_server
@@ -296,3 +297,17 @@ async def test_an_active_connection_outlives_the_keepalive_timeout(serve: Serve)
     assert await asyncio.wait_for(conn.reader.read(), 10) == b""
     assert 0.2 < time.monotonic() - last < 3
     assert answered(server) == 10
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "route"])
+async def test_a_pixel_after_the_publisher_closed_is_still_served(serve: Serve, fast: bool) -> None:
+    """The publisher closes after the listener in a shutdown; should a pixel still come
+    in between, it is answered (not kept, counted dropped), never a 500 or a reset."""
+    server = await serve(pixel_fast_path=fast)
+    await server.runner.app[HOT].publisher.close()
+    conn = await Conn.open(server)
+    await conn.send(pixel_request("late-1"))
+    assert (await conn.answer())[::2] == (200, GIF)
+    assert answered(server) == (1 if fast else 0)
+    assert sample(server, "belfry_ingest_events_total", {"kind": "open", "outcome": "dropped"}) == 1
+    conn.close()

@@ -12,6 +12,7 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, istr
 
 from services.ingest.keys import HOT, METRICS
+from services.ingest.publisher import Outcome
 from services.ingest.routes.common import error, request_hit
 from shared.contracts import HIT_OPEN_V2
 from shared.ids import EMAIL_ID_RE, valid_tenant
@@ -59,8 +60,11 @@ async def pixel(request: web.Request) -> web.StreamResponse:
         return error(404, "unknown tenant or email id format")
     if request.method == "GET":
         hot = request.app[HOT]
-        outcome = await hot.publisher.submit(
-            request_hit(request, hot.settings, HIT_OPEN_V2, tenant, email_id)
-        )
+        try:
+            outcome = await hot.publisher.submit(
+                request_hit(request, hot.settings, HIT_OPEN_V2, tenant, email_id)
+            )
+        except RuntimeError:  # the publisher has closed (stopping): not kept, still served
+            outcome = Outcome.DROPPED
         hot.metrics.opened[outcome].inc()
     return web.Response(body=GIF, headers=HEADERS)
