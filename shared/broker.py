@@ -54,6 +54,7 @@ class Broker:
         self._ready = asyncio.Event()
         self._attempted = asyncio.Event()  # the first connect ended, either way
         self._conn: AbstractRobustConnection | None = None
+        self._lost: asyncio.Event | None = None  # set: the current connection is done
         self.channel: AbstractChannel | None = None
         self.last_error: str | None = "not connected yet"
         self.connects = 0
@@ -95,6 +96,15 @@ class Broker:
         await stop_task(self._task)
         await self._close()
 
+    def drop(self, reason: str) -> None:
+        """Give up the current connection and reconnect with the usual backoff: something
+        the service opened beside it, on its connect hook, died (ingest's publish lane)."""
+        lost = self._lost
+        if lost is not None and not lost.is_set():
+            self.last_error = reason
+            self._mark_down()  # at once: the publisher spools from now on
+            lost.set()
+
     async def check(self) -> str | None:
         """Readiness check: None when usable, else why not."""
         return None if self.available else f"broker unavailable: {self.last_error}"
@@ -124,7 +134,7 @@ class Broker:
     async def _supervise(self) -> None:
         backoff = Backoff(self._reconnect_min, self._reconnect_max)
         while not self._stopping.is_set():
-            lost = asyncio.Event()
+            lost = self._lost = asyncio.Event()
             started = time.monotonic()
             try:
                 conn = await aio_pika.connect(
@@ -147,7 +157,7 @@ class Broker:
                 self._attempted.set()
                 log.info("broker connected", extra={"broker": redact_url(self.url)})
                 await lost.wait()
-                self.last_error = "connection lost"
+                self.last_error = self.last_error or "connection lost"
                 log.warning("broker connection lost", extra={"broker": redact_url(self.url)})
             except asyncio.CancelledError:
                 raise

@@ -19,13 +19,15 @@ from services.ingest.keys import (
     HOT,
     INTAKE,
     METRICS,
+    PUBLISH_LANE,
     SETTINGS,
     SPOOL,
     Hot,
     IngestDeps,
 )
 from services.ingest.metrics import IngestMetrics, IngestObserver
-from services.ingest.publisher import BatchPublisher
+from services.ingest.publisher import BatchPublisher, Exchange
+from services.ingest.publishlane import HitsLane, LaneExchange, lane_supported
 from services.ingest.routes import click, errors, intake, pixel, track
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
@@ -53,7 +55,7 @@ def _spool_figures(spool: Spool) -> Collector:
 
 def _hit_publisher(
     app: web.Application,
-    exchange: Callable[[], AbstractExchange | None],
+    exchange: Callable[[], Exchange | None],
     spool: Spool,
     topo: Topology,
 ) -> BatchPublisher:
@@ -88,24 +90,42 @@ def _hit_spool(settings: IngestSettings, metrics: IngestMetrics) -> Spool:
     return spool
 
 
+def _hits_route(
+    app: web.Application, broker: Broker, topo: Topology
+) -> tuple[Callable[[], Exchange | None], HitsLane | None]:
+    """Where hit batches go, as the publisher asks on each batch: the publish lane (unless
+    turned off or the URL is not plain amqp://) or aio-pika's exchange, None while the
+    broker is away. Declares the hits' topology, then opens the lane, on each connect."""
+    url = app[SETTINGS].common.amqp_url
+    lane = None
+    if app[SETTINGS].publish_lane and lane_supported(url):
+        lane = HitsLane(url, f"{broker.name} publish lane", topo.hits_exchange, broker.drop)
+        broker.on_disconnect(lane.close)
+        app[PUBLISH_LANE] = lane
+    declared: dict[str, HitTopology] = {}
+
+    async def on_connect(channel: AbstractChannel) -> None:
+        declared["hits"] = await declare_hits(channel, topo)
+        if lane is not None:
+            await lane.reopen()
+
+    def hits_exchange() -> AbstractExchange | LaneExchange | None:
+        if not broker.available or "hits" not in declared:
+            return None
+        return declared["hits"].hits if lane is None else lane.exchange
+
+    broker.on_connect(on_connect)
+    return hits_exchange, lane
+
+
 async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, metrics = app[SETTINGS], app[METRICS]
     common = settings.common
     topo = Topology(common.prefix)
     spool = _hit_spool(settings, metrics)
     broker = Broker(common.amqp_url, f"belfry-ingest:{settings.spool_dir.name}")
-    declared: dict[str, HitTopology] = {}
-
-    async def on_connect(channel: AbstractChannel) -> None:
-        declared["hits"] = await declare_hits(channel, topo)
-
-    publisher = _hit_publisher(
-        app,
-        lambda: declared["hits"].hits if broker.available and "hits" in declared else None,
-        spool,
-        topo,
-    )
-    broker.on_connect(on_connect)
+    hits_exchange, lane = _hits_route(app, broker, topo)
+    publisher = _hit_publisher(app, hits_exchange, spool, topo)
     broker.on_available(publisher.kick_replay)
     app[BROKER] = broker
     app[SPOOL] = spool
@@ -139,6 +159,8 @@ async def _broker_ctx(app: web.Application) -> AsyncIterator[None]:
         await publisher.close()
         await metric_path.publisher.close()
         await broker.stop()
+        if lane is not None:
+            lane.close()  # also one opened by a connect cycle that failed after it
         spool.close()
         metric_path.publisher.spool.close()
 

@@ -13,6 +13,7 @@ from opentelemetry.trace import TracerProvider
 from services.ingest.intake.limits import TenantLimits
 from services.ingest.metrics import IngestMetrics
 from services.ingest.publisher import BatchPublisher
+from services.ingest.publishlane import HitsLane
 from services.ingest.settings import IngestSettings
 from services.ingest.spool import Spool
 from shared.broker import Broker
@@ -60,6 +61,8 @@ SETTINGS = web.AppKey("settings", IngestSettings)
 DEPS = web.AppKey("deps", IngestDeps)
 BROKER = web.AppKey("broker", Broker)
 SPOOL = web.AppKey("spool", Spool)
+# Set when hits publish on a lane of their own (publishlane.py; not with amqps:// or off).
+PUBLISH_LANE = web.AppKey("publish_lane", HitsLane)
 HOT = web.AppKey("hot", Hot)
 INTAKE = web.AppKey("intake", Intake)
 # Prometheus metrics on the app's registry (shared.prom), which its /metrics serves.

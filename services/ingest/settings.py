@@ -35,6 +35,8 @@ class IngestSettings:
     confirm_timeout: float = 2.0
     # Answer plain pixel requests below aiohttp's web stack (services/ingest/fastpixel.py).
     pixel_fast_path: bool = True
+    # Publish hits on a connection of their own (services/ingest/publishlane.py).
+    publish_lane: bool = True
     # How long start-up waits for the first broker connect before opening the port.
     broker_startup_wait: float = 5.0
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -75,6 +77,7 @@ class IngestSettings:
             eager_in_flight=env.integer("INGEST_EAGER_IN_FLIGHT", 1, lo=1, hi=64),
             confirm_timeout=env.integer("INGEST_CONFIRM_TIMEOUT_MS", 2000, lo=10) / 1000,
             pixel_fast_path=env.flag("INGEST_PIXEL_FAST_PATH", True),
+            publish_lane=env.flag("INGEST_PUBLISH_LANE", True),
             broker_startup_wait=env.integer("INGEST_BROKER_STARTUP_WAIT_MS", 5000, lo=0) / 1000,
             trusted_proxies=env.networks("INGEST_TRUSTED_PROXIES"),  # type: ignore[arg-type]
             unsigned_click_domains=parse_unsigned_domains(

@@ -34,10 +34,15 @@ class FakeExchange:
         self.gate = asyncio.Event()
         self.gated_calls: set[int] = set()
         self.entered = asyncio.Event()
+        self.tasks: list[asyncio.Task[Any] | None] = []  # the task of each publish call
+        self.on_call: Any = None  # called at each publish call, with the call's number
 
     async def publish(self, message: aio_pika.Message, routing_key: str, **_: Any) -> None:
         call = self.calls
         self.calls += 1
+        self.tasks.append(asyncio.current_task())
+        if self.on_call is not None:
+            self.on_call(call)
         self.sent.append(orjson.loads(message.body) if message.body else None)
         self.entered.set()
         if call in self.gated_calls:
@@ -192,6 +197,28 @@ async def test_events_queued_while_confirms_outstanding_go_together_when_confirm
     assert await first is Outcome.PUBLISHED
     assert await later[0] is Outcome.PUBLISHED
     assert harness.exchange.bodies == [[event(0)], [event(1), event(2), event(3)]]
+
+
+async def test_the_batch_waiting_for_a_confirm_leaves_in_the_same_turn_before_answers(
+    harness: Harness,
+) -> None:
+    # At load a loop turn holds dozens of requests' work: the next batch goes from the
+    # task that got the confirm, not from a new task a turn later, and the confirmed
+    # batch's requests are answered after it is on its way.
+    pub = harness.publisher(eager_in_flight=1, max_delay=3600)
+    harness.exchange.gated_calls = {0}
+    first = pub.submit(event(0))
+    await harness.exchange.entered.wait()
+    later = pub.submit_many([event(1), event(2)])
+    answered_before_next_publish: list[bool] = []
+    harness.exchange.on_call = lambda call: answered_before_next_publish.append(first.done())
+
+    harness.exchange.gate.set()
+    assert await later[0] is Outcome.PUBLISHED
+    assert await first is Outcome.PUBLISHED
+    assert answered_before_next_publish == [False]
+    assert harness.exchange.tasks[1] is harness.exchange.tasks[0]
+    assert harness.exchange.bodies == [[event(0)], [event(1), event(2)]]
 
 
 async def test_broker_unavailable_spools_the_batch(harness: Harness) -> None:
