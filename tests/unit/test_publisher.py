@@ -179,16 +179,24 @@ async def test_max_batch_splits_into_several_messages_in_order(harness: Harness)
     ]
 
 
+async def held_batch_and_waiting(
+    harness: Harness, waiting: int
+) -> tuple[asyncio.Future[Outcome], list[asyncio.Future[Outcome]]]:
+    """One batch (event 0) published and held unconfirmed, and `waiting` more events
+    submitted behind it (eager_in_flight=1, max_delay an hour: they wait for its confirm)."""
+    pub = harness.publisher(eager_in_flight=1, max_delay=3600)
+    harness.exchange.gated_calls = {0}
+    first = pub.submit(event(0))
+    await harness.exchange.entered.wait()
+    return first, pub.submit_many([event(n) for n in range(1, waiting + 1)])
+
+
 async def test_events_queued_while_confirms_outstanding_go_together_when_confirmed(
     harness: Harness,
 ) -> None:
     # One batch in flight reaches eager_in_flight=1, so later events wait (max_delay is an
     # hour) until the confirm comes back, then leave as one message.
-    pub = harness.publisher(eager_in_flight=1, max_delay=3600)
-    harness.exchange.gated_calls = {0}
-    first = pub.submit(event(0))
-    await harness.exchange.entered.wait()
-    later = pub.submit_many([event(1), event(2), event(3)])
+    first, later = await held_batch_and_waiting(harness, 3)
     await let_other_tasks_run()
     assert harness.exchange.messages == []
     assert not later[0].done()
@@ -205,11 +213,7 @@ async def test_the_batch_waiting_for_a_confirm_leaves_in_the_same_turn_before_an
     # At load a loop turn holds dozens of requests' work: the next batch goes from the
     # task that got the confirm, not from a new task a turn later, and the confirmed
     # batch's requests are answered after it is on its way.
-    pub = harness.publisher(eager_in_flight=1, max_delay=3600)
-    harness.exchange.gated_calls = {0}
-    first = pub.submit(event(0))
-    await harness.exchange.entered.wait()
-    later = pub.submit_many([event(1), event(2)])
+    first, later = await held_batch_and_waiting(harness, 2)
     answered_before_next_publish: list[bool] = []
     harness.exchange.on_call = lambda call: answered_before_next_publish.append(first.done())
 
