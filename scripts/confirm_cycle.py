@@ -8,6 +8,10 @@ Capture the AMQP traffic on loopback while `scripts/bench.py` loads ingest, then
     tcpdump -i lo -s 96 -w /tmp/amqp.pcap 'tcp port 5672'   # a few seconds, as root
     .venv/bin/python scripts/confirm_cycle.py /tmp/amqp.pcap
 
+With `--idle`, it measures instead the broker's part on a machine at rest: one 11 KB
+persistent message at a time to a quorum queue of its own (deleted after), each awaited
+under publisher confirms, through aio-pika (`--amqp-url`, the shared broker by default).
+
 The publishing connection is the client port that sent the broker the most bytes
 (ingest's hits; the writer mostly receives). A publish is a client segment of more than
 100 bytes, a confirm a 21-byte broker segment (one Basic.Ack frame). Needs tcpdump to
@@ -17,9 +21,12 @@ read the file.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import secrets
 import statistics
 import subprocess
 import sys
+import time
 from collections import Counter
 
 BROKER_PORT = "5672"
@@ -80,10 +87,44 @@ def describe(values: list[float]) -> str:
     )
 
 
+async def idle_round_trips(url: str, count: int) -> list[float]:
+    """Milliseconds from publish to confirm, one message at a time, on a quiet broker."""
+    import aio_pika
+
+    name = f"confirm-cycle-{secrets.token_hex(4)}"
+    body = b"x" * 11_000  # about one -c64 batch of ~32 hits
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        queue = await channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        try:
+            times = []
+            for _ in range(count):
+                started = time.perf_counter()
+                message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+                await channel.default_exchange.publish(message, name)
+                times.append((time.perf_counter() - started) * 1000)
+            return times
+        finally:
+            await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pcap", help="a tcpdump capture of port 5672 on loopback")
+    parser.add_argument("pcap", nargs="?", help="a tcpdump capture of port 5672 on loopback")
+    parser.add_argument("--idle", type=int, metavar="N", help="N round trips on a quiet broker")
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
     args = parser.parse_args()
+    if args.idle:
+        times = asyncio.run(idle_round_trips(args.amqp_url, args.idle))
+        print(f"broker at rest: publish -> confirm {describe(times)}")
+        return 0
+    if not args.pcap:
+        parser.error("a capture file, or --idle N")
     parts = cycle(segments(args.pcap))
     print(f"broker: publish -> confirm      {describe(parts['broker'])}")
     print(f"ingest: confirm -> next publish {describe(parts['ingest'])}")
