@@ -5,6 +5,7 @@ the publishes it has not had confirmed, and a lane that dies makes ingest reconn
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -41,10 +42,14 @@ async def open_lane(url: str = AMQP_URL) -> tuple[PublishLane, list[str]]:
 
 
 @pytest.fixture
-async def queue(amqp: aio_pika.abc.AbstractConnection, prefix: str) -> aio_pika.abc.AbstractQueue:
+async def queue(
+    amqp: aio_pika.abc.AbstractConnection, prefix: str
+) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     channel = await amqp.channel()
-    # Named with the test's prefix, so the prefix fixture's clean-up deletes it.
-    return await channel.declare_queue(f"{Topology(prefix).writer_queue}-lane", durable=True)
+    # Not in the prefix's topology, whose clean-up would leave it behind: deleted here.
+    queue = await channel.declare_queue(f"{Topology(prefix).writer_queue}-lane", durable=True)
+    yield queue
+    await queue.delete(if_unused=False, if_empty=False)
 
 
 async def take(queue: aio_pika.abc.AbstractQueue, count: int) -> list[Any]:
