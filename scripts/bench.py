@@ -8,8 +8,10 @@
 4. Stop the services with SIGTERM (timed), drop the database, delete the topology.
 5. Unless `--no-tracing`: steps 2-4 twice more with tracing on in both services
    (`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, ratio 0.01 then 1.0), exporting
-   OTLP/HTTP to `scripts/otlp_sink.py`, each run on fresh resources of its own; the
-   1 % run is compared in the order 1 %, off, off, 1 %, which cancels a steady drift.
+   OTLP/HTTP to `scripts/otlp_sink.py`, each run on fresh resources of its own. The
+   overhead target compares tracing off and 1 % side by side: two stacks loaded at
+   once, each by a wrk with half the connections, twice with the order swapped
+   (`--side-by-side-aa`: off against off, to see the comparison's own noise).
 
 Before every wrk run the bench waits (up to 10 min) until no other wrk runs on the
 machine, and it records any that started during one of its runs.
@@ -234,14 +236,20 @@ async def watch_other_wrk(ours: int, seen: list[str]) -> None:
         await asyncio.sleep(1.0)
 
 
-async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> WrkResult:
+async def run_wrk(
+    wrk: str, url: str, args: argparse.Namespace, out: Path, partners: set[int] | None = None
+) -> WrkResult:
+    """`partners`: this wrk runs side by side with others (their pids, shared): the
+    caller waited for a quiet machine, and they don't count as someone else's wrk."""
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     cmd += ["-H", f"User-Agent: {USER_AGENT}"]
-    waited = await wait_for_no_other_wrk()
+    waited = 0.0 if partners is not None else await wait_for_no_other_wrk()
     print(f"  $ {' '.join([*cmd[:-2], '-H', repr(cmd[-1]), url])}", flush=True)
     proc = await asyncio.create_subprocess_exec(
         *cmd, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
+    if partners is not None:
+        partners.add(proc.pid)
     overlapping: list[str] = []
     watcher = asyncio.create_task(watch_other_wrk(proc.pid, overlapping))
     busy_before = machine_cpu()
@@ -259,6 +267,8 @@ async def run_wrk(wrk: str, url: str, args: argparse.Namespace, out: Path) -> Wr
             await watcher
         if proc.returncode is None:  # cancelled (Ctrl-C): don't leave wrk loading a port
             proc.kill()
+    if partners is not None:  # the pids are all in by now: a partner started with ours
+        overlapping[:] = [o for o in overlapping if int(o.split(" ", 1)[0]) not in partners]
     text = stdout.decode(errors="replace")
     await asyncio.to_thread(out.write_text, text)
     if proc.returncode != 0:
@@ -604,7 +614,7 @@ def print_tracing(report: dict[str, Any], targets: list[Target]) -> None:
         row("requests/s", lambda c: c["ingest"]["requests_per_s"], 1),
         row("latency p50 ms", lambda c: c["ingest"]["p50_ms"]),
         row("latency p99 ms", lambda c: c["ingest"]["p99_ms"]),
-        row("requests/s ÷ tracing off", lambda c: c["ratio_vs_off"], 3),
+        row("requests/s ÷ off, in turn", lambda c: c["ratio_vs_off"], 3),
         row("requests", lambda c: c["ingest"]["requests"]),
         row("non-2xx/3xx", lambda c: c["ingest"]["non_2xx_3xx"]),
         row("socket errors", lambda c: sum(c["ingest"]["socket_errors"].values())),
@@ -642,15 +652,7 @@ def print_tracing(report: dict[str, Any], targets: list[Target]) -> None:
     print(f"{'':26}" + "".join(f"{'tracing ' + m.label:>14}" for m in (TRACING_OFF, *TRACED)))
     for label, cells in rows:
         print(f"{label:26}" + "".join(f"{cell:>14}" for cell in cells))
-    if "off_third_rps" in tracing:
-        first = tracing["runs"][TRACED[0].key]["ingest"]["requests_per_s"]
-        print(
-            f"in the order 1 %, off, off, 1 %: {fmt(first, 1)},"
-            f" {fmt(tracing['off_again_rps'], 1)}, {fmt(tracing['off_third_rps'], 1)},"
-            f" {fmt(tracing['one_again_rps'], 1)} requests/s; the ratios are to the mean of"
-            f" those two off runs ({fmt(tracing['off_mean_rps'], 1)}), 1 %'s is the mean of"
-            f" its two ({fmt(tracing['one_mean_rps'], 1)})"
-        )
+    print_side_by_side(tracing["side_by_side"])
     print("\ntargets (tracing overhead)")
     for t in targets:
         verdict = "PASS" if t.ok else "FAIL"
@@ -670,6 +672,27 @@ def print_tracing(report: dict[str, Any], targets: list[Target]) -> None:
             print(f"    {sample}")
 
 
+def print_side_by_side(side: dict[str, Any]) -> None:
+    """The side-by-side runs behind the overhead target, one line per stack."""
+    first = side["pairs"][0]
+    print(
+        f"\nside by side (two stacks loaded at once, wrk -c{first['connections_each']} each;"
+        " twice, the order swapped):"
+    )
+    for number, pair in enumerate(side["pairs"], 1):
+        cells = [
+            f"{s['tracing']} {fmt(s['requests_per_s'], 1)} req/s,"
+            f" {fmt(s['ingest_cpu_us_per_request'], 1)} ingest µs/req,"
+            f" {fmt(s['writer_cpu_us_per_row'], 1)} writer µs/row"
+            for s in (pair["sides"][key] for key in pair["order"])
+        ]
+        print(f"  {number}: " + "  |  ".join(cells))
+    print(
+        f"  {side['label']}: requests/s {fmt(side['rps_ratio'], 3)}, ingest CPU per request"
+        f" {fmt(side['cpu_ratio'], 3)} (geometric means of the runs)"
+    )
+
+
 def overlapping_wrk(report: dict[str, Any]) -> dict[str, list[str]]:
     """Runs during which someone else's wrk ran too (their numbers are suspect)."""
     found = {
@@ -680,6 +703,10 @@ def overlapping_wrk(report: dict[str, Any]) -> dict[str, list[str]]:
         found[f"ingest, tracing {mode.label}"] = report["tracing"]["runs"][mode.key]["ingest"][
             "other_wrk_during_run"
         ]
+    pairs = report["tracing"]["side_by_side"]["pairs"] if report.get("tracing") else ()
+    for number, pair in enumerate(pairs, 1):
+        for key, side in pair["sides"].items():
+            found[f"side by side {number}, {key}"] = side["other_wrk_during_run"]
     return {name: seen for name, seen in found.items() if seen}
 
 
@@ -739,17 +766,27 @@ def evaluate(report: dict[str, Any]) -> list[Target]:
 
 def evaluate_tracing(tracing: dict[str, Any]) -> list[Target]:
     runs = tracing["runs"]
-    one = runs[TRACED[0].key]
-    ratio = one["ratio_vs_off"]
+    side = tracing["side_by_side"]
+    ratio = side["rps_ratio"]
     targets = [
         Target(
-            f"tracing {TRACED[0].label} / off requests/s",
+            f"tracing {side['label']} req/s, side by side",
             ratio,
             f">= {MIN_TRACED_RATIO}",
             ratio >= MIN_TRACED_RATIO,
             3,
         )
     ]
+    sides = [s for pair in side["pairs"] for s in pair["sides"].values()]
+    targets.append(
+        Target(
+            "side by side: rows == recorded opens",
+            sum(s["rows_ok"] for s in sides),
+            f"== {len(sides)} stacks, 0 dup",
+            all(s["rows_ok"] for s in sides),
+            0,
+        )
+    )
     for mode in TRACED:
         run = runs[mode.key]
         e2e = run["persistence"]
@@ -819,13 +856,6 @@ class Mode:
 
 TRACING_OFF = Mode("off", "off", None)
 TRACED = (Mode("ratio_0.01", "1%", "0.01"), Mode("ratio_1.0", "100%", "1.0"))
-# The 1 % comparison runs in the order 1 %, off, off, 1 % (ABBA): the VM drifts between
-# runs by more than the overhead measured, and this order cancels a steady drift, so
-# the ratio is the mean of both 1 % runs to the mean of both off runs beside them.
-OFF_AGAIN = Mode("off_again", "off", None, name="off-again")
-OFF_THIRD = Mode("off_third", "off", None, name="off-third")
-ONE_AGAIN = Mode("ratio_0.01_again", "1%", "0.01", name="ratio0.01-again")
-ABBA = (TRACED[0], OFF_AGAIN, OFF_THIRD, ONE_AGAIN)
 # What a run reports; for the tracing-off run these are the report's top-level keys.
 TRACED_RUN_KEYS = (
     "ingest",
@@ -863,8 +893,22 @@ async def sink_stats(http: aiohttp.ClientSession, sink_base: str) -> dict[str, i
     return {k: int(v) for k, v in doc.items()}
 
 
+@dataclass
+class Pair:
+    """Stacks loaded side by side: each waits at `gate` until all are ready, then their
+    wrk runs start together, each with `args` (a share of the connections)."""
+
+    gate: asyncio.Barrier
+    args: argparse.Namespace
+    wrk_pids: set[int] = field(default_factory=set)
+
+
 async def run_belfry(
-    ctx: Ctx, mode: Mode, sink: Child | None = None, sink_base: str | None = None
+    ctx: Ctx,
+    mode: Mode,
+    sink: Child | None = None,
+    sink_base: str | None = None,
+    pair: Pair | None = None,
 ) -> tuple[WrkResult, dict[str, Any]]:
     """Ingest + writer on a database, topology prefix and spool of their own, under wrk.
 
@@ -931,14 +975,17 @@ async def run_belfry(
         # Peak RSS, sampled from here until the rows are in (psutil has no VmHWM).
         peaks = {"ingest": PeakRss(ingest.pid).start(), "writer": PeakRss(writer.pid).start()}
         try:
+            if pair is not None:
+                await pair.gate.wait()
             cpu_before = {name: cpu_seconds(p.pid) for name, p in watched.items()}
             servers_before = cpu_seconds_by_name(SERVER_COMMANDS)
             busy_before = machine_cpu()
             loaded = await run_wrk(
                 ctx.wrk,
                 ingest_base + PIXEL_PATH,
-                ctx.args,
+                ctx.args if pair is None else pair.args,
                 ctx.log_dir / f"wrk-ingest{mode.tag}.txt",
+                None if pair is None else pair.wrk_pids,
             )
             wrk_end = time.monotonic()
             busy_after = machine_cpu()
@@ -1031,34 +1078,107 @@ async def run_tracing(ctx: Ctx, off: WrkResult, off_run: dict[str, Any]) -> dict
             "ratio_vs_off": 1.0,
         }
     }
-    one, hundred = TRACED
-    # ABBA (see OFF_AGAIN): the main off run is further back, so it stays out of it.
-    rps: dict[Mode, float] = {}
-    for mode in (*ABBA, hundred):
-        traced = mode.sampler_arg is not None
-        loaded, run = await run_belfry(ctx, mode, *((sink, sink_base) if traced else ()))
-        rps[mode] = loaded.requests_per_s
-        if mode in TRACED:  # the full columns of the table
-            run["ingest"] = wrk_summary(loaded)
-            runs[mode.key] = run
-    off_again, off_third, one_again = rps[OFF_AGAIN], rps[OFF_THIRD], rps[ONE_AGAIN]
-    off_mean = (off_again + off_third) / 2
-    one_mean = (rps[one] + one_again) / 2
-    runs[one.key]["ratio_vs_off"] = round(one_mean / off_mean, 4)
-    runs[hundred.key]["ratio_vs_off"] = round(
-        runs[hundred.key]["ingest"]["requests_per_s"] / off_mean, 4
-    )
+    # The table's columns, one after the other (100 % has no target: it shows what
+    # tracing costs when every request is a trace).
+    for mode in TRACED:
+        loaded, run = await run_belfry(ctx, mode, sink, sink_base)
+        run["ingest"] = wrk_summary(loaded)
+        run["ratio_vs_off"] = round(loaded.requests_per_s / off.requests_per_s, 4)
+        runs[mode.key] = run
+    # The target: side by side, twice, the order swapped (see PAIR_OFF).
+    base, other = (PAIR_OFF, PAIR_OFF_B) if ctx.args.side_by_side_aa else (PAIR_OFF, PAIR_ONE)
+    pairs = [
+        await run_side_by_side(ctx, modes, sink, sink_base)
+        for modes in ((base, other), (other, base))
+    ]
     await stop_proc(sink)
     return {
-        "off_again_rps": round(off_again, 1),
-        "off_third_rps": round(off_third, 1),
-        "one_again_rps": round(one_again, 1),
-        "one_mean_rps": round(one_mean, 1),
-        "off_mean_rps": round(off_mean, 1),
         "sampler": SAMPLER,
         "exporter": "otlp http/protobuf to scripts/otlp_sink.py (counts, does not decode)",
         "runs": runs,
+        "side_by_side": side_by_side_ratios(pairs, base, other),
         "sink_log_issues": scan_log(sink.log),
+    }
+
+
+# Tracing's cost in ingest, measured side by side: two stacks (tracing off, and 1 %)
+# loaded at the same time, each by a wrk with half the connections, so that both see
+# the same machine. Runs one after the other can't resolve 10 %: with tracing
+# configured and nothing ever sampled, two such comparisons gave 1.012 and 0.845.
+PAIR_OFF = Mode("pair_off", "off", None, name="pair-off")
+PAIR_ONE = Mode("pair_1pct", "1%", "0.01", name="pair-1pct")
+# `--side-by-side-aa`: both sides off, what the comparison reads when there is nothing
+# to find (its noise).
+PAIR_OFF_B = Mode("pair_off_b", "off", None, name="pair-off-b")
+
+
+def side_summary(loaded: WrkResult, run: dict[str, Any]) -> dict[str, Any]:
+    """One side of a side-by-side run: its load, its CPU per request and its rows."""
+    cpu = run["cpu_seconds_during_load"]
+    e2e = run["persistence"]
+    recorded = e2e["recorded"]["published"] + e2e["recorded"]["spooled"]
+    rows = e2e["rows"]
+    return {
+        "tracing": run["tracing"],
+        "requests_per_s": loaded.requests_per_s,
+        "requests": loaded.requests,
+        "p99_ms": loaded.p99_ms,
+        "ingest_cpu_us_per_request": round(1e6 * cpu["ingest"] / max(loaded.requests, 1), 1),
+        "writer_cpu_us_per_row": round(1e6 * cpu["writer"] / max(rows, 1), 1),
+        "rows_ok": rows == recorded and rows >= e2e["wrk_2xx"] and e2e["duplicates"] == 0,
+        "exports": (run.get("sink") or {}).get("requests"),
+        "other_wrk_during_run": loaded.other_wrk_during_run,
+    }
+
+
+async def run_side_by_side(
+    ctx: Ctx, modes: tuple[Mode, Mode], sink: Child | None, sink_base: str | None
+) -> dict[str, Any]:
+    """Two stacks under load at once (see PAIR_OFF), each side's figures."""
+    await wait_for_no_other_wrk()
+    share = max(1, ctx.args.connections // len(modes))
+    pair = Pair(asyncio.Barrier(len(modes)), argparse.Namespace(**vars(ctx.args)))
+    pair.args.connections = share
+    print(f"side by side: {' and '.join(m.label for m in modes)}, -c{share} each", flush=True)
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(
+                run_belfry(
+                    ctx,
+                    m,
+                    sink if m.sampler_arg else None,
+                    sink_base if m.sampler_arg else None,
+                    pair=pair,
+                )
+            )
+            for m in modes
+        ]
+    return {
+        "connections_each": share,
+        "order": [m.key for m in modes],
+        "sides": {m.key: side_summary(*t.result()) for m, t in zip(modes, tasks, strict=True)},
+    }
+
+
+def side_by_side_ratios(pairs: list[dict[str, Any]], base: Mode, other: Mode) -> dict[str, Any]:
+    """`other` ÷ `base` over the side-by-side runs: requests/s and ingest's CPU per
+    request, each the geometric mean of the runs' ratios (the order alternates, so a
+    side's advantage cancels)."""
+
+    def mean_ratio(key: str) -> float:
+        product = 1.0
+        for pair in pairs:
+            sides = pair["sides"]
+            product *= sides[other.key][key] / sides[base.key][key]
+        return round(product ** (1 / len(pairs)), 4)
+
+    return {
+        "base": base.key,
+        "other": other.key,
+        "label": f"{other.label} / {base.label}",
+        "pairs": pairs,
+        "rps_ratio": mean_ratio("requests_per_s"),
+        "cpu_ratio": mean_ratio("ingest_cpu_us_per_request"),
     }
 
 
@@ -1333,7 +1453,12 @@ def main() -> int:
     parser.add_argument(
         "--no-tracing",
         action="store_true",
-        help="skip the two ingest runs with tracing on (1 %% and 100 %% sampling)",
+        help="skip the runs with tracing on",
+    )
+    parser.add_argument(
+        "--side-by-side-aa",
+        action="store_true",
+        help="compare tracing off with tracing off side by side (the comparison's noise)",
     )
     parser.add_argument(
         "--postgres-url",
@@ -1392,6 +1517,12 @@ def main() -> int:
     tracing_targets: list[Target] = []
     if report["tracing"]:
         tracing_targets = evaluate_tracing(report["tracing"])
+        side = report["tracing"]["side_by_side"]
+        report["summary"].update(
+            tracing_side_by_side=side["label"],
+            tracing_side_by_side_rps_ratio=side["rps_ratio"],
+            tracing_side_by_side_cpu_ratio=side["cpu_ratio"],
+        )
         for mode in TRACED:
             run = report["tracing"]["runs"][mode.key]
             report["summary"].update(

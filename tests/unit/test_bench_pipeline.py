@@ -1,6 +1,6 @@
 """The pure parts of `make bench`'s hot-path report (scripts/bench.py) that decide a
-target: the whole pipeline's CPU per hit against the bare app's, and the ABBA tracing
-ratio's order, so the report can't rot silently."""
+target: the whole pipeline's CPU per hit against the bare app's, and the tracing ratio of
+the side-by-side runs, so the report can't rot silently."""
 
 from __future__ import annotations
 
@@ -64,14 +64,23 @@ def test_a_part_not_measured_gives_no_figure_rather_than_a_low_one() -> None:
     assert "not measured" in bench.pipeline_line(pipe)
 
 
-def test_the_tracing_comparison_alternates_so_a_steady_drift_cancels() -> None:
-    # 1 %, off, off, 1 %: both pairs sit at the same mean position in time.
-    order = bench.ABBA
-    traced = [i for i, mode in enumerate(order) if mode.sampler_arg == "0.01"]
-    off = [i for i, mode in enumerate(order) if mode.sampler_arg is None]
-    assert sum(traced) / len(traced) == sum(off) / len(off)
-    # Each run logs under its own name.
-    assert len({mode.tag for mode in order}) == 4
+def side(rps: float, cpu: float) -> dict[str, float]:
+    return {"requests_per_s": rps, "ingest_cpu_us_per_request": cpu}
+
+
+def test_the_side_by_side_ratio_is_the_geometric_mean_of_both_orders() -> None:
+    off, one = bench.PAIR_OFF, bench.PAIR_ONE
+    pairs = [
+        # The first side ran 10 % faster in both runs: swapping the order cancels it.
+        {"sides": {off.key: side(1100, 50), one.key: side(900, 60)}},
+        {"sides": {one.key: side(990, 55), off.key: side(1000, 50)}},
+    ]
+    ratios = bench.side_by_side_ratios(pairs, off, one)
+    assert ratios["rps_ratio"] == round(((900 / 1100) * (990 / 1000)) ** 0.5, 4)
+    assert ratios["cpu_ratio"] == round((1.2 * 1.1) ** 0.5, 4)
+    assert ratios["label"] == "1% / off"
+    # Each side of a run logs under its own name, and so does the off-against-off check.
+    assert len({off.tag, one.tag, bench.PAIR_OFF_B.tag, bench.TRACING_OFF.tag}) == 4
 
 
 def test_the_confirm_cycle_splits_into_the_brokers_part_and_ingests() -> None:
