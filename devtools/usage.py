@@ -1,8 +1,8 @@
 """What processes cost: CPU seconds and RSS of one process, of every process with a
 command name (the machine's RabbitMQ, Postgres), of the whole machine, through psutil.
 
-CPU seconds are user + system of the process itself (not of its reaped children), as
-the kernel counts them: the same figures /proc/<pid>/stat holds."""
+CPU seconds are user + system of the process itself (not of its reaped children, unless
+asked for), as the kernel counts them: the same figures /proc/<pid>/stat holds."""
 
 from __future__ import annotations
 
@@ -32,14 +32,18 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
-def cpu_seconds_by_name(names: Iterable[str]) -> dict[str, float]:
+def cpu_seconds_by_name(names: Iterable[str], reaped: bool = False) -> dict[str, float]:
     """CPU seconds so far of all processes with each command name (`beam.smp`,
-    `postgres`): what the hits cost outside our own processes."""
+    `postgres`): what the hits cost outside our own processes. `reaped`: also what their
+    children that have exited cost (Postgres's backends of closed connections are counted
+    in the postmaster's), for measurements across connections that close."""
     totals = dict.fromkeys(names, 0.0)
     for proc in psutil.process_iter(["name", "cpu_times"]):
         name, times = proc.info["name"], proc.info["cpu_times"]
         if name in totals and times is not None:
             totals[name] += times.user + times.system
+            if reaped:
+                totals[name] += times.children_user + times.children_system
     return totals
 
 

@@ -50,6 +50,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from devtools.usage import cpu_seconds_by_name  # noqa: E402
 from services.api.app import create_app  # noqa: E402
 from services.api.keys import ApiDeps  # noqa: E402
 from services.api.queries import tenant_stats  # noqa: E402
@@ -342,11 +343,15 @@ async def stats_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
 
 
 async def writer_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
-    """The store's throughput on `--writer-events` hits of 10,000 registered emails,
-    rollups on (triggers as migrated) and off (triggers dropped: the store before 0013)."""
+    """The store's throughput on `--writer-events` hits of `--writer-emails` registered
+    emails, rollups on (triggers as migrated) and off (triggers dropped: the store before
+    0013), and what each row cost Postgres (all its processes' CPU: this machine's)."""
+    emails = args.writer_emails
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(LOAD_EMAILS, datetime.now(UTC), TENANT, 1, 10_000, 10_000)
+        # Triggers off: each run's belfry_stats_backfill() below counts the emails.
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(LOAD_EMAILS, datetime.now(UTC), TENANT, 1, emails, emails)
     finally:
         await conn.close()
     report: dict[str, Any] = {}
@@ -360,7 +365,10 @@ async def writer_bench(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 await conn.execute(f"ALTER TABLE events {enable} TRIGGER {trigger}")
         finally:
             await conn.close()
-        report[label] = await push(url, 10_000, args.writer_events, args.batch, None)
+        postgres_before = cpu_seconds_by_name(["postgres"], reaped=True)["postgres"]
+        report[label] = await push(url, emails, args.writer_events, args.batch, None)
+        postgres_s = cpu_seconds_by_name(["postgres"], reaped=True)["postgres"] - postgres_before
+        report[label]["postgres_us_per_row"] = 1e6 * postgres_s / max(report[label]["rows"], 1)
         print(f"{label}: {report[label]}", flush=True)
     off = report["no_rollups"]["rows_per_s"]
     on = (report["rollups"]["rows_per_s"] + report["rollups_again"]["rows_per_s"]) / 2
@@ -437,6 +445,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-oracle", action="store_true", help="skip the events-scan comparison")
     p.add_argument("--writer-only", action="store_true", help="store throughput only")
     p.add_argument("--writer-events", type=int, default=100_000)
+    p.add_argument(
+        "--writer-emails",
+        type=int,
+        default=10_000,
+        help="emails the writer's hits go to (1,000,000: mostly first opens, as a campaign's)",
+    )
     p.add_argument("--load-only", action="store_true", help="load, keep the database, stop")
     p.add_argument("--reuse", metavar="DATABASE", help="measure a --load-only database again")
     p.add_argument("--skip", type=int, help="every migration but this one (store cost of it)")

@@ -224,6 +224,17 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout() -> Non
     await stop_all([child])  # idempotent
 
 
+# A process under a name of its own that runs a busy child to its end (and so reaps it).
+REAPER = """
+import ctypes, subprocess, sys, time
+ctypes.CDLL(None).prctl(15, b"belfry-reaper", 0, 0, 0)  # PR_SET_NAME: its command name
+subprocess.run([sys.executable, "-c", "import time\\nt = time.process_time()\\n"
+                "while time.process_time() - t < 0.3: pass"], check=True)
+print("done", flush=True)
+time.sleep(600)
+"""
+
+
 async def test_cpu_and_rss_of_a_busy_child() -> None:
     child = await spawn("busy", [sys.executable, "-c", BUSY])
     try:
@@ -249,3 +260,15 @@ def test_machine_and_named_processes() -> None:
     assert all(not p.startswith(f"{os.getpid()} ") for p in processes_named(me, os.getpid()))
     assert cpu_seconds_by_name([me, "no-such-command"])[me] > 0
     assert cpu_seconds_by_name(["no-such-command"]) == {"no-such-command": 0.0}
+
+
+async def test_the_cpu_of_reaped_children_counts_when_asked() -> None:
+    # Postgres's backends of closed connections are such children of the postmaster.
+    child = await spawn("reaper", [sys.executable, "-c", REAPER])
+    try:
+        assert child.proc.stdout is not None
+        assert await child.proc.stdout.readline() == b"done\n"
+        assert cpu_seconds_by_name(["belfry-reaper"])["belfry-reaper"] < 0.2
+        assert cpu_seconds_by_name(["belfry-reaper"], reaped=True)["belfry-reaper"] >= 0.3
+    finally:
+        await child.stop(timeout=10)
