@@ -64,7 +64,10 @@ from devtools.usage import (  # noqa: E402
 )
 
 RESULTS_DIR = ROOT / "bench" / "results"
-PIXEL_PATH = "/acme/pixel/e1.gif"
+TENANT = "acme"
+PIXEL_PATH = f"/{TENANT}/pixel/e1.gif"
+# `--emails N`: wrk draws each request's email from N (scripts/wrk_emails.lua).
+WRK_EMAILS = ROOT / "scripts" / "wrk_emails.lua"
 # What a mail client sends (wrk sends no User-Agent by default, which would make every
 # hit a "scanner" and skip the user-agent rules): Apple Mail on an iPhone.
 USER_AGENT = (
@@ -242,11 +245,15 @@ async def run_wrk(
     """`partners`: this wrk runs side by side with others (their pids, shared): the
     caller waited for a quiet machine, and they don't count as someone else's wrk."""
     cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    env = None
+    if args.emails > 1:  # the same tenant, a random one of N emails per request
+        cmd += ["-s", str(WRK_EMAILS)]
+        env = dict(os.environ, BELFRY_BENCH_EMAILS=str(args.emails), BELFRY_BENCH_TENANT=TENANT)
     cmd += ["-H", f"User-Agent: {USER_AGENT}"]
     waited = 0.0 if partners is not None else await wait_for_no_other_wrk()
     print(f"  $ {' '.join([*cmd[:-2], '-H', repr(cmd[-1]), url])}", flush=True)
     proc = await asyncio.create_subprocess_exec(
-        *cmd, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *cmd, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
     )
     if partners is not None:
         partners.add(proc.pid)
@@ -479,7 +486,8 @@ def print_report(report: dict[str, Any], targets: list[Target]) -> None:
     wrk = report["wrk"]
     print(
         f"\nwrk -t{wrk['threads']} -c{wrk['connections']} -d{wrk['duration_s']}s --latency"
-        f"   (commit {report['git']['commit']}, {report['nproc']} cores,"
+        + (f" -s scripts/wrk_emails.lua ({wrk['emails']:,} emails)" if wrk["emails"] > 1 else "")
+        + f"   (commit {report['git']['commit']}, {report['nproc']} cores,"
         f" load avg {report['loadavg_1m_at_start']} at start)"
     )
     print(f"{'':24}{'baseline':>14}{'ingest':>14}")
@@ -1369,6 +1377,7 @@ async def bench(args: argparse.Namespace, wrk: str, work: Path) -> dict[str, Any
             "connections": args.connections,
             "duration_s": args.duration,
             "path": PIXEL_PATH,
+            "emails": args.emails,
         },
         "logs": str(log_dir),
     }
@@ -1444,6 +1453,12 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=15, help="wrk seconds per run (15)")
     parser.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     parser.add_argument("--threads", type=int, default=1, help="wrk -t (1)")
+    parser.add_argument(
+        "--emails",
+        type=int,
+        default=1,
+        help="hits go to this many emails, one drawn at random per request (1: all to e1)",
+    )
     parser.add_argument(
         "--high-connections",
         type=int,
