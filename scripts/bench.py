@@ -38,7 +38,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -1096,8 +1096,8 @@ async def run_tracing(ctx: Ctx, off: WrkResult, off_run: dict[str, Any]) -> dict
     # The target: side by side, twice, the order swapped (see PAIR_OFF).
     base, other = (PAIR_OFF, PAIR_OFF_B) if ctx.args.side_by_side_aa else (PAIR_OFF, PAIR_ONE)
     pairs = [
-        await run_side_by_side(ctx, modes, sink, sink_base)
-        for modes in ((base, other), (other, base))
+        await run_side_by_side(ctx, modes, sink, sink_base, number)
+        for number, modes in enumerate(((base, other), (other, base)), 1)
     ]
     await stop_proc(sink)
     return {
@@ -1140,9 +1140,10 @@ def side_summary(loaded: WrkResult, run: dict[str, Any]) -> dict[str, Any]:
 
 
 async def run_side_by_side(
-    ctx: Ctx, modes: tuple[Mode, Mode], sink: Child | None, sink_base: str | None
+    ctx: Ctx, modes: tuple[Mode, Mode], sink: Child | None, sink_base: str | None, number: int
 ) -> dict[str, Any]:
-    """Two stacks under load at once (see PAIR_OFF), each side's figures."""
+    """Two stacks under load at once (see PAIR_OFF), each side's figures; `number` keeps
+    each run's logs apart (`wrk-ingest-pair-off-1.txt`, ...)."""
     await wait_for_no_other_wrk()
     share = max(1, ctx.args.connections // len(modes))
     pair = Pair(asyncio.Barrier(len(modes)), argparse.Namespace(**vars(ctx.args)))
@@ -1153,7 +1154,7 @@ async def run_side_by_side(
             group.create_task(
                 run_belfry(
                     ctx,
-                    m,
+                    replace(m, name=f"{m.name}-{number}"),
                     sink if m.sampler_arg else None,
                     sink_base if m.sampler_arg else None,
                     pair=pair,
