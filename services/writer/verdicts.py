@@ -3,7 +3,7 @@
 Decided from the request's own data only (user agent, address, the hints ingest saw in
 its headers) — no network lookups — and stored beside the event, never used to drop it,
 so a tenant can always count both ways. Two rules need other rows and run in SQL at
-insert time (`CLICK_TOO_SOON_SQL`, `ALL_LINKS_AT_ONCE_SQL`, applied by the store).
+insert time (`CLICK_VERDICTS_SQL`, applied by the store).
 
 The rules, in the order they are tried (the first that matches gives the reason):
 
@@ -16,7 +16,7 @@ The rules, in the order they are tried (the first that matches gives the reason)
 - `scanner` (opens, clicks): security gateways and link checkers, HTTP libraries, bots and
   link previewers, headless browsers, or no user agent at all.
 - `click_too_soon` (clicks): within `CLICK_TOO_SOON_SECONDS` of the email's registration.
-- `all_links_at_once` (clicks): `BURST_LINKS` or more different links of one email within
+- `all_links_at_once` (clicks): two or more different links of one email within
   `BURST_SECONDS` of each other.
 """
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 HUMAN = "human"
@@ -42,8 +43,9 @@ REASONS = (PREFETCH, APPLE_MPP, IMAGE_PROXY, SCANNER, CLICK_TOO_SOON, ALL_LINKS_
 CLICK_TOO_SOON_SECONDS = 10
 # Scanners fetch every link of a message in parallel, milliseconds apart; a person clicking
 # two different links needs more than a second between them.
-BURST_LINKS = 2
 BURST_SECONDS = 1.0
+# How many clicks of an email the burst rule reads on each side of a new one.
+BURST_SCAN = 64
 
 # Apple Mail Privacy Protection fetches images with exactly this user agent, from Apple's
 # network (AS714: 17.0.0.0/8; IPv6 2620:149::/32, 2a01:b740::/32).
@@ -143,41 +145,22 @@ def _by_user_agent(is_open: bool, raw: str) -> tuple[str, str | None]:
     return HUMAN, None
 
 
-# The two rules that need other rows. Both run in the insert's transaction on the batch's
-# clicks ($1 ids, $2 occurred_at) and only relabel rows still judged human, so the more
+# The two rules that need other rows, applied in the insert's transaction to the batch's
+# clicks (columns $1-$6: id, occurred_at, tenant, email, url and verdict, as inserted) by
+# one function (migration 0017). Only rows still judged human are relabelled, so the more
 # specific reason of a per-request rule is kept.
-CLICK_TOO_SOON_SQL = f"""
-UPDATE events e SET verdict = 'machine', verdict_reason = '{CLICK_TOO_SOON}'
-FROM emails m, unnest($1::uuid[], $2::timestamptz[]) AS b(id, occurred_at)
-WHERE e.id = b.id AND e.occurred_at = b.occurred_at AND e.kind = 'click'
-  AND e.verdict = 'human'
-  AND m.tenant_id = e.tenant_id AND m.id = e.email_id
-  AND e.occurred_at < m.created_at + interval '{CLICK_TOO_SOON_SECONDS} seconds'
+# click_too_soon goes first. A burst's pairs are looked for among the BURST_SCAN clicks of
+# the email nearest each new click on either side: a flood of one link to one email must
+# not make every later click read all of it (a click hidden behind more than BURST_SCAN
+# clicks of one other link within the second is the price of that bound).
+CLICK_VERDICTS_SQL = """
+UPDATE events e SET verdict = 'machine', verdict_reason = v.reason
+FROM belfry_click_verdicts($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[],
+                           $6::text[], $7, $8, $9) v
+WHERE e.id = v.event_id AND e.occurred_at = v.event_at AND e.verdict = 'human'
 """
-
-# Every click of the batch's emails near the batch's clicks, relabelled when BURST_LINKS or
-# more different links of that email were hit within BURST_SECONDS of it (earlier batches'
-# clicks included: a burst may straddle two batches).
-ALL_LINKS_AT_ONCE_SQL = f"""
-WITH batch AS (
-    SELECT e.tenant_id, e.email_id, e.occurred_at
-    FROM events e, unnest($1::uuid[], $2::timestamptz[]) AS b(id, occurred_at)
-    WHERE e.id = b.id AND e.occurred_at = b.occurred_at AND e.kind = 'click'
-), nearby AS (
-    SELECT DISTINCT e.id, e.occurred_at, e.tenant_id, e.email_id, e.url, e.verdict
-    FROM events e JOIN batch b ON e.tenant_id = b.tenant_id AND e.email_id = b.email_id
-    WHERE e.kind = 'click'
-      AND e.occurred_at BETWEEN b.occurred_at - interval '{2 * BURST_SECONDS} seconds'
-                            AND b.occurred_at + interval '{2 * BURST_SECONDS} seconds'
-), burst AS (
-    SELECT c.id, c.occurred_at FROM nearby c
-    WHERE c.verdict = 'human' AND (
-        SELECT count(DISTINCT o.url) FROM nearby o
-        WHERE o.tenant_id = c.tenant_id AND o.email_id = c.email_id
-          AND o.occurred_at BETWEEN c.occurred_at - interval '{BURST_SECONDS} seconds'
-                                AND c.occurred_at + interval '{BURST_SECONDS} seconds'
-    ) >= {BURST_LINKS}
+CLICK_VERDICTS_ARGS = (
+    timedelta(seconds=CLICK_TOO_SOON_SECONDS),
+    timedelta(seconds=BURST_SECONDS),
+    BURST_SCAN,
 )
-UPDATE events e SET verdict = 'machine', verdict_reason = '{ALL_LINKS_AT_ONCE}'
-FROM burst WHERE e.id = burst.id AND e.occurred_at = burst.occurred_at
-"""
