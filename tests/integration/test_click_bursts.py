@@ -84,6 +84,18 @@ async def test_a_more_specific_reason_is_kept_and_still_makes_a_burst(
     assert await verdicts(db, [scanner, person]) == ["scanner", "all_links_at_once"]
 
 
+async def test_a_burst_right_after_registration_is_too_soon_not_a_burst(
+    db: asyncpg.Connection, store: PostgresEventStore
+) -> None:
+    # Both rules match; click_too_soon is tried first, so it gives the reason.
+    await db.execute("INSERT INTO emails (tenant_id, id, created_at) VALUES ('acme', 'm1', $1)", AT)
+    pair = [click("m1", "https://example.com/a", 0), click("m1", "https://example.com/b", 300)]
+    later = click("m1", "https://example.com/c", 10_500)  # a burst with nothing, 10.5 s on
+    await store.insert_hits(pair)
+    await store.insert_hits([later])
+    assert await verdicts(db, [*pair, later]) == ["click_too_soon"] * 2 + [None]
+
+
 async def test_a_flood_to_one_email_does_not_make_its_next_click_read_all_of_it(
     db: asyncpg.Connection, store: PostgresEventStore
 ) -> None:
